@@ -1,0 +1,260 @@
+//! Celery's Redis result backend: `celery-task-meta-<id>` keys written with
+//! `MULTI; SETEX key ttl json; PUBLISH key json; EXEC`, read with GET, waited on with SUBSCRIBE.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use futures_util::StreamExt;
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::protocol::{TaskState, iso};
+use super::tasks::TaskError;
+
+pub const KEY_PREFIX: &str = "celery-task-meta-";
+
+/// A stored result, field for field as Celery writes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResultMeta {
+    pub status: TaskState,
+    #[serde(default)]
+    pub result: Value,
+    #[serde(default)]
+    pub traceback: Option<String>,
+    #[serde(default)]
+    pub children: Vec<Value>,
+    #[serde(default)]
+    pub date_done: Option<String>,
+    pub task_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+}
+
+impl ResultMeta {
+    fn new(task_id: &str, status: TaskState, result: Value, traceback: Option<String>) -> Self {
+        ResultMeta {
+            status,
+            result,
+            traceback,
+            children: vec![],
+            date_done: status.is_ready().then(|| iso(Utc::now())),
+            task_id: task_id.to_string(),
+            group_id: None,
+            parent_id: None,
+        }
+    }
+
+    pub fn started(task_id: &str, pid: u32, hostname: &str) -> Self {
+        Self::new(task_id, TaskState::Started, json!({"pid": pid, "hostname": hostname}), None)
+    }
+
+    pub fn success(task_id: &str, result: Value) -> Self {
+        Self::new(task_id, TaskState::Success, result, None)
+    }
+
+    pub fn failure(task_id: &str, err: &TaskError) -> Self {
+        Self::new(task_id, TaskState::Failure, err.to_result(), err.traceback.clone())
+    }
+
+    pub fn revoked(task_id: &str, reason: &str) -> Self {
+        Self::new(
+            task_id,
+            TaskState::Revoked,
+            json!({"exc_type": "TaskRevokedError", "exc_message": [reason], "exc_module": "celery.exceptions"}),
+            None,
+        )
+    }
+
+    /// The exception of a FAILURE as `Type: message`.
+    pub fn exception_text(&self) -> Option<String> {
+        if !matches!(self.status, TaskState::Failure | TaskState::Revoked | TaskState::Retry) {
+            return None;
+        }
+        let ty = self.result.get("exc_type").and_then(Value::as_str).unwrap_or("Exception");
+        let msg = match self.result.get("exc_message") {
+            Some(Value::Array(a)) if a.len() == 1 => super::pyrepr::str_of(&a[0]),
+            Some(Value::Array(a)) => super::pyrepr::repr_args(a),
+            Some(other) => super::pyrepr::str_of(other),
+            None => String::new(),
+        };
+        Some(format!("{ty}: {msg}"))
+    }
+}
+
+/// What a store did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreOutcome {
+    Stored,
+    /// A SUCCESS was already stored for this id (a redelivered message); it was kept.
+    KeptSuccess,
+}
+
+/// A Redis result backend connection (reconnects on its own after an outage).
+#[derive(Clone)]
+pub struct ResultBackend {
+    conn: ConnectionManager,
+    client: redis::Client,
+    expires: u64,
+}
+
+impl ResultBackend {
+    /// Connects to `redis://host:port/db`. `expires` is `result_expires` in seconds (0 = never).
+    pub async fn connect(url: &str, expires: u64) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url).with_context(|| "invalid Redis URL".to_string())?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(3)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2);
+        let conn = tokio::time::timeout(Duration::from_secs(5), client.get_connection_manager_with_config(config))
+            .await
+            .map_err(|_| anyhow::anyhow!("timed out connecting to Redis"))?
+            .context("cannot connect to Redis")?;
+        Ok(ResultBackend { conn, client, expires })
+    }
+
+    pub fn key(task_id: &str) -> String {
+        format!("{KEY_PREFIX}{task_id}")
+    }
+
+    /// Stores a state as Celery does: a stored SUCCESS is never overwritten; the write is
+    /// `MULTI; SETEX; PUBLISH; EXEC` so that clients waiting on the channel see it at once.
+    pub async fn store(&self, meta: &ResultMeta) -> redis::RedisResult<StoreOutcome> {
+        let key = Self::key(&meta.task_id);
+        let mut conn = self.conn.clone();
+        let current: Option<String> = conn.get(&key).await?;
+        if let Some(cur) = current
+            && serde_json::from_str::<ResultMeta>(&cur).is_ok_and(|m| m.status == TaskState::Success)
+        {
+            return Ok(StoreOutcome::KeptSuccess);
+        }
+        let value = serde_json::to_string(meta).expect("result meta serializes");
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if self.expires > 0 {
+            pipe.cmd("SETEX").arg(&key).arg(self.expires).arg(&value).ignore();
+        } else {
+            pipe.cmd("SET").arg(&key).arg(&value).ignore();
+        }
+        pipe.cmd("PUBLISH").arg(&key).arg(&value).ignore();
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(StoreOutcome::Stored)
+    }
+
+    /// Reads a result; a missing key is PENDING, as in Celery.
+    pub async fn get(&self, task_id: &str) -> anyhow::Result<ResultMeta> {
+        let mut conn = self.conn.clone();
+        let raw: Option<String> = conn.get(Self::key(task_id)).await?;
+        match raw {
+            None => Ok(ResultMeta::new(task_id, TaskState::Pending, Value::Null, None)),
+            Some(raw) => serde_json::from_str(&raw).with_context(|| format!("result of {task_id} is not Celery JSON")),
+        }
+    }
+
+    /// Reads several results at once (MGET).
+    pub async fn get_many(&self, ids: &[String]) -> anyhow::Result<Vec<ResultMeta>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut conn = self.conn.clone();
+        let keys: Vec<String> = ids.iter().map(|i| Self::key(i)).collect();
+        let raws: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+        ids.iter()
+            .zip(raws)
+            .map(|(id, raw)| match raw {
+                None => Ok(ResultMeta::new(id, TaskState::Pending, Value::Null, None)),
+                Some(raw) => serde_json::from_str(&raw).with_context(|| format!("result of {id} is not Celery JSON")),
+            })
+            .collect()
+    }
+
+    /// Subscribes to the result channels of `ids`. Call this before publishing the tasks, as
+    /// Celery's `send_task` does, so that no state change is missed.
+    pub async fn watch(&self, ids: &[String]) -> anyhow::Result<ResultWatcher> {
+        let mut pubsub = self.client.get_async_pubsub().await.context("cannot subscribe to Redis")?;
+        for chunk in ids.chunks(1000) {
+            let keys: Vec<String> = chunk.iter().map(|i| Self::key(i)).collect();
+            pubsub.subscribe(keys).await?;
+        }
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut stream = pubsub.into_on_message();
+            while let Some(msg) = stream.next().await {
+                let Ok(payload) = msg.get_payload::<String>() else { continue };
+                if let Ok(meta) = serde_json::from_str::<ResultMeta>(&payload)
+                    && tx.send(meta).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Ok(ResultWatcher { rx, backend: self.clone(), pending: ids.iter().cloned().collect() })
+    }
+}
+
+/// State changes of a set of tasks, from Redis pub/sub.
+pub struct ResultWatcher {
+    rx: tokio::sync::mpsc::UnboundedReceiver<ResultMeta>,
+    backend: ResultBackend,
+    pending: HashSet<String>,
+}
+
+impl ResultWatcher {
+    /// One GET of everything still pending (what Celery does once before draining pub/sub), so a
+    /// result stored before the subscription is seen too.
+    pub async fn poll_once(&mut self) -> anyhow::Result<Vec<ResultMeta>> {
+        let ids: Vec<String> = self.pending.iter().cloned().collect();
+        let mut out = vec![];
+        for chunk in ids.chunks(1000) {
+            for meta in self.backend.get_many(chunk).await? {
+                if meta.status != TaskState::Pending {
+                    if meta.status.is_ready() {
+                        self.pending.remove(&meta.task_id);
+                    }
+                    out.push(meta);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The next state change, or None when the subscription ended.
+    pub async fn next(&mut self) -> Option<ResultMeta> {
+        let meta = self.rx.recv().await?;
+        if meta.status.is_ready() {
+            self.pending.remove(&meta.task_id);
+        }
+        Some(meta)
+    }
+
+    /// How many watched tasks have not reached a ready state.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_serializes_like_celery() {
+        let m = ResultMeta::success("abc", json!(4));
+        let v: Value = serde_json::to_value(&m).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), 6, "{keys:?}");
+        assert_eq!(v["status"], "SUCCESS");
+        assert!(v["date_done"].as_str().unwrap().ends_with("+00:00"));
+        let s = ResultMeta::started("abc", 12, "celery@h");
+        let v: Value = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["result"], json!({"pid": 12, "hostname": "celery@h"}));
+        assert_eq!(v["date_done"], Value::Null);
+        let parsed: ResultMeta = serde_json::from_str(r#"{"status": "FAILURE", "result": {"exc_type": "ZeroDivisionError", "exc_message": ["division by zero"], "exc_module": "builtins"}, "traceback": "T", "children": [], "date_done": "2026-11-27T21:35:28.777366", "task_id": "f0"}"#).unwrap();
+        assert_eq!(parsed.exception_text().unwrap(), "ZeroDivisionError: division by zero");
+    }
+}

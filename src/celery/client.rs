@@ -1,0 +1,109 @@
+//! The submitter: publishes task messages exactly as `task.delay()` does and follows their
+//! results through the Redis backend.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{Channel, Connection};
+
+use super::backend::{ResultBackend, ResultMeta, ResultWatcher};
+use super::broker;
+use super::protocol::{TaskMessage, short};
+
+/// A connection to the broker (and optionally the result backend) for sending tasks.
+pub struct Client {
+    conn: Connection,
+    channel: Channel,
+    queue: String,
+    backend: Option<ResultBackend>,
+}
+
+impl Client {
+    /// Connects, declares the queue as Celery does before publishing, and turns on publisher
+    /// confirms so that a returned `publish` means the broker has the messages.
+    pub async fn connect(broker_url: &str, result_backend: Option<&str>, queue: &str, result_expires: u64) -> anyhow::Result<Client> {
+        let backend = match result_backend {
+            Some(url) => Some(
+                ResultBackend::connect(url, result_expires)
+                    .await
+                    .with_context(|| format!("result backend {}", crate::config::mask_url(url)))?,
+            ),
+            None => None,
+        };
+        let conn = broker::connect(broker_url, "mqlab submit").await?;
+        let channel = conn.create_channel().await?;
+        broker::declare_task_queue(&channel, queue).await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        Ok(Client { conn, channel, queue: queue.to_string(), backend })
+    }
+
+    pub fn backend(&self) -> Option<&ResultBackend> {
+        self.backend.as_ref()
+    }
+
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// Subscribes to the results of these messages; do this before `publish`.
+    pub async fn watch(&self, msgs: &[TaskMessage]) -> anyhow::Result<ResultWatcher> {
+        let backend = self.backend.as_ref().context("no result backend configured")?;
+        let ids: Vec<String> = msgs.iter().map(|m| m.id.clone()).collect();
+        backend.watch(&ids).await
+    }
+
+    /// Publishes to the default exchange with routing key = queue name (what `delay()` does),
+    /// pipelining and then awaiting the broker's confirms.
+    pub async fn publish(&self, msgs: &[TaskMessage]) -> anyhow::Result<()> {
+        for window in msgs.chunks(2000) {
+            let mut confirms = Vec::with_capacity(window.len());
+            for m in window {
+                let c = self
+                    .channel
+                    .basic_publish(short(""), short(&self.queue), BasicPublishOptions::default(), &m.body(), m.properties())
+                    .await
+                    .context("publish failed")?;
+                confirms.push(c);
+            }
+            for c in confirms {
+                let confirmation = c.await.context("the broker did not confirm a message")?;
+                if confirmation.is_nack() {
+                    anyhow::bail!("the broker refused a message (nack)");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn close(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.conn.close(200, short("bye"))).await;
+    }
+}
+
+/// Waits until every watched task is ready or the deadline passes, calling `on_state` for every
+/// state seen (STARTED, SUCCESS, FAILURE...).
+pub async fn follow(
+    watcher: &mut ResultWatcher,
+    timeout: Option<Duration>,
+    mut on_state: impl FnMut(&ResultMeta),
+) -> anyhow::Result<bool> {
+    for meta in watcher.poll_once().await? {
+        on_state(&meta);
+    }
+    let deadline = timeout.map(|t| Instant::now() + t);
+    while watcher.pending() > 0 {
+        let next = match deadline {
+            Some(d) => match tokio::time::timeout_at(d.into(), watcher.next()).await {
+                Ok(n) => n,
+                Err(_) => return Ok(false),
+            },
+            None => watcher.next().await,
+        };
+        match next {
+            Some(meta) => on_state(&meta),
+            None => anyhow::bail!("the Redis subscription ended"),
+        }
+    }
+    Ok(true)
+}

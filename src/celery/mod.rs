@@ -1,0 +1,14 @@
+//! A Celery-compatible engine: wire protocol, broker, Redis result backend, worker pool, client.
+
+pub mod backend;
+pub mod broker;
+pub mod client;
+pub mod protocol;
+pub mod pyrepr;
+pub mod tasks;
+pub mod worker;
+
+pub use backend::{ResultBackend, ResultMeta};
+pub use client::Client;
+pub use protocol::{TaskMessage, TaskState};
+pub use worker::{WorkerEvent, WorkerHandle, WorkerOptions};

@@ -1,0 +1,368 @@
+//! The worker's task registry and the built-in tasks of the curriculum: `tasks.hello`,
+//! `tasks.add`, `tasks.divide`, plus `tasks.sleep`, `tasks.echo` and `tasks.fail` for the labs.
+//! Arguments are bound the way Python binds them, and misuse raises the same `TypeError`s.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use super::protocol::py_type_name;
+use super::pyrepr;
+
+/// An exception raised by a task, in the shape Celery stores it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskError {
+    pub exc_type: String,
+    pub exc_module: String,
+    pub args: Vec<Value>,
+    pub traceback: Option<String>,
+}
+
+impl TaskError {
+    pub fn new(exc_type: &str, message: impl Into<String>) -> Self {
+        TaskError {
+            exc_type: exc_type.into(),
+            exc_module: "builtins".into(),
+            args: vec![Value::String(message.into())],
+            traceback: None,
+        }
+    }
+
+    pub fn in_module(mut self, module: &str) -> Self {
+        self.exc_module = module.into();
+        self
+    }
+
+    /// `ZeroDivisionError('division by zero')`
+    pub fn repr(&self) -> String {
+        let inner: Vec<String> = self.args.iter().map(pyrepr::repr).collect();
+        format!("{}({})", self.exc_type, inner.join(", "))
+    }
+
+    /// `division by zero` (Python's `str(exc)`)
+    pub fn message(&self) -> String {
+        match self.args.as_slice() {
+            [] => String::new(),
+            [one] => pyrepr::str_of(one),
+            many => pyrepr::repr_args(many),
+        }
+    }
+
+    /// `{"exc_type", "exc_message", "exc_module"}` as the Redis backend stores it.
+    pub fn to_result(&self) -> Value {
+        json!({"exc_type": self.exc_type, "exc_message": self.args, "exc_module": self.exc_module})
+    }
+
+    /// A traceback text in Python's layout, naming where in mqlab the exception was raised.
+    pub fn traceback_text(&self, func: &str, line: &str) -> String {
+        format!(
+            "Traceback (most recent call last):\n  File \"mqlab worker\", in {func}\n    {line}\n{}: {}\n",
+            self.exc_type,
+            self.message()
+        )
+    }
+
+    fn with_traceback(mut self, func: &str, line: &str) -> Self {
+        self.traceback = Some(self.traceback_text(func, line));
+        self
+    }
+}
+
+impl std::fmt::Display for TaskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.exc_type, self.message())
+    }
+}
+
+pub type TaskFuture = Pin<Box<dyn Future<Output = Result<Value, TaskError>> + Send>>;
+type TaskFn = dyn Fn(Vec<Value>, &TaskSettings) -> TaskFuture + Send + Sync;
+
+/// Knobs the built-in tasks read.
+#[derive(Clone, Debug)]
+pub struct TaskSettings {
+    /// How long `tasks.hello` works (the seed's `time.sleep(2)`).
+    pub hello_delay: Duration,
+}
+
+impl Default for TaskSettings {
+    fn default() -> Self {
+        TaskSettings { hello_delay: Duration::from_secs(2) }
+    }
+}
+
+/// One registered task.
+pub struct TaskDef {
+    pub name: &'static str,
+    /// The Python function name used in `TypeError` messages (`add_task() missing ...`).
+    pub func: &'static str,
+    pub params: &'static [&'static str],
+    pub doc: &'static str,
+    run: Arc<TaskFn>,
+}
+
+impl TaskDef {
+    /// Binds positional and keyword arguments to the parameters as Python would.
+    pub fn bind(&self, args: &[Value], kwargs: &Map<String, Value>) -> Result<Vec<Value>, TaskError> {
+        let n = self.params.len();
+        if args.len() > n {
+            let was = if args.len() == 1 { "was" } else { "were" };
+            return Err(TaskError::new(
+                "TypeError",
+                format!("{}() takes {} positional argument{} but {} {was} given", self.func, n, plural(n), args.len()),
+            ));
+        }
+        let mut bound: Vec<Option<Value>> = args.iter().cloned().map(Some).collect();
+        bound.resize(n, None);
+        for (k, v) in kwargs {
+            match self.params.iter().position(|p| p == k) {
+                None => {
+                    return Err(TaskError::new(
+                        "TypeError",
+                        format!("{}() got an unexpected keyword argument '{k}'", self.func),
+                    ));
+                }
+                Some(i) if bound[i].is_some() => {
+                    return Err(TaskError::new(
+                        "TypeError",
+                        format!("{}() got multiple values for argument '{k}'", self.func),
+                    ));
+                }
+                Some(i) => bound[i] = Some(v.clone()),
+            }
+        }
+        let missing: Vec<String> = self
+            .params
+            .iter()
+            .zip(&bound)
+            .filter(|(_, b)| b.is_none())
+            .map(|(p, _)| format!("'{p}'"))
+            .collect();
+        if !missing.is_empty() {
+            let list = match missing.as_slice() {
+                [one] => one.clone(),
+                [init @ .., last] => format!("{} and {last}", init.join(", ")),
+                [] => unreachable!(),
+            };
+            return Err(TaskError::new(
+                "TypeError",
+                format!("{}() missing {} required positional argument{}: {list}", self.func, missing.len(), plural(missing.len())),
+            ));
+        }
+        Ok(bound.into_iter().map(|b| b.unwrap_or(Value::Null)).collect())
+    }
+
+    /// Binds the arguments and runs the task.
+    pub fn call(&self, args: &[Value], kwargs: &Map<String, Value>, settings: &TaskSettings) -> TaskFuture {
+        match self.bind(args, kwargs) {
+            Ok(bound) => (self.run)(bound, settings),
+            Err(e) => {
+                let e = e.with_traceback(self.func, "(argument binding)");
+                Box::pin(async move { Err(e) })
+            }
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// The tasks a worker knows by name.
+#[derive(Clone)]
+pub struct Registry {
+    tasks: BTreeMap<&'static str, Arc<TaskDef>>,
+}
+
+impl Registry {
+    pub fn builtin() -> Self {
+        let mut tasks = BTreeMap::new();
+        for def in builtin_tasks() {
+            tasks.insert(def.name, Arc::new(def));
+        }
+        Registry { tasks }
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<TaskDef>> {
+        self.tasks.get(name).cloned()
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.tasks.keys().copied().collect()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<TaskDef>> {
+        self.tasks.values()
+    }
+}
+
+fn def(
+    name: &'static str,
+    func: &'static str,
+    params: &'static [&'static str],
+    doc: &'static str,
+    run: impl Fn(Vec<Value>, &TaskSettings) -> TaskFuture + Send + Sync + 'static,
+) -> TaskDef {
+    TaskDef { name, func, params, doc, run: Arc::new(run) }
+}
+
+fn ready(r: Result<Value, TaskError>) -> TaskFuture {
+    Box::pin(std::future::ready(r))
+}
+
+fn builtin_tasks() -> Vec<TaskDef> {
+    vec![
+        def("tasks.hello", "hello_task", &["name"], "Greets NAME after working for a while (2 s by default).", |a, s| {
+            let delay = s.hello_delay;
+            let name = pyrepr::str_of(&a[0]);
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                Ok(Value::String(format!("Hello, {name}! This message was processed by Celery.")))
+            })
+        }),
+        def("tasks.add", "add_task", &["x", "y"], "Returns x + y.", |a, _| {
+            ready(py_add(&a[0], &a[1]).map_err(|e| e.with_traceback("add_task", "result = x + y")))
+        }),
+        def("tasks.divide", "divide_task", &["x", "y"], "Returns x / y; y = 0 raises ZeroDivisionError.", |a, _| {
+            ready(py_divide(&a[0], &a[1]).map_err(|e| e.with_traceback("divide_task", "result = x / y")))
+        }),
+        def("tasks.sleep", "sleep_task", &["seconds"], "Sleeps for the given seconds and returns them.", |a, _| {
+            let secs = a[0].clone();
+            Box::pin(async move {
+                let s = as_number(&secs).ok_or_else(|| {
+                    TaskError::new("TypeError", format!("'{}' object cannot be interpreted as a number", py_type_name(&secs)))
+                        .with_traceback("sleep_task", "time.sleep(seconds)")
+                })?;
+                if !(0.0..=3600.0).contains(&s) {
+                    return Err(TaskError::new("ValueError", "sleep length must be between 0 and 3600 seconds")
+                        .with_traceback("sleep_task", "time.sleep(seconds)"));
+                }
+                tokio::time::sleep(Duration::from_secs_f64(s)).await;
+                Ok(secs)
+            })
+        }),
+        def("tasks.echo", "echo_task", &["value"], "Returns its argument unchanged.", |a, _| ready(Ok(a[0].clone()))),
+        def("tasks.fail", "fail_task", &["message"], "Always raises RuntimeError(message).", |a, _| {
+            ready(Err(TaskError::new("RuntimeError", pyrepr::str_of(&a[0])).with_traceback("fail_task", "raise RuntimeError(message)")))
+        }),
+    ]
+}
+
+fn as_number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+        _ => None,
+    }
+}
+
+/// A JSON number as Python sees it: int (bool counts as int) or float.
+enum Num {
+    Int(i64),
+    Float(f64),
+}
+
+fn num(v: &Value) -> Option<Num> {
+    match v {
+        Value::Bool(b) => Some(Num::Int(*b as i64)),
+        Value::Number(n) => n.as_i64().map(Num::Int).or_else(|| n.as_f64().map(Num::Float)),
+        _ => None,
+    }
+}
+
+fn unsupported(op: &str, x: &Value, y: &Value) -> TaskError {
+    TaskError::new(
+        "TypeError",
+        format!("unsupported operand type(s) for {op}: '{}' and '{}'", py_type_name(x), py_type_name(y)),
+    )
+}
+
+/// Python's `x + y` for JSON values: numbers, str + str, list + list.
+pub fn py_add(x: &Value, y: &Value) -> Result<Value, TaskError> {
+    match (x, y) {
+        (Value::String(a), Value::String(b)) => Ok(Value::String(format!("{a}{b}"))),
+        (Value::Array(a), Value::Array(b)) => Ok(Value::Array(a.iter().chain(b).cloned().collect())),
+        (Value::String(_), other) if !other.is_string() => Err(TaskError::new(
+            "TypeError",
+            format!("can only concatenate str (not \"{}\") to str", py_type_name(other)),
+        )),
+        (Value::Array(_), other) => Err(TaskError::new(
+            "TypeError",
+            format!("can only concatenate list (not \"{}\") to list", py_type_name(other)),
+        )),
+        _ => match (num(x), num(y)) {
+            (Some(Num::Int(a)), Some(Num::Int(b))) => a
+                .checked_add(b)
+                .map(|r| json!(r))
+                .ok_or_else(|| TaskError::new("OverflowError", "integer result does not fit in 64 bits")),
+            (Some(a), Some(b)) => Ok(json!(to_f64(a) + to_f64(b))),
+            _ => Err(unsupported("+", x, y)),
+        },
+    }
+}
+
+/// Python's true division `x / y`: always a float; dividing by zero raises ZeroDivisionError.
+pub fn py_divide(x: &Value, y: &Value) -> Result<Value, TaskError> {
+    match (num(x), num(y)) {
+        (Some(a), Some(b)) => {
+            let (a, b) = (to_f64(a), to_f64(b));
+            if b == 0.0 {
+                Err(TaskError::new("ZeroDivisionError", "division by zero"))
+            } else {
+                Ok(json!(a / b))
+            }
+        }
+        _ => Err(unsupported("/", x, y)),
+    }
+}
+
+fn to_f64(n: Num) -> f64 {
+    match n {
+        Num::Int(i) => i as f64,
+        Num::Float(f) => f,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(name: &str, args: Vec<Value>, kwargs: Value) -> Result<Value, TaskError> {
+        let reg = Registry::builtin();
+        let settings = TaskSettings { hello_delay: Duration::from_millis(1) };
+        let fut = reg.get(name).unwrap().call(&args, kwargs.as_object().unwrap(), &settings);
+        tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(fut)
+    }
+
+    #[test]
+    fn seed_tasks_behave_like_python() {
+        assert_eq!(run("tasks.add", vec![json!(42), json!(58)], json!({})).unwrap(), json!(100));
+        assert_eq!(run("tasks.add", vec![json!(1.5)], json!({"y": 2})).unwrap(), json!(3.5));
+        assert_eq!(run("tasks.add", vec![json!("a"), json!("b")], json!({})).unwrap(), json!("ab"));
+        assert_eq!(run("tasks.divide", vec![json!(10), json!(4)], json!({})).unwrap(), json!(2.5));
+        assert_eq!(run("tasks.divide", vec![json!(10), json!(2)], json!({})).unwrap(), json!(5.0));
+        assert_eq!(
+            run("tasks.hello", vec![json!("World")], json!({})).unwrap(),
+            json!("Hello, World! This message was processed by Celery.")
+        );
+        let e = run("tasks.divide", vec![json!(10), json!(0)], json!({})).unwrap_err();
+        assert_eq!(e.to_result(), json!({"exc_type": "ZeroDivisionError", "exc_message": ["division by zero"], "exc_module": "builtins"}));
+        assert_eq!(e.repr(), "ZeroDivisionError('division by zero')");
+        assert!(e.traceback.unwrap().ends_with("ZeroDivisionError: division by zero\n"));
+    }
+
+    #[test]
+    fn wrong_arguments_are_type_errors() {
+        let msg = |r: Result<Value, TaskError>| r.unwrap_err().to_string();
+        assert_eq!(msg(run("tasks.add", vec![json!(1), json!("x")], json!({}))), "TypeError: unsupported operand type(s) for +: 'int' and 'str'");
+        assert_eq!(msg(run("tasks.add", vec![json!(1)], json!({}))), "TypeError: add_task() missing 1 required positional argument: 'y'");
+        assert_eq!(msg(run("tasks.add", vec![], json!({}))), "TypeError: add_task() missing 2 required positional arguments: 'x' and 'y'");
+        assert_eq!(msg(run("tasks.add", vec![json!(1), json!(2), json!(3)], json!({}))), "TypeError: add_task() takes 2 positional arguments but 3 were given");
+        assert_eq!(msg(run("tasks.add", vec![json!(1), json!(2)], json!({"z": 1}))), "TypeError: add_task() got an unexpected keyword argument 'z'");
+        assert_eq!(msg(run("tasks.add", vec![json!(1)], json!({"x": 1}))), "TypeError: add_task() got multiple values for argument 'x'");
+        assert_eq!(msg(run("tasks.add", vec![json!("a"), json!(1)], json!({}))), "TypeError: can only concatenate str (not \"int\") to str");
+    }
+}

@@ -1,0 +1,562 @@
+//! The worker pool: consumes task messages, runs the registered tasks with bounded concurrency,
+//! stores results in Celery's Redis format, acknowledges as configured, and survives bad
+//! messages, broker outages and Redis outages.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection};
+use serde_json::{Map, Value};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::{debug, error, info, warn};
+
+use super::backend::{ResultBackend, ResultMeta, StoreOutcome};
+use super::broker::{self, ConnectError};
+use super::protocol::{TaskMessage, TaskState, short};
+use super::pyrepr;
+use super::tasks::{Registry, TaskError, TaskSettings};
+use crate::config::mask_url;
+
+/// How a worker runs.
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    pub broker_url: String,
+    /// None disables result storing.
+    pub result_backend: Option<String>,
+    pub concurrency: usize,
+    pub prefetch_multiplier: u16,
+    /// Ack after the result is stored (the default here, as the curriculum teaches); false gives
+    /// Celery's default of acking when the task starts.
+    pub acks_late: bool,
+    pub queue: String,
+    pub hostname: String,
+    pub track_started: bool,
+    pub result_expires: u64,
+    pub settings: TaskSettings,
+}
+
+impl WorkerOptions {
+    pub fn new(broker_url: impl Into<String>, result_backend: Option<String>) -> Self {
+        WorkerOptions {
+            broker_url: broker_url.into(),
+            result_backend,
+            concurrency: default_concurrency(),
+            prefetch_multiplier: 4,
+            acks_late: true,
+            queue: "celery".into(),
+            hostname: default_nodename(),
+            track_started: true,
+            result_expires: 3600,
+            settings: TaskSettings::default(),
+        }
+    }
+
+    /// `concurrency × multiplier`, as Celery computes it (0 = no limit).
+    pub fn prefetch_count(&self) -> u16 {
+        (self.concurrency as u64 * self.prefetch_multiplier as u64).min(u16::MAX as u64) as u16
+    }
+}
+
+pub fn default_concurrency() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
+
+/// `celery@<hostname>`, Celery's default node name.
+pub fn default_nodename() -> String {
+    format!("celery@{}", super::protocol::hostname())
+}
+
+/// What the worker reports as it goes (for the live views and for tests).
+#[derive(Clone, Debug, PartialEq)]
+pub enum WorkerEvent {
+    Connected { broker: String },
+    Ready { prefetch: u16 },
+    ConnectionLost { error: String },
+    BackendLost { error: String },
+    BackendRecovered,
+    TaskReceived { id: String, name: String, args: String, kwargs: String, redelivered: bool, at: DateTime<Utc> },
+    TaskStarted { id: String, at: DateTime<Utc> },
+    TaskSucceeded { id: String, result: String, runtime: f64, at: DateTime<Utc> },
+    TaskFailed { id: String, exception: String, traceback: Option<String>, runtime: f64, at: DateTime<Utc> },
+    TaskRejected { id: Option<String>, name: Option<String>, reason: String, at: DateTime<Utc> },
+    Stopped { mode: StopMode },
+    Fatal { error: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopMode {
+    /// Stop consuming, finish running tasks, store their results, ack, leave.
+    Warm,
+    /// Stop at once; unfinished messages stay unacked and the broker requeues them.
+    Cold,
+}
+
+/// Counters shared with whoever watches the worker.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub received: AtomicU64,
+    pub succeeded: AtomicU64,
+    pub failed: AtomicU64,
+    pub rejected: AtomicU64,
+    pub active: AtomicUsize,
+    pub connected: AtomicBool,
+}
+
+impl WorkerStats {
+    pub fn processed(&self) -> u64 {
+        self.succeeded.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Control {
+    Run,
+    Stop(StopMode),
+}
+
+/// A running worker.
+pub struct WorkerHandle {
+    control: watch::Sender<Control>,
+    join: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub stats: Arc<WorkerStats>,
+}
+
+impl WorkerHandle {
+    pub fn stop(&self, mode: StopMode) {
+        let _ = self.control.send(Control::Stop(mode));
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.join.is_finished()
+    }
+
+    /// Waits for the worker to end. Call it until it returns, not again after.
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        (&mut self.join).await.map_err(|e| anyhow::anyhow!("worker task failed: {e}"))?
+    }
+}
+
+/// Starts a worker on the current tokio runtime.
+pub fn spawn(opts: WorkerOptions, events: Option<mpsc::UnboundedSender<WorkerEvent>>) -> WorkerHandle {
+    let (control, rx) = watch::channel(Control::Run);
+    let stats = Arc::new(WorkerStats::default());
+    let join = tokio::spawn(run(opts, rx, Emitter(events), stats.clone()));
+    WorkerHandle { control, join, stats }
+}
+
+#[derive(Clone)]
+struct Emitter(Option<mpsc::UnboundedSender<WorkerEvent>>);
+
+impl Emitter {
+    fn send(&self, ev: WorkerEvent) {
+        if let Some(tx) = &self.0 {
+            let _ = tx.send(ev);
+        }
+    }
+}
+
+/// Everything a task execution needs.
+struct Shared {
+    opts: WorkerOptions,
+    registry: Registry,
+    backend: Option<ResultBackend>,
+    backend_down: AtomicBool,
+    stats: Arc<WorkerStats>,
+    events: Emitter,
+    pid: u32,
+}
+
+async fn run(opts: WorkerOptions, mut control: watch::Receiver<Control>, events: Emitter, stats: Arc<WorkerStats>) -> anyhow::Result<()> {
+    let backend = match &opts.result_backend {
+        None => None,
+        Some(url) => match ResultBackend::connect(url, opts.result_expires).await {
+            Ok(b) => Some(b),
+            Err(e) => {
+                let msg = format!("result backend {}: {e:#}", mask_url(url));
+                error!("{msg}");
+                events.send(WorkerEvent::Fatal { error: msg.clone() });
+                return Err(anyhow::anyhow!(msg));
+            }
+        },
+    };
+    let shared = Arc::new(Shared {
+        registry: Registry::builtin(),
+        backend,
+        backend_down: AtomicBool::new(false),
+        stats,
+        events: events.clone(),
+        pid: std::process::id(),
+        opts,
+    });
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        if let Control::Stop(mode) = *control.borrow() {
+            events.send(WorkerEvent::Stopped { mode });
+            return Ok(());
+        }
+        match session(&shared, &mut control).await {
+            Ok(mode) => {
+                shared.stats.connected.store(false, Ordering::Relaxed);
+                info!("{}: {} shutdown complete", shared.opts.hostname, if mode == StopMode::Warm { "warm" } else { "cold" });
+                events.send(WorkerEvent::Stopped { mode });
+                return Ok(());
+            }
+            Err(SessionError::Connect(e)) if e.is_permanent() => {
+                let msg = e.to_string();
+                error!("{msg}");
+                events.send(WorkerEvent::Fatal { error: msg.clone() });
+                return Err(anyhow::anyhow!(msg));
+            }
+            Err(e) => {
+                let was_connected = shared.stats.connected.swap(false, Ordering::Relaxed);
+                if was_connected {
+                    backoff = Duration::from_secs(1);
+                }
+                let msg = e.to_string();
+                warn!("consumer: connection to broker lost or unavailable ({msg}); trying again in {:.0}s", backoff.as_secs_f64());
+                events.send(WorkerEvent::ConnectionLost { error: msg });
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = control.changed() => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(16));
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("{0}")]
+    Connect(#[from] ConnectError),
+    #[error("{0}")]
+    Amqp(#[from] lapin::Error),
+    #[error("{0}")]
+    Lost(String),
+}
+
+async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -> Result<StopMode, SessionError> {
+    let opts = &shared.opts;
+    let conn = broker::connect(&opts.broker_url, &format!("mqlab worker {}", opts.hostname)).await?;
+    let ch = conn.create_channel().await?;
+    broker::declare_task_queue(&ch, &opts.queue).await?;
+    let prefetch = opts.prefetch_count();
+    ch.basic_qos(prefetch, BasicQosOptions { global: false }).await?;
+    let tag = format!("{}-{}", opts.hostname, uuid::Uuid::new_v4().simple());
+    let mut consumer = ch
+        .basic_consume(short(&opts.queue), short(&tag), BasicConsumeOptions::default(), FieldTable::default())
+        .await?;
+    let publisher = conn.create_channel().await?;
+    shared.stats.connected.store(true, Ordering::Relaxed);
+    info!("Connected to {}", mask_url(&opts.broker_url));
+    shared.events.send(WorkerEvent::Connected { broker: mask_url(&opts.broker_url) });
+    info!("{} ready.", opts.hostname);
+    shared.events.send(WorkerEvent::Ready { prefetch });
+
+    let slots = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+    let mut running: JoinSet<()> = JoinSet::new();
+    let outcome = loop {
+        tokio::select! {
+            changed = control.changed() => {
+                let mode = match (changed, *control.borrow()) {
+                    (Ok(()), Control::Stop(m)) => m,
+                    (Err(_), _) => StopMode::Cold,
+                    (Ok(()), Control::Run) => continue,
+                };
+                break Ok(mode);
+            }
+            delivery = consumer.next() => match delivery {
+                None => break Err(SessionError::Lost("the broker closed the consumer".into())),
+                Some(Err(e)) => break Err(SessionError::Amqp(e)),
+                Some(Ok(d)) => {
+                    let shared = shared.clone();
+                    let slots = slots.clone();
+                    let publisher = publisher.clone();
+                    running.spawn(async move { handle_delivery(shared, slots, publisher, d).await });
+                }
+            },
+            Some(_) = running.join_next(), if !running.is_empty() => {}
+        }
+    };
+    match outcome {
+        Ok(StopMode::Warm) => {
+            info!("worker: warm shutdown: waiting for {} task(s) to finish", shared.stats.active.load(Ordering::Relaxed));
+            let _ = ch.basic_cancel(short(&tag), BasicCancelOptions::default()).await;
+            // Prefetched messages that never started go back to the queue now.
+            slots.close();
+            loop {
+                tokio::select! {
+                    next = running.join_next() => if next.is_none() { break },
+                    changed = control.changed() => {
+                        if changed.is_err() || *control.borrow() == Control::Stop(StopMode::Cold) {
+                            info!("worker: cold shutdown requested during warm shutdown");
+                            running.shutdown().await;
+                            close(&conn).await;
+                            return Ok(StopMode::Cold);
+                        }
+                    }
+                }
+            }
+            close(&conn).await;
+            Ok(StopMode::Warm)
+        }
+        Ok(StopMode::Cold) => {
+            let n = running.len();
+            running.shutdown().await;
+            close(&conn).await;
+            if n > 0 {
+                info!("worker: cold shutdown: {n} unfinished message(s) left unacknowledged for the broker to requeue");
+            }
+            Ok(StopMode::Cold)
+        }
+        Err(e) => {
+            // Running tasks go on and store their results; their acks fail and the broker
+            // redelivers those messages, which are then recognised by their stored SUCCESS.
+            running.detach_all();
+            Err(e)
+        }
+    }
+}
+
+async fn close(conn: &Connection) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), conn.close(200, short("worker shutdown"))).await;
+}
+
+async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, publisher: Channel, d: Delivery) {
+    let now = Utc::now();
+    let msg = match TaskMessage::decode(&d.properties, &d.data) {
+        Ok(m) => m,
+        Err(e) => {
+            let who = match (&e.task, &e.task_id) {
+                (Some(t), Some(id)) => format!(" for {t}[{id}]"),
+                (None, Some(id)) => format!(" with id {id}"),
+                _ => String::new(),
+            };
+            error!("Received invalid message{who}: {e}. The message has been rejected (not requeued).");
+            if let Some(id) = &e.task_id {
+                let err = TaskError::new("DecodeError", e.to_string()).in_module("kombu.exceptions");
+                store(&shared, ResultMeta::failure(id, &err)).await;
+            }
+            shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            shared.events.send(WorkerEvent::TaskRejected { id: e.task_id.clone(), name: e.task.clone(), reason: e.to_string(), at: now });
+            reject(&d).await;
+            return;
+        }
+    };
+    shared.stats.received.fetch_add(1, Ordering::Relaxed);
+    let Some(def) = shared.registry.get(&msg.task) else {
+        error!(
+            "Received unregistered task of type '{}' [{}]. The message has been rejected and discarded; registered tasks: {}",
+            msg.task,
+            msg.id,
+            shared.registry.names().join(", ")
+        );
+        let err = TaskError::new("NotRegistered", pyrepr::repr(&Value::String(msg.task.clone()))).in_module("celery.exceptions");
+        let err = TaskError { args: vec![Value::String(msg.task.clone())], ..err };
+        store(&shared, ResultMeta::failure(&msg.id, &err)).await;
+        shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+        shared.events.send(WorkerEvent::TaskRejected {
+            id: Some(msg.id.clone()),
+            name: Some(msg.task.clone()),
+            reason: format!("NotRegistered('{}')", msg.task),
+            at: now,
+        });
+        reject(&d).await;
+        return;
+    };
+    let name = msg.shadow.clone().unwrap_or_else(|| msg.task.clone());
+    info!("Task {name}[{}] received{}", msg.id, if d.redelivered { " (redelivered)" } else { "" });
+    shared.events.send(WorkerEvent::TaskReceived {
+        id: msg.id.clone(),
+        name: name.clone(),
+        args: msg.argsrepr.clone(),
+        kwargs: msg.kwargsrepr.clone(),
+        redelivered: d.redelivered,
+        at: now,
+    });
+    let stores = shared.backend.is_some() && msg.ignore_result != Some(true);
+
+    if d.redelivered
+        && stores
+        && let Some(b) = &shared.backend
+        && b.get(&msg.id).await.is_ok_and(|m| m.status == TaskState::Success)
+    {
+        info!("Task {name}[{}] already succeeded before this redelivery; acknowledging without running it again", msg.id);
+        ack(&d).await;
+        return;
+    }
+    if let Some(exp) = msg.expires
+        && exp <= Utc::now()
+    {
+        info!("Discarding revoked task: {name}[{}] (expired at {exp})", msg.id);
+        if stores {
+            store(&shared, ResultMeta::revoked(&msg.id, "expired")).await;
+        }
+        ack(&d).await;
+        return;
+    }
+    if let Some(eta) = msg.eta {
+        let wait = (eta - Utc::now()).to_std().unwrap_or_default();
+        if !wait.is_zero() {
+            debug!("Task {name}[{}] scheduled for {eta}", msg.id);
+            tokio::time::sleep(wait).await;
+        }
+    }
+    // Waits for a free slot; a closed semaphore means a warm shutdown began before this task
+    // started, so the message goes back to the queue.
+    let Ok(_permit) = slots.acquire_owned().await else {
+        let _ = d.acker.reject(BasicRejectOptions { requeue: true }).await;
+        return;
+    };
+    shared.stats.active.fetch_add(1, Ordering::Relaxed);
+    if !shared.opts.acks_late {
+        ack(&d).await;
+    }
+    if stores && shared.opts.track_started {
+        store(&shared, ResultMeta::started(&msg.id, shared.pid, &shared.opts.hostname)).await;
+    }
+    shared.events.send(WorkerEvent::TaskStarted { id: msg.id.clone(), at: Utc::now() });
+
+    let start = Instant::now();
+    let fut = def.call(&msg.args, &msg.kwargs, &shared.opts.settings);
+    let limit = match (msg.time_limit, msg.soft_time_limit) {
+        (Some(h), Some(s)) => Some((h.min(s), s < h)),
+        (Some(h), None) => Some((h, false)),
+        (None, Some(s)) => Some((s, true)),
+        (None, None) => None,
+    };
+    let outcome = match limit {
+        Some((secs, soft)) if secs > 0.0 => match tokio::time::timeout(Duration::from_secs_f64(secs), fut).await {
+            Ok(r) => r,
+            Err(_) if soft => Err(TaskError::new("SoftTimeLimitExceeded", format!("SoftTimeLimitExceeded({secs})")).in_module("billiard.exceptions")),
+            Err(_) => Err(TaskError { args: vec![serde_json::json!(secs)], ..TaskError::new("TimeLimitExceeded", "").in_module("billiard.exceptions") }),
+        },
+        _ => fut.await,
+    };
+    let runtime = start.elapsed().as_secs_f64();
+    match outcome {
+        Ok(value) => {
+            dispatch_followers(&shared, &publisher, &msg, &value).await;
+            if stores {
+                store(&shared, ResultMeta::success(&msg.id, value.clone())).await;
+            }
+            let repr = pyrepr::truncate(pyrepr::repr(&value), 1024);
+            info!("Task {name}[{}] succeeded in {runtime:.4}s: {repr}", msg.id);
+            shared.stats.succeeded.fetch_add(1, Ordering::Relaxed);
+            shared.events.send(WorkerEvent::TaskSucceeded { id: msg.id.clone(), result: repr, runtime, at: Utc::now() });
+        }
+        Err(err) => {
+            if stores {
+                store(&shared, ResultMeta::failure(&msg.id, &err)).await;
+            }
+            error!("Task {name}[{}] raised unexpected: {}\n{}", msg.id, err.repr(), err.traceback.clone().unwrap_or_default().trim_end());
+            if msg.embed.errbacks.as_ref().is_some_and(|e| !e.is_empty()) {
+                warn!("Task {name}[{}]: errbacks (link_error) are not run by this worker", msg.id);
+            }
+            shared.stats.failed.fetch_add(1, Ordering::Relaxed);
+            shared.events.send(WorkerEvent::TaskFailed {
+                id: msg.id.clone(),
+                exception: err.repr(),
+                traceback: err.traceback.clone(),
+                runtime,
+                at: Utc::now(),
+            });
+        }
+    }
+    if shared.opts.acks_late {
+        ack(&d).await;
+    }
+    shared.stats.active.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Stores a result, retrying while Redis is away so that (with late acks) the message is acked
+/// only once its result is safe. One log line when Redis goes away and one when it is back.
+async fn store(shared: &Shared, meta: ResultMeta) {
+    let Some(backend) = &shared.backend else { return };
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match backend.store(&meta).await {
+            Ok(outcome) => {
+                if shared.backend_down.swap(false, Ordering::Relaxed) {
+                    info!("result backend: connection re-established; storing results again");
+                    shared.events.send(WorkerEvent::BackendRecovered);
+                }
+                if outcome == StoreOutcome::KeptSuccess {
+                    debug!("result of {} already SUCCESS; {} not stored", meta.task_id, meta.status);
+                }
+                return;
+            }
+            Err(e) => {
+                if !shared.backend_down.swap(true, Ordering::Relaxed) {
+                    warn!("result backend: cannot store results ({e}); retrying until Redis is back");
+                    shared.events.send(WorkerEvent::BackendLost { error: e.to_string() });
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn ack(d: &Delivery) {
+    if let Err(e) = d.acker.ack(BasicAckOptions::default()).await {
+        debug!("ack failed (the channel is gone; the broker will redeliver): {e}");
+    }
+}
+
+async fn reject(d: &Delivery) {
+    if let Err(e) = d.acker.reject(BasicRejectOptions { requeue: false }).await {
+        debug!("reject failed: {e}");
+    }
+}
+
+/// After a success Celery sends the next task of a chain (`chain[-1]`) and every callback, with
+/// the result prepended to their arguments unless the signature is immutable.
+async fn dispatch_followers(shared: &Shared, publisher: &Channel, msg: &TaskMessage, value: &Value) {
+    let mut follow = vec![];
+    if let Some(chain) = &msg.embed.chain
+        && let Some((next, rest)) = chain.split_last()
+    {
+        follow.push((next.clone(), Some(rest.to_vec())));
+    }
+    for cb in msg.embed.callbacks.iter().flatten() {
+        follow.push((cb.clone(), None));
+    }
+    for (sig, rest_of_chain) in follow {
+        let Some(task) = sig.get("task").and_then(Value::as_str) else {
+            warn!("Task {}[{}]: follow-up signature has no task name; skipped", msg.task, msg.id);
+            continue;
+        };
+        let immutable = sig.get("immutable").and_then(Value::as_bool).unwrap_or(false);
+        let mut args: Vec<Value> = if immutable { vec![] } else { vec![value.clone()] };
+        args.extend(sig.get("args").and_then(Value::as_array).cloned().unwrap_or_default());
+        let kwargs: Map<String, Value> = sig.get("kwargs").and_then(Value::as_object).cloned().unwrap_or_default();
+        let options = sig.get("options").and_then(Value::as_object).cloned().unwrap_or_default();
+        let mut next = TaskMessage::new(task, args, kwargs);
+        if let Some(id) = options.get("task_id").and_then(Value::as_str) {
+            next.id = id.to_string();
+        }
+        next.root_id = msg.root_id.clone();
+        next.parent_id = Some(msg.id.clone());
+        if let Some(rest) = rest_of_chain
+            && !rest.is_empty()
+        {
+            next.embed.chain = Some(rest);
+        }
+        let queue = options.get("queue").and_then(Value::as_str).unwrap_or(&shared.opts.queue).to_string();
+        let res = publisher
+            .basic_publish(short(""), short(&queue), BasicPublishOptions::default(), &next.body(), next.properties())
+            .await;
+        match res {
+            Ok(_) => info!("Task {}[{}] sent {task}[{}] (chain/callback)", msg.task, msg.id, next.id),
+            Err(e) => error!("Task {}[{}]: could not send follow-up {task}: {e}", msg.task, msg.id),
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! Command line: the headless subcommands share their code paths with the terminal UI.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use serde_json::{Map, Value, json};
+
+use crate::celery::backend::ResultMeta;
+use crate::celery::client::{self, Client};
+use crate::celery::protocol::{TaskMessage, TaskState};
+use crate::celery::tasks::Registry;
+use crate::celery::worker::{self, StopMode, WorkerOptions};
+use crate::config::{Config, Overrides, mask_url};
+
+#[derive(Debug, Parser)]
+#[command(name = "mqlab", version, about = "Learn message queues by doing: RabbitMQ, Redis and Celery, live.")]
+pub struct Cli {
+    #[command(flatten)]
+    pub over: Overrides,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a Celery-compatible worker (tasks.hello, tasks.add, tasks.divide, ...)
+    Worker(WorkerArgs),
+    /// Send a task the way `task.delay()` does, and optionally wait for its result
+    Submit(SubmitArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// Tasks run at the same time
+    #[arg(short = 'c', long, default_value_t = worker::default_concurrency())]
+    pub concurrency: usize,
+    /// Messages reserved per slot (prefetch = concurrency × multiplier; 0 = unlimited)
+    #[arg(long, default_value_t = 4)]
+    pub prefetch_multiplier: u16,
+    /// Ack when a task starts (Celery's default) instead of after its result is stored
+    #[arg(long)]
+    pub acks_early: bool,
+    /// Queue to consume from
+    #[arg(short = 'Q', long)]
+    pub queue: Option<String>,
+    /// Node name
+    #[arg(short = 'n', long)]
+    pub hostname: Option<String>,
+    /// How long tasks.hello works, in seconds
+    #[arg(long)]
+    pub hello_seconds: Option<f64>,
+    /// Do not store the STARTED state (Celery's task_track_started=False)
+    #[arg(long)]
+    pub no_track_started: bool,
+    /// Log level: debug, info, warning, error
+    #[arg(short = 'l', long, default_value = "info")]
+    pub loglevel: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SubmitArgs {
+    /// Task name, e.g. tasks.add
+    pub task: String,
+    /// Positional arguments; each is read as JSON when it parses (42, 1.5, true, [1,2]) and as a
+    /// string otherwise (World)
+    pub args: Vec<String>,
+    /// Keyword arguments as a JSON object
+    #[arg(long, value_name = "JSON")]
+    pub kwargs: Option<String>,
+    /// Send this many copies (reports the publish rate)
+    #[arg(short = 'n', long, default_value_t = 1)]
+    pub count: usize,
+    /// Wait for the results, printing each state seen
+    #[arg(short, long)]
+    pub wait: bool,
+    /// Seconds to wait for results (with --wait)
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout: f64,
+    /// Machine-readable output: one JSON object per line
+    #[arg(long)]
+    pub json: bool,
+    /// Queue to send to
+    #[arg(short = 'Q', long)]
+    pub queue: Option<String>,
+    /// Discard the task if it has not started within this many seconds
+    #[arg(long)]
+    pub expires: Option<f64>,
+    /// Run the task this many seconds from now
+    #[arg(long)]
+    pub countdown: Option<f64>,
+}
+
+/// Exit codes: 0 success, 1 error, 2 timed out waiting, 3 a task failed.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            1
+        }
+    }
+}
+
+/// An error chain on one line (`a: b: c`), with any password masked.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}").replace('\n', " ");
+    crate::config::scrub(&text, &[])
+}
+
+async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let cfg = Config::load(&cli.over)?;
+    match cli.command {
+        Some(Command::Worker(args)) => run_worker(&cfg, args).await,
+        Some(Command::Submit(args)) => run_submit(&cfg, args).await,
+        None => {
+            eprintln!("mqlab: choose a command (see `mqlab --help`)");
+            Ok(1)
+        }
+    }
+}
+
+fn banner(opts: &WorkerOptions, backend: &str) -> String {
+    let tasks: Vec<String> = Registry::builtin().names().iter().map(|n| format!("  . {n}")).collect();
+    let acks = if opts.acks_late { "late (after the result is stored)" } else { "early (when the task starts)" };
+    format!(
+        " -------------- {host} v{ver} (mqlab)\n\
+         --- ***** ----- \n\
+         -- ******* ---- {os}\n\
+         - *** --- * --- \n\
+         - ** ---------- [config]\n\
+         - ** ---------- .> app:         mqlab\n\
+         - ** ---------- .> transport:   {transport}\n\
+         - ** ---------- .> results:     {backend}\n\
+         - *** --- * --- .> concurrency: {conc} (async slots)\n\
+         -- ******* ---- .> prefetch:    {prefetch}\n\
+         --- ***** ----- .> acks:        {acks}\n\
+         \x20-------------- [queues]\n\
+         \x20               .> {queue:<16} exchange={queue}(direct) key={queue}\n\n\
+         [tasks]\n{tasks}\n",
+        host = opts.hostname,
+        ver = env!("CARGO_PKG_VERSION"),
+        os = std::env::consts::OS,
+        transport = mask_url(&opts.broker_url),
+        backend = mask_url(backend),
+        conc = opts.concurrency,
+        prefetch = opts.prefetch_count(),
+        queue = opts.queue,
+        tasks = tasks.join("\n"),
+    )
+}
+
+async fn run_worker(cfg: &Config, args: WorkerArgs) -> anyhow::Result<i32> {
+    let level = match args.loglevel.to_ascii_lowercase().as_str() {
+        "warning" | "warn" => "warn".to_string(),
+        l @ ("debug" | "info" | "error" | "trace") => l.to_string(),
+        other => anyhow::bail!("unknown log level {other:?} (use debug, info, warning or error)"),
+    };
+    crate::logging::init_stderr(&level);
+    if args.concurrency == 0 {
+        anyhow::bail!("--concurrency must be at least 1");
+    }
+    let mut opts = WorkerOptions::new(&cfg.broker_url, Some(cfg.result_backend.clone()));
+    opts.concurrency = args.concurrency;
+    opts.prefetch_multiplier = args.prefetch_multiplier;
+    opts.acks_late = !args.acks_early;
+    opts.queue = args.queue.unwrap_or_else(|| cfg.queue.clone());
+    if let Some(h) = args.hostname {
+        opts.hostname = if h.contains('@') { h } else { format!("celery@{h}") };
+    }
+    opts.track_started = !args.no_track_started;
+    opts.result_expires = cfg.result_expires;
+    let hello = args.hello_seconds.unwrap_or(cfg.hello_seconds);
+    if !(0.0..=3600.0).contains(&hello) {
+        anyhow::bail!("--hello-seconds must be between 0 and 3600");
+    }
+    opts.settings.hello_delay = Duration::from_secs_f64(hello);
+    eprintln!("{}", banner(&opts, &cfg.result_backend));
+
+    let mut handle = worker::spawn(opts, None);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut signals = 0;
+    loop {
+        tokio::select! {
+            r = handle.wait() => return r.map(|_| 0),
+            _ = tokio::signal::ctrl_c() => signals += 1,
+            _ = term.recv() => signals += 1,
+        }
+        let mode = if signals == 1 { StopMode::Warm } else { StopMode::Cold };
+        eprintln!(
+            "\nworker: {} shutdown (MainProcess){}",
+            if mode == StopMode::Warm { "Warm" } else { "Cold" },
+            if mode == StopMode::Warm { "; press Ctrl-C again for a cold shutdown" } else { "" }
+        );
+        handle.stop(mode);
+    }
+}
+
+fn parse_arg(raw: &str) -> Value {
+    serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()))
+}
+
+async fn run_submit(cfg: &Config, args: SubmitArgs) -> anyhow::Result<i32> {
+    if args.count == 0 {
+        anyhow::bail!("--count must be at least 1");
+    }
+    let positional: Vec<Value> = args.args.iter().map(|a| parse_arg(a)).collect();
+    let kwargs: Map<String, Value> = match &args.kwargs {
+        None => Map::new(),
+        Some(raw) => match serde_json::from_str(raw) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => anyhow::bail!("--kwargs must be a JSON object, like '{{\"y\": 2}}'"),
+            Err(e) => anyhow::bail!("--kwargs is not valid JSON: {e}"),
+        },
+    };
+    let queue = args.queue.clone().unwrap_or_else(|| cfg.queue.clone());
+    let msgs: Vec<TaskMessage> = (0..args.count)
+        .map(|_| {
+            let mut m = TaskMessage::new(args.task.clone(), positional.clone(), kwargs.clone());
+            let now = chrono::Utc::now();
+            if let Some(c) = args.countdown {
+                m.eta = Some(now + chrono::Duration::milliseconds((c * 1000.0) as i64));
+            }
+            if let Some(e) = args.expires {
+                m.expires = Some(now + chrono::Duration::milliseconds((e * 1000.0) as i64));
+            }
+            m
+        })
+        .collect();
+    let client = Client::connect(&cfg.broker_url, args.wait.then_some(cfg.result_backend.as_str()), &queue, cfg.result_expires).await?;
+    let mut watcher = if args.wait { Some(client.watch(&msgs).await?) } else { None };
+    let started = Instant::now();
+    client.publish(&msgs).await?;
+    let publish_secs = started.elapsed().as_secs_f64();
+    let mut out = std::io::stdout().lock();
+    let single = args.count == 1;
+    if single {
+        let m = &msgs[0];
+        if args.json {
+            writeln!(out, "{}", json!({"event": "sent", "task_id": m.id, "task": m.task, "args": m.argsrepr, "kwargs": m.kwargsrepr, "queue": queue, "state": "PENDING", "at": now_iso()}))?;
+        } else {
+            writeln!(out, "Sent {}[{}] {}{} to queue {queue:?}", m.task, m.id, m.argsrepr, if m.kwargs.is_empty() { String::new() } else { format!(" {}", m.kwargsrepr) })?;
+            if args.wait {
+                writeln!(out, "  {:<8} {}", "PENDING", now_clock())?;
+            }
+        }
+    } else {
+        let rate = args.count as f64 / publish_secs.max(1e-9);
+        if args.json {
+            writeln!(out, "{}", json!({"event": "published", "count": args.count, "seconds": publish_secs, "rate": rate, "queue": queue}))?;
+        } else {
+            writeln!(out, "Published {} × {} in {:.3}s ({:.0} tasks/s) to queue {queue:?}", args.count, args.task, publish_secs, rate)?;
+        }
+    }
+    out.flush()?;
+    let Some(watcher) = watcher.as_mut() else {
+        client.close().await;
+        return Ok(0);
+    };
+    let mut finals: std::collections::HashMap<String, ResultMeta> = std::collections::HashMap::new();
+    let json_out = args.json;
+    let done = client::follow(watcher, Some(Duration::from_secs_f64(args.timeout.max(0.0))), |meta| {
+        let mut out = std::io::stdout().lock();
+        if single {
+            let _ = print_state(&mut out, meta, json_out);
+        }
+        if meta.status.is_ready() {
+            finals.insert(meta.task_id.clone(), meta.clone());
+        }
+    })
+    .await?;
+    let total = started.elapsed().as_secs_f64();
+    client.close().await;
+    let failures = finals.values().filter(|m| m.status != TaskState::Success).count();
+    if !single {
+        let ok = finals.len() - failures;
+        let missing = args.count - finals.len();
+        if json_out {
+            writeln!(out, "{}", json!({"event": "completed", "count": args.count, "succeeded": ok, "failed": failures, "missing": missing, "seconds": total, "rate": finals.len() as f64 / total}))?;
+        } else {
+            writeln!(out, "Completed {}/{}: {ok} SUCCESS, {failures} FAILURE in {total:.3}s ({:.0} tasks/s)", finals.len(), args.count, finals.len() as f64 / total)?;
+        }
+    }
+    if !done {
+        let msg = format!(
+            "timed out after {}s waiting for {} result(s); is a worker consuming queue {queue:?}? (`mqlab worker` or `celery -A celery_app worker`)",
+            args.timeout,
+            watcher.pending()
+        );
+        if json_out {
+            writeln!(out, "{}", json!({"event": "timeout", "pending": watcher.pending(), "message": msg}))?;
+        } else {
+            eprintln!("{msg}");
+        }
+        return Ok(2);
+    }
+    Ok(if failures > 0 { 3 } else { 0 })
+}
+
+fn now_iso() -> String {
+    crate::celery::protocol::iso(chrono::Utc::now())
+}
+
+fn now_clock() -> String {
+    chrono::Local::now().format("%H:%M:%S%.3f").to_string()
+}
+
+fn print_state(out: &mut impl Write, meta: &ResultMeta, json_out: bool) -> std::io::Result<()> {
+    if json_out {
+        let mut v = json!({"event": "state", "task_id": meta.task_id, "state": meta.status, "at": now_iso()});
+        match meta.status {
+            TaskState::Success => v["result"] = meta.result.clone(),
+            TaskState::Started => v["worker"] = meta.result.clone(),
+            _ => {
+                if let Some(e) = meta.exception_text() {
+                    v["exception"] = json!(e);
+                    v["traceback"] = json!(meta.traceback);
+                }
+            }
+        }
+        return writeln!(out, "{v}");
+    }
+    let detail = match meta.status {
+        TaskState::Started => format!(
+            "worker {} pid {}",
+            meta.result.get("hostname").and_then(Value::as_str).unwrap_or("?"),
+            meta.result.get("pid").map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+        ),
+        TaskState::Success => format!("result: {}", crate::celery::pyrepr::repr(&meta.result)),
+        _ => meta.exception_text().map(|e| format!("raised {e}")).unwrap_or_default(),
+    };
+    writeln!(out, "  {:<8} {}  {detail}", meta.status.as_str(), now_clock())?;
+    if meta.status == TaskState::Failure
+        && let Some(tb) = &meta.traceback
+    {
+        for line in tb.lines() {
+            writeln!(out, "    {line}")?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! mqlab: learn message queues by doing. RabbitMQ, Redis and Celery on a local cluster, with a
+//! Celery-compatible worker and submitter, real checks, and live views.
+
+pub mod celery;
+pub mod cli;
+pub mod config;
+pub mod logging;

@@ -1,0 +1,4 @@
+fn main() {
+    let code = mqlab::cli::main();
+    std::process::exit(code);
+}
