@@ -14,7 +14,11 @@ use crate::celery::worker::{self, StopMode, WorkerOptions};
 use crate::config::{Config, Overrides, mask_url};
 
 #[derive(Debug, Parser)]
-#[command(name = "mqlab", version, about = "Learn message queues by doing: RabbitMQ, Redis and Celery, live.")]
+#[command(
+    name = "mqlab",
+    version,
+    about = "Learn message queues by doing: RabbitMQ, Redis and Celery, live."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub over: Overrides,
@@ -94,7 +98,10 @@ pub struct SubmitArgs {
 /// Exit codes: 0 success, 1 error, 2 timed out waiting, 3 a task failed.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -129,8 +136,16 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
 }
 
 fn banner(opts: &WorkerOptions, backend: &str) -> String {
-    let tasks: Vec<String> = Registry::builtin().names().iter().map(|n| format!("  . {n}")).collect();
-    let acks = if opts.acks_late { "late (after the result is stored)" } else { "early (when the task starts)" };
+    let tasks: Vec<String> = Registry::builtin()
+        .names()
+        .iter()
+        .map(|n| format!("  . {n}"))
+        .collect();
+    let acks = if opts.acks_late {
+        "late (after the result is stored)"
+    } else {
+        "early (when the task starts)"
+    };
     format!(
         " -------------- {host} v{ver} (mqlab)\n\
          --- ***** ----- \n\
@@ -174,7 +189,11 @@ async fn run_worker(cfg: &Config, args: WorkerArgs) -> anyhow::Result<i32> {
     opts.acks_late = !args.acks_early;
     opts.queue = args.queue.unwrap_or_else(|| cfg.queue.clone());
     if let Some(h) = args.hostname {
-        opts.hostname = if h.contains('@') { h } else { format!("celery@{h}") };
+        opts.hostname = if h.contains('@') {
+            h
+        } else {
+            format!("celery@{h}")
+        };
     }
     opts.track_started = !args.no_track_started;
     opts.result_expires = cfg.result_expires;
@@ -194,11 +213,23 @@ async fn run_worker(cfg: &Config, args: WorkerArgs) -> anyhow::Result<i32> {
             _ = tokio::signal::ctrl_c() => signals += 1,
             _ = term.recv() => signals += 1,
         }
-        let mode = if signals == 1 { StopMode::Warm } else { StopMode::Cold };
+        let mode = if signals == 1 {
+            StopMode::Warm
+        } else {
+            StopMode::Cold
+        };
         eprintln!(
             "\nworker: {} shutdown (MainProcess){}",
-            if mode == StopMode::Warm { "Warm" } else { "Cold" },
-            if mode == StopMode::Warm { "; press Ctrl-C again for a cold shutdown" } else { "" }
+            if mode == StopMode::Warm {
+                "Warm"
+            } else {
+                "Cold"
+            },
+            if mode == StopMode::Warm {
+                "; press Ctrl-C again for a cold shutdown"
+            } else {
+                ""
+            }
         );
         handle.stop(mode);
     }
@@ -235,8 +266,18 @@ async fn run_submit(cfg: &Config, args: SubmitArgs) -> anyhow::Result<i32> {
             m
         })
         .collect();
-    let client = Client::connect(&cfg.broker_url, args.wait.then_some(cfg.result_backend.as_str()), &queue, cfg.result_expires).await?;
-    let mut watcher = if args.wait { Some(client.watch(&msgs).await?) } else { None };
+    let client = Client::connect(
+        &cfg.broker_url,
+        args.wait.then_some(cfg.result_backend.as_str()),
+        &queue,
+        cfg.result_expires,
+    )
+    .await?;
+    let mut watcher = if args.wait {
+        Some(client.watch(&msgs).await?)
+    } else {
+        None
+    };
     let started = Instant::now();
     client.publish(&msgs).await?;
     let publish_secs = started.elapsed().as_secs_f64();
@@ -245,9 +286,24 @@ async fn run_submit(cfg: &Config, args: SubmitArgs) -> anyhow::Result<i32> {
     if single {
         let m = &msgs[0];
         if args.json {
-            writeln!(out, "{}", json!({"event": "sent", "task_id": m.id, "task": m.task, "args": m.argsrepr, "kwargs": m.kwargsrepr, "queue": queue, "state": "PENDING", "at": now_iso()}))?;
+            writeln!(
+                out,
+                "{}",
+                json!({"event": "sent", "task_id": m.id, "task": m.task, "args": m.argsrepr, "kwargs": m.kwargsrepr, "queue": queue, "state": "PENDING", "at": now_iso()})
+            )?;
         } else {
-            writeln!(out, "Sent {}[{}] {}{} to queue {queue:?}", m.task, m.id, m.argsrepr, if m.kwargs.is_empty() { String::new() } else { format!(" {}", m.kwargsrepr) })?;
+            writeln!(
+                out,
+                "Sent {}[{}] {}{} to queue {queue:?}",
+                m.task,
+                m.id,
+                m.argsrepr,
+                if m.kwargs.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}", m.kwargsrepr)
+                }
+            )?;
             if args.wait {
                 writeln!(out, "  {:<8} {}", "PENDING", now_clock())?;
             }
@@ -255,9 +311,17 @@ async fn run_submit(cfg: &Config, args: SubmitArgs) -> anyhow::Result<i32> {
     } else {
         let rate = args.count as f64 / publish_secs.max(1e-9);
         if args.json {
-            writeln!(out, "{}", json!({"event": "published", "count": args.count, "seconds": publish_secs, "rate": rate, "queue": queue}))?;
+            writeln!(
+                out,
+                "{}",
+                json!({"event": "published", "count": args.count, "seconds": publish_secs, "rate": rate, "queue": queue})
+            )?;
         } else {
-            writeln!(out, "Published {} × {} in {:.3}s ({:.0} tasks/s) to queue {queue:?}", args.count, args.task, publish_secs, rate)?;
+            writeln!(
+                out,
+                "Published {} × {} in {:.3}s ({:.0} tasks/s) to queue {queue:?}",
+                args.count, args.task, publish_secs, rate
+            )?;
         }
     }
     out.flush()?;
@@ -265,28 +329,46 @@ async fn run_submit(cfg: &Config, args: SubmitArgs) -> anyhow::Result<i32> {
         client.close().await;
         return Ok(0);
     };
-    let mut finals: std::collections::HashMap<String, ResultMeta> = std::collections::HashMap::new();
+    let mut finals: std::collections::HashMap<String, ResultMeta> =
+        std::collections::HashMap::new();
     let json_out = args.json;
-    let done = client::follow(watcher, Some(Duration::from_secs_f64(args.timeout.max(0.0))), |meta| {
-        let mut out = std::io::stdout().lock();
-        if single {
-            let _ = print_state(&mut out, meta, json_out);
-        }
-        if meta.status.is_ready() {
-            finals.insert(meta.task_id.clone(), meta.clone());
-        }
-    })
+    let done = client::follow(
+        watcher,
+        Some(Duration::from_secs_f64(args.timeout.max(0.0))),
+        |meta| {
+            let mut out = std::io::stdout().lock();
+            if single {
+                let _ = print_state(&mut out, meta, json_out);
+            }
+            if meta.status.is_ready() {
+                finals.insert(meta.task_id.clone(), meta.clone());
+            }
+        },
+    )
     .await?;
     let total = started.elapsed().as_secs_f64();
     client.close().await;
-    let failures = finals.values().filter(|m| m.status != TaskState::Success).count();
+    let failures = finals
+        .values()
+        .filter(|m| m.status != TaskState::Success)
+        .count();
     if !single {
         let ok = finals.len() - failures;
         let missing = args.count - finals.len();
         if json_out {
-            writeln!(out, "{}", json!({"event": "completed", "count": args.count, "succeeded": ok, "failed": failures, "missing": missing, "seconds": total, "rate": finals.len() as f64 / total}))?;
+            writeln!(
+                out,
+                "{}",
+                json!({"event": "completed", "count": args.count, "succeeded": ok, "failed": failures, "missing": missing, "seconds": total, "rate": finals.len() as f64 / total})
+            )?;
         } else {
-            writeln!(out, "Completed {}/{}: {ok} SUCCESS, {failures} FAILURE in {total:.3}s ({:.0} tasks/s)", finals.len(), args.count, finals.len() as f64 / total)?;
+            writeln!(
+                out,
+                "Completed {}/{}: {ok} SUCCESS, {failures} FAILURE in {total:.3}s ({:.0} tasks/s)",
+                finals.len(),
+                args.count,
+                finals.len() as f64 / total
+            )?;
         }
     }
     if !done {
@@ -296,7 +378,11 @@ async fn run_submit(cfg: &Config, args: SubmitArgs) -> anyhow::Result<i32> {
             watcher.pending()
         );
         if json_out {
-            writeln!(out, "{}", json!({"event": "timeout", "pending": watcher.pending(), "message": msg}))?;
+            writeln!(
+                out,
+                "{}",
+                json!({"event": "timeout", "pending": watcher.pending(), "message": msg})
+            )?;
         } else {
             eprintln!("{msg}");
         }
@@ -331,13 +417,27 @@ fn print_state(out: &mut impl Write, meta: &ResultMeta, json_out: bool) -> std::
     let detail = match meta.status {
         TaskState::Started => format!(
             "worker {} pid {}",
-            meta.result.get("hostname").and_then(Value::as_str).unwrap_or("?"),
-            meta.result.get("pid").map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+            meta.result
+                .get("hostname")
+                .and_then(Value::as_str)
+                .unwrap_or("?"),
+            meta.result
+                .get("pid")
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "?".into())
         ),
         TaskState::Success => format!("result: {}", crate::celery::pyrepr::repr(&meta.result)),
-        _ => meta.exception_text().map(|e| format!("raised {e}")).unwrap_or_default(),
+        _ => meta
+            .exception_text()
+            .map(|e| format!("raised {e}"))
+            .unwrap_or_default(),
     };
-    writeln!(out, "  {:<8} {}  {detail}", meta.status.as_str(), now_clock())?;
+    writeln!(
+        out,
+        "  {:<8} {}  {detail}",
+        meta.status.as_str(),
+        now_clock()
+    )?;
     if meta.status == TaskState::Failure
         && let Some(tb) = &meta.traceback
     {

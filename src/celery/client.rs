@@ -22,7 +22,12 @@ pub struct Client {
 impl Client {
     /// Connects, declares the queue as Celery does before publishing, and turns on publisher
     /// confirms so that a returned `publish` means the broker has the messages.
-    pub async fn connect(broker_url: &str, result_backend: Option<&str>, queue: &str, result_expires: u64) -> anyhow::Result<Client> {
+    pub async fn connect(
+        broker_url: &str,
+        result_backend: Option<&str>,
+        queue: &str,
+        result_expires: u64,
+    ) -> anyhow::Result<Client> {
         let backend = match result_backend {
             Some(url) => Some(
                 ResultBackend::connect(url, result_expires)
@@ -34,8 +39,15 @@ impl Client {
         let conn = broker::connect(broker_url, "mqlab submit").await?;
         let channel = conn.create_channel().await?;
         broker::declare_task_queue(&channel, queue).await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
-        Ok(Client { conn, channel, queue: queue.to_string(), backend })
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Client {
+            conn,
+            channel,
+            queue: queue.to_string(),
+            backend,
+        })
     }
 
     pub fn backend(&self) -> Option<&ResultBackend> {
@@ -48,7 +60,10 @@ impl Client {
 
     /// Subscribes to the results of these messages; do this before `publish`.
     pub async fn watch(&self, msgs: &[TaskMessage]) -> anyhow::Result<ResultWatcher> {
-        let backend = self.backend.as_ref().context("no result backend configured")?;
+        let backend = self
+            .backend
+            .as_ref()
+            .context("no result backend configured")?;
         let ids: Vec<String> = msgs.iter().map(|m| m.id.clone()).collect();
         backend.watch(&ids).await
     }
@@ -61,7 +76,13 @@ impl Client {
             for m in window {
                 let c = self
                     .channel
-                    .basic_publish(short(""), short(&self.queue), BasicPublishOptions::default(), &m.body(), m.properties())
+                    .basic_publish(
+                        short(""),
+                        short(&self.queue),
+                        BasicPublishOptions::default(),
+                        &m.body(),
+                        m.properties(),
+                    )
                     .await
                     .context("publish failed")?;
                 confirms.push(c);
@@ -77,7 +98,8 @@ impl Client {
     }
 
     pub async fn close(self) {
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.conn.close(200, short("bye"))).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), self.conn.close(200, short("bye"))).await;
     }
 }
 
@@ -88,8 +110,15 @@ pub async fn follow(
     timeout: Option<Duration>,
     mut on_state: impl FnMut(&ResultMeta),
 ) -> anyhow::Result<bool> {
+    // Pub/sub and the first GET can both report a state: report each (task, state) once.
+    let mut seen = std::collections::HashSet::new();
+    let mut report = |meta: &ResultMeta| {
+        if seen.insert((meta.task_id.clone(), meta.status)) {
+            on_state(meta);
+        }
+    };
     for meta in watcher.poll_once().await? {
-        on_state(&meta);
+        report(&meta);
     }
     let deadline = timeout.map(|t| Instant::now() + t);
     while watcher.pending() > 0 {
@@ -101,7 +130,7 @@ pub async fn follow(
             None => watcher.next().await,
         };
         match next {
-            Some(meta) => on_state(&meta),
+            Some(meta) => report(&meta),
             None => anyhow::bail!("the Redis subscription ended"),
         }
     }

@@ -1,0 +1,185 @@
+//! Helpers shared by the integration tests: the real RabbitMQ and Redis of this machine, one
+//! queue per test so tests run in parallel, and the built binary.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+
+pub fn broker() -> String {
+    std::env::var("MQLAB_TEST_BROKER")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672//".into())
+}
+
+/// Redis database 9 keeps test results away from a learner's database 0.
+pub fn redis() -> String {
+    std::env::var("MQLAB_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/9".into())
+}
+
+pub fn management() -> String {
+    std::env::var("MQLAB_TEST_MANAGEMENT").unwrap_or_else(|_| "http://127.0.0.1:15672".into())
+}
+
+/// A queue name of its own for one test.
+pub fn queue(test: &str) -> String {
+    format!(
+        "mqlab-test-{test}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_mqlab")
+}
+
+/// `mqlab` with the test services configured and a private data dir.
+pub fn mqlab(data_dir: &std::path::Path) -> Command {
+    let mut c = Command::new(bin());
+    c.env("MQLAB_BROKER_URL", broker())
+        .env("MQLAB_RESULT_BACKEND", redis())
+        .env("MQLAB_MANAGEMENT_URL", management())
+        .env("MQLAB_DATA_DIR", data_dir)
+        .env("MQLAB_CONFIG", data_dir.join("no-config.toml"))
+        .env_remove("CELERY_BROKER_URL")
+        .env_remove("CELERY_RESULT_BACKEND");
+    c
+}
+
+/// A child process killed when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.0.id() as i32, sig);
+        }
+    }
+
+    /// Waits for the exit status, up to `secs`.
+    pub fn wait_exit(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.0.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+/// Starts `mqlab worker` on `queue`, logging to `log`, and waits until it is ready.
+pub fn start_worker(
+    data_dir: &std::path::Path,
+    queue: &str,
+    extra: &[&str],
+    log: &std::path::Path,
+) -> Proc {
+    let file = std::fs::File::create(log).unwrap();
+    let child = mqlab(data_dir)
+        .args(["worker", "-Q", queue, "-n", &format!("w-{queue}")])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .expect("start mqlab worker");
+    let p = Proc(child);
+    wait_for_file(log, "ready.", 20);
+    p
+}
+
+pub fn wait_for_file(path: &std::path::Path, needle: &str, secs: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "{needle:?} did not appear in {} within {secs}s:\n{text}",
+                path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Deletes a test queue and its exchange.
+pub async fn cleanup(queue: &str) {
+    if let Ok(conn) = lapin::Connection::connect(&broker(), Default::default()).await
+        && let Ok(ch) = conn.create_channel().await
+    {
+        let _ = ch
+            .queue_delete(queue.into(), QueueDeleteOptions::default())
+            .await;
+        let _ = ch
+            .exchange_delete(queue.into(), ExchangeDeleteOptions::default())
+            .await;
+        let _ = conn.close(200, "bye".into()).await;
+    }
+}
+
+/// Messages ready in a queue (passive declare).
+pub async fn ready_count(queue: &str) -> u32 {
+    let conn = lapin::Connection::connect(&broker(), Default::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let q = ch
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let _ = conn.close(200, "bye".into()).await;
+    q.message_count()
+}
+
+pub fn python() -> PathBuf {
+    let venv = std::env::var("MQLAB_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"));
+    let py = venv.join("bin/python");
+    assert!(
+        py.exists(),
+        "no Python venv at {} (run .ci/run, or create it with `python3 -m venv .venv && .venv/bin/pip install 'celery[redis]'`)",
+        venv.display()
+    );
+    py
+}
+
+pub fn python_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python")
+}
+
+/// Polls a condition for up to `secs`.
+pub async fn eventually<F, Fut>(secs: u64, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
