@@ -48,16 +48,9 @@ struct Run {
 }
 
 async fn measure(label: &str, n: usize, start: impl FnOnce(&str) -> Child) -> Run {
-    let queue = format!(
-        "mqlab-bench-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
-    let client = Client::connect(BROKER, Some(REDIS), &queue, 3600)
-        .await
-        .expect("broker and Redis must be running");
-    let msgs: Vec<TaskMessage> = (0..n)
-        .map(|i| TaskMessage::new("tasks.add", vec![json!(i), json!(i)], Map::new()))
-        .collect();
+    let queue = format!("mqlab-bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let client = Client::connect(BROKER, Some(REDIS), &queue, 3600).await.expect("broker and Redis must be running");
+    let msgs: Vec<TaskMessage> = (0..n).map(|i| TaskMessage::new("tasks.add", vec![json!(i), json!(i)], Map::new())).collect();
     let mut watcher = client.watch(&msgs).await.unwrap();
     client.publish(&msgs).await.unwrap();
     let _worker = Killer(start(&queue));
@@ -69,120 +62,84 @@ async fn measure(label: &str, n: usize, start: impl FnOnce(&str) -> Child) -> Ru
             let now = Instant::now();
             first.get_or_insert(now);
             last = now;
-            if m.status == TaskState::Success {
-                ok += 1
-            } else {
-                failed += 1
-            }
+            if m.status == TaskState::Success { ok += 1 } else { failed += 1 }
         }
     })
     .await
     .unwrap();
     assert!(done, "{label}: timed out");
     let secs = last.duration_since(first.unwrap()).as_secs_f64();
-    let conn = lapin::Connection::connect(BROKER, Default::default())
-        .await
-        .unwrap();
+    let conn = lapin::Connection::connect(BROKER, Default::default()).await.unwrap();
     let ch = conn.create_channel().await.unwrap();
-    let _ = ch
-        .queue_delete(queue.as_str().into(), Default::default())
-        .await;
-    let _ = ch
-        .exchange_delete(queue.as_str().into(), Default::default())
-        .await;
+    let _ = ch.queue_delete(queue.as_str().into(), Default::default()).await;
+    let _ = ch.exchange_delete(queue.as_str().into(), Default::default()).await;
     client.close().await;
-    Run {
-        label: label.into(),
-        tasks_per_s: (ok + failed - 1) as f64 / secs,
-        completed: ok,
-        failed,
-    }
+    Run { label: label.into(), tasks_per_s: (ok + failed - 1) as f64 / secs, completed: ok, failed }
 }
 
 fn main() {
-    let n: usize = std::env::var("MQLAB_BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+    let n: usize = std::env::var("MQLAB_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let mqlab_c: String = std::env::var("MQLAB_BENCH_CONCURRENCY").unwrap_or_else(|_| "64".into());
     let py_c: String = std::env::var("MQLAB_BENCH_PY_CONCURRENCY").unwrap_or_else(|_| "2".into());
-    let venv = std::env::var("MQLAB_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join(".venv"));
+    let venv = std::env::var("MQLAB_TEST_VENV").map(PathBuf::from).unwrap_or_else(|_| root().join(".venv"));
     let rt = tokio::runtime::Runtime::new().unwrap();
     println!(
         "worker throughput: {n} × tasks.add, results stored in Redis (STARTED + SUCCESS), pre-queued; {} cores",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0)
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
     let bin = mqlab_bin();
     assert!(bin.exists(), "mqlab binary not found at {}", bin.display());
-    let rs = rt.block_on(measure(
-        &format!("mqlab worker -c {mqlab_c} (prefetch ×4, late acks)"),
-        n,
-        |q| {
-            Command::new(&bin)
-                .args([
-                    "--broker",
-                    BROKER,
-                    "--result-backend",
-                    REDIS,
-                    "worker",
-                    "-Q",
-                    q,
-                    "-c",
-                    &mqlab_c,
-                    "-l",
-                    "warning",
-                    "-n",
-                    &format!("bench-{q}"),
-                ])
-                .env("MQLAB_CONFIG", "/nonexistent")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
-        },
-    ));
-    let py = rt.block_on(measure(
-        &format!("celery worker -P prefork -c {py_c} (prefetch ×4, early acks)"),
-        n,
-        |q| {
-            Command::new(venv.join("bin/celery"))
-                .args([
-                    "-A",
-                    "celery_app",
-                    "worker",
-                    "-P",
-                    "prefork",
-                    "-c",
-                    &py_c,
-                    "-l",
-                    "warning",
-                    "--without-mingle",
-                    "--without-gossip",
-                    "-n",
-                    &format!("bench-py-{q}@%h"),
-                ])
-                .current_dir(root().join("tests/python"))
-                .env("CELERY_BROKER_URL", BROKER)
-                .env("CELERY_RESULT_BACKEND", REDIS)
-                .env("MQLAB_TEST_QUEUE", q)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("the Python venv (.venv) with celery[redis] is needed")
-        },
-    ));
+    let rs = rt.block_on(measure(&format!("mqlab worker -c {mqlab_c} (prefetch ×4, late acks)"), n, |q| {
+        Command::new(&bin)
+            .args([
+                "--broker",
+                BROKER,
+                "--result-backend",
+                REDIS,
+                "worker",
+                "-Q",
+                q,
+                "-c",
+                &mqlab_c,
+                "-l",
+                "warning",
+                "-n",
+                &format!("bench-{q}"),
+            ])
+            .env("MQLAB_CONFIG", "/nonexistent")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }));
+    let py = rt.block_on(measure(&format!("celery worker -P prefork -c {py_c} (prefetch ×4, early acks)"), n, |q| {
+        Command::new(venv.join("bin/celery"))
+            .args([
+                "-A",
+                "celery_app",
+                "worker",
+                "-P",
+                "prefork",
+                "-c",
+                &py_c,
+                "-l",
+                "warning",
+                "--without-mingle",
+                "--without-gossip",
+                "-n",
+                &format!("bench-py-{q}@%h"),
+            ])
+            .current_dir(root().join("tests/python"))
+            .env("CELERY_BROKER_URL", BROKER)
+            .env("CELERY_RESULT_BACKEND", REDIS)
+            .env("MQLAB_TEST_QUEUE", q)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the Python venv (.venv) with celery[redis] is needed")
+    }));
     for r in [&rs, &py] {
-        println!(
-            "  {:<52} {:>9.0} tasks/s  ({} SUCCESS, {} FAILURE)",
-            r.label, r.tasks_per_s, r.completed, r.failed
-        );
+        println!("  {:<52} {:>9.0} tasks/s  ({} SUCCESS, {} FAILURE)", r.label, r.tasks_per_s, r.completed, r.failed);
     }
-    println!(
-        "  ratio mqlab / Python Celery: {:.1}×",
-        rs.tasks_per_s / py.tasks_per_s
-    );
+    println!("  ratio mqlab / Python Celery: {:.1}×", rs.tasks_per_s / py.tasks_per_s);
 }

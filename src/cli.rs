@@ -12,13 +12,14 @@ use crate::celery::protocol::{TaskMessage, TaskState};
 use crate::celery::tasks::Registry;
 use crate::celery::worker::{self, StopMode, WorkerOptions};
 use crate::config::{Config, Overrides, mask_url};
+use crate::lessons::Course;
+use crate::lessons::export;
+use crate::lessons::progress::{ExperimentKind, Store};
+use crate::probes::{self, Probes, Status};
+use anyhow::Context;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "mqlab",
-    version,
-    about = "Learn message queues by doing: RabbitMQ, Redis and Celery, live."
-)]
+#[command(name = "mqlab", version, about = "Learn message queues by doing: RabbitMQ, Redis and Celery, live.")]
 pub struct Cli {
     #[command(flatten)]
     pub over: Overrides,
@@ -32,6 +33,60 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Send a task the way `task.delay()` does, and optionally wait for its result
     Submit(SubmitArgs),
+    /// Run the lessons' checks and report (exit 0 only when every check that ran passed)
+    Check(CheckArgs),
+    /// Show progress: checks, checklist, experiments, notes; tick items and keep notes
+    Progress(ProgressArgs),
+    /// Clear all progress (asks first)
+    Reset(ResetArgs),
+    /// Write LEARNINGS.md from what you did
+    Export(ExportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Only the checks of this lesson (1-11)
+    #[arg(short, long, conflicts_with = "all")]
+    pub lesson: Option<u32>,
+    /// Every check of every lesson (the default)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Machine-readable output
+    #[arg(long)]
+    pub json: bool,
+    /// List the checks and exit
+    #[arg(long)]
+    pub list: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProgressArgs {
+    /// Tick a checklist item by hand
+    #[arg(long, value_name = "ITEM")]
+    pub tick: Vec<String>,
+    /// Untick a checklist item
+    #[arg(long, value_name = "ITEM")]
+    pub untick: Vec<String>,
+    /// Set the note of a lesson: --note 3 "text" (empty text removes it)
+    #[arg(long, num_args = 2, value_names = ["LESSON", "TEXT"])]
+    pub note: Vec<String>,
+    /// Machine-readable output
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ResetArgs {
+    /// Do not ask
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Where to write (default: LEARNINGS.md in the current directory; - for stdout)
+    #[arg(short, long, default_value = "LEARNINGS.md")]
+    pub output: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,10 +153,7 @@ pub struct SubmitArgs {
 /// Exit codes: 0 success, 1 error, 2 timed out waiting, 3 a task failed.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -125,9 +177,14 @@ pub fn one_line(e: &anyhow::Error) -> String {
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
     let cfg = Config::load(&cli.over)?;
+    let context_explicit = cli.over.context.is_some() || std::env::var_os("MQLAB_KUBE_CONTEXT").is_some();
     match cli.command {
         Some(Command::Worker(args)) => run_worker(&cfg, args).await,
         Some(Command::Submit(args)) => run_submit(&cfg, args).await,
+        Some(Command::Check(args)) => run_check(&cfg, context_explicit, args).await,
+        Some(Command::Progress(args)) => run_progress(&cfg, args),
+        Some(Command::Reset(args)) => run_reset(&cfg, args),
+        Some(Command::Export(args)) => run_export(&cfg, args),
         None => {
             eprintln!("mqlab: choose a command (see `mqlab --help`)");
             Ok(1)
@@ -136,16 +193,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
 }
 
 fn banner(opts: &WorkerOptions, backend: &str) -> String {
-    let tasks: Vec<String> = Registry::builtin()
-        .names()
-        .iter()
-        .map(|n| format!("  . {n}"))
-        .collect();
-    let acks = if opts.acks_late {
-        "late (after the result is stored)"
-    } else {
-        "early (when the task starts)"
-    };
+    let tasks: Vec<String> = Registry::builtin().names().iter().map(|n| format!("  . {n}")).collect();
+    let acks = if opts.acks_late { "late (after the result is stored)" } else { "early (when the task starts)" };
     format!(
         " -------------- {host} v{ver} (mqlab)\n\
          --- ***** ----- \n\
@@ -189,11 +238,7 @@ async fn run_worker(cfg: &Config, args: WorkerArgs) -> anyhow::Result<i32> {
     opts.acks_late = !args.acks_early;
     opts.queue = args.queue.unwrap_or_else(|| cfg.queue.clone());
     if let Some(h) = args.hostname {
-        opts.hostname = if h.contains('@') {
-            h
-        } else {
-            format!("celery@{h}")
-        };
+        opts.hostname = if h.contains('@') { h } else { format!("celery@{h}") };
     }
     opts.track_started = !args.no_track_started;
     opts.result_expires = cfg.result_expires;
@@ -204,32 +249,34 @@ async fn run_worker(cfg: &Config, args: WorkerArgs) -> anyhow::Result<i32> {
     opts.settings.hello_delay = Duration::from_secs_f64(hello);
     eprintln!("{}", banner(&opts, &cfg.result_backend));
 
+    let (conc, acks_late) = (opts.concurrency, opts.acks_late);
+    let started = Instant::now();
     let mut handle = worker::spawn(opts, None);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut signals = 0;
     loop {
         tokio::select! {
-            r = handle.wait() => return r.map(|_| 0),
+            r = handle.wait() => {
+                let st = &handle.stats;
+                let (ok, failed) = (st.succeeded.load(std::sync::atomic::Ordering::Relaxed), st.failed.load(std::sync::atomic::Ordering::Relaxed));
+                if ok + failed > 0 {
+                    record(
+                        cfg,
+                        ExperimentKind::WorkerRun,
+                        format!("Ran mqlab worker at concurrency {conc} ({} acks) for {:.0} s: {ok} succeeded, {failed} failed", if acks_late { "late" } else { "early" }, started.elapsed().as_secs_f64()),
+                        json!({"concurrency": conc, "acks_late": acks_late, "succeeded": ok, "failed": failed, "seconds": started.elapsed().as_secs_f64()}),
+                    );
+                }
+                return r.map(|_| 0);
+            }
             _ = tokio::signal::ctrl_c() => signals += 1,
             _ = term.recv() => signals += 1,
         }
-        let mode = if signals == 1 {
-            StopMode::Warm
-        } else {
-            StopMode::Cold
-        };
+        let mode = if signals == 1 { StopMode::Warm } else { StopMode::Cold };
         eprintln!(
             "\nworker: {} shutdown (MainProcess){}",
-            if mode == StopMode::Warm {
-                "Warm"
-            } else {
-                "Cold"
-            },
-            if mode == StopMode::Warm {
-                "; press Ctrl-C again for a cold shutdown"
-            } else {
-                ""
-            }
+            if mode == StopMode::Warm { "Warm" } else { "Cold" },
+            if mode == StopMode::Warm { "; press Ctrl-C again for a cold shutdown" } else { "" }
         );
         handle.stop(mode);
     }
@@ -266,18 +313,8 @@ async fn run_submit(cfg: &Config, args: SubmitArgs) -> anyhow::Result<i32> {
             m
         })
         .collect();
-    let client = Client::connect(
-        &cfg.broker_url,
-        args.wait.then_some(cfg.result_backend.as_str()),
-        &queue,
-        cfg.result_expires,
-    )
-    .await?;
-    let mut watcher = if args.wait {
-        Some(client.watch(&msgs).await?)
-    } else {
-        None
-    };
+    let client = Client::connect(&cfg.broker_url, args.wait.then_some(cfg.result_backend.as_str()), &queue, cfg.result_expires).await?;
+    let mut watcher = if args.wait { Some(client.watch(&msgs).await?) } else { None };
     let started = Instant::now();
     client.publish(&msgs).await?;
     let publish_secs = started.elapsed().as_secs_f64();
@@ -298,11 +335,7 @@ async fn run_submit(cfg: &Config, args: SubmitArgs) -> anyhow::Result<i32> {
                 m.task,
                 m.id,
                 m.argsrepr,
-                if m.kwargs.is_empty() {
-                    String::new()
-                } else {
-                    format!(" {}", m.kwargsrepr)
-                }
+                if m.kwargs.is_empty() { String::new() } else { format!(" {}", m.kwargsrepr) }
             )?;
             if args.wait {
                 writeln!(out, "  {:<8} {}", "PENDING", now_clock())?;
@@ -311,47 +344,59 @@ async fn run_submit(cfg: &Config, args: SubmitArgs) -> anyhow::Result<i32> {
     } else {
         let rate = args.count as f64 / publish_secs.max(1e-9);
         if args.json {
-            writeln!(
-                out,
-                "{}",
-                json!({"event": "published", "count": args.count, "seconds": publish_secs, "rate": rate, "queue": queue})
-            )?;
+            writeln!(out, "{}", json!({"event": "published", "count": args.count, "seconds": publish_secs, "rate": rate, "queue": queue}))?;
         } else {
-            writeln!(
-                out,
-                "Published {} × {} in {:.3}s ({:.0} tasks/s) to queue {queue:?}",
-                args.count, args.task, publish_secs, rate
-            )?;
+            writeln!(out, "Published {} × {} in {:.3}s ({:.0} tasks/s) to queue {queue:?}", args.count, args.task, publish_secs, rate)?;
         }
     }
     out.flush()?;
     let Some(watcher) = watcher.as_mut() else {
         client.close().await;
+        record(
+            cfg,
+            ExperimentKind::TasksSubmitted,
+            format!(
+                "Sent {} × {}{} without waiting ({:.0} tasks/s published)",
+                args.count,
+                args.task,
+                msgs[0].argsrepr,
+                args.count as f64 / publish_secs.max(1e-9)
+            ),
+            json!({"task": args.task, "count": args.count, "publish_seconds": publish_secs}),
+        );
         return Ok(0);
     };
-    let mut finals: std::collections::HashMap<String, ResultMeta> =
-        std::collections::HashMap::new();
+    let mut finals: std::collections::HashMap<String, ResultMeta> = std::collections::HashMap::new();
     let json_out = args.json;
-    let done = client::follow(
-        watcher,
-        Some(Duration::from_secs_f64(args.timeout.max(0.0))),
-        |meta| {
-            let mut out = std::io::stdout().lock();
-            if single {
-                let _ = print_state(&mut out, meta, json_out);
-            }
-            if meta.status.is_ready() {
-                finals.insert(meta.task_id.clone(), meta.clone());
-            }
-        },
-    )
+    let done = client::follow(watcher, Some(Duration::from_secs_f64(args.timeout.max(0.0))), |meta| {
+        let mut out = std::io::stdout().lock();
+        if single {
+            let _ = print_state(&mut out, meta, json_out);
+        }
+        if meta.status.is_ready() {
+            finals.insert(meta.task_id.clone(), meta.clone());
+        }
+    })
     .await?;
     let total = started.elapsed().as_secs_f64();
     client.close().await;
-    let failures = finals
-        .values()
-        .filter(|m| m.status != TaskState::Success)
-        .count();
+    let failures = finals.values().filter(|m| m.status != TaskState::Success).count();
+    let first_exc = finals.values().find_map(|m| m.exception_text());
+    record(
+        cfg,
+        ExperimentKind::TasksSubmitted,
+        format!(
+            "Sent {} × {}{}: {} SUCCESS, {failures} FAILURE{}, {} unfinished, in {total:.2} s ({:.0} tasks/s)",
+            args.count,
+            args.task,
+            msgs[0].argsrepr,
+            finals.len() - failures,
+            first_exc.as_ref().map(|e| format!(" ({e})")).unwrap_or_default(),
+            args.count - finals.len(),
+            finals.len() as f64 / total.max(1e-9)
+        ),
+        json!({"task": args.task, "count": args.count, "succeeded": finals.len() - failures, "failed": failures, "seconds": total, "exception": first_exc}),
+    );
     if !single {
         let ok = finals.len() - failures;
         let missing = args.count - finals.len();
@@ -378,11 +423,7 @@ async fn run_submit(cfg: &Config, args: SubmitArgs) -> anyhow::Result<i32> {
             watcher.pending()
         );
         if json_out {
-            writeln!(
-                out,
-                "{}",
-                json!({"event": "timeout", "pending": watcher.pending(), "message": msg})
-            )?;
+            writeln!(out, "{}", json!({"event": "timeout", "pending": watcher.pending(), "message": msg}))?;
         } else {
             eprintln!("{msg}");
         }
@@ -417,27 +458,13 @@ fn print_state(out: &mut impl Write, meta: &ResultMeta, json_out: bool) -> std::
     let detail = match meta.status {
         TaskState::Started => format!(
             "worker {} pid {}",
-            meta.result
-                .get("hostname")
-                .and_then(Value::as_str)
-                .unwrap_or("?"),
-            meta.result
-                .get("pid")
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| "?".into())
+            meta.result.get("hostname").and_then(Value::as_str).unwrap_or("?"),
+            meta.result.get("pid").map(|p| p.to_string()).unwrap_or_else(|| "?".into())
         ),
         TaskState::Success => format!("result: {}", crate::celery::pyrepr::repr(&meta.result)),
-        _ => meta
-            .exception_text()
-            .map(|e| format!("raised {e}"))
-            .unwrap_or_default(),
+        _ => meta.exception_text().map(|e| format!("raised {e}")).unwrap_or_default(),
     };
-    writeln!(
-        out,
-        "  {:<8} {}  {detail}",
-        meta.status.as_str(),
-        now_clock()
-    )?;
+    writeln!(out, "  {:<8} {}  {detail}", meta.status.as_str(), now_clock())?;
     if meta.status == TaskState::Failure
         && let Some(tb) = &meta.traceback
     {
@@ -446,4 +473,174 @@ fn print_state(out: &mut impl Write, meta: &ResultMeta, json_out: bool) -> std::
         }
     }
     Ok(())
+}
+
+fn store(cfg: &Config) -> Store {
+    Store::new(&cfg.data_dir)
+}
+
+/// Records an experiment; a failure to write progress is reported, never fatal to the command.
+fn record(cfg: &Config, kind: ExperimentKind, summary: String, figures: Value) {
+    if let Err(e) = store(cfg).update(|p| p.add_experiment(kind, summary, figures)) {
+        eprintln!("warning: could not record this in your progress: {}", one_line(&e));
+    }
+}
+
+async fn run_check(cfg: &Config, context_explicit: bool, args: CheckArgs) -> anyhow::Result<i32> {
+    if args.list {
+        for c in probes::CHECKS {
+            println!("{:<20} {}", c.id, c.title);
+        }
+        return Ok(0);
+    }
+    let course = Course::load()?;
+    let track = cfg.track;
+    let ids: Vec<String> = match args.lesson {
+        Some(n) => {
+            course.lesson(n).with_context(|| format!("there is no lesson {n} (lessons 1-{})", course.lessons.len()))?.checks(track).to_vec()
+        }
+        None => course.all_checks(track),
+    };
+    let mut probes = Probes::new(cfg.clone());
+    probes.context_explicit = context_explicit;
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let results = probes.run_many(&refs).await;
+    let newly = store(cfg).update(|p| {
+        p.track = Some(track);
+        p.record_checks(&results, &course, track)
+    });
+    let newly = match newly {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("warning: could not save progress: {}", one_line(&e));
+            vec![]
+        }
+    };
+    let failed = results.iter().filter(|r| r.status == Status::Fail).count();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json!({"track": track.as_str(), "results": results, "newly_ticked": newly}))?);
+    } else {
+        let scope = match args.lesson {
+            Some(n) => format!("Lesson {n} · {}", course.lesson(n).map(|l| l.title.as_str()).unwrap_or("")),
+            None => "All lessons".to_string(),
+        };
+        println!("{scope} (track {})", track.as_str());
+        if results.is_empty() {
+            println!("  this lesson has no checks: it is read, not proved");
+        }
+        let width = results.iter().map(|r| r.id.len()).max().unwrap_or(0);
+        for r in &results {
+            println!("  {} {:<width$}  {}", r.status.mark(), r.id, r.detail);
+            if r.status == Status::Fail
+                && let Some(h) = &r.hint
+            {
+                println!("    {:<width$}  → {h}", "");
+            }
+        }
+        let passed = results.iter().filter(|r| r.status == Status::Pass).count();
+        let skipped = results.iter().filter(|r| r.status == Status::Skipped).count();
+        println!("{passed} passed, {failed} failed, {skipped} skipped");
+        for id in &newly {
+            if let Some(item) = course.checklist().iter().find(|i| &i.id == id) {
+                println!("  ticked: {}", item.text);
+            }
+        }
+    }
+    Ok(if failed == 0 { 0 } else { 1 })
+}
+
+fn run_progress(cfg: &Config, args: ProgressArgs) -> anyhow::Result<i32> {
+    let course = Course::load()?;
+    let st = store(cfg);
+    let (mut p, warning) = st.load_or_fresh();
+    if let Some(w) = warning {
+        eprintln!("warning: {w}");
+    }
+    let changing = !args.tick.is_empty() || !args.untick.is_empty() || !args.note.is_empty();
+    for id in &args.tick {
+        p.tick(&course, id)?;
+    }
+    for id in &args.untick {
+        p.untick(&course, id)?;
+    }
+    for pair in args.note.chunks(2) {
+        let step: u32 = pair[0].parse().map_err(|_| anyhow::anyhow!("--note takes a lesson number first, got {:?}", pair[0]))?;
+        if course.lesson(step).is_none() {
+            anyhow::bail!("there is no lesson {step}");
+        }
+        p.set_note(step, &pair[1]);
+    }
+    if changing {
+        st.save(&p)?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&p)?);
+        return Ok(0);
+    }
+    println!("Progress ({}; track {})", st.path().display(), p.track.unwrap_or(cfg.track).as_str());
+    println!("\nChecklist {}/{}", p.ticked(&course), course.checklist().len());
+    for item in course.checklist() {
+        let mark = match p.checklist.get(&item.id) {
+            Some(t) if t.by == "hand" => "[x] (by hand)".to_string(),
+            Some(_) => "[x]".to_string(),
+            None => "[ ]".to_string(),
+        };
+        println!("  {mark:<14} {:<14} {}", item.id, item.text);
+    }
+    println!("\nChecks");
+    if p.checks.is_empty() {
+        println!("  none run yet: `mqlab check`");
+    }
+    for (id, r) in &p.checks {
+        println!("  {} {:<20} {}  ({})", r.status.mark(), id, r.detail, r.at.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M"));
+    }
+    println!("\nExperiments");
+    if p.experiments.is_empty() {
+        println!("  none yet: `mqlab submit ... --wait` or the lab");
+    }
+    for e in &p.experiments {
+        println!("  {}  {}", e.at.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M"), e.summary);
+    }
+    if !p.notes.is_empty() {
+        println!("\nNotes");
+        for (step, text) in &p.notes {
+            let first = text.lines().next().unwrap_or("");
+            println!("  lesson {step}: {first}{}", if text.lines().count() > 1 { " …" } else { "" });
+        }
+    }
+    Ok(0)
+}
+
+fn run_reset(cfg: &Config, args: ResetArgs) -> anyhow::Result<i32> {
+    let st = store(cfg);
+    if !args.yes {
+        eprint!("Clear all progress, checklist ticks, notes and experiments in {}? [y/N] ", st.path().display());
+        std::io::stderr().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+            eprintln!("Nothing was cleared.");
+            return Ok(1);
+        }
+    }
+    st.reset()?;
+    eprintln!("Progress cleared.");
+    Ok(0)
+}
+
+fn run_export(cfg: &Config, args: ExportArgs) -> anyhow::Result<i32> {
+    let course = Course::load()?;
+    let (p, warning) = store(cfg).load_or_fresh();
+    if let Some(w) = warning {
+        eprintln!("warning: {w}");
+    }
+    let md = export::render(&p, &course, cfg);
+    if args.output == "-" {
+        print!("{md}");
+    } else {
+        std::fs::write(&args.output, &md).with_context(|| format!("cannot write {}", args.output))?;
+        let shown = std::fs::canonicalize(&args.output).unwrap_or_else(|_| args.output.clone().into());
+        eprintln!("Wrote {}", shown.display());
+    }
+    Ok(0)
 }

@@ -92,36 +92,19 @@ impl Config {
     }
 
     /// Loads with an injected environment (for tests).
-    pub fn load_with(
-        over: &Overrides,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> anyhow::Result<Config> {
-        let file_path = env("MQLAB_CONFIG")
-            .map(PathBuf::from)
-            .or_else(|| default_config_path());
+    pub fn load_with(over: &Overrides, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
+        let file_path = env("MQLAB_CONFIG").map(PathBuf::from).or_else(|| default_config_path());
         let file = match &file_path {
             Some(p) if p.exists() => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("cannot read config file {}", p.display()))?;
-                toml::from_str::<FileConfig>(&text)
-                    .map_err(|e| anyhow::anyhow!("config file {}: {}", p.display(), e.message()))?
+                let text = std::fs::read_to_string(p).with_context(|| format!("cannot read config file {}", p.display()))?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| anyhow::anyhow!("config file {}: {}", p.display(), e.message()))?
             }
             _ => FileConfig::default(),
         };
-        let pick = |flag: &Option<String>,
-                    envs: &[&str],
-                    file: &Option<String>,
-                    default: &str|
-         -> String {
-            flag.clone()
-                .or_else(|| envs.iter().find_map(|k| env(k)))
-                .or_else(|| file.clone())
-                .unwrap_or_else(|| default.to_string())
+        let pick = |flag: &Option<String>, envs: &[&str], file: &Option<String>, default: &str| -> String {
+            flag.clone().or_else(|| envs.iter().find_map(|k| env(k))).or_else(|| file.clone()).unwrap_or_else(|| default.to_string())
         };
-        let data_dir = env("MQLAB_DATA_DIR")
-            .map(PathBuf::from)
-            .or_else(default_data_dir)
-            .unwrap_or_else(|| PathBuf::from(".mqlab"));
+        let data_dir = env("MQLAB_DATA_DIR").map(PathBuf::from).or_else(default_data_dir).unwrap_or_else(|| PathBuf::from(".mqlab"));
         let track = over
             .track
             .or_else(|| {
@@ -134,36 +117,16 @@ impl Config {
             .or(file.track)
             .unwrap_or_default();
         let cfg = Config {
-            broker_url: pick(
-                &over.broker,
-                &["MQLAB_BROKER_URL", "CELERY_BROKER_URL"],
-                &file.broker_url,
-                DEFAULT_BROKER,
-            ),
+            broker_url: pick(&over.broker, &["MQLAB_BROKER_URL", "CELERY_BROKER_URL"], &file.broker_url, DEFAULT_BROKER),
             result_backend: pick(
                 &over.result_backend,
                 &["MQLAB_RESULT_BACKEND", "CELERY_RESULT_BACKEND"],
                 &file.result_backend,
                 DEFAULT_BACKEND,
             ),
-            management_url: pick(
-                &over.management_url,
-                &["MQLAB_MANAGEMENT_URL"],
-                &file.management_url,
-                DEFAULT_MANAGEMENT,
-            ),
-            kube_context: pick(
-                &over.context,
-                &["MQLAB_KUBE_CONTEXT"],
-                &file.kube_context,
-                DEFAULT_CONTEXT,
-            ),
-            namespace: pick(
-                &over.namespace,
-                &["MQLAB_NAMESPACE"],
-                &file.namespace,
-                DEFAULT_NAMESPACE,
-            ),
+            management_url: pick(&over.management_url, &["MQLAB_MANAGEMENT_URL"], &file.management_url, DEFAULT_MANAGEMENT),
+            kube_context: pick(&over.context, &["MQLAB_KUBE_CONTEXT"], &file.kube_context, DEFAULT_CONTEXT),
+            namespace: pick(&over.namespace, &["MQLAB_NAMESPACE"], &file.namespace, DEFAULT_NAMESPACE),
             queue: file.queue.clone().unwrap_or_else(|| "celery".into()),
             result_expires: file.result_expires.unwrap_or(3600),
             hello_seconds: file.hello_seconds.unwrap_or(2.0),
@@ -179,10 +142,7 @@ impl Config {
         check_url("result backend", &self.result_backend, &["redis", "rediss"])?;
         check_url("management", &self.management_url, &["http", "https"])?;
         if !(0.0..=3600.0).contains(&self.hello_seconds) {
-            bail!(
-                "hello_seconds must be between 0 and 3600, got {}",
-                self.hello_seconds
-            );
+            bail!("hello_seconds must be between 0 and 3600, got {}", self.hello_seconds);
         }
         Ok(())
     }
@@ -193,32 +153,17 @@ impl Config {
         let m = url::Url::parse(&self.management_url).expect("validated");
         let b = url::Url::parse(&self.broker_url).expect("validated");
         let (user, pass) = if !m.username().is_empty() {
-            (
-                m.username().to_string(),
-                m.password().unwrap_or("").to_string(),
-            )
+            (m.username().to_string(), m.password().unwrap_or("").to_string())
         } else if !b.username().is_empty() {
-            (
-                b.username().to_string(),
-                b.password().unwrap_or("").to_string(),
-            )
+            (b.username().to_string(), b.password().unwrap_or("").to_string())
         } else {
             ("guest".into(), "guest".into())
         };
-        let decode = |s: String| {
-            url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or(s)
-        };
+        let decode = |s: String| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or(s);
         let mut base = m.clone();
         let _ = base.set_username("");
         let _ = base.set_password(None);
-        (
-            base.as_str().trim_end_matches('/').to_string(),
-            decode(user),
-            decode(pass),
-        )
+        (base.as_str().trim_end_matches('/').to_string(), decode(user), decode(pass))
     }
 
     pub fn config_path() -> Option<PathBuf> {
@@ -240,14 +185,9 @@ fn default_data_dir() -> Option<PathBuf> {
 
 fn check_url(what: &str, raw: &str, schemes: &[&str]) -> anyhow::Result<()> {
     let masked = mask_url(raw);
-    let u =
-        url::Url::parse(raw).map_err(|e| anyhow::anyhow!("invalid {what} URL {masked:?}: {e}"))?;
+    let u = url::Url::parse(raw).map_err(|e| anyhow::anyhow!("invalid {what} URL {masked:?}: {e}"))?;
     if !schemes.contains(&u.scheme()) {
-        bail!(
-            "invalid {what} URL {masked:?}: scheme {:?} is not one of {}",
-            u.scheme(),
-            schemes.join(", ")
-        );
+        bail!("invalid {what} URL {masked:?}: scheme {:?} is not one of {}", u.scheme(), schemes.join(", "));
     }
     if u.host_str().is_none_or(str::is_empty) {
         bail!("invalid {what} URL {masked:?}: no host");
@@ -296,34 +236,19 @@ mod tests {
     use std::collections::HashMap;
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| map.get(k).cloned()
     }
 
     #[test]
     fn masks_like_celery() {
-        assert_eq!(
-            mask_url("amqp://admin:admin123@localhost:5672//"),
-            "amqp://admin:**@localhost:5672//"
-        );
-        assert_eq!(
-            mask_url("redis://:secret@localhost:6379/0"),
-            "redis://:**@localhost:6379/0"
-        );
-        assert_eq!(
-            mask_url("redis://localhost:6379/0"),
-            "redis://localhost:6379/0"
-        );
+        assert_eq!(mask_url("amqp://admin:admin123@localhost:5672//"), "amqp://admin:**@localhost:5672//");
+        assert_eq!(mask_url("redis://:secret@localhost:6379/0"), "redis://:**@localhost:6379/0");
+        assert_eq!(mask_url("redis://localhost:6379/0"), "redis://localhost:6379/0");
         assert_eq!(mask_url("amqp://user@host//"), "amqp://user@host//");
         assert_eq!(mask_url("amqp://a:p@ss@host/v"), "amqp://a:**@host/v");
         assert_eq!(
-            scrub(
-                "url amqp://admin:admin123@h// and :admin123@",
-                &["amqp://admin:admin123@h//"]
-            ),
+            scrub("url amqp://admin:admin123@h// and :admin123@", &["amqp://admin:admin123@h//"]),
             "url amqp://admin:**@h// and :**@"
         );
     }
@@ -332,97 +257,50 @@ mod tests {
     fn precedence_is_flag_env_file_default() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
-        std::fs::write(
-            &file,
-            "broker_url = \"amqp://f:f@filehost//\"\nnamespace = \"fromfile\"\n",
-        )
-        .unwrap();
+        std::fs::write(&file, "broker_url = \"amqp://f:f@filehost//\"\nnamespace = \"fromfile\"\n").unwrap();
         let f = file.to_str().unwrap();
-        let cfg =
-            Config::load_with(&Overrides::default(), &env_of(&[("MQLAB_CONFIG", f)])).unwrap();
+        let cfg = Config::load_with(&Overrides::default(), &env_of(&[("MQLAB_CONFIG", f)])).unwrap();
         assert_eq!(cfg.broker_url, "amqp://f:f@filehost//");
         assert_eq!(cfg.namespace, "fromfile");
         assert_eq!(cfg.result_backend, DEFAULT_BACKEND);
-        let cfg = Config::load_with(
-            &Overrides::default(),
-            &env_of(&[
-                ("MQLAB_CONFIG", f),
-                ("CELERY_BROKER_URL", "amqp://c@celeryenv//"),
-            ]),
-        )
-        .unwrap();
+        let cfg = Config::load_with(&Overrides::default(), &env_of(&[("MQLAB_CONFIG", f), ("CELERY_BROKER_URL", "amqp://c@celeryenv//")]))
+            .unwrap();
         assert_eq!(cfg.broker_url, "amqp://c@celeryenv//");
         let cfg = Config::load_with(
             &Overrides::default(),
-            &env_of(&[
-                ("MQLAB_CONFIG", f),
-                ("CELERY_BROKER_URL", "amqp://c@celeryenv//"),
-                ("MQLAB_BROKER_URL", "amqp://m@mqlabenv//"),
-            ]),
+            &env_of(&[("MQLAB_CONFIG", f), ("CELERY_BROKER_URL", "amqp://c@celeryenv//"), ("MQLAB_BROKER_URL", "amqp://m@mqlabenv//")]),
         )
         .unwrap();
         assert_eq!(cfg.broker_url, "amqp://m@mqlabenv//");
-        let over = Overrides {
-            broker: Some("amqp://flag@flaghost//".into()),
-            ..Default::default()
-        };
-        let cfg = Config::load_with(
-            &over,
-            &env_of(&[
-                ("MQLAB_CONFIG", f),
-                ("MQLAB_BROKER_URL", "amqp://m@mqlabenv//"),
-            ]),
-        )
-        .unwrap();
+        let over = Overrides { broker: Some("amqp://flag@flaghost//".into()), ..Default::default() };
+        let cfg = Config::load_with(&over, &env_of(&[("MQLAB_CONFIG", f), ("MQLAB_BROKER_URL", "amqp://m@mqlabenv//")])).unwrap();
         assert_eq!(cfg.broker_url, "amqp://flag@flaghost//");
     }
 
     #[test]
     fn defaults_are_the_curriculum_s() {
-        let cfg = Config::load_with(
-            &Overrides::default(),
-            &env_of(&[("MQLAB_CONFIG", "/nonexistent/x.toml")]),
-        )
-        .unwrap();
+        let cfg = Config::load_with(&Overrides::default(), &env_of(&[("MQLAB_CONFIG", "/nonexistent/x.toml")])).unwrap();
         assert_eq!(cfg.broker_url, DEFAULT_BROKER);
         assert_eq!(cfg.management_url, DEFAULT_MANAGEMENT);
         assert_eq!(cfg.kube_context, "rancher-desktop");
         assert_eq!(cfg.namespace, "messaging");
         assert_eq!(cfg.result_expires, 3600);
         let (base, user, pass) = cfg.management_login();
-        assert_eq!(
-            (base.as_str(), user.as_str(), pass.as_str()),
-            ("http://localhost:15672", "admin", "admin123")
-        );
+        assert_eq!((base.as_str(), user.as_str(), pass.as_str()), ("http://localhost:15672", "admin", "admin123"));
     }
 
     #[test]
     fn malformed_urls_are_one_line_errors_without_passwords() {
-        let over = Overrides {
-            broker: Some("amqp://admin:topsecret@".into()),
-            ..Default::default()
-        };
-        let e = Config::load_with(&over, &env_of(&[("MQLAB_CONFIG", "/nonexistent")]))
-            .unwrap_err()
-            .to_string();
+        let over = Overrides { broker: Some("amqp://admin:topsecret@".into()), ..Default::default() };
+        let e = Config::load_with(&over, &env_of(&[("MQLAB_CONFIG", "/nonexistent")])).unwrap_err().to_string();
         assert!(!e.contains("topsecret") && !e.contains('\n'), "{e}");
-        let over = Overrides {
-            result_backend: Some("mongodb://x".into()),
-            ..Default::default()
-        };
-        let e = Config::load_with(&over, &env_of(&[("MQLAB_CONFIG", "/nonexistent")]))
-            .unwrap_err()
-            .to_string();
+        let over = Overrides { result_backend: Some("mongodb://x".into()), ..Default::default() };
+        let e = Config::load_with(&over, &env_of(&[("MQLAB_CONFIG", "/nonexistent")])).unwrap_err().to_string();
         assert!(e.contains("result backend") && e.contains("redis"), "{e}");
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
         std::fs::write(&file, "brokr = 1\n").unwrap();
-        let e = Config::load_with(
-            &Overrides::default(),
-            &env_of(&[("MQLAB_CONFIG", file.to_str().unwrap())]),
-        )
-        .unwrap_err()
-        .to_string();
+        let e = Config::load_with(&Overrides::default(), &env_of(&[("MQLAB_CONFIG", file.to_str().unwrap())])).unwrap_err().to_string();
         assert!(e.contains("unknown field"), "{e}");
     }
 }

@@ -4,4 +4,6 @@
 pub mod celery;
 pub mod cli;
 pub mod config;
+pub mod lessons;
 pub mod logging;
+pub mod probes;

@@ -18,12 +18,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut w: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         let now = chrono::Utc::now();
         let level = match *event.metadata().level() {
             Level::ERROR => "ERROR",
@@ -32,12 +27,7 @@ where
             Level::DEBUG => "DEBUG",
             Level::TRACE => "TRACE",
         };
-        write!(
-            w,
-            "[{},{:03}: {level}/MainProcess] ",
-            now.format("%Y-%m-%d %H:%M:%S"),
-            now.timestamp_subsec_millis()
-        )?;
+        write!(w, "[{},{:03}: {level}/MainProcess] ", now.format("%Y-%m-%d %H:%M:%S"), now.timestamp_subsec_millis())?;
         ctx.field_format().format_fields(w.by_ref(), event)?;
         writeln!(w)
     }
@@ -60,10 +50,7 @@ pub fn init_stderr(level: &str) {
 pub fn init_file(data_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
     std::fs::create_dir_all(data_dir)?;
     let path = data_dir.join("mqlab.log");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)?;
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter("warn,mqlab=info"))
         .event_format(CeleryFormat)

@@ -29,11 +29,7 @@ fn msg(task: &str, args: Value) -> TaskMessage {
 }
 
 /// Publishes, waits for every result and returns them by id, with every state seen.
-async fn run_tasks(
-    client: &Client,
-    msgs: &[TaskMessage],
-    secs: u64,
-) -> (Vec<ResultMeta>, Vec<(String, TaskState)>) {
+async fn run_tasks(client: &Client, msgs: &[TaskMessage], secs: u64) -> (Vec<ResultMeta>, Vec<(String, TaskState)>) {
     let mut watcher = client.watch(msgs).await.unwrap();
     client.publish(msgs).await.unwrap();
     let mut states = vec![];
@@ -53,12 +49,7 @@ async fn run_tasks(
 async fn mgmt_get(path: &str) -> Value {
     let c = reqwest::Client::new();
     for _ in 0..50 {
-        let r = c
-            .get(format!("{}/api/{path}", common::management()))
-            .basic_auth("guest", Some("guest"))
-            .send()
-            .await
-            .unwrap();
+        let r = c.get(format!("{}/api/{path}", common::management())).basic_auth("guest", Some("guest")).send().await.unwrap();
         if r.status().is_success() {
             return r.json().await.unwrap();
         }
@@ -70,9 +61,7 @@ async fn mgmt_get(path: &str) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn declares_what_celery_declares() {
     let q = common::queue("declare");
-    let client = Client::connect(&common::broker(), None, &q, 3600)
-        .await
-        .unwrap();
+    let client = Client::connect(&common::broker(), None, &q, 3600).await.unwrap();
     let queue = mgmt_get(&format!("queues/%2F/{q}")).await;
     assert_eq!(queue["durable"], true);
     assert_eq!(queue["auto_delete"], false);
@@ -91,28 +80,17 @@ async fn declares_what_celery_declares() {
 #[tokio::test(flavor = "multi_thread")]
 async fn messages_have_celery_properties_headers_and_body() {
     let q = common::queue("format");
-    let client = Client::connect(&common::broker(), None, &q, 3600)
-        .await
-        .unwrap();
+    let client = Client::connect(&common::broker(), None, &q, 3600).await.unwrap();
     let m = msg("tasks.hello", json!(["World"]));
     client.publish(std::slice::from_ref(&m)).await.unwrap();
-    let conn = lapin::Connection::connect(&common::broker(), Default::default())
-        .await
-        .unwrap();
+    let conn = lapin::Connection::connect(&common::broker(), Default::default()).await.unwrap();
     let ch = conn.create_channel().await.unwrap();
-    let got = ch
-        .basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })
-        .await
-        .unwrap()
-        .expect("a message");
+    let got = ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap().expect("a message");
     let d = &got.delivery;
     assert_eq!(d.exchange.as_str(), "");
     assert_eq!(d.routing_key.as_str(), q);
     let p = &d.properties;
-    assert_eq!(
-        p.content_type().as_ref().unwrap().as_str(),
-        "application/json"
-    );
+    assert_eq!(p.content_type().as_ref().unwrap().as_str(), "application/json");
     assert_eq!(p.content_encoding().as_ref().unwrap().as_str(), "utf-8");
     assert_eq!(p.correlation_id().as_ref().unwrap().as_str(), m.id);
     assert_eq!(p.delivery_mode(), &Some(2));
@@ -144,19 +122,11 @@ async fn messages_have_celery_properties_headers_and_body() {
     }
     assert_eq!(h.len(), expected.len());
     // Types py-amqp reads faithfully: S strings, I ints, V for None, A arrays, F tables, t bools.
-    assert!(
-        matches!(h.get("task"), Some(AMQPValue::LongString(s)) if s.as_bytes() == b"tasks.hello")
-    );
+    assert!(matches!(h.get("task"), Some(AMQPValue::LongString(s)) if s.as_bytes() == b"tasks.hello"));
     assert!(matches!(h.get("retries"), Some(AMQPValue::LongInt(0))));
-    assert!(matches!(
-        h.get("replaced_task_nesting"),
-        Some(AMQPValue::LongInt(0))
-    ));
+    assert!(matches!(h.get("replaced_task_nesting"), Some(AMQPValue::LongInt(0))));
     assert!(matches!(h.get("eta"), Some(AMQPValue::Void)));
-    assert!(matches!(
-        h.get("ignore_result"),
-        Some(AMQPValue::Boolean(false))
-    ));
+    assert!(matches!(h.get("ignore_result"), Some(AMQPValue::Boolean(false))));
     assert!(matches!(h.get("stamps"), Some(AMQPValue::FieldTable(t)) if t.inner().is_empty()));
     match h.get("timelimit") {
         Some(AMQPValue::FieldArray(a)) => {
@@ -164,17 +134,10 @@ async fn messages_have_celery_properties_headers_and_body() {
         }
         other => panic!("timelimit {other:?}"),
     }
-    assert!(
-        matches!(h.get("argsrepr"), Some(AMQPValue::LongString(s)) if s.as_bytes() == b"('World',)")
-    );
-    assert!(
-        matches!(h.get("origin"), Some(AMQPValue::LongString(s)) if s.as_bytes().starts_with(b"gen"))
-    );
+    assert!(matches!(h.get("argsrepr"), Some(AMQPValue::LongString(s)) if s.as_bytes() == b"('World',)"));
+    assert!(matches!(h.get("origin"), Some(AMQPValue::LongString(s)) if s.as_bytes().starts_with(b"gen")));
     let body: Value = serde_json::from_slice(&d.data).unwrap();
-    assert_eq!(
-        body,
-        json!([["World"], {}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}])
-    );
+    assert_eq!(body, json!([["World"], {}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]));
     let _ = conn.close(200, "bye".into()).await;
     client.close().await;
     common::cleanup(&q).await;
@@ -185,54 +148,24 @@ async fn worker_runs_tasks_and_stores_results_like_celery() {
     let q = common::queue("results");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut w = worker::spawn(opts(&q), Some(tx));
-    let client = Client::connect(&common::broker(), Some(&common::redis()), &q, 3600)
-        .await
-        .unwrap();
-    let msgs = vec![
-        msg("tasks.hello", json!(["World"])),
-        msg("tasks.add", json!([42, 58])),
-        msg("tasks.divide", json!([10, 0])),
-    ];
+    let client = Client::connect(&common::broker(), Some(&common::redis()), &q, 3600).await.unwrap();
+    let msgs = vec![msg("tasks.hello", json!(["World"])), msg("tasks.add", json!([42, 58])), msg("tasks.divide", json!([10, 0]))];
     let (finals, states) = run_tasks(&client, &msgs, 20).await;
     assert_eq!(finals[0].status, TaskState::Success);
-    assert_eq!(
-        finals[0].result,
-        json!("Hello, World! This message was processed by Celery.")
-    );
+    assert_eq!(finals[0].result, json!("Hello, World! This message was processed by Celery."));
     assert_eq!(finals[1].result, json!(100));
     assert_eq!(finals[2].status, TaskState::Failure);
-    assert_eq!(
-        finals[2].result,
-        json!({"exc_type": "ZeroDivisionError", "exc_message": ["division by zero"], "exc_module": "builtins"})
-    );
-    assert!(
-        finals[2]
-            .traceback
-            .as_ref()
-            .unwrap()
-            .starts_with("Traceback (most recent call last):")
-    );
+    assert_eq!(finals[2].result, json!({"exc_type": "ZeroDivisionError", "exc_message": ["division by zero"], "exc_module": "builtins"}));
+    assert!(finals[2].traceback.as_ref().unwrap().starts_with("Traceback (most recent call last):"));
     assert!(finals[2].date_done.as_ref().unwrap().ends_with("+00:00"));
     // STARTED was published with the worker's pid and node name before the final state.
     for m in &msgs {
-        let seen: Vec<TaskState> = states
-            .iter()
-            .filter(|(id, _)| id == &m.id)
-            .map(|(_, s)| *s)
-            .collect();
+        let seen: Vec<TaskState> = states.iter().filter(|(id, _)| id == &m.id).map(|(_, s)| *s).collect();
         assert_eq!(seen.first(), Some(&TaskState::Started), "{seen:?}");
     }
     // The key expires after result_expires (3600 s).
-    let mut conn = redis::Client::open(common::redis())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let ttl: i64 = redis::cmd("TTL")
-        .arg(ResultBackend::key(&msgs[1].id))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let mut conn = redis::Client::open(common::redis()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let ttl: i64 = redis::cmd("TTL").arg(ResultBackend::key(&msgs[1].id)).query_async(&mut conn).await.unwrap();
     assert!((3590..=3600).contains(&ttl), "ttl {ttl}");
     // Events for the live views arrive in order for one task.
     let mut kinds = vec![];
@@ -259,81 +192,37 @@ async fn worker_runs_tasks_and_stores_results_like_celery() {
 async fn success_is_never_overwritten_and_ignore_result_stores_nothing() {
     let backend = ResultBackend::connect(&common::redis(), 60).await.unwrap();
     let id = uuid::Uuid::new_v4().to_string();
-    assert_eq!(
-        backend
-            .store(&ResultMeta::success(&id, json!(4)))
-            .await
-            .unwrap(),
-        StoreOutcome::Stored
-    );
+    assert_eq!(backend.store(&ResultMeta::success(&id, json!(4))).await.unwrap(), StoreOutcome::Stored);
     let err = mqlab::celery::tasks::TaskError::new("ValueError", "late");
-    assert_eq!(
-        backend
-            .store(&ResultMeta::failure(&id, &err))
-            .await
-            .unwrap(),
-        StoreOutcome::KeptSuccess
-    );
-    assert_eq!(
-        backend
-            .store(&ResultMeta::started(&id, 1, "x"))
-            .await
-            .unwrap(),
-        StoreOutcome::KeptSuccess
-    );
+    assert_eq!(backend.store(&ResultMeta::failure(&id, &err)).await.unwrap(), StoreOutcome::KeptSuccess);
+    assert_eq!(backend.store(&ResultMeta::started(&id, 1, "x")).await.unwrap(), StoreOutcome::KeptSuccess);
     assert_eq!(backend.get(&id).await.unwrap().status, TaskState::Success);
-    assert_eq!(
-        backend.get("no-such-id").await.unwrap().status,
-        TaskState::Pending
-    );
+    assert_eq!(backend.get("no-such-id").await.unwrap().status, TaskState::Pending);
 
     let q = common::queue("ignore");
     let mut w = worker::spawn(opts(&q), None);
-    let client = Client::connect(&common::broker(), Some(&common::redis()), &q, 3600)
-        .await
-        .unwrap();
+    let client = Client::connect(&common::broker(), Some(&common::redis()), &q, 3600).await.unwrap();
     let mut ignored = msg("tasks.add", json!([1, 1]));
     ignored.ignore_result = Some(true);
     let marker = msg("tasks.add", json!([2, 2]));
-    client
-        .publish(std::slice::from_ref(&ignored))
-        .await
-        .unwrap();
+    client.publish(std::slice::from_ref(&ignored)).await.unwrap();
     run_tasks(&client, std::slice::from_ref(&marker), 20).await;
     assert!(common::eventually(5, || async { w.stats.processed() == 2 }).await);
-    assert_eq!(
-        backend.get(&ignored.id).await.unwrap().status,
-        TaskState::Pending,
-        "ignore_result stored something"
-    );
+    assert_eq!(backend.get(&ignored.id).await.unwrap().status, TaskState::Pending, "ignore_result stored something");
     w.stop(StopMode::Warm);
     w.wait().await.unwrap();
     common::cleanup(&q).await;
 }
 
 async fn publish_raw(q: &str, headers: Value, body: &[u8], content_type: &str) {
-    let conn = lapin::Connection::connect(&common::broker(), Default::default())
-        .await
-        .unwrap();
+    let conn = lapin::Connection::connect(&common::broker(), Default::default()).await.unwrap();
     let ch = conn.create_channel().await.unwrap();
     let mut t = FieldTable::default();
     for (k, v) in headers.as_object().unwrap() {
         t.insert(k.as_str().into(), json_to_amqp(v));
     }
-    let props = BasicProperties::default()
-        .with_content_type(content_type.into())
-        .with_headers(t);
-    ch.basic_publish(
-        "".into(),
-        q.into(),
-        BasicPublishOptions::default(),
-        body,
-        props,
-    )
-    .await
-    .unwrap()
-    .await
-    .unwrap();
+    let props = BasicProperties::default().with_content_type(content_type.into()).with_headers(t);
+    ch.basic_publish("".into(), q.into(), BasicPublishOptions::default(), body, props).await.unwrap().await.unwrap();
     let _ = conn.close(200, "bye".into()).await;
 }
 
@@ -342,48 +231,16 @@ async fn bad_messages_never_stop_the_worker() {
     let q = common::queue("bad");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut w = worker::spawn(opts(&q), Some(tx));
-    let client = Client::connect(&common::broker(), Some(&common::redis()), &q, 3600)
-        .await
-        .unwrap();
+    let client = Client::connect(&common::broker(), Some(&common::redis()), &q, 3600).await.unwrap();
     let backend = client.backend().unwrap().clone();
     let id_json = uuid::Uuid::new_v4().to_string();
     let id_unknown = uuid::Uuid::new_v4().to_string();
     let id_types = uuid::Uuid::new_v4().to_string();
-    publish_raw(
-        &q,
-        json!({"task": "tasks.add", "id": id_json}),
-        b"{this is not json",
-        "application/json",
-    )
-    .await;
-    publish_raw(
-        &q,
-        json!({"task": "tasks.no_such_task", "id": id_unknown}),
-        br#"[[1], {}, {}]"#,
-        "application/json",
-    )
-    .await;
-    publish_raw(
-        &q,
-        json!({"task": "tasks.add"}),
-        br#"[[1, 2], {}, {}]"#,
-        "application/json",
-    )
-    .await;
-    publish_raw(
-        &q,
-        json!({"task": "tasks.add", "id": "pickled"}),
-        b"\x80\x04K\x01.",
-        "application/x-python-serialize",
-    )
-    .await;
-    publish_raw(
-        &q,
-        json!({"task": "tasks.add", "id": id_types}),
-        br#"[[1, "two"], {}, {}]"#,
-        "application/json",
-    )
-    .await;
+    publish_raw(&q, json!({"task": "tasks.add", "id": id_json}), b"{this is not json", "application/json").await;
+    publish_raw(&q, json!({"task": "tasks.no_such_task", "id": id_unknown}), br#"[[1], {}, {}]"#, "application/json").await;
+    publish_raw(&q, json!({"task": "tasks.add"}), br#"[[1, 2], {}, {}]"#, "application/json").await;
+    publish_raw(&q, json!({"task": "tasks.add", "id": "pickled"}), b"\x80\x04K\x01.", "application/x-python-serialize").await;
+    publish_raw(&q, json!({"task": "tasks.add", "id": id_types}), br#"[[1, "two"], {}, {}]"#, "application/json").await;
     publish_raw(&q, json!({}), b"\"just a string\"", "application/json").await;
     // The next good task still runs.
     let (finals, _) = run_tasks(&client, &[msg("tasks.add", json!([2, 3]))], 20).await;
@@ -398,16 +255,10 @@ async fn bad_messages_never_stop_the_worker() {
     assert_eq!(m.result["exc_type"], "DecodeError");
     let m = failure(id_unknown.clone()).await;
     assert_eq!(m.status, TaskState::Failure);
-    assert_eq!(
-        m.result,
-        json!({"exc_type": "NotRegistered", "exc_message": ["tasks.no_such_task"], "exc_module": "celery.exceptions"})
-    );
+    assert_eq!(m.result, json!({"exc_type": "NotRegistered", "exc_message": ["tasks.no_such_task"], "exc_module": "celery.exceptions"}));
     let m = failure(id_types.clone()).await;
     assert_eq!(m.result["exc_type"], "TypeError");
-    assert_eq!(
-        m.result["exc_message"],
-        json!(["unsupported operand type(s) for +: 'int' and 'str'"])
-    );
+    assert_eq!(m.result["exc_message"], json!(["unsupported operand type(s) for +: 'int' and 'str'"]));
     // Rejected without requeue: nothing waits in the queue and nothing is redelivered.
     assert_eq!(common::ready_count(&q).await, 0);
     let mut rejected = vec![];
@@ -417,24 +268,9 @@ async fn bad_messages_never_stop_the_worker() {
         }
     }
     assert_eq!(rejected.len(), 5, "{rejected:?}");
-    assert!(
-        rejected
-            .iter()
-            .any(|r| r.contains("header \"id\" is missing")),
-        "{rejected:?}"
-    );
-    assert!(
-        rejected
-            .iter()
-            .any(|r| r.contains("application/x-python-serialize")),
-        "{rejected:?}"
-    );
-    assert!(
-        rejected
-            .iter()
-            .any(|r| r.contains("NotRegistered('tasks.no_such_task')")),
-        "{rejected:?}"
-    );
+    assert!(rejected.iter().any(|r| r.contains("header \"id\" is missing")), "{rejected:?}");
+    assert!(rejected.iter().any(|r| r.contains("application/x-python-serialize")), "{rejected:?}");
+    assert!(rejected.iter().any(|r| r.contains("NotRegistered('tasks.no_such_task')")), "{rejected:?}");
     assert!(!w.is_finished());
     w.stop(StopMode::Warm);
     w.wait().await.unwrap();
@@ -454,17 +290,11 @@ async fn late_acks_requeue_a_crashed_task_and_early_acks_lose_it() {
         o.prefetch_multiplier = 1;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut w = worker::spawn(o, Some(tx));
-        let client = Client::connect(&common::broker(), Some(&common::redis()), &q, 3600)
-            .await
-            .unwrap();
+        let client = Client::connect(&common::broker(), Some(&common::redis()), &q, 3600).await.unwrap();
         let m = msg("tasks.sleep", json!([30]));
         client.publish(std::slice::from_ref(&m)).await.unwrap();
         loop {
-            match tokio::time::timeout(Duration::from_secs(10), rx.recv())
-                .await
-                .unwrap()
-                .unwrap()
-            {
+            match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap() {
                 WorkerEvent::TaskStarted { .. } => break,
                 _ => continue,
             }
@@ -489,18 +319,10 @@ async fn prefetch_is_concurrency_times_multiplier() {
     o.concurrency = 3;
     o.prefetch_multiplier = 2;
     let mut w = worker::spawn(o, None);
-    let client = Client::connect(&common::broker(), None, &q, 3600)
-        .await
-        .unwrap();
+    let client = Client::connect(&common::broker(), None, &q, 3600).await.unwrap();
     let consumers = loop {
         let all = mgmt_get("consumers").await;
-        let mine: Vec<Value> = all
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|c| c["queue"]["name"] == q.as_str())
-            .cloned()
-            .collect();
+        let mine: Vec<Value> = all.as_array().unwrap().iter().filter(|c| c["queue"]["name"] == q.as_str()).cloned().collect();
         if !mine.is_empty() {
             break mine;
         }
@@ -518,12 +340,7 @@ async fn prefetch_is_concurrency_times_multiplier() {
         })
         .await
     );
-    assert!(
-        common::eventually(5, || async {
-            w.stats.active.load(std::sync::atomic::Ordering::Relaxed) == 3
-        })
-        .await
-    );
+    assert!(common::eventually(5, || async { w.stats.active.load(std::sync::atomic::Ordering::Relaxed) == 3 }).await);
     w.stop(StopMode::Cold);
     w.wait().await.unwrap();
     client.close().await;
@@ -538,19 +355,12 @@ async fn warm_shutdown_finishes_running_tasks_and_requeues_the_rest() {
     o.prefetch_multiplier = 4;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut w = worker::spawn(o, Some(tx));
-    let client = Client::connect(&common::broker(), Some(&common::redis()), &q, 3600)
-        .await
-        .unwrap();
+    let client = Client::connect(&common::broker(), Some(&common::redis()), &q, 3600).await.unwrap();
     let msgs: Vec<TaskMessage> = (0..3).map(|_| msg("tasks.sleep", json!([0.5]))).collect();
     let mut watcher = client.watch(&msgs).await.unwrap();
     client.publish(&msgs).await.unwrap();
     loop {
-        if let WorkerEvent::TaskStarted { .. } =
-            tokio::time::timeout(Duration::from_secs(10), rx.recv())
-                .await
-                .unwrap()
-                .unwrap()
-        {
+        if let WorkerEvent::TaskStarted { .. } = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap() {
             break;
         }
     }
@@ -563,11 +373,7 @@ async fn warm_shutdown_finishes_running_tasks_and_requeues_the_rest() {
         }
     }
     assert_eq!(succeeded, 1, "the running task finishes");
-    assert_eq!(
-        common::ready_count(&q).await,
-        2,
-        "the reserved ones go back to the queue"
-    );
+    assert_eq!(common::ready_count(&q).await, 2, "the reserved ones go back to the queue");
     client.close().await;
     common::cleanup(&q).await;
 }
@@ -576,9 +382,7 @@ async fn warm_shutdown_finishes_running_tasks_and_requeues_the_rest() {
 async fn chains_and_callbacks_from_python_are_followed() {
     let q = common::queue("chain");
     let mut w = worker::spawn(opts(&q), None);
-    let client = Client::connect(&common::broker(), Some(&common::redis()), &q, 3600)
-        .await
-        .unwrap();
+    let client = Client::connect(&common::broker(), Some(&common::redis()), &q, 3600).await.unwrap();
     let last_id = uuid::Uuid::new_v4().to_string();
     let mut first = msg("tasks.add", json!([2, 2]));
     first.embed.chain = Some(vec![
@@ -587,9 +391,7 @@ async fn chains_and_callbacks_from_python_are_followed() {
     let backend = client.backend().unwrap().clone();
     let mut watcher = backend.watch(std::slice::from_ref(&last_id)).await.unwrap();
     client.publish(std::slice::from_ref(&first)).await.unwrap();
-    let ok = follow(&mut watcher, Some(Duration::from_secs(10)), |_| {})
-        .await
-        .unwrap();
+    let ok = follow(&mut watcher, Some(Duration::from_secs(10)), |_| {}).await.unwrap();
     assert!(ok);
     let last = backend.get(&last_id).await.unwrap();
     assert_eq!(last.result, json!(12));
@@ -604,25 +406,11 @@ async fn wrong_credentials_and_unreachable_hosts_are_clear_errors() {
     let mut o = opts("unused");
     o.broker_url = "amqp://guest:wrong-password@127.0.0.1:5672//".into();
     let mut w = worker::spawn(o, None);
-    let err = tokio::time::timeout(Duration::from_secs(10), w.wait())
-        .await
-        .unwrap()
-        .unwrap_err()
-        .to_string();
+    let err = tokio::time::timeout(Duration::from_secs(10), w.wait()).await.unwrap().unwrap_err().to_string();
     assert!(err.contains("login refused"), "{err}");
     assert!(!err.contains("wrong-password"), "{err}");
-    let e = Client::connect("amqp://guest:guest@127.0.0.1:1//", None, "x", 1)
-        .await
-        .err()
-        .unwrap()
-        .to_string();
+    let e = Client::connect("amqp://guest:guest@127.0.0.1:1//", None, "x", 1).await.err().unwrap().to_string();
     assert!(e.contains("cannot reach the broker"), "{e}");
-    let e = ResultBackend::connect("redis://127.0.0.1:1/0", 1)
-        .await
-        .err()
-        .unwrap();
-    assert!(
-        format!("{e:#}").contains("cannot connect to Redis"),
-        "{e:#}"
-    );
+    let e = ResultBackend::connect("redis://127.0.0.1:1/0", 1).await.err().unwrap();
+    assert!(format!("{e:#}").contains("cannot connect to Redis"), "{e:#}");
 }

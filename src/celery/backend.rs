@@ -51,12 +51,7 @@ impl ResultMeta {
     }
 
     pub fn started(task_id: &str, pid: u32, hostname: &str) -> Self {
-        Self::new(
-            task_id,
-            TaskState::Started,
-            json!({"pid": pid, "hostname": hostname}),
-            None,
-        )
+        Self::new(task_id, TaskState::Started, json!({"pid": pid, "hostname": hostname}), None)
     }
 
     pub fn success(task_id: &str, result: Value) -> Self {
@@ -64,12 +59,7 @@ impl ResultMeta {
     }
 
     pub fn failure(task_id: &str, err: &TaskError) -> Self {
-        Self::new(
-            task_id,
-            TaskState::Failure,
-            err.to_result(),
-            err.traceback.clone(),
-        )
+        Self::new(task_id, TaskState::Failure, err.to_result(), err.traceback.clone())
     }
 
     pub fn revoked(task_id: &str, reason: &str) -> Self {
@@ -83,17 +73,10 @@ impl ResultMeta {
 
     /// The exception of a FAILURE as `Type: message`.
     pub fn exception_text(&self) -> Option<String> {
-        if !matches!(
-            self.status,
-            TaskState::Failure | TaskState::Revoked | TaskState::Retry
-        ) {
+        if !matches!(self.status, TaskState::Failure | TaskState::Revoked | TaskState::Retry) {
             return None;
         }
-        let ty = self
-            .result
-            .get("exc_type")
-            .and_then(Value::as_str)
-            .unwrap_or("Exception");
+        let ty = self.result.get("exc_type").and_then(Value::as_str).unwrap_or("Exception");
         let msg = match self.result.get("exc_message") {
             Some(Value::Array(a)) if a.len() == 1 => super::pyrepr::str_of(&a[0]),
             Some(Value::Array(a)) => super::pyrepr::repr_args(a),
@@ -128,18 +111,11 @@ impl ResultBackend {
             .set_connection_timeout(Some(Duration::from_secs(3)))
             .set_response_timeout(Some(Duration::from_secs(5)))
             .set_number_of_retries(2);
-        let conn = tokio::time::timeout(
-            Duration::from_secs(5),
-            client.get_connection_manager_with_config(config),
-        )
-        .await
-        .map_err(|_| anyhow::anyhow!("timed out connecting to Redis"))?
-        .context("cannot connect to Redis")?;
-        Ok(ResultBackend {
-            conn,
-            client,
-            expires,
-        })
+        let conn = tokio::time::timeout(Duration::from_secs(5), client.get_connection_manager_with_config(config))
+            .await
+            .map_err(|_| anyhow::anyhow!("timed out connecting to Redis"))?
+            .context("cannot connect to Redis")?;
+        Ok(ResultBackend { conn, client, expires })
     }
 
     pub fn key(task_id: &str) -> String {
@@ -153,8 +129,7 @@ impl ResultBackend {
         let mut conn = self.conn.clone();
         let current: Option<String> = conn.get(&key).await?;
         if let Some(cur) = current
-            && serde_json::from_str::<ResultMeta>(&cur)
-                .is_ok_and(|m| m.status == TaskState::Success)
+            && serde_json::from_str::<ResultMeta>(&cur).is_ok_and(|m| m.status == TaskState::Success)
         {
             return Ok(StoreOutcome::KeptSuccess);
         }
@@ -162,11 +137,7 @@ impl ResultBackend {
         let mut pipe = redis::pipe();
         pipe.atomic();
         if self.expires > 0 {
-            pipe.cmd("SETEX")
-                .arg(&key)
-                .arg(self.expires)
-                .arg(&value)
-                .ignore();
+            pipe.cmd("SETEX").arg(&key).arg(self.expires).arg(&value).ignore();
         } else {
             pipe.cmd("SET").arg(&key).arg(&value).ignore();
         }
@@ -180,14 +151,8 @@ impl ResultBackend {
         let mut conn = self.conn.clone();
         let raw: Option<String> = conn.get(Self::key(task_id)).await?;
         match raw {
-            None => Ok(ResultMeta::new(
-                task_id,
-                TaskState::Pending,
-                Value::Null,
-                None,
-            )),
-            Some(raw) => serde_json::from_str(&raw)
-                .with_context(|| format!("result of {task_id} is not Celery JSON")),
+            None => Ok(ResultMeta::new(task_id, TaskState::Pending, Value::Null, None)),
+            Some(raw) => serde_json::from_str(&raw).with_context(|| format!("result of {task_id} is not Celery JSON")),
         }
     }
 
@@ -198,14 +163,12 @@ impl ResultBackend {
         }
         let mut conn = self.conn.clone();
         let keys: Vec<String> = ids.iter().map(|i| Self::key(i)).collect();
-        let raws: Vec<Option<String>> =
-            redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+        let raws: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
         ids.iter()
             .zip(raws)
             .map(|(id, raw)| match raw {
                 None => Ok(ResultMeta::new(id, TaskState::Pending, Value::Null, None)),
-                Some(raw) => serde_json::from_str(&raw)
-                    .with_context(|| format!("result of {id} is not Celery JSON")),
+                Some(raw) => serde_json::from_str(&raw).with_context(|| format!("result of {id} is not Celery JSON")),
             })
             .collect()
     }
@@ -213,11 +176,7 @@ impl ResultBackend {
     /// Subscribes to the result channels of `ids`. Call this before publishing the tasks, as
     /// Celery's `send_task` does, so that no state change is missed.
     pub async fn watch(&self, ids: &[String]) -> anyhow::Result<ResultWatcher> {
-        let mut pubsub = self
-            .client
-            .get_async_pubsub()
-            .await
-            .context("cannot subscribe to Redis")?;
+        let mut pubsub = self.client.get_async_pubsub().await.context("cannot subscribe to Redis")?;
         for chunk in ids.chunks(1000) {
             let keys: Vec<String> = chunk.iter().map(|i| Self::key(i)).collect();
             pubsub.subscribe(keys).await?;
@@ -236,11 +195,7 @@ impl ResultBackend {
                 }
             }
         });
-        Ok(ResultWatcher {
-            rx,
-            backend: self.clone(),
-            pending: ids.iter().cloned().collect(),
-        })
+        Ok(ResultWatcher { rx, backend: self.clone(), pending: ids.iter().cloned().collect() })
     }
 }
 
@@ -302,9 +257,6 @@ mod tests {
         assert_eq!(v["result"], json!({"pid": 12, "hostname": "celery@h"}));
         assert_eq!(v["date_done"], Value::Null);
         let parsed: ResultMeta = serde_json::from_str(r#"{"status": "FAILURE", "result": {"exc_type": "ZeroDivisionError", "exc_message": ["division by zero"], "exc_module": "builtins"}, "traceback": "T", "children": [], "date_done": "2026-11-27T21:35:28.777366", "task_id": "f0"}"#).unwrap();
-        assert_eq!(
-            parsed.exception_text().unwrap(),
-            "ZeroDivisionError: division by zero"
-        );
+        assert_eq!(parsed.exception_text().unwrap(), "ZeroDivisionError: division by zero");
     }
 }

@@ -27,26 +27,18 @@ pub enum ConnectError {
 impl ConnectError {
     /// Errors that trying again will not mend.
     pub fn is_permanent(&self) -> bool {
-        matches!(
-            self,
-            ConnectError::AccessRefused { .. }
-                | ConnectError::VhostRefused { .. }
-                | ConnectError::InvalidUrl(_)
-        )
+        matches!(self, ConnectError::AccessRefused { .. } | ConnectError::VhostRefused { .. } | ConnectError::InvalidUrl(_))
     }
 }
 
 /// Turns a Celery broker URL (`amqp://`, `pyamqp://`, vhost `//`) into one lapin reads.
 pub fn amqp_uri(url: &str) -> Result<String, ConnectError> {
-    let parsed = url::Url::parse(url)
-        .map_err(|e| ConnectError::InvalidUrl(format!("{}: {e}", mask_url(url))))?;
+    let parsed = url::Url::parse(url).map_err(|e| ConnectError::InvalidUrl(format!("{}: {e}", mask_url(url))))?;
     let scheme = match parsed.scheme() {
         "amqp" | "pyamqp" | "py-amqp" | "librabbitmq" => "amqp",
         "amqps" => "amqps",
         other => {
-            return Err(ConnectError::InvalidUrl(format!(
-                "scheme {other:?} is not AMQP (use amqp://)"
-            )));
+            return Err(ConnectError::InvalidUrl(format!("scheme {other:?} is not AMQP (use amqp://)")));
         }
     };
     let rest = &url[url.find("://").map(|i| i + 3).unwrap_or(0)..];
@@ -62,8 +54,7 @@ pub fn amqp_uri(url: &str) -> Result<String, ConnectError> {
 pub async fn connect(url: &str, name: &str) -> Result<Connection, ConnectError> {
     let uri = amqp_uri(url)?;
     let masked = mask_url(url);
-    let props =
-        ConnectionProperties::default().with_connection_name(name.as_bytes().to_vec().into());
+    let props = ConnectionProperties::default().with_connection_name(name.as_bytes().to_vec().into());
     match tokio::time::timeout(Duration::from_secs(5), Connection::connect(&uri, props)).await {
         Err(_) => Err(ConnectError::Timeout { url: masked }),
         Ok(Ok(c)) => Ok(c),
@@ -73,22 +64,12 @@ pub async fn connect(url: &str, name: &str) -> Result<Connection, ConnectError> 
 
 fn classify(detail: &str, url: String) -> ConnectError {
     let lower = detail.to_ascii_lowercase();
-    if lower.contains("access_refused")
-        || lower.contains("access-refused")
-        || lower.contains("login")
-        || lower.contains("auth")
-    {
+    if lower.contains("access_refused") || lower.contains("access-refused") || lower.contains("login") || lower.contains("auth") {
         ConnectError::AccessRefused { url }
     } else if lower.contains("not_allowed") || lower.contains("vhost") {
-        ConnectError::VhostRefused {
-            url,
-            detail: detail.to_string(),
-        }
+        ConnectError::VhostRefused { url, detail: detail.to_string() }
     } else {
-        ConnectError::Unreachable {
-            url,
-            detail: detail.to_string(),
-        }
+        ConnectError::Unreachable { url, detail: detail.to_string() }
     }
 }
 
@@ -98,30 +79,12 @@ pub async fn declare_task_queue(ch: &Channel, queue: &str) -> lapin::Result<()> 
     ch.exchange_declare(
         short(queue),
         ExchangeKind::Direct,
-        ExchangeDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
+        ExchangeDeclareOptions { durable: true, ..Default::default() },
         FieldTable::default(),
     )
     .await?;
-    ch.queue_declare(
-        short(queue),
-        QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await?;
-    ch.queue_bind(
-        short(queue),
-        short(queue),
-        short(queue),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await?;
+    ch.queue_declare(short(queue), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default()).await?;
+    ch.queue_bind(short(queue), short(queue), short(queue), QueueBindOptions::default(), FieldTable::default()).await?;
     Ok(())
 }
 
@@ -131,21 +94,10 @@ mod tests {
 
     #[test]
     fn celery_urls_become_amqp_uris() {
-        assert_eq!(
-            amqp_uri("amqp://admin:admin123@localhost:5672//").unwrap(),
-            "amqp://admin:admin123@localhost:5672//"
-        );
-        assert_eq!(
-            amqp_uri("pyamqp://guest@localhost/").unwrap(),
-            "amqp://guest@localhost//"
-        );
+        assert_eq!(amqp_uri("amqp://admin:admin123@localhost:5672//").unwrap(), "amqp://admin:admin123@localhost:5672//");
+        assert_eq!(amqp_uri("pyamqp://guest@localhost/").unwrap(), "amqp://guest@localhost//");
         assert_eq!(amqp_uri("amqp://h:5672/lab").unwrap(), "amqp://h:5672/lab");
-        assert!(
-            amqp_uri("redis://localhost")
-                .unwrap_err()
-                .to_string()
-                .contains("not AMQP")
-        );
+        assert!(amqp_uri("redis://localhost").unwrap_err().to_string().contains("not AMQP"));
         assert!(classify("ACCESS_REFUSED - Login was refused", "u".into()).is_permanent());
         assert!(!classify("Connection refused (os error 111)", "u".into()).is_permanent());
     }

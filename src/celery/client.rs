@@ -22,12 +22,7 @@ pub struct Client {
 impl Client {
     /// Connects, declares the queue as Celery does before publishing, and turns on publisher
     /// confirms so that a returned `publish` means the broker has the messages.
-    pub async fn connect(
-        broker_url: &str,
-        result_backend: Option<&str>,
-        queue: &str,
-        result_expires: u64,
-    ) -> anyhow::Result<Client> {
+    pub async fn connect(broker_url: &str, result_backend: Option<&str>, queue: &str, result_expires: u64) -> anyhow::Result<Client> {
         let backend = match result_backend {
             Some(url) => Some(
                 ResultBackend::connect(url, result_expires)
@@ -39,15 +34,8 @@ impl Client {
         let conn = broker::connect(broker_url, "mqlab submit").await?;
         let channel = conn.create_channel().await?;
         broker::declare_task_queue(&channel, queue).await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        Ok(Client {
-            conn,
-            channel,
-            queue: queue.to_string(),
-            backend,
-        })
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        Ok(Client { conn, channel, queue: queue.to_string(), backend })
     }
 
     pub fn backend(&self) -> Option<&ResultBackend> {
@@ -60,10 +48,7 @@ impl Client {
 
     /// Subscribes to the results of these messages; do this before `publish`.
     pub async fn watch(&self, msgs: &[TaskMessage]) -> anyhow::Result<ResultWatcher> {
-        let backend = self
-            .backend
-            .as_ref()
-            .context("no result backend configured")?;
+        let backend = self.backend.as_ref().context("no result backend configured")?;
         let ids: Vec<String> = msgs.iter().map(|m| m.id.clone()).collect();
         backend.watch(&ids).await
     }
@@ -76,13 +61,7 @@ impl Client {
             for m in window {
                 let c = self
                     .channel
-                    .basic_publish(
-                        short(""),
-                        short(&self.queue),
-                        BasicPublishOptions::default(),
-                        &m.body(),
-                        m.properties(),
-                    )
+                    .basic_publish(short(""), short(&self.queue), BasicPublishOptions::default(), &m.body(), m.properties())
                     .await
                     .context("publish failed")?;
                 confirms.push(c);
@@ -98,18 +77,13 @@ impl Client {
     }
 
     pub async fn close(self) {
-        let _ =
-            tokio::time::timeout(Duration::from_secs(2), self.conn.close(200, short("bye"))).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.conn.close(200, short("bye"))).await;
     }
 }
 
 /// Waits until every watched task is ready or the deadline passes, calling `on_state` for every
 /// state seen (STARTED, SUCCESS, FAILURE...).
-pub async fn follow(
-    watcher: &mut ResultWatcher,
-    timeout: Option<Duration>,
-    mut on_state: impl FnMut(&ResultMeta),
-) -> anyhow::Result<bool> {
+pub async fn follow(watcher: &mut ResultWatcher, timeout: Option<Duration>, mut on_state: impl FnMut(&ResultMeta)) -> anyhow::Result<bool> {
     // Pub/sub and the first GET can both report a state: report each (task, state) once.
     let mut seen = std::collections::HashSet::new();
     let mut report = |meta: &ResultMeta| {

@@ -64,10 +64,7 @@ impl TaskState {
 
     /// Celery's READY_STATES: a result that will not change any more.
     pub fn is_ready(self) -> bool {
-        matches!(
-            self,
-            TaskState::Success | TaskState::Failure | TaskState::Revoked
-        )
+        matches!(self, TaskState::Success | TaskState::Failure | TaskState::Revoked)
     }
 }
 
@@ -176,8 +173,7 @@ impl TaskMessage {
     pub fn headers_json(&self) -> Map<String, Value> {
         let mut h = Map::new();
         let opt = |s: &Option<String>| s.clone().map(Value::String).unwrap_or(Value::Null);
-        let time =
-            |t: &Option<DateTime<Utc>>| t.map(|t| Value::String(iso(t))).unwrap_or(Value::Null);
+        let time = |t: &Option<DateTime<Utc>>| t.map(|t| Value::String(iso(t))).unwrap_or(Value::Null);
         let num = |f: Option<f64>| f.map(float_or_int).unwrap_or(Value::Null);
         h.insert("lang".into(), json!(self.lang));
         h.insert("task".into(), json!(self.task));
@@ -188,23 +184,14 @@ impl TaskMessage {
         h.insert("group".into(), opt(&self.group));
         h.insert("group_index".into(), json!(self.group_index));
         h.insert("retries".into(), json!(self.retries));
-        h.insert(
-            "timelimit".into(),
-            json!([num(self.time_limit), num(self.soft_time_limit)]),
-        );
+        h.insert("timelimit".into(), json!([num(self.time_limit), num(self.soft_time_limit)]));
         h.insert("root_id".into(), json!(self.root_id));
         h.insert("parent_id".into(), opt(&self.parent_id));
         h.insert("argsrepr".into(), json!(self.argsrepr));
         h.insert("kwargsrepr".into(), json!(self.kwargsrepr));
         h.insert("origin".into(), json!(self.origin));
-        h.insert(
-            "ignore_result".into(),
-            json!(self.ignore_result.unwrap_or(false)),
-        );
-        h.insert(
-            "replaced_task_nesting".into(),
-            json!(self.replaced_task_nesting),
-        );
+        h.insert("ignore_result".into(), json!(self.ignore_result.unwrap_or(false)));
+        h.insert("replaced_task_nesting".into(), json!(self.replaced_task_nesting));
         h.insert("stamped_headers".into(), json!(self.stamped_headers));
         h.insert("stamps".into(), Value::Object(self.stamps.clone()));
         h
@@ -235,30 +222,15 @@ impl TaskMessage {
     /// Reads a message from its AMQP properties and body (v2 when the `task` header is present,
     /// else v1).
     pub fn decode(props: &BasicProperties, body: &[u8]) -> Result<TaskMessage, DecodeError> {
-        let headers: Map<String, Value> = props
-            .headers()
-            .as_ref()
-            .map(|t| {
-                t.inner()
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), amqp_to_json(v)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let headers: Map<String, Value> =
+            props.headers().as_ref().map(|t| t.inner().iter().map(|(k, v)| (k.to_string(), amqp_to_json(v))).collect()).unwrap_or_default();
         let id_hint = headers
             .get("id")
             .and_then(Value::as_str)
             .map(str::to_string)
             .or_else(|| props.correlation_id().as_ref().map(|c| c.to_string()));
-        let task_hint = headers
-            .get("task")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        let err = |kind: DecodeErrorKind| DecodeError {
-            kind,
-            task_id: id_hint.clone(),
-            task: task_hint.clone(),
-        };
+        let task_hint = headers.get("task").and_then(Value::as_str).map(str::to_string);
+        let err = |kind: DecodeErrorKind| DecodeError { kind, task_id: id_hint.clone(), task: task_hint.clone() };
 
         let content_type = props.content_type().as_ref().map(|c| c.to_string());
         match content_type.as_deref() {
@@ -271,14 +243,9 @@ impl TaskMessage {
                 return Err(err(DecodeErrorKind::ContentEncoding(enc)));
             }
         }
-        let raw: Value =
-            serde_json::from_slice(body).map_err(|e| err(DecodeErrorKind::Json(e.to_string())))?;
+        let raw: Value = serde_json::from_slice(body).map_err(|e| err(DecodeErrorKind::Json(e.to_string())))?;
         let body = kombu_decode(raw).map_err(|e| err(DecodeErrorKind::Json(e)))?;
-        let reply_to = props
-            .reply_to()
-            .as_ref()
-            .map(|s| s.to_string())
-            .unwrap_or_default();
+        let reply_to = props.reply_to().as_ref().map(|s| s.to_string()).unwrap_or_default();
         let priority = props.priority().unwrap_or(0);
 
         if headers.contains_key("task") {
@@ -288,24 +255,14 @@ impl TaskMessage {
         }
     }
 
-    fn decode_v2(
-        h: &Map<String, Value>,
-        body: Value,
-        reply_to: String,
-        priority: u8,
-    ) -> Result<TaskMessage, DecodeErrorKind> {
+    fn decode_v2(h: &Map<String, Value>, body: Value, reply_to: String, priority: u8) -> Result<TaskMessage, DecodeErrorKind> {
         let task = req_str(h, "task")?;
         let id = req_str(h, "id")?;
         let Value::Array(mut parts) = body else {
-            return Err(DecodeErrorKind::Body(
-                "body is not a JSON array [args, kwargs, embed]".into(),
-            ));
+            return Err(DecodeErrorKind::Body("body is not a JSON array [args, kwargs, embed]".into()));
         };
         if parts.len() < 2 || parts.len() > 3 {
-            return Err(DecodeErrorKind::Body(format!(
-                "body has {} elements; expected [args, kwargs, embed]",
-                parts.len()
-            )));
+            return Err(DecodeErrorKind::Body(format!("body has {} elements; expected [args, kwargs, embed]", parts.len())));
         }
         let embed = if parts.len() == 3 { parts.pop() } else { None };
         let kwargs = parts.pop().unwrap_or(Value::Null);
@@ -313,31 +270,21 @@ impl TaskMessage {
         let args = match args {
             Value::Array(a) => a,
             other => {
-                return Err(DecodeErrorKind::Body(format!(
-                    "args must be a list, got {}",
-                    type_name(&other)
-                )));
+                return Err(DecodeErrorKind::Body(format!("args must be a list, got {}", type_name(&other))));
             }
         };
         let kwargs = match kwargs {
             Value::Object(m) => m,
             Value::Null => Map::new(),
             other => {
-                return Err(DecodeErrorKind::Body(format!(
-                    "kwargs must be a dict, got {}",
-                    type_name(&other)
-                )));
+                return Err(DecodeErrorKind::Body(format!("kwargs must be a dict, got {}", type_name(&other))));
             }
         };
         let embed = match embed {
             None | Some(Value::Null) => Embed::default(),
-            Some(v @ Value::Object(_)) => serde_json::from_value(v)
-                .map_err(|e| DecodeErrorKind::Body(format!("embed: {e}")))?,
+            Some(v @ Value::Object(_)) => serde_json::from_value(v).map_err(|e| DecodeErrorKind::Body(format!("embed: {e}")))?,
             Some(other) => {
-                return Err(DecodeErrorKind::Body(format!(
-                    "embed must be a dict, got {}",
-                    type_name(&other)
-                )));
+                return Err(DecodeErrorKind::Body(format!("embed must be a dict, got {}", type_name(&other))));
             }
         };
         let (time_limit, soft_time_limit) = time_limits(h.get("timelimit"))?;
@@ -370,11 +317,7 @@ impl TaskMessage {
             },
             replaced_task_nesting: opt_int(h, "replaced_task_nesting")?.unwrap_or(0),
             stamped_headers: match h.get("stamped_headers") {
-                Some(Value::Array(a)) => Some(
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(String::from))
-                        .collect(),
-                ),
+                Some(Value::Array(a)) => Some(a.iter().filter_map(|v| v.as_str().map(String::from)).collect()),
                 _ => None,
             },
             stamps: match h.get("stamps") {
@@ -387,15 +330,9 @@ impl TaskMessage {
         })
     }
 
-    fn decode_v1(
-        body: Value,
-        reply_to: String,
-        priority: u8,
-    ) -> Result<TaskMessage, DecodeErrorKind> {
+    fn decode_v1(body: Value, reply_to: String, priority: u8) -> Result<TaskMessage, DecodeErrorKind> {
         let Value::Object(b) = body else {
-            return Err(DecodeErrorKind::Body(
-                "no 'task' header (protocol 2) and the body is not a dict (protocol 1)".into(),
-            ));
+            return Err(DecodeErrorKind::Body("no 'task' header (protocol 2) and the body is not a dict (protocol 1)".into()));
         };
         let task = req_str(&b, "task")?;
         let id = req_str(&b, "id")?;
@@ -460,11 +397,7 @@ pub enum DecodeErrorKind {
     #[error("header {0:?} is missing")]
     MissingHeader(String),
     #[error("header {name:?} should be {expected}, got {got}")]
-    BadHeader {
-        name: String,
-        expected: String,
-        got: String,
-    },
+    BadHeader { name: String, expected: String, got: String },
 }
 
 impl fmt::Display for DecodeError {
@@ -499,11 +432,7 @@ fn bad_header(name: &str, expected: &str, got: &Value) -> DecodeErrorKind {
     DecodeErrorKind::BadHeader {
         name: name.into(),
         expected: expected.into(),
-        got: format!(
-            "{} {}",
-            type_name(got),
-            pyrepr::truncate(pyrepr::repr(got), 60)
-        ),
+        got: format!("{} {}", type_name(got), pyrepr::truncate(pyrepr::repr(got), 60)),
     }
 }
 
@@ -538,9 +467,7 @@ fn opt_int(h: &Map<String, Value>, k: &str) -> Result<Option<i64>, DecodeErrorKi
 fn opt_time(h: &Map<String, Value>, k: &str) -> Result<Option<DateTime<Utc>>, DecodeErrorKind> {
     match opt_str(h, k)? {
         None => Ok(None),
-        Some(s) => parse_time(&s)
-            .map(Some)
-            .ok_or_else(|| bad_header(k, "an ISO-8601 time", &Value::String(s))),
+        Some(s) => parse_time(&s).map(Some).ok_or_else(|| bad_header(k, "an ISO-8601 time", &Value::String(s))),
     }
 }
 
@@ -550,9 +477,7 @@ pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }
-    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
-        .ok()
-        .map(|n| n.and_utc())
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").ok().map(|n| n.and_utc())
 }
 
 /// Celery's ISO format: microseconds and `+00:00`.
@@ -565,11 +490,7 @@ fn time_limits(v: Option<&Value>) -> Result<(Option<f64>, Option<f64>), DecodeEr
         match v {
             Value::Null => Ok(None),
             Value::Number(n) => Ok(n.as_f64()),
-            other => Err(bad_header(
-                "timelimit",
-                "[hard, soft] numbers or null",
-                other,
-            )),
+            other => Err(bad_header("timelimit", "[hard, soft] numbers or null", other)),
         }
     };
     match v {
@@ -580,22 +501,14 @@ fn time_limits(v: Option<&Value>) -> Result<(Option<f64>, Option<f64>), DecodeEr
 }
 
 fn float_or_int(f: f64) -> Value {
-    if f.fract() == 0.0 && f.abs() < 2f64.powi(31) {
-        json!(f as i64)
-    } else {
-        json!(f)
-    }
+    if f.fract() == 0.0 && f.abs() < 2f64.powi(31) { json!(f as i64) } else { json!(f) }
 }
 
 /// Undoes kombu's JSON envelopes `{"__type__": T, "__value__": V}`. Dates, times, decimals,
 /// uuids and bytes become their text; an unknown type is an error, as in kombu.
 pub fn kombu_decode(v: Value) -> Result<Value, String> {
     match v {
-        Value::Array(items) => items
-            .into_iter()
-            .map(kombu_decode)
-            .collect::<Result<_, _>>()
-            .map(Value::Array),
+        Value::Array(items) => items.into_iter().map(kombu_decode).collect::<Result<_, _>>().map(Value::Array),
         Value::Object(map) => {
             if map.len() == 2 && map.contains_key("__type__") && map.contains_key("__value__") {
                 let ty = map.get("__type__").and_then(Value::as_str).unwrap_or("");
@@ -606,10 +519,7 @@ pub fn kombu_decode(v: Value) -> Result<Value, String> {
                     other => Err(format!("unknown kombu JSON type {other:?}")),
                 }
             } else {
-                map.into_iter()
-                    .map(|(k, v)| kombu_decode(v).map(|v| (k, v)))
-                    .collect::<Result<Map<_, _>, _>>()
-                    .map(Value::Object)
+                map.into_iter().map(|(k, v)| kombu_decode(v).map(|v| (k, v))).collect::<Result<Map<_, _>, _>>().map(Value::Object)
             }
         }
         other => Ok(other),
@@ -677,12 +587,7 @@ pub fn amqp_to_json(v: &AMQPValue) -> Value {
         AMQPValue::LongString(s) => json!(String::from_utf8_lossy(s.as_bytes())),
         AMQPValue::FieldArray(a) => Value::Array(a.as_slice().iter().map(amqp_to_json).collect()),
         AMQPValue::Timestamp(t) => json!(t),
-        AMQPValue::FieldTable(t) => Value::Object(
-            t.inner()
-                .iter()
-                .map(|(k, v)| (k.to_string(), amqp_to_json(v)))
-                .collect(),
-        ),
+        AMQPValue::FieldTable(t) => Value::Object(t.inner().iter().map(|(k, v)| (k.to_string(), amqp_to_json(v))).collect()),
         AMQPValue::ByteArray(b) => json!(String::from_utf8_lossy(b.as_slice())),
         AMQPValue::Void => Value::Null,
     }
@@ -724,9 +629,7 @@ mod tests {
         for (k, v) in h.as_object().unwrap() {
             t.insert(short(k), json_to_amqp(v));
         }
-        BasicProperties::default()
-            .with_content_type(short(JSON_CONTENT_TYPE))
-            .with_headers(t)
+        BasicProperties::default().with_content_type(short(JSON_CONTENT_TYPE)).with_headers(t)
     }
 
     #[test]
@@ -752,13 +655,11 @@ mod tests {
 
     #[test]
     fn reads_the_captured_celery_message() {
-        let props = props_of(
-            json!({"argsrepr": "('World',)", "eta": null, "expires": null, "group": null,
+        let props = props_of(json!({"argsrepr": "('World',)", "eta": null, "expires": null, "group": null,
             "group_index": null, "id": "9e829131-9d4e-4ac3-bf80-5516742e448f", "ignore_result": false,
             "kwargsrepr": "{}", "lang": "py", "origin": "gen5385@vm", "parent_id": null,
             "replaced_task_nesting": 0, "retries": 0, "root_id": "9e829131-9d4e-4ac3-bf80-5516742e448f",
-            "shadow": null, "stamped_headers": null, "stamps": {}, "task": "tasks.hello", "timelimit": [null, null]}),
-        );
+            "shadow": null, "stamped_headers": null, "stamps": {}, "task": "tasks.hello", "timelimit": [null, null]}));
         let body = br#"[["World"], {}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]"#;
         let m = TaskMessage::decode(&props, body).unwrap();
         assert_eq!(m.task, "tasks.hello");
@@ -769,9 +670,7 @@ mod tests {
 
     #[test]
     fn reads_signatures_floats_and_envelopes() {
-        let props = props_of(
-            json!({"task": "tasks.add", "id": "x1", "timelimit": [30.5, 20], "retries": 1.0}),
-        );
+        let props = props_of(json!({"task": "tasks.add", "id": "x1", "timelimit": [30.5, 20], "retries": 1.0}));
         let body = br#"[[{"__type__": "uuid", "__value__": {"hex": "abc"}}, 2], {"when": {"__type__": "datetime", "__value__": "2026-01-01T00:00:00"}}, {"callbacks": [{"task": "tasks.add", "args": [10], "kwargs": {}, "options": {}, "subtask_type": null, "immutable": false}], "errbacks": null, "chain": null, "chord": null}]"#;
         let m = TaskMessage::decode(&props, body).unwrap();
         assert_eq!(m.args[0], json!("abc"));
@@ -805,15 +704,10 @@ mod tests {
         let props3 = props_of(json!({"task": "tasks.add"}));
         let e = TaskMessage::decode(&props3, br#"[[], {}, null]"#).unwrap_err();
         assert_eq!(e.to_string(), "header \"id\" is missing");
-        let pickle =
-            BasicProperties::default().with_content_type(short("application/x-python-serialize"));
+        let pickle = BasicProperties::default().with_content_type(short("application/x-python-serialize"));
         let e = TaskMessage::decode(&pickle, b"\x80\x04").unwrap_err();
         assert!(matches!(e.kind, DecodeErrorKind::ContentType(_)));
-        let e = TaskMessage::decode(
-            &props,
-            br#"[[{"__type__": "pickle", "__value__": 1}], {}, null]"#,
-        )
-        .unwrap_err();
+        let e = TaskMessage::decode(&props, br#"[[{"__type__": "pickle", "__value__": 1}], {}, null]"#).unwrap_err();
         assert!(e.to_string().contains("unknown kombu JSON type"));
     }
 

@@ -94,11 +94,7 @@ fn write_dict(out: &mut String, map: &Map<String, Value>) {
 
 /// Python quotes with `'` unless the text holds a `'` and no `"`.
 fn write_str(out: &mut String, s: &str) {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
+    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
     out.push(quote);
     for c in s.chars() {
         match c {
@@ -135,11 +131,7 @@ pub fn float_repr(f: f64) -> String {
             Some(d) => ('-', d),
             None => ('+', exp),
         };
-        let digits = if digits.len() < 2 {
-            format!("0{digits}")
-        } else {
-            digits.to_string()
-        };
+        let digits = if digits.len() < 2 { format!("0{digits}") } else { digits.to_string() };
         format!("{mant}e{sign}{digits}")
     } else {
         format!("{f:?}")
@@ -156,10 +148,7 @@ mod tests {
         assert_eq!(repr_args(&[json!("World")]), "('World',)");
         assert_eq!(repr_args(&[json!(2), json!(2)]), "(2, 2)");
         assert_eq!(repr_args(&[]), "()");
-        assert_eq!(
-            repr_kwargs(json!({"z": 1}).as_object().unwrap()),
-            "{'z': 1}"
-        );
+        assert_eq!(repr_kwargs(json!({"z": 1}).as_object().unwrap()), "{'z': 1}");
         assert_eq!(repr(&json!("it's")), "\"it's\"");
         assert_eq!(repr(&json!("a'b\"c")), "'a\\'b\"c'");
         assert_eq!(repr(&json!([true, null, 1.5])), "[True, None, 1.5]");

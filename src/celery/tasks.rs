@@ -24,12 +24,7 @@ pub struct TaskError {
 
 impl TaskError {
     pub fn new(exc_type: &str, message: impl Into<String>) -> Self {
-        TaskError {
-            exc_type: exc_type.into(),
-            exc_module: "builtins".into(),
-            args: vec![Value::String(message.into())],
-            traceback: None,
-        }
+        TaskError { exc_type: exc_type.into(), exc_module: "builtins".into(), args: vec![Value::String(message.into())], traceback: None }
     }
 
     pub fn in_module(mut self, module: &str) -> Self {
@@ -90,9 +85,7 @@ pub struct TaskSettings {
 
 impl Default for TaskSettings {
     fn default() -> Self {
-        TaskSettings {
-            hello_delay: Duration::from_secs(2),
-        }
+        TaskSettings { hello_delay: Duration::from_secs(2) }
     }
 }
 
@@ -108,23 +101,13 @@ pub struct TaskDef {
 
 impl TaskDef {
     /// Binds positional and keyword arguments to the parameters as Python would.
-    pub fn bind(
-        &self,
-        args: &[Value],
-        kwargs: &Map<String, Value>,
-    ) -> Result<Vec<Value>, TaskError> {
+    pub fn bind(&self, args: &[Value], kwargs: &Map<String, Value>) -> Result<Vec<Value>, TaskError> {
         let n = self.params.len();
         if args.len() > n {
             let was = if args.len() == 1 { "was" } else { "were" };
             return Err(TaskError::new(
                 "TypeError",
-                format!(
-                    "{}() takes {} positional argument{} but {} {was} given",
-                    self.func,
-                    n,
-                    plural(n),
-                    args.len()
-                ),
+                format!("{}() takes {} positional argument{} but {} {was} given", self.func, n, plural(n), args.len()),
             ));
         }
         let mut bound: Vec<Option<Value>> = args.iter().cloned().map(Some).collect();
@@ -132,27 +115,15 @@ impl TaskDef {
         for (k, v) in kwargs {
             match self.params.iter().position(|p| p == k) {
                 None => {
-                    return Err(TaskError::new(
-                        "TypeError",
-                        format!("{}() got an unexpected keyword argument '{k}'", self.func),
-                    ));
+                    return Err(TaskError::new("TypeError", format!("{}() got an unexpected keyword argument '{k}'", self.func)));
                 }
                 Some(i) if bound[i].is_some() => {
-                    return Err(TaskError::new(
-                        "TypeError",
-                        format!("{}() got multiple values for argument '{k}'", self.func),
-                    ));
+                    return Err(TaskError::new("TypeError", format!("{}() got multiple values for argument '{k}'", self.func)));
                 }
                 Some(i) => bound[i] = Some(v.clone()),
             }
         }
-        let missing: Vec<String> = self
-            .params
-            .iter()
-            .zip(&bound)
-            .filter(|(_, b)| b.is_none())
-            .map(|(p, _)| format!("'{p}'"))
-            .collect();
+        let missing: Vec<String> = self.params.iter().zip(&bound).filter(|(_, b)| b.is_none()).map(|(p, _)| format!("'{p}'")).collect();
         if !missing.is_empty() {
             let list = match missing.as_slice() {
                 [one] => one.clone(),
@@ -161,27 +132,14 @@ impl TaskDef {
             };
             return Err(TaskError::new(
                 "TypeError",
-                format!(
-                    "{}() missing {} required positional argument{}: {list}",
-                    self.func,
-                    missing.len(),
-                    plural(missing.len())
-                ),
+                format!("{}() missing {} required positional argument{}: {list}", self.func, missing.len(), plural(missing.len())),
             ));
         }
-        Ok(bound
-            .into_iter()
-            .map(|b| b.unwrap_or(Value::Null))
-            .collect())
+        Ok(bound.into_iter().map(|b| b.unwrap_or(Value::Null)).collect())
     }
 
     /// Binds the arguments and runs the task.
-    pub fn call(
-        &self,
-        args: &[Value],
-        kwargs: &Map<String, Value>,
-        settings: &TaskSettings,
-    ) -> TaskFuture {
+    pub fn call(&self, args: &[Value], kwargs: &Map<String, Value>, settings: &TaskSettings) -> TaskFuture {
         match self.bind(args, kwargs) {
             Ok(bound) => (self.run)(bound, settings),
             Err(e) => {
@@ -231,13 +189,7 @@ fn def(
     doc: &'static str,
     run: impl Fn(Vec<Value>, &TaskSettings) -> TaskFuture + Send + Sync + 'static,
 ) -> TaskDef {
-    TaskDef {
-        name,
-        func,
-        params,
-        doc,
-        run: Arc::new(run),
-    }
+    TaskDef { name, func, params, doc, run: Arc::new(run) }
 }
 
 fn ready(r: Result<Value, TaskError>) -> TaskFuture {
@@ -246,93 +198,39 @@ fn ready(r: Result<Value, TaskError>) -> TaskFuture {
 
 fn builtin_tasks() -> Vec<TaskDef> {
     vec![
-        def(
-            "tasks.hello",
-            "hello_task",
-            &["name"],
-            "Greets NAME after working for a while (2 s by default).",
-            |a, s| {
-                let delay = s.hello_delay;
-                let name = pyrepr::str_of(&a[0]);
-                Box::pin(async move {
-                    tokio::time::sleep(delay).await;
-                    Ok(Value::String(format!(
-                        "Hello, {name}! This message was processed by Celery."
-                    )))
-                })
-            },
-        ),
-        def(
-            "tasks.add",
-            "add_task",
-            &["x", "y"],
-            "Returns x + y.",
-            |a, _| {
-                ready(
-                    py_add(&a[0], &a[1])
-                        .map_err(|e| e.with_traceback("add_task", "result = x + y")),
-                )
-            },
-        ),
-        def(
-            "tasks.divide",
-            "divide_task",
-            &["x", "y"],
-            "Returns x / y; y = 0 raises ZeroDivisionError.",
-            |a, _| {
-                ready(
-                    py_divide(&a[0], &a[1])
-                        .map_err(|e| e.with_traceback("divide_task", "result = x / y")),
-                )
-            },
-        ),
-        def(
-            "tasks.sleep",
-            "sleep_task",
-            &["seconds"],
-            "Sleeps for the given seconds and returns them.",
-            |a, _| {
-                let secs = a[0].clone();
-                Box::pin(async move {
-                    let s = as_number(&secs).ok_or_else(|| {
-                        TaskError::new(
-                            "TypeError",
-                            format!(
-                                "'{}' object cannot be interpreted as a number",
-                                py_type_name(&secs)
-                            ),
-                        )
+        def("tasks.hello", "hello_task", &["name"], "Greets NAME after working for a while (2 s by default).", |a, s| {
+            let delay = s.hello_delay;
+            let name = pyrepr::str_of(&a[0]);
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                Ok(Value::String(format!("Hello, {name}! This message was processed by Celery.")))
+            })
+        }),
+        def("tasks.add", "add_task", &["x", "y"], "Returns x + y.", |a, _| {
+            ready(py_add(&a[0], &a[1]).map_err(|e| e.with_traceback("add_task", "result = x + y")))
+        }),
+        def("tasks.divide", "divide_task", &["x", "y"], "Returns x / y; y = 0 raises ZeroDivisionError.", |a, _| {
+            ready(py_divide(&a[0], &a[1]).map_err(|e| e.with_traceback("divide_task", "result = x / y")))
+        }),
+        def("tasks.sleep", "sleep_task", &["seconds"], "Sleeps for the given seconds and returns them.", |a, _| {
+            let secs = a[0].clone();
+            Box::pin(async move {
+                let s = as_number(&secs).ok_or_else(|| {
+                    TaskError::new("TypeError", format!("'{}' object cannot be interpreted as a number", py_type_name(&secs)))
                         .with_traceback("sleep_task", "time.sleep(seconds)")
-                    })?;
-                    if !(0.0..=3600.0).contains(&s) {
-                        return Err(TaskError::new(
-                            "ValueError",
-                            "sleep length must be between 0 and 3600 seconds",
-                        )
+                })?;
+                if !(0.0..=3600.0).contains(&s) {
+                    return Err(TaskError::new("ValueError", "sleep length must be between 0 and 3600 seconds")
                         .with_traceback("sleep_task", "time.sleep(seconds)"));
-                    }
-                    tokio::time::sleep(Duration::from_secs_f64(s)).await;
-                    Ok(secs)
-                })
-            },
-        ),
-        def(
-            "tasks.echo",
-            "echo_task",
-            &["value"],
-            "Returns its argument unchanged.",
-            |a, _| ready(Ok(a[0].clone())),
-        ),
-        def(
-            "tasks.fail",
-            "fail_task",
-            &["message"],
-            "Always raises RuntimeError(message).",
-            |a, _| {
-                ready(Err(TaskError::new("RuntimeError", pyrepr::str_of(&a[0]))
-                    .with_traceback("fail_task", "raise RuntimeError(message)")))
-            },
-        ),
+                }
+                tokio::time::sleep(Duration::from_secs_f64(s)).await;
+                Ok(secs)
+            })
+        }),
+        def("tasks.echo", "echo_task", &["value"], "Returns its argument unchanged.", |a, _| ready(Ok(a[0].clone()))),
+        def("tasks.fail", "fail_task", &["message"], "Always raises RuntimeError(message).", |a, _| {
+            ready(Err(TaskError::new("RuntimeError", pyrepr::str_of(&a[0])).with_traceback("fail_task", "raise RuntimeError(message)")))
+        }),
     ]
 }
 
@@ -353,51 +251,29 @@ enum Num {
 fn num(v: &Value) -> Option<Num> {
     match v {
         Value::Bool(b) => Some(Num::Int(*b as i64)),
-        Value::Number(n) => n
-            .as_i64()
-            .map(Num::Int)
-            .or_else(|| n.as_f64().map(Num::Float)),
+        Value::Number(n) => n.as_i64().map(Num::Int).or_else(|| n.as_f64().map(Num::Float)),
         _ => None,
     }
 }
 
 fn unsupported(op: &str, x: &Value, y: &Value) -> TaskError {
-    TaskError::new(
-        "TypeError",
-        format!(
-            "unsupported operand type(s) for {op}: '{}' and '{}'",
-            py_type_name(x),
-            py_type_name(y)
-        ),
-    )
+    TaskError::new("TypeError", format!("unsupported operand type(s) for {op}: '{}' and '{}'", py_type_name(x), py_type_name(y)))
 }
 
 /// Python's `x + y` for JSON values: numbers, str + str, list + list.
 pub fn py_add(x: &Value, y: &Value) -> Result<Value, TaskError> {
     match (x, y) {
         (Value::String(a), Value::String(b)) => Ok(Value::String(format!("{a}{b}"))),
-        (Value::Array(a), Value::Array(b)) => {
-            Ok(Value::Array(a.iter().chain(b).cloned().collect()))
+        (Value::Array(a), Value::Array(b)) => Ok(Value::Array(a.iter().chain(b).cloned().collect())),
+        (Value::String(_), other) if !other.is_string() => {
+            Err(TaskError::new("TypeError", format!("can only concatenate str (not \"{}\") to str", py_type_name(other))))
         }
-        (Value::String(_), other) if !other.is_string() => Err(TaskError::new(
-            "TypeError",
-            format!(
-                "can only concatenate str (not \"{}\") to str",
-                py_type_name(other)
-            ),
-        )),
-        (Value::Array(_), other) => Err(TaskError::new(
-            "TypeError",
-            format!(
-                "can only concatenate list (not \"{}\") to list",
-                py_type_name(other)
-            ),
-        )),
+        (Value::Array(_), other) => {
+            Err(TaskError::new("TypeError", format!("can only concatenate list (not \"{}\") to list", py_type_name(other))))
+        }
         _ => match (num(x), num(y)) {
             (Some(Num::Int(a)), Some(Num::Int(b))) => {
-                a.checked_add(b).map(|r| json!(r)).ok_or_else(|| {
-                    TaskError::new("OverflowError", "integer result does not fit in 64 bits")
-                })
+                a.checked_add(b).map(|r| json!(r)).ok_or_else(|| TaskError::new("OverflowError", "integer result does not fit in 64 bits"))
             }
             (Some(a), Some(b)) => Ok(json!(to_f64(a) + to_f64(b))),
             _ => Err(unsupported("+", x, y)),
@@ -410,11 +286,7 @@ pub fn py_divide(x: &Value, y: &Value) -> Result<Value, TaskError> {
     match (num(x), num(y)) {
         (Some(a), Some(b)) => {
             let (a, b) = (to_f64(a), to_f64(b));
-            if b == 0.0 {
-                Err(TaskError::new("ZeroDivisionError", "division by zero"))
-            } else {
-                Ok(json!(a / b))
-            }
+            if b == 0.0 { Err(TaskError::new("ZeroDivisionError", "division by zero")) } else { Ok(json!(a / b)) }
         }
         _ => Err(unsupported("/", x, y)),
     }
@@ -433,57 +305,26 @@ mod tests {
 
     fn run(name: &str, args: Vec<Value>, kwargs: Value) -> Result<Value, TaskError> {
         let reg = Registry::builtin();
-        let settings = TaskSettings {
-            hello_delay: Duration::from_millis(1),
-        };
-        let fut = reg
-            .get(name)
-            .unwrap()
-            .call(&args, kwargs.as_object().unwrap(), &settings);
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap()
-            .block_on(fut)
+        let settings = TaskSettings { hello_delay: Duration::from_millis(1) };
+        let fut = reg.get(name).unwrap().call(&args, kwargs.as_object().unwrap(), &settings);
+        tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(fut)
     }
 
     #[test]
     fn seed_tasks_behave_like_python() {
-        assert_eq!(
-            run("tasks.add", vec![json!(42), json!(58)], json!({})).unwrap(),
-            json!(100)
-        );
-        assert_eq!(
-            run("tasks.add", vec![json!(1.5)], json!({"y": 2})).unwrap(),
-            json!(3.5)
-        );
-        assert_eq!(
-            run("tasks.add", vec![json!("a"), json!("b")], json!({})).unwrap(),
-            json!("ab")
-        );
-        assert_eq!(
-            run("tasks.divide", vec![json!(10), json!(4)], json!({})).unwrap(),
-            json!(2.5)
-        );
-        assert_eq!(
-            run("tasks.divide", vec![json!(10), json!(2)], json!({})).unwrap(),
-            json!(5.0)
-        );
+        assert_eq!(run("tasks.add", vec![json!(42), json!(58)], json!({})).unwrap(), json!(100));
+        assert_eq!(run("tasks.add", vec![json!(1.5)], json!({"y": 2})).unwrap(), json!(3.5));
+        assert_eq!(run("tasks.add", vec![json!("a"), json!("b")], json!({})).unwrap(), json!("ab"));
+        assert_eq!(run("tasks.divide", vec![json!(10), json!(4)], json!({})).unwrap(), json!(2.5));
+        assert_eq!(run("tasks.divide", vec![json!(10), json!(2)], json!({})).unwrap(), json!(5.0));
         assert_eq!(
             run("tasks.hello", vec![json!("World")], json!({})).unwrap(),
             json!("Hello, World! This message was processed by Celery.")
         );
         let e = run("tasks.divide", vec![json!(10), json!(0)], json!({})).unwrap_err();
-        assert_eq!(
-            e.to_result(),
-            json!({"exc_type": "ZeroDivisionError", "exc_message": ["division by zero"], "exc_module": "builtins"})
-        );
+        assert_eq!(e.to_result(), json!({"exc_type": "ZeroDivisionError", "exc_message": ["division by zero"], "exc_module": "builtins"}));
         assert_eq!(e.repr(), "ZeroDivisionError('division by zero')");
-        assert!(
-            e.traceback
-                .unwrap()
-                .ends_with("ZeroDivisionError: division by zero\n")
-        );
+        assert!(e.traceback.unwrap().ends_with("ZeroDivisionError: division by zero\n"));
     }
 
     #[test]
@@ -493,30 +334,17 @@ mod tests {
             msg(run("tasks.add", vec![json!(1), json!("x")], json!({}))),
             "TypeError: unsupported operand type(s) for +: 'int' and 'str'"
         );
+        assert_eq!(msg(run("tasks.add", vec![json!(1)], json!({}))), "TypeError: add_task() missing 1 required positional argument: 'y'");
+        assert_eq!(msg(run("tasks.add", vec![], json!({}))), "TypeError: add_task() missing 2 required positional arguments: 'x' and 'y'");
         assert_eq!(
-            msg(run("tasks.add", vec![json!(1)], json!({}))),
-            "TypeError: add_task() missing 1 required positional argument: 'y'"
-        );
-        assert_eq!(
-            msg(run("tasks.add", vec![], json!({}))),
-            "TypeError: add_task() missing 2 required positional arguments: 'x' and 'y'"
-        );
-        assert_eq!(
-            msg(run(
-                "tasks.add",
-                vec![json!(1), json!(2), json!(3)],
-                json!({})
-            )),
+            msg(run("tasks.add", vec![json!(1), json!(2), json!(3)], json!({}))),
             "TypeError: add_task() takes 2 positional arguments but 3 were given"
         );
         assert_eq!(
             msg(run("tasks.add", vec![json!(1), json!(2)], json!({"z": 1}))),
             "TypeError: add_task() got an unexpected keyword argument 'z'"
         );
-        assert_eq!(
-            msg(run("tasks.add", vec![json!(1)], json!({"x": 1}))),
-            "TypeError: add_task() got multiple values for argument 'x'"
-        );
+        assert_eq!(msg(run("tasks.add", vec![json!(1)], json!({"x": 1}))), "TypeError: add_task() got multiple values for argument 'x'");
         assert_eq!(
             msg(run("tasks.add", vec![json!("a"), json!(1)], json!({}))),
             "TypeError: can only concatenate str (not \"int\") to str"

@@ -9,10 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    BasicRejectOptions,
-};
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use serde_json::{Map, Value};
@@ -68,9 +65,7 @@ impl WorkerOptions {
 }
 
 pub fn default_concurrency() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
 }
 
 /// `celery@<hostname>`, Celery's default node name.
@@ -81,56 +76,18 @@ pub fn default_nodename() -> String {
 /// What the worker reports as it goes (for the live views and for tests).
 #[derive(Clone, Debug, PartialEq)]
 pub enum WorkerEvent {
-    Connected {
-        broker: String,
-    },
-    Ready {
-        prefetch: u16,
-    },
-    ConnectionLost {
-        error: String,
-    },
-    BackendLost {
-        error: String,
-    },
+    Connected { broker: String },
+    Ready { prefetch: u16 },
+    ConnectionLost { error: String },
+    BackendLost { error: String },
     BackendRecovered,
-    TaskReceived {
-        id: String,
-        name: String,
-        args: String,
-        kwargs: String,
-        redelivered: bool,
-        at: DateTime<Utc>,
-    },
-    TaskStarted {
-        id: String,
-        at: DateTime<Utc>,
-    },
-    TaskSucceeded {
-        id: String,
-        result: String,
-        runtime: f64,
-        at: DateTime<Utc>,
-    },
-    TaskFailed {
-        id: String,
-        exception: String,
-        traceback: Option<String>,
-        runtime: f64,
-        at: DateTime<Utc>,
-    },
-    TaskRejected {
-        id: Option<String>,
-        name: Option<String>,
-        reason: String,
-        at: DateTime<Utc>,
-    },
-    Stopped {
-        mode: StopMode,
-    },
-    Fatal {
-        error: String,
-    },
+    TaskReceived { id: String, name: String, args: String, kwargs: String, redelivered: bool, at: DateTime<Utc> },
+    TaskStarted { id: String, at: DateTime<Utc> },
+    TaskSucceeded { id: String, result: String, runtime: f64, at: DateTime<Utc> },
+    TaskFailed { id: String, exception: String, traceback: Option<String>, runtime: f64, at: DateTime<Utc> },
+    TaskRejected { id: Option<String>, name: Option<String>, reason: String, at: DateTime<Utc> },
+    Stopped { mode: StopMode },
+    Fatal { error: String },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,25 +139,16 @@ impl WorkerHandle {
 
     /// Waits for the worker to end. Call it until it returns, not again after.
     pub async fn wait(&mut self) -> anyhow::Result<()> {
-        (&mut self.join)
-            .await
-            .map_err(|e| anyhow::anyhow!("worker task failed: {e}"))?
+        (&mut self.join).await.map_err(|e| anyhow::anyhow!("worker task failed: {e}"))?
     }
 }
 
 /// Starts a worker on the current tokio runtime.
-pub fn spawn(
-    opts: WorkerOptions,
-    events: Option<mpsc::UnboundedSender<WorkerEvent>>,
-) -> WorkerHandle {
+pub fn spawn(opts: WorkerOptions, events: Option<mpsc::UnboundedSender<WorkerEvent>>) -> WorkerHandle {
     let (control, rx) = watch::channel(Control::Run);
     let stats = Arc::new(WorkerStats::default());
     let join = tokio::spawn(run(opts, rx, Emitter(events), stats.clone()));
-    WorkerHandle {
-        control,
-        join,
-        stats,
-    }
+    WorkerHandle { control, join, stats }
 }
 
 #[derive(Clone)]
@@ -225,12 +173,7 @@ struct Shared {
     pid: u32,
 }
 
-async fn run(
-    opts: WorkerOptions,
-    mut control: watch::Receiver<Control>,
-    events: Emitter,
-    stats: Arc<WorkerStats>,
-) -> anyhow::Result<()> {
+async fn run(opts: WorkerOptions, mut control: watch::Receiver<Control>, events: Emitter, stats: Arc<WorkerStats>) -> anyhow::Result<()> {
     let backend = match &opts.result_backend {
         None => None,
         Some(url) => match ResultBackend::connect(url, opts.result_expires).await {
@@ -261,15 +204,7 @@ async fn run(
         match session(&shared, &mut control).await {
             Ok(mode) => {
                 shared.stats.connected.store(false, Ordering::Relaxed);
-                info!(
-                    "{}: {} shutdown complete",
-                    shared.opts.hostname,
-                    if mode == StopMode::Warm {
-                        "warm"
-                    } else {
-                        "cold"
-                    }
-                );
+                info!("{}: {} shutdown complete", shared.opts.hostname, if mode == StopMode::Warm { "warm" } else { "cold" });
                 events.send(WorkerEvent::Stopped { mode });
                 return Ok(());
             }
@@ -285,10 +220,7 @@ async fn run(
                     backoff = Duration::from_secs(1);
                 }
                 let msg = e.to_string();
-                warn!(
-                    "consumer: connection to broker lost or unavailable ({msg}); trying again in {:.0}s",
-                    backoff.as_secs_f64()
-                );
+                warn!("consumer: connection to broker lost or unavailable ({msg}); trying again in {:.0}s", backoff.as_secs_f64());
                 events.send(WorkerEvent::ConnectionLost { error: msg });
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
@@ -310,33 +242,19 @@ enum SessionError {
     Lost(String),
 }
 
-async fn session(
-    shared: &Arc<Shared>,
-    control: &mut watch::Receiver<Control>,
-) -> Result<StopMode, SessionError> {
+async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -> Result<StopMode, SessionError> {
     let opts = &shared.opts;
-    let conn =
-        broker::connect(&opts.broker_url, &format!("mqlab worker {}", opts.hostname)).await?;
+    let conn = broker::connect(&opts.broker_url, &format!("mqlab worker {}", opts.hostname)).await?;
     let ch = conn.create_channel().await?;
     broker::declare_task_queue(&ch, &opts.queue).await?;
     let prefetch = opts.prefetch_count();
-    ch.basic_qos(prefetch, BasicQosOptions { global: false })
-        .await?;
+    ch.basic_qos(prefetch, BasicQosOptions { global: false }).await?;
     let tag = format!("{}-{}", opts.hostname, uuid::Uuid::new_v4().simple());
-    let mut consumer = ch
-        .basic_consume(
-            short(&opts.queue),
-            short(&tag),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    let mut consumer = ch.basic_consume(short(&opts.queue), short(&tag), BasicConsumeOptions::default(), FieldTable::default()).await?;
     let publisher = conn.create_channel().await?;
     shared.stats.connected.store(true, Ordering::Relaxed);
     info!("Connected to {}", mask_url(&opts.broker_url));
-    shared.events.send(WorkerEvent::Connected {
-        broker: mask_url(&opts.broker_url),
-    });
+    shared.events.send(WorkerEvent::Connected { broker: mask_url(&opts.broker_url) });
     info!("{} ready.", opts.hostname);
     shared.events.send(WorkerEvent::Ready { prefetch });
 
@@ -367,13 +285,8 @@ async fn session(
     };
     match outcome {
         Ok(StopMode::Warm) => {
-            info!(
-                "worker: warm shutdown: waiting for {} task(s) to finish",
-                shared.stats.active.load(Ordering::Relaxed)
-            );
-            let _ = ch
-                .basic_cancel(short(&tag), BasicCancelOptions::default())
-                .await;
+            info!("worker: warm shutdown: waiting for {} task(s) to finish", shared.stats.active.load(Ordering::Relaxed));
+            let _ = ch.basic_cancel(short(&tag), BasicCancelOptions::default()).await;
             // Prefetched messages that never started go back to the queue now.
             slots.close();
             loop {
@@ -397,9 +310,7 @@ async fn session(
             running.shutdown().await;
             close(&conn).await;
             if n > 0 {
-                info!(
-                    "worker: cold shutdown: {n} unfinished message(s) left unacknowledged for the broker to requeue"
-                );
+                info!("worker: cold shutdown: {n} unfinished message(s) left unacknowledged for the broker to requeue");
             }
             Ok(StopMode::Cold)
         }
@@ -413,19 +324,10 @@ async fn session(
 }
 
 async fn close(conn: &Connection) {
-    let _ = tokio::time::timeout(
-        Duration::from_secs(2),
-        conn.close(200, short("worker shutdown")),
-    )
-    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), conn.close(200, short("worker shutdown"))).await;
 }
 
-async fn handle_delivery(
-    shared: Arc<Shared>,
-    slots: Arc<Semaphore>,
-    publisher: Channel,
-    d: Delivery,
-) {
+async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, publisher: Channel, d: Delivery) {
     let now = Utc::now();
     let msg = match TaskMessage::decode(&d.properties, &d.data) {
         Ok(m) => m,
@@ -435,21 +337,13 @@ async fn handle_delivery(
                 (None, Some(id)) => format!(" with id {id}"),
                 _ => String::new(),
             };
-            error!(
-                "Received invalid message{who}: {e}. The message has been rejected (not requeued)."
-            );
+            error!("Received invalid message{who}: {e}. The message has been rejected (not requeued).");
             if let Some(id) = &e.task_id {
-                let err =
-                    TaskError::new("DecodeError", e.to_string()).in_module("kombu.exceptions");
+                let err = TaskError::new("DecodeError", e.to_string()).in_module("kombu.exceptions");
                 store(&shared, ResultMeta::failure(id, &err)).await;
             }
             shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
-            shared.events.send(WorkerEvent::TaskRejected {
-                id: e.task_id.clone(),
-                name: e.task.clone(),
-                reason: e.to_string(),
-                at: now,
-            });
+            shared.events.send(WorkerEvent::TaskRejected { id: e.task_id.clone(), name: e.task.clone(), reason: e.to_string(), at: now });
             reject(&d).await;
             return;
         }
@@ -462,15 +356,8 @@ async fn handle_delivery(
             msg.id,
             shared.registry.names().join(", ")
         );
-        let err = TaskError::new(
-            "NotRegistered",
-            pyrepr::repr(&Value::String(msg.task.clone())),
-        )
-        .in_module("celery.exceptions");
-        let err = TaskError {
-            args: vec![Value::String(msg.task.clone())],
-            ..err
-        };
+        let err = TaskError::new("NotRegistered", pyrepr::repr(&Value::String(msg.task.clone()))).in_module("celery.exceptions");
+        let err = TaskError { args: vec![Value::String(msg.task.clone())], ..err };
         store(&shared, ResultMeta::failure(&msg.id, &err)).await;
         shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
         shared.events.send(WorkerEvent::TaskRejected {
@@ -483,11 +370,7 @@ async fn handle_delivery(
         return;
     };
     let name = msg.shadow.clone().unwrap_or_else(|| msg.task.clone());
-    info!(
-        "Task {name}[{}] received{}",
-        msg.id,
-        if d.redelivered { " (redelivered)" } else { "" }
-    );
+    info!("Task {name}[{}] received{}", msg.id, if d.redelivered { " (redelivered)" } else { "" });
     shared.events.send(WorkerEvent::TaskReceived {
         id: msg.id.clone(),
         name: name.clone(),
@@ -501,24 +384,16 @@ async fn handle_delivery(
     if d.redelivered
         && stores
         && let Some(b) = &shared.backend
-        && b.get(&msg.id)
-            .await
-            .is_ok_and(|m| m.status == TaskState::Success)
+        && b.get(&msg.id).await.is_ok_and(|m| m.status == TaskState::Success)
     {
-        info!(
-            "Task {name}[{}] already succeeded before this redelivery; acknowledging without running it again",
-            msg.id
-        );
+        info!("Task {name}[{}] already succeeded before this redelivery; acknowledging without running it again", msg.id);
         ack(&d).await;
         return;
     }
     if let Some(exp) = msg.expires
         && exp <= Utc::now()
     {
-        info!(
-            "Discarding revoked task: {name}[{}] (expired at {exp})",
-            msg.id
-        );
+        info!("Discarding revoked task: {name}[{}] (expired at {exp})", msg.id);
         if stores {
             store(&shared, ResultMeta::revoked(&msg.id, "expired")).await;
         }
@@ -543,16 +418,9 @@ async fn handle_delivery(
         ack(&d).await;
     }
     if stores && shared.opts.track_started {
-        store(
-            &shared,
-            ResultMeta::started(&msg.id, shared.pid, &shared.opts.hostname),
-        )
-        .await;
+        store(&shared, ResultMeta::started(&msg.id, shared.pid, &shared.opts.hostname)).await;
     }
-    shared.events.send(WorkerEvent::TaskStarted {
-        id: msg.id.clone(),
-        at: Utc::now(),
-    });
+    shared.events.send(WorkerEvent::TaskStarted { id: msg.id.clone(), at: Utc::now() });
 
     let start = Instant::now();
     let fut = def.call(&msg.args, &msg.kwargs, &shared.opts.settings);
@@ -563,20 +431,16 @@ async fn handle_delivery(
         (None, None) => None,
     };
     let outcome = match limit {
-        Some((secs, soft)) if secs > 0.0 => {
-            match tokio::time::timeout(Duration::from_secs_f64(secs), fut).await {
-                Ok(r) => r,
-                Err(_) if soft => Err(TaskError::new(
-                    "SoftTimeLimitExceeded",
-                    format!("SoftTimeLimitExceeded({secs})"),
-                )
-                .in_module("billiard.exceptions")),
-                Err(_) => Err(TaskError {
-                    args: vec![serde_json::json!(secs)],
-                    ..TaskError::new("TimeLimitExceeded", "").in_module("billiard.exceptions")
-                }),
+        Some((secs, soft)) if secs > 0.0 => match tokio::time::timeout(Duration::from_secs_f64(secs), fut).await {
+            Ok(r) => r,
+            Err(_) if soft => {
+                Err(TaskError::new("SoftTimeLimitExceeded", format!("SoftTimeLimitExceeded({secs})")).in_module("billiard.exceptions"))
             }
-        }
+            Err(_) => Err(TaskError {
+                args: vec![serde_json::json!(secs)],
+                ..TaskError::new("TimeLimitExceeded", "").in_module("billiard.exceptions")
+            }),
+        },
         _ => fut.await,
     };
     let runtime = start.elapsed().as_secs_f64();
@@ -589,28 +453,15 @@ async fn handle_delivery(
             let repr = pyrepr::truncate(pyrepr::repr(&value), 1024);
             info!("Task {name}[{}] succeeded in {runtime:.4}s: {repr}", msg.id);
             shared.stats.succeeded.fetch_add(1, Ordering::Relaxed);
-            shared.events.send(WorkerEvent::TaskSucceeded {
-                id: msg.id.clone(),
-                result: repr,
-                runtime,
-                at: Utc::now(),
-            });
+            shared.events.send(WorkerEvent::TaskSucceeded { id: msg.id.clone(), result: repr, runtime, at: Utc::now() });
         }
         Err(err) => {
             if stores {
                 store(&shared, ResultMeta::failure(&msg.id, &err)).await;
             }
-            error!(
-                "Task {name}[{}] raised unexpected: {}\n{}",
-                msg.id,
-                err.repr(),
-                err.traceback.clone().unwrap_or_default().trim_end()
-            );
+            error!("Task {name}[{}] raised unexpected: {}\n{}", msg.id, err.repr(), err.traceback.clone().unwrap_or_default().trim_end());
             if msg.embed.errbacks.as_ref().is_some_and(|e| !e.is_empty()) {
-                warn!(
-                    "Task {name}[{}]: errbacks (link_error) are not run by this worker",
-                    msg.id
-                );
+                warn!("Task {name}[{}]: errbacks (link_error) are not run by this worker", msg.id);
             }
             shared.stats.failed.fetch_add(1, Ordering::Relaxed);
             shared.events.send(WorkerEvent::TaskFailed {
@@ -643,21 +494,14 @@ async fn store(shared: &Shared, meta: ResultMeta) {
                     shared.events.send(WorkerEvent::BackendRecovered);
                 }
                 if outcome == StoreOutcome::KeptSuccess {
-                    debug!(
-                        "result of {} already SUCCESS; {} not stored",
-                        meta.task_id, meta.status
-                    );
+                    debug!("result of {} already SUCCESS; {} not stored", meta.task_id, meta.status);
                 }
                 return;
             }
             Err(e) => {
                 if !shared.backend_down.swap(true, Ordering::Relaxed) {
-                    warn!(
-                        "result backend: cannot store results ({e}); retrying until Redis is back"
-                    );
-                    shared.events.send(WorkerEvent::BackendLost {
-                        error: e.to_string(),
-                    });
+                    warn!("result backend: cannot store results ({e}); retrying until Redis is back");
+                    shared.events.send(WorkerEvent::BackendLost { error: e.to_string() });
                 }
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
@@ -680,12 +524,7 @@ async fn reject(d: &Delivery) {
 
 /// After a success Celery sends the next task of a chain (`chain[-1]`) and every callback, with
 /// the result prepended to their arguments unless the signature is immutable.
-async fn dispatch_followers(
-    shared: &Shared,
-    publisher: &Channel,
-    msg: &TaskMessage,
-    value: &Value,
-) {
+async fn dispatch_followers(shared: &Shared, publisher: &Channel, msg: &TaskMessage, value: &Value) {
     let mut follow = vec![];
     if let Some(chain) = &msg.embed.chain
         && let Some((next, rest)) = chain.split_last()
@@ -697,37 +536,14 @@ async fn dispatch_followers(
     }
     for (sig, rest_of_chain) in follow {
         let Some(task) = sig.get("task").and_then(Value::as_str) else {
-            warn!(
-                "Task {}[{}]: follow-up signature has no task name; skipped",
-                msg.task, msg.id
-            );
+            warn!("Task {}[{}]: follow-up signature has no task name; skipped", msg.task, msg.id);
             continue;
         };
-        let immutable = sig
-            .get("immutable")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let mut args: Vec<Value> = if immutable {
-            vec![]
-        } else {
-            vec![value.clone()]
-        };
-        args.extend(
-            sig.get("args")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default(),
-        );
-        let kwargs: Map<String, Value> = sig
-            .get("kwargs")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        let options = sig
-            .get("options")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
+        let immutable = sig.get("immutable").and_then(Value::as_bool).unwrap_or(false);
+        let mut args: Vec<Value> = if immutable { vec![] } else { vec![value.clone()] };
+        args.extend(sig.get("args").and_then(Value::as_array).cloned().unwrap_or_default());
+        let kwargs: Map<String, Value> = sig.get("kwargs").and_then(Value::as_object).cloned().unwrap_or_default();
+        let options = sig.get("options").and_then(Value::as_object).cloned().unwrap_or_default();
         let mut next = TaskMessage::new(task, args, kwargs);
         if let Some(id) = options.get("task_id").and_then(Value::as_str) {
             next.id = id.to_string();
@@ -739,29 +555,11 @@ async fn dispatch_followers(
         {
             next.embed.chain = Some(rest);
         }
-        let queue = options
-            .get("queue")
-            .and_then(Value::as_str)
-            .unwrap_or(&shared.opts.queue)
-            .to_string();
-        let res = publisher
-            .basic_publish(
-                short(""),
-                short(&queue),
-                BasicPublishOptions::default(),
-                &next.body(),
-                next.properties(),
-            )
-            .await;
+        let queue = options.get("queue").and_then(Value::as_str).unwrap_or(&shared.opts.queue).to_string();
+        let res = publisher.basic_publish(short(""), short(&queue), BasicPublishOptions::default(), &next.body(), next.properties()).await;
         match res {
-            Ok(_) => info!(
-                "Task {}[{}] sent {task}[{}] (chain/callback)",
-                msg.task, msg.id, next.id
-            ),
-            Err(e) => error!(
-                "Task {}[{}]: could not send follow-up {task}: {e}",
-                msg.task, msg.id
-            ),
+            Ok(_) => info!("Task {}[{}] sent {task}[{}] (chain/callback)", msg.task, msg.id, next.id),
+            Err(e) => error!("Task {}[{}]: could not send follow-up {task}: {e}", msg.task, msg.id),
         }
     }
 }

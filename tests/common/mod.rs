@@ -10,8 +10,7 @@ use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOpti
 use lapin::types::FieldTable;
 
 pub fn broker() -> String {
-    std::env::var("MQLAB_TEST_BROKER")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672//".into())
+    std::env::var("MQLAB_TEST_BROKER").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672//".into())
 }
 
 /// Redis database 9 keeps test results away from a learner's database 0.
@@ -25,10 +24,7 @@ pub fn management() -> String {
 
 /// A queue name of its own for one test.
 pub fn queue(test: &str) -> String {
-    format!(
-        "mqlab-test-{test}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    )
+    format!("mqlab-test-{test}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
 pub fn bin() -> &'static str {
@@ -79,12 +75,7 @@ impl Proc {
 }
 
 /// Starts `mqlab worker` on `queue`, logging to `log`, and waits until it is ready.
-pub fn start_worker(
-    data_dir: &std::path::Path,
-    queue: &str,
-    extra: &[&str],
-    log: &std::path::Path,
-) -> Proc {
+pub fn start_worker(data_dir: &std::path::Path, queue: &str, extra: &[&str], log: &std::path::Path) -> Proc {
     let file = std::fs::File::create(log).unwrap();
     let child = mqlab(data_dir)
         .args(["worker", "-Q", queue, "-n", &format!("w-{queue}")])
@@ -106,10 +97,7 @@ pub fn wait_for_file(path: &std::path::Path, needle: &str, secs: u64) -> String 
             return text;
         }
         if Instant::now() > deadline {
-            panic!(
-                "{needle:?} did not appear in {} within {secs}s:\n{text}",
-                path.display()
-            );
+            panic!("{needle:?} did not appear in {} within {secs}s:\n{text}", path.display());
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -120,41 +108,25 @@ pub async fn cleanup(queue: &str) {
     if let Ok(conn) = lapin::Connection::connect(&broker(), Default::default()).await
         && let Ok(ch) = conn.create_channel().await
     {
-        let _ = ch
-            .queue_delete(queue.into(), QueueDeleteOptions::default())
-            .await;
-        let _ = ch
-            .exchange_delete(queue.into(), ExchangeDeleteOptions::default())
-            .await;
+        let _ = ch.queue_delete(queue.into(), QueueDeleteOptions::default()).await;
+        let _ = ch.exchange_delete(queue.into(), ExchangeDeleteOptions::default()).await;
         let _ = conn.close(200, "bye".into()).await;
     }
 }
 
 /// Messages ready in a queue (passive declare).
 pub async fn ready_count(queue: &str) -> u32 {
-    let conn = lapin::Connection::connect(&broker(), Default::default())
-        .await
-        .unwrap();
+    let conn = lapin::Connection::connect(&broker(), Default::default()).await.unwrap();
     let ch = conn.create_channel().await.unwrap();
-    let q = ch
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let q =
+        ch.queue_declare(queue.into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await.unwrap();
     let _ = conn.close(200, "bye".into()).await;
     q.message_count()
 }
 
 pub fn python() -> PathBuf {
-    let venv = std::env::var("MQLAB_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"));
+    let venv =
+        std::env::var("MQLAB_TEST_VENV").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"));
     let py = venv.join("bin/python");
     assert!(
         py.exists(),

@@ -1,0 +1,172 @@
+//! LEARNINGS.md: key concepts, the learner's setup, the checklist, the experiments really run
+//! with their figures, the questions answered, and the learner's notes. No password ever.
+
+use std::fmt::Write;
+
+use chrono::Utc;
+
+use super::Course;
+use super::progress::{ExperimentKind, Progress};
+use crate::config::{Config, mask_url};
+use crate::probes::{self, Status};
+
+/// Renders LEARNINGS.md.
+pub fn render(progress: &Progress, course: &Course, cfg: &Config) -> String {
+    let mut md = String::new();
+    let track = progress.track.unwrap_or(cfg.track);
+    let _ = writeln!(md, "# Phase 1 Learnings\n");
+    let _ = writeln!(md, "_Written by mqlab on {} (track: {})._\n", Utc::now().format("%Y-%m-%d %H:%M UTC"), track.as_str());
+
+    let _ = writeln!(md, "## My Setup\n");
+    let fact = |k: &str| progress.facts.get(k).cloned();
+    let mut broker = format!("- **Broker:** {}", mask_url(&cfg.broker_url));
+    if let Some(v) = fact("rabbitmq_version") {
+        let _ = write!(broker, " — RabbitMQ {v}");
+        if let Some(e) = fact("erlang_version") {
+            let _ = write!(broker, ", Erlang {e}");
+        }
+    }
+    let _ = writeln!(md, "{broker}");
+    let mut results = format!("- **Result backend:** {}", mask_url(&cfg.result_backend));
+    if let Some(v) = fact("redis_version") {
+        let _ = write!(results, " — Redis {v}");
+    }
+    let _ = writeln!(md, "{results}");
+    let _ = writeln!(md, "- **Management API:** {}", mask_url(&cfg.management_url));
+    if let Some(node) = fact("node") {
+        let _ = writeln!(
+            md,
+            "- **Cluster:** context `{}`, node {node}{}, namespace `{}`",
+            fact("kube_context").unwrap_or_else(|| cfg.kube_context.clone()),
+            fact("k3s_version").map(|v| format!(" ({v})")).unwrap_or_default(),
+            cfg.namespace
+        );
+    }
+    let _ = writeln!(md);
+
+    let _ = writeln!(md, "## Key Concepts\n");
+    for lesson in &course.lessons {
+        for c in &lesson.concepts {
+            let _ = writeln!(md, "### {}", c.name);
+            for p in &c.points {
+                let _ = writeln!(md, "- {p}");
+            }
+            let _ = writeln!(md);
+        }
+    }
+
+    let items = course.checklist();
+    let _ = writeln!(md, "## Verification Checklist ({}/{})\n", progress.ticked(course), items.len());
+    for item in &items {
+        match progress.checklist.get(&item.id) {
+            Some(t) => {
+                let how = if t.by == "hand" {
+                    "by hand".to_string()
+                } else {
+                    format!("by {}", t.by.trim_start_matches("check:").replace(',', ", "))
+                };
+                let _ = writeln!(md, "- [x] {} — {} {how}", item.text, t.at.format("%Y-%m-%d"));
+            }
+            None => {
+                let _ = writeln!(md, "- [ ] {}", item.text);
+            }
+        }
+    }
+    let _ = writeln!(md);
+
+    let _ = writeln!(md, "## Experiments Conducted\n");
+    if progress.experiments.is_empty() {
+        let _ = writeln!(md, "None recorded yet: send tasks with `mqlab submit` or from the lab, and they appear here.\n");
+    } else {
+        for (i, e) in progress.experiments.iter().enumerate() {
+            let tag = match e.kind {
+                ExperimentKind::TasksSubmitted => "tasks",
+                ExperimentKind::WorkerRun => "worker",
+                ExperimentKind::Recovery => "recovery",
+                ExperimentKind::Concurrency => "concurrency",
+            };
+            let _ = writeln!(md, "{}. {} [{tag}] {}", i + 1, e.at.format("%Y-%m-%d %H:%M"), e.summary);
+        }
+        let _ = writeln!(md);
+    }
+
+    let passed: Vec<(&String, &super::progress::CheckRecord)> = progress.checks.iter().filter(|(_, r)| r.status == Status::Pass).collect();
+    if !passed.is_empty() {
+        let _ = writeln!(md, "## What the Checks Saw\n");
+        for (id, r) in passed {
+            let title = probes::info(id).map(|i| i.title).unwrap_or(id);
+            let _ = writeln!(md, "- **{title}** — {} ({})", r.detail, r.at.format("%Y-%m-%d %H:%M"));
+        }
+        let _ = writeln!(md);
+    }
+
+    let _ = writeln!(md, "## Questions Answered\n");
+    for lesson in &course.lessons {
+        for q in &lesson.questions {
+            let _ = writeln!(md, "**Q: {}**\nA: {}\n", q.q, q.a);
+        }
+    }
+
+    if !progress.notes.is_empty() {
+        let _ = writeln!(md, "## My Notes\n");
+        for (step, text) in &progress.notes {
+            let title = course.lesson(*step).map(|l| l.title.as_str()).unwrap_or("");
+            let _ = writeln!(md, "### Step {step}: {title}\n\n{}\n", text.trim());
+        }
+    }
+    scrub_secrets(&md, cfg)
+}
+
+/// Masks the password of every URL in the text, and any configured password wherever it appears.
+pub fn scrub_secrets(text: &str, cfg: &Config) -> String {
+    let mut out = mask_urls_in(text);
+    let (_, mgmt_user, mgmt_pass) = cfg.management_login();
+    let mut secrets = vec![(mgmt_user, mgmt_pass)];
+    for raw in [&cfg.broker_url, &cfg.result_backend, &cfg.management_url] {
+        if let Ok(u) = url::Url::parse(raw)
+            && let Some(p) = u.password()
+        {
+            secrets.push((u.username().to_string(), p.to_string()));
+        }
+    }
+    // A password that is also its user's name (guest/guest) is public knowledge; masking it
+    // would mangle every user name.
+    for (user, pass) in secrets {
+        if pass.len() >= 3 && pass != user {
+            out = out.replace(&pass, "**");
+        }
+    }
+    out
+}
+
+/// `scheme://user:secret@host` → `scheme://user:**@host`, for every URL in a text.
+pub fn mask_urls_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let start = rest[..i].rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.')).map(|j| j + 1).unwrap_or(0);
+        let end = rest[i..]
+            .find(|c: char| c.is_whitespace() || matches!(c, ')' | ']' | '`' | '"' | '\'' | '>' | ','))
+            .map(|j| i + j)
+            .unwrap_or(rest.len());
+        out.push_str(&rest[..start]);
+        out.push_str(&mask_url(&rest[start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_in_text_are_masked() {
+        assert_eq!(
+            mask_urls_in("use amqp://admin:admin123@localhost:5672// and (redis://:pw@h:6379/0)."),
+            "use amqp://admin:**@localhost:5672// and (redis://:**@h:6379/0)."
+        );
+        assert_eq!(mask_urls_in("no urls here"), "no urls here");
+    }
+}

@@ -1,0 +1,294 @@
+//! The lesson engine: lessons are Markdown files with a TOML front matter (`+++` … `+++`), one
+//! per step of the curriculum, embedded in the binary (or read from `MQLAB_LESSONS_DIR` while
+//! editing them).
+//!
+//! Text between `::: k3s` (or `::: local`) and `:::` is shown on that track only.
+
+pub mod export;
+pub mod progress;
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::config::Track;
+use crate::probes;
+
+const EMBEDDED: &[(&str, &str)] = &[
+    ("01-start-cluster.md", include_str!("../../lessons/01-start-cluster.md")),
+    ("02-deploy-rabbitmq.md", include_str!("../../lessons/02-deploy-rabbitmq.md")),
+    ("03-management-ui.md", include_str!("../../lessons/03-management-ui.md")),
+    ("04-deploy-redis.md", include_str!("../../lessons/04-deploy-redis.md")),
+    ("05-celery-app.md", include_str!("../../lessons/05-celery-app.md")),
+    ("06-first-task.md", include_str!("../../lessons/06-first-task.md")),
+    ("07-message-flow.md", include_str!("../../lessons/07-message-flow.md")),
+    ("08-what-you-built.md", include_str!("../../lessons/08-what-you-built.md")),
+    ("09-experiments.md", include_str!("../../lessons/09-experiments.md")),
+    ("10-document.md", include_str!("../../lessons/10-document.md")),
+    ("11-verification.md", include_str!("../../lessons/11-verification.md")),
+];
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackChecks {
+    #[serde(default)]
+    pub k3s: Vec<String>,
+    #[serde(default)]
+    pub local: Vec<String>,
+}
+
+/// One item of the verification checklist (Step 11).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChecklistItem {
+    pub id: String,
+    pub text: String,
+    /// Checks that tick this item when they all pass (k3s track, and local unless overridden).
+    #[serde(default)]
+    pub ticked_by: Vec<String>,
+    #[serde(default)]
+    pub ticked_by_local: Option<Vec<String>>,
+    /// Ticked by the learner by hand.
+    #[serde(default)]
+    pub manual: bool,
+}
+
+impl ChecklistItem {
+    pub fn ticked_by(&self, track: Track) -> &[String] {
+        match (track, &self.ticked_by_local) {
+            (Track::Local, Some(l)) => l,
+            _ => &self.ticked_by,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Concept {
+    pub name: String,
+    pub points: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Question {
+    pub q: String,
+    pub a: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FrontMatter {
+    step: u32,
+    title: String,
+    summary: String,
+    #[serde(default)]
+    checks: TrackChecks,
+    #[serde(default)]
+    checklist: Vec<ChecklistItem>,
+    #[serde(default)]
+    concepts: Vec<Concept>,
+    #[serde(default)]
+    questions: Vec<Question>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Lesson {
+    pub step: u32,
+    pub file: String,
+    pub title: String,
+    pub summary: String,
+    pub checks: TrackChecks,
+    pub checklist: Vec<ChecklistItem>,
+    pub concepts: Vec<Concept>,
+    pub questions: Vec<Question>,
+    body: String,
+}
+
+impl Lesson {
+    pub fn parse(file: &str, text: &str) -> anyhow::Result<Lesson> {
+        let text = text.replace("\r\n", "\n");
+        let rest = text.strip_prefix("+++\n").with_context(|| format!("{file}: must start with a +++ front matter line"))?;
+        let end = rest.find("\n+++\n").with_context(|| format!("{file}: the front matter has no closing +++ line"))?;
+        let fm: FrontMatter = toml::from_str(&rest[..end]).map_err(|e| anyhow::anyhow!("{file}: front matter: {}", e.message()))?;
+        Ok(Lesson {
+            step: fm.step,
+            file: file.to_string(),
+            title: fm.title,
+            summary: fm.summary,
+            checks: fm.checks,
+            checklist: fm.checklist,
+            concepts: fm.concepts,
+            questions: fm.questions,
+            body: rest[end + 5..].to_string(),
+        })
+    }
+
+    pub fn checks(&self, track: Track) -> &[String] {
+        match track {
+            Track::K3s => &self.checks.k3s,
+            Track::Local => &self.checks.local,
+        }
+    }
+
+    /// The Markdown text for one track.
+    pub fn text(&self, track: Track) -> String {
+        let mut out = String::new();
+        let mut showing = true;
+        let mut in_code = false;
+        for line in self.body.lines() {
+            let t = line.trim();
+            if t.starts_with("```") {
+                in_code = !in_code;
+            }
+            if !in_code && t.starts_with(":::") {
+                let tag = t.trim_start_matches(':').trim();
+                showing = match tag {
+                    "" => true,
+                    "k3s" => track == Track::K3s,
+                    "local" => track == Track::Local,
+                    _ => true,
+                };
+                continue;
+            }
+            if showing {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out.trim().to_string() + "\n"
+    }
+
+    /// The shell commands of the lesson (the ```sh blocks), for one track.
+    pub fn commands(&self, track: Track) -> Vec<String> {
+        let text = self.text(track);
+        let mut out = vec![];
+        let mut current: Option<String> = None;
+        for line in text.lines() {
+            let t = line.trim_start();
+            match &mut current {
+                None if t.starts_with("```sh") || t.starts_with("```bash") => current = Some(String::new()),
+                Some(block) if t.starts_with("```") => {
+                    out.push(block.trim_end().to_string());
+                    current = None;
+                }
+                Some(block) => {
+                    block.push_str(line);
+                    block.push('\n');
+                }
+                None => {}
+            }
+        }
+        out
+    }
+}
+
+/// All lessons, in step order.
+#[derive(Clone, Debug)]
+pub struct Course {
+    pub lessons: Vec<Lesson>,
+}
+
+impl Course {
+    /// The embedded lessons, or those in `MQLAB_LESSONS_DIR` when it is set.
+    pub fn load() -> anyhow::Result<Course> {
+        match std::env::var_os("MQLAB_LESSONS_DIR") {
+            Some(dir) => Self::from_dir(Path::new(&dir)),
+            None => Self::embedded(),
+        }
+    }
+
+    pub fn embedded() -> anyhow::Result<Course> {
+        Self::from_files(EMBEDDED.iter().map(|(f, t)| (f.to_string(), t.to_string())).collect())
+    }
+
+    pub fn from_dir(dir: &Path) -> anyhow::Result<Course> {
+        let mut files = vec![];
+        for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read lessons from {}", dir.display()))? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "md") {
+                let name = path.file_name().unwrap().to_string_lossy().to_string();
+                files.push((name, std::fs::read_to_string(&path)?));
+            }
+        }
+        Self::from_files(files)
+    }
+
+    fn from_files(files: Vec<(String, String)>) -> anyhow::Result<Course> {
+        let mut lessons = files.iter().map(|(f, t)| Lesson::parse(f, t)).collect::<anyhow::Result<Vec<_>>>()?;
+        lessons.sort_by_key(|l| l.step);
+        let course = Course { lessons };
+        let problems = course.validate();
+        if !problems.is_empty() {
+            bail!("the lessons have problems:\n  {}", problems.join("\n  "));
+        }
+        Ok(course)
+    }
+
+    pub fn lesson(&self, step: u32) -> Option<&Lesson> {
+        self.lessons.iter().find(|l| l.step == step)
+    }
+
+    /// The verification checklist (Step 11).
+    pub fn checklist(&self) -> Vec<&ChecklistItem> {
+        self.lessons.iter().flat_map(|l| l.checklist.iter()).collect()
+    }
+
+    /// Every check named by a lesson for a track, each once, in lesson order.
+    pub fn all_checks(&self, track: Track) -> Vec<String> {
+        let mut out: Vec<String> = vec![];
+        for l in &self.lessons {
+            for c in l.checks(track) {
+                if !out.contains(c) {
+                    out.push(c.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// What is wrong with the lesson data: unknown checks, checklist items nothing ticks, gaps
+    /// in the steps.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = vec![];
+        for (i, l) in self.lessons.iter().enumerate() {
+            if l.step != i as u32 + 1 {
+                problems.push(format!("{}: step {} out of order (expected {})", l.file, l.step, i + 1));
+            }
+            for c in l.checks.k3s.iter().chain(&l.checks.local) {
+                if probes::info(c).is_none() {
+                    problems.push(format!("{}: unknown check {c:?}", l.file));
+                }
+            }
+            if l.title.trim().is_empty() || l.body.trim().is_empty() {
+                problems.push(format!("{}: empty title or text", l.file));
+            }
+            for item in &l.checklist {
+                for track in [Track::K3s, Track::Local] {
+                    let by = item.ticked_by(track);
+                    if by.is_empty() && !item.manual {
+                        problems.push(format!(
+                            "{}: checklist item {:?} is ticked by no check on the {} track and is not manual",
+                            l.file,
+                            item.id,
+                            track.as_str()
+                        ));
+                    }
+                    for c in by {
+                        if probes::info(c).is_none() {
+                            problems.push(format!("{}: checklist item {:?} names unknown check {c:?}", l.file, item.id));
+                        }
+                    }
+                }
+            }
+        }
+        let ids: Vec<&str> = self.checklist().iter().map(|i| i.id.as_str()).collect();
+        for (i, id) in ids.iter().enumerate() {
+            if ids[..i].contains(id) {
+                problems.push(format!("checklist item id {id:?} is used twice"));
+            }
+        }
+        problems
+    }
+}

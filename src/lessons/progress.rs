@@ -1,0 +1,224 @@
+//! What the learner has done, kept in `<data dir>/progress.json`: check results, checklist ticks,
+//! notes per lesson, and the experiments run with their figures.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::Course;
+use crate::config::Track;
+use crate::probes::{CheckResult, Status};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckRecord {
+    pub status: Status,
+    pub detail: String,
+    pub at: DateTime<Utc>,
+    /// When it last passed.
+    #[serde(default)]
+    pub passed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tick {
+    /// `check:<id>[,<id>…]` or `hand`.
+    pub by: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExperimentKind {
+    /// Tasks sent, with how many succeeded and failed, and the rate.
+    TasksSubmitted,
+    /// A worker ran (concurrency, ack mode, tasks processed).
+    WorkerRun,
+    /// The worker was down while tasks queued up, and they all completed after it came back.
+    Recovery,
+    /// The same burst run at different concurrency.
+    Concurrency,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Experiment {
+    pub kind: ExperimentKind,
+    pub at: DateTime<Utc>,
+    /// One line in the learner's terms.
+    pub summary: String,
+    #[serde(default)]
+    pub figures: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    #[serde(default = "one")]
+    pub version: u32,
+    #[serde(default)]
+    pub track: Option<Track>,
+    #[serde(default = "one")]
+    pub current_lesson: u32,
+    #[serde(default)]
+    pub checks: BTreeMap<String, CheckRecord>,
+    #[serde(default)]
+    pub checklist: BTreeMap<String, Tick>,
+    #[serde(default)]
+    pub notes: BTreeMap<u32, String>,
+    #[serde(default)]
+    pub experiments: Vec<Experiment>,
+    /// Facts learned by checks: versions, node name, figures.
+    #[serde(default)]
+    pub facts: BTreeMap<String, String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Progress {
+    pub fn new() -> Self {
+        Progress { version: 1, current_lesson: 1, ..Default::default() }
+    }
+
+    /// Records check results and ticks every checklist item whose checks have all passed.
+    /// Returns the ids of items newly ticked.
+    pub fn record_checks(&mut self, results: &[CheckResult], course: &Course, track: Track) -> Vec<String> {
+        for r in results {
+            if r.status == Status::Skipped {
+                continue;
+            }
+            let passed_at = if r.status == Status::Pass { Some(r.at) } else { self.checks.get(&r.id).and_then(|c| c.passed_at) };
+            self.checks.insert(r.id.clone(), CheckRecord { status: r.status, detail: r.detail.clone(), at: r.at, passed_at });
+            if r.status == Status::Pass {
+                for (k, v) in &r.facts {
+                    self.facts.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        let mut newly = vec![];
+        for item in course.checklist() {
+            let by = item.ticked_by(track);
+            if by.is_empty() || self.checklist.contains_key(&item.id) {
+                continue;
+            }
+            if by.iter().all(|c| self.checks.get(c).is_some_and(|r| r.passed_at.is_some())) {
+                self.checklist.insert(item.id.clone(), Tick { by: format!("check:{}", by.join(",")), at: Utc::now() });
+                newly.push(item.id.clone());
+            }
+        }
+        newly
+    }
+
+    pub fn tick(&mut self, course: &Course, id: &str) -> anyhow::Result<()> {
+        known_item(course, id)?;
+        self.checklist.entry(id.to_string()).or_insert(Tick { by: "hand".into(), at: Utc::now() });
+        Ok(())
+    }
+
+    pub fn untick(&mut self, course: &Course, id: &str) -> anyhow::Result<()> {
+        known_item(course, id)?;
+        self.checklist.remove(id);
+        Ok(())
+    }
+
+    pub fn set_note(&mut self, lesson: u32, text: &str) {
+        if text.trim().is_empty() {
+            self.notes.remove(&lesson);
+        } else {
+            self.notes.insert(lesson, text.trim_end().to_string());
+        }
+    }
+
+    pub fn add_experiment(&mut self, kind: ExperimentKind, summary: impl Into<String>, figures: serde_json::Value) {
+        let figures = figures.as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+        self.experiments.push(Experiment { kind, at: Utc::now(), summary: summary.into(), figures });
+    }
+
+    pub fn ticked(&self, course: &Course) -> usize {
+        course.checklist().iter().filter(|i| self.checklist.contains_key(&i.id)).count()
+    }
+}
+
+fn known_item(course: &Course, id: &str) -> anyhow::Result<()> {
+    if course.checklist().iter().any(|i| i.id == id) {
+        Ok(())
+    } else {
+        let ids: Vec<&str> = course.checklist().iter().map(|i| i.id.as_str()).collect();
+        anyhow::bail!("no checklist item {id:?} (items: {})", ids.join(", "))
+    }
+}
+
+/// The progress file.
+#[derive(Clone, Debug)]
+pub struct Store {
+    path: PathBuf,
+}
+
+impl Store {
+    pub fn new(data_dir: &Path) -> Self {
+        Store { path: data_dir.join("progress.json") }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the progress. A missing file is a fresh start; a damaged one is moved aside (never
+    /// overwritten) and reported.
+    pub fn load(&self) -> anyhow::Result<Progress> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Progress::new()),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", self.path.display())),
+        };
+        match serde_json::from_str(&text) {
+            Ok(p) => Ok(p),
+            Err(e) => {
+                let aside = self.path.with_extension(format!("json.damaged-{}", Utc::now().format("%Y%m%d%H%M%S")));
+                std::fs::rename(&self.path, &aside).with_context(|| format!("cannot move aside {}", self.path.display()))?;
+                anyhow::bail!(
+                    "{} was damaged ({e}); it was kept as {} and a fresh progress will start",
+                    self.path.display(),
+                    aside.display()
+                )
+            }
+        }
+    }
+
+    /// Like `load`, but a damaged file starts fresh (after being moved aside) with a warning.
+    pub fn load_or_fresh(&self) -> (Progress, Option<String>) {
+        match self.load() {
+            Ok(p) => (p, None),
+            Err(e) => (Progress::new(), Some(format!("{e:#}"))),
+        }
+    }
+
+    /// Writes atomically (temporary file, then rename).
+    pub fn save(&self, p: &Progress) -> anyhow::Result<()> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let tmp = self.path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(p)?).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &self.path).with_context(|| format!("cannot write {}", self.path.display()))?;
+        Ok(())
+    }
+
+    /// Loads, changes and saves in one go.
+    pub fn update<T>(&self, f: impl FnOnce(&mut Progress) -> T) -> anyhow::Result<T> {
+        let (mut p, _) = self.load_or_fresh();
+        let out = f(&mut p);
+        self.save(&p)?;
+        Ok(out)
+    }
+
+    pub fn reset(&self) -> anyhow::Result<()> {
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot remove {}", self.path.display())),
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Broker checks: local ports, AMQP login, and the management HTTP API (login, versions,
+//! exchanges, the celery queue and its consumers).
+
+use std::time::Duration;
+
+use rabbitmq_http_client::api::Client as MgmtClient;
+use rabbitmq_http_client::error::Error as MgmtError;
+
+use super::{Outcome, Probes, host_port};
+use crate::celery::broker::{self, ConnectError};
+use crate::config::Track;
+
+/// A management API client with short timeouts.
+pub fn management_client(p: &Probes) -> MgmtClient<String, String, String> {
+    let (base, user, pass) = p.cfg.management_login();
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(4))
+        .build()
+        .expect("reqwest client builds");
+    rabbitmq_http_client::api::ClientBuilder::new()
+        .with_endpoint(format!("{base}/api"))
+        .with_basic_auth_credentials(user, pass)
+        .with_client(http)
+        .build()
+        .expect("valid endpoint")
+}
+
+fn port_forward_hint(p: &Probes, port: u16) -> String {
+    match p.track() {
+        Track::K3s => {
+            let svc = if port == 6379 { "redis-master" } else { "rabbitmq" };
+            format!("start the port-forward and leave it running: kubectl port-forward svc/{svc} -n {} {port}:{port}", p.cfg.namespace)
+        }
+        Track::Local => match port {
+            6379 => "start Redis: `mqlab sandbox up`, or `redis-server --daemonize yes`".to_string(),
+            15672 => "enable the management plugin: `rabbitmq-plugins enable rabbitmq_management` (or `mqlab sandbox up`)".to_string(),
+            _ => "start RabbitMQ: `mqlab sandbox up`, or `rabbitmq-server -detached`".to_string(),
+        },
+    }
+}
+
+fn mgmt_failure(p: &Probes, e: &rabbitmq_http_client::error::HttpClientError) -> Outcome {
+    let (base, user, _) = p.cfg.management_login();
+    match e {
+        MgmtError::ClientErrorResponse { status_code, .. } if status_code.as_u16() == 401 => Outcome::fail(
+            format!("login refused (401) for user {user:?} at {base}"),
+            match p.track() {
+                Track::K3s => {
+                    "use the user and password given to helm (admin / admin123 in the lessons), e.g. --management-url http://admin:admin123@localhost:15672"
+                }
+                Track::Local => {
+                    "the local broker's default user is guest/guest: pass --broker amqp://guest:guest@localhost:5672// (the management login follows the broker's)"
+                }
+            },
+        ),
+        MgmtError::ClientErrorResponse { status_code, .. } => {
+            Outcome::fail(format!("{base} answered {status_code}"), "is this the RabbitMQ management port (15672)?")
+        }
+        MgmtError::ServerErrorResponse { status_code, .. } => {
+            Outcome::fail(format!("{base} answered {status_code}"), "RabbitMQ is unhealthy: look at its log")
+        }
+        other => {
+            let (_, port) = host_port(&base, 15672);
+            Outcome::fail(format!("cannot reach the management API at {base}: {}", error_text(other)), port_forward_hint(p, port))
+        }
+    }
+}
+
+fn error_text(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s = format!("{s}: {inner}");
+        src = inner.source();
+    }
+    s
+}
+
+pub async fn local_ports(p: &Probes) -> Outcome {
+    let targets = [
+        ("AMQP", host_port(&p.cfg.broker_url, 5672)),
+        ("management", host_port(&p.cfg.management_url, 15672)),
+        ("Redis", host_port(&p.cfg.result_backend, 6379)),
+    ];
+    let mut open = vec![];
+    let mut closed = vec![];
+    for (what, (host, port)) in targets {
+        let ok = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect((host.as_str(), port)))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if ok {
+            open.push(format!("{what} {port}"));
+        } else {
+            closed.push((what, host, port));
+        }
+    }
+    if closed.is_empty() {
+        return Outcome::pass(format!("open: {}", open.join(", ")));
+    }
+    let detail = closed.iter().map(|(w, h, port)| format!("{w} {h}:{port}")).collect::<Vec<_>>().join(", ");
+    let hints: Vec<String> = closed.iter().map(|(_, _, port)| port_forward_hint(p, *port)).collect();
+    Outcome::fail(format!("nothing answers on {detail}"), hints.join("; "))
+}
+
+pub async fn amqp_login(p: &Probes) -> Outcome {
+    match broker::connect(&p.cfg.broker_url, "mqlab check").await {
+        Ok(conn) => {
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.close(200, "check done".into())).await;
+            Outcome::pass(format!("logged in to {}", crate::config::mask_url(&p.cfg.broker_url)))
+        }
+        Err(e @ ConnectError::AccessRefused { .. }) => Outcome::fail(
+            e.to_string(),
+            match p.track() {
+                Track::K3s => {
+                    "the lessons install RabbitMQ with admin / admin123; pass --broker amqp://USER:PASS@localhost:5672// if you chose others"
+                }
+                Track::Local => "a RabbitMQ installed from packages has guest/guest: --broker amqp://guest:guest@localhost:5672//",
+            },
+        ),
+        Err(e) => {
+            let (_, port) = host_port(&p.cfg.broker_url, 5672);
+            Outcome::fail(e.to_string(), port_forward_hint(p, port))
+        }
+    }
+}
+
+pub async fn mgmt_login(p: &Probes) -> Outcome {
+    let c = management_client(p);
+    let me = match c.current_user().await {
+        Ok(me) => me,
+        Err(e) => return mgmt_failure(p, &e),
+    };
+    let user = me.name.to_string();
+    let (base, _, _) = p.cfg.management_login();
+    let mut o = Outcome::pass(format!("logged in to {base} as {user}"));
+    // The overview names the versions; older brokers may lack fields the client expects, so this
+    // is best effort (the login is what this check proves).
+    if let Ok(v) = raw_overview(p).await {
+        let rv = v.get("rabbitmq_version").and_then(|x| x.as_str()).unwrap_or("?").to_string();
+        let ev = v.get("erlang_version").and_then(|x| x.as_str()).unwrap_or("?").to_string();
+        o.detail = format!("logged in to {base} as {user}: RabbitMQ {rv}, Erlang {ev}");
+        o = o.fact("rabbitmq_version", rv).fact("erlang_version", ev);
+    }
+    o
+}
+
+/// `GET /api/overview` as JSON.
+pub async fn raw_overview(p: &Probes) -> anyhow::Result<serde_json::Value> {
+    let (base, user, pass) = p.cfg.management_login();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(4)).build()?;
+    let r = http.get(format!("{base}/api/overview")).basic_auth(user, Some(pass)).send().await?.error_for_status()?;
+    Ok(r.json().await?)
+}
+
+pub async fn mgmt_exchanges(p: &Probes) -> Outcome {
+    let c = management_client(p);
+    let list = match c.list_exchanges_in("/").await {
+        Ok(l) => l,
+        Err(e) => return mgmt_failure(p, &e),
+    };
+    let want = [("amq.direct", "direct"), ("amq.fanout", "fanout"), ("amq.topic", "topic")];
+    let missing: Vec<String> = want
+        .iter()
+        .filter(|(n, t)| !list.iter().any(|x| x.name == *n && x.exchange_type == *t))
+        .map(|(n, t)| format!("{n} ({t})"))
+        .collect();
+    if missing.is_empty() {
+        Outcome::pass(format!("{} exchanges in vhost /, including amq.direct, amq.fanout, amq.topic", list.len()))
+            .fact("exchanges", list.len().to_string())
+    } else {
+        Outcome::fail(
+            format!("missing: {}", missing.join(", ")),
+            "these exist on every RabbitMQ; are you logged in to the right vhost and broker?",
+        )
+    }
+}
+
+pub async fn mgmt_celery_queue(p: &Probes) -> Outcome {
+    let c = management_client(p);
+    let q = &p.cfg.queue;
+    match c.get_queue_info("/", q).await {
+        Ok(info) => {
+            if info.consumer_count >= 1 {
+                Outcome::pass(format!("queue {q}: {} consumer(s), {} message(s) waiting", info.consumer_count, info.message_count))
+                    .fact("queue_consumers", info.consumer_count.to_string())
+            } else {
+                Outcome::fail(
+                    format!("queue {q} exists but has no consumer ({} message(s) waiting)", info.message_count),
+                    "start a worker: `mqlab worker`, or `celery -A celery_app worker --loglevel=info`",
+                )
+            }
+        }
+        Err(MgmtError::NotFound) => Outcome::fail(
+            format!("queue {q} does not exist yet"),
+            "it is declared when a Celery worker or client first connects: start a worker (`mqlab worker`) or send a task",
+        ),
+        Err(e) => mgmt_failure(p, &e),
+    }
+}
