@@ -2,6 +2,8 @@
 //! queue per test so tests run in parallel, and the built binary.
 #![allow(dead_code)]
 
+pub mod fake_kube;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

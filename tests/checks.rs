@@ -1,0 +1,304 @@
+//! The checks: cluster checks against a fake Kubernetes API in each state a learner meets,
+//! broker and Redis checks against the real services (right and wrong credentials, service down),
+//! task checks through a real worker.
+
+mod common;
+
+use std::process::Command;
+
+use common::fake_kube::{FakeKube, Scenario, kubeconfig_for};
+use mqlab::config::{Config, Overrides, Track};
+use mqlab::probes::{CheckResult, Probes, Status};
+
+fn config(track: Track) -> Config {
+    let dir = std::env::temp_dir();
+    let over = Overrides { track: Some(track), ..Default::default() };
+    let env = move |k: &str| match k {
+        "MQLAB_CONFIG" => Some("/nonexistent/config.toml".to_string()),
+        "MQLAB_DATA_DIR" => Some(dir.to_string_lossy().to_string()),
+        "MQLAB_BROKER_URL" => Some(common::broker()),
+        "MQLAB_RESULT_BACKEND" => Some(common::redis()),
+        "MQLAB_MANAGEMENT_URL" => Some(common::management()),
+        _ => None,
+    };
+    Config::load_with(&over, &env).unwrap()
+}
+
+fn probes_for(fake: &FakeKube, current: &str) -> Probes {
+    let mut p = Probes::new(config(Track::K3s));
+    p.kubeconfig = Some(fake.kubeconfig(current));
+    p
+}
+
+const KUBE: &[&str] = &[
+    "kube.context",
+    "kube.api",
+    "kube.node_ready",
+    "kube.namespace",
+    "kube.rabbitmq_pod",
+    "kube.rabbitmq_log",
+    "kube.redis_pod",
+    "kube.services",
+];
+
+async fn run(p: &Probes) -> Vec<CheckResult> {
+    p.run_many(KUBE).await
+}
+
+fn get<'a>(rs: &'a [CheckResult], id: &str) -> &'a CheckResult {
+    rs.iter().find(|r| r.id == id).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn healthy_cluster_passes_everything() {
+    let fake = FakeKube::start(Scenario::Healthy);
+    let rs = run(&probes_for(&fake, "rancher-desktop")).await;
+    for r in &rs {
+        assert_eq!(r.status, Status::Pass, "{r:?}");
+    }
+    assert!(get(&rs, "kube.api").detail.contains("v1.33.4+k3s1"));
+    assert_eq!(get(&rs, "kube.node_ready").detail, "lima-rancher-desktop Ready, v1.33.4+k3s1");
+    assert_eq!(get(&rs, "kube.node_ready").facts["k3s_version"], "v1.33.4+k3s1");
+    assert_eq!(get(&rs, "kube.rabbitmq_pod").detail, "rabbitmq-0 Running and Ready");
+    assert_eq!(get(&rs, "kube.redis_pod").detail, "redis-master-0 Running and Ready");
+    assert!(
+        get(&rs, "kube.rabbitmq_log").detail.contains("Server startup complete; 5 plugins started."),
+        "{:?}",
+        get(&rs, "kube.rabbitmq_log")
+    );
+    assert_eq!(get(&rs, "kube.services").detail, "services rabbitmq (5672, 15672), redis-master (6379)");
+    // Pods were found by their labels, not by name.
+    let reqs = fake.requests.lock().unwrap().clone();
+    assert!(reqs.iter().any(|r| r.contains("labelSelector=app.kubernetes.io%2Fname%3Drabbitmq")), "{reqs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_not_ready_says_why() {
+    let fake = FakeKube::start(Scenario::NodeNotReady);
+    let rs = run(&probes_for(&fake, "rancher-desktop")).await;
+    let r = get(&rs, "kube.node_ready");
+    assert_eq!(r.status, Status::Fail);
+    assert!(r.detail.contains("lima-rancher-desktop (KubeletNotReady: container runtime network not ready"), "{}", r.detail);
+    assert!(r.hint.as_ref().unwrap().contains("wait a minute"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_namespace_gives_the_create_command_and_skips_the_rest() {
+    let fake = FakeKube::start(Scenario::NamespaceMissing);
+    let rs = run(&probes_for(&fake, "rancher-desktop")).await;
+    let r = get(&rs, "kube.namespace");
+    assert_eq!(r.status, Status::Fail);
+    assert_eq!(r.detail, "namespace messaging does not exist");
+    assert_eq!(r.hint.as_deref(), Some("kubectl create namespace messaging"));
+    assert_eq!(get(&rs, "kube.rabbitmq_pod").status, Status::Skipped);
+    assert_eq!(get(&rs, "kube.node_ready").status, Status::Pass);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_pull_backoff_points_at_bitnamilegacy() {
+    let fake = FakeKube::start(Scenario::ImagePullBackOff);
+    let rs = run(&probes_for(&fake, "rancher-desktop")).await;
+    let r = get(&rs, "kube.rabbitmq_pod");
+    assert_eq!(r.status, Status::Fail);
+    assert_eq!(r.detail, "rabbitmq-0: ImagePullBackOff for image docker.io/bitnami/rabbitmq:4.1.3-debian-12-r1");
+    let hint = r.hint.as_ref().unwrap();
+    assert!(
+        hint.contains("bitnamilegacy")
+            && hint.contains("global.security.allowInsecureImages=true")
+            && hint.contains("helm uninstall rabbitmq"),
+        "{hint}"
+    );
+    let r = get(&rs, "kube.redis_pod");
+    assert_eq!(r.status, Status::Fail);
+    assert!(r.detail.contains("ErrImagePull") && r.hint.as_ref().unwrap().contains("bitnamilegacy/redis"), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_loop_reports_restarts_and_the_last_log_lines() {
+    let fake = FakeKube::start(Scenario::CrashLoop);
+    let rs = run(&probes_for(&fake, "rancher-desktop")).await;
+    let r = get(&rs, "kube.rabbitmq_pod");
+    assert_eq!(r.status, Status::Fail);
+    assert!(r.detail.starts_with("rabbitmq-0: CrashLoopBackOff after 5 restart(s); last log:"), "{}", r.detail);
+    assert!(r.detail.contains("could not bind to distribution port 25672"), "{}", r.detail);
+    assert!(r.hint.as_ref().unwrap().contains("kubectl logs rabbitmq-0 -n messaging --previous"));
+    assert!(fake.requests.lock().unwrap().iter().any(|q| q.contains("/pods/rabbitmq-0/log") && q.contains("previous=true")));
+    assert_eq!(get(&rs, "kube.rabbitmq_log").status, Status::Fail);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_booting_rabbitmq_is_not_taken_for_started() {
+    // Bitnami's setup prints "Server startup complete" once before the real start.
+    let fake = FakeKube::start(Scenario::RabbitStarting);
+    let rs = run(&probes_for(&fake, "rancher-desktop")).await;
+    let r = get(&rs, "kube.rabbitmq_log");
+    assert_eq!(r.status, Status::Fail, "{r:?}");
+    assert!(r.hint.as_ref().unwrap().contains("kubectl logs -f statefulset/rabbitmq -n messaging"));
+    assert!(get(&rs, "kube.rabbitmq_pod").detail.contains("Running, not ready"), "{:?}", get(&rs, "kube.rabbitmq_pod"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_or_other_context() {
+    let fake = FakeKube::start(Scenario::Healthy);
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = Probes::new(config(Track::K3s));
+    p.kubeconfig = Some(kubeconfig_for(&dir, &format!("http://127.0.0.1:{}", fake.port), "docker-desktop", &["docker-desktop"]));
+    let rs = run(&p).await;
+    let r = get(&rs, "kube.context");
+    assert_eq!(r.status, Status::Fail);
+    assert_eq!(r.detail, "context \"rancher-desktop\" is not in the kubeconfig (contexts: docker-desktop)");
+    assert!(r.hint.as_ref().unwrap().contains("start Rancher Desktop"));
+    assert!(rs.iter().filter(|r| r.id != "kube.context").all(|r| r.status == Status::Skipped));
+
+    // The context exists but another one is current.
+    let rs = run(&probes_for(&fake, "docker-desktop")).await;
+    let r = get(&rs, "kube.context");
+    assert_eq!(r.status, Status::Fail);
+    assert_eq!(r.hint.as_deref(), Some("run `kubectl config use-context rancher-desktop` so kubectl and mqlab look at the same cluster"));
+    // ...which is fine when chosen explicitly.
+    let mut p = probes_for(&fake, "docker-desktop");
+    p.context_explicit = true;
+    assert_eq!(p.run("kube.context").await.status, Status::Pass);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_api_and_broken_kubeconfig() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut p = Probes::new(config(Track::K3s));
+    p.kubeconfig = Some(kubeconfig_for(&dir, &format!("http://127.0.0.1:{closed}"), "rancher-desktop", &["rancher-desktop"]));
+    let rs = run(&p).await;
+    assert_eq!(get(&rs, "kube.context").status, Status::Pass);
+    let r = get(&rs, "kube.api");
+    assert_eq!(r.status, Status::Fail);
+    assert!(r.detail.starts_with("the API server does not answer"), "{}", r.detail);
+    assert!(r.hint.as_ref().unwrap().contains("Kubernetes is running"));
+    assert_eq!(get(&rs, "kube.node_ready").status, Status::Skipped);
+
+    let broken = dir.path().join("broken");
+    std::fs::write(&broken, "apiVersion: v1\nkind: Config\nclusters: [this is: not valid\n").unwrap();
+    p.kubeconfig = Some(broken);
+    let r = p.run("kube.context").await;
+    assert_eq!(r.status, Status::Fail);
+    assert!(r.detail.starts_with("cannot read the kubeconfig"), "{}", r.detail);
+    assert!(!r.detail.contains('\n'));
+}
+
+/// kubectl itself reads the fake as a real cluster: evidence that its JSON is realistic.
+#[test]
+fn kubectl_agrees_with_the_fake() {
+    if Command::new("kubectl").arg("version").arg("--client").output().is_err() {
+        panic!("kubectl is needed for this test (.ci/run installs it)");
+    }
+    let fake = FakeKube::start(Scenario::ImagePullBackOff);
+    let cfg = fake.kubeconfig("rancher-desktop");
+    let kubectl = |args: &[&str]| {
+        let out = Command::new("kubectl").arg("--kubeconfig").arg(&cfg).args(args).output().unwrap();
+        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    // The fake does not render server-side tables, so read fields the way kubectl users do.
+    let nodes = kubectl(&[
+        "get",
+        "nodes",
+        "-o",
+        "custom-columns=NAME:.metadata.name,READY:.status.conditions[?(@.type=='Ready')].status,VERSION:.status.nodeInfo.kubeletVersion",
+    ]);
+    assert!(nodes.contains("lima-rancher-desktop") && nodes.contains("True") && nodes.contains("v1.33.4+k3s1"), "{nodes}");
+    let pods = kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        "messaging",
+        "-l",
+        "app.kubernetes.io/name=rabbitmq",
+        "-o",
+        "custom-columns=NAME:.metadata.name,PHASE:.status.phase,WAITING:.status.containerStatuses[0].state.waiting.reason",
+    ]);
+    assert!(
+        pods.contains("rabbitmq-0") && pods.contains("Pending") && pods.contains("ImagePullBackOff") && !pods.contains("redis"),
+        "{pods}"
+    );
+    let svc = kubectl(&["get", "svc", "redis-master", "-n", "messaging", "-o", "jsonpath={.spec.ports[0].port}"]);
+    assert_eq!(svc, "6379");
+    let version = kubectl(&["version", "-o", "json"]);
+    assert!(version.contains("v1.33.4+k3s1"), "{version}");
+    let ns = kubectl(&["get", "namespace", "messaging", "-o", "jsonpath={.status.phase}"]);
+    assert_eq!(ns, "Active");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broker_and_redis_checks_against_the_real_services() {
+    let p = Probes::new(config(Track::Local));
+    for id in ["amqp.login", "mgmt.login", "mgmt.exchanges", "redis.ping", "ports.local"] {
+        let r = p.run(id).await;
+        assert_eq!(r.status, Status::Pass, "{r:?}");
+    }
+    let r = p.run("mgmt.login").await;
+    assert!(r.detail.contains("as guest: RabbitMQ"), "{}", r.detail);
+    assert!(r.facts.contains_key("rabbitmq_version"));
+    assert!(p.run("redis.ping").await.detail.starts_with("PING → PONG from Redis"));
+
+    // Wrong credentials.
+    let mut bad = config(Track::K3s);
+    bad.broker_url = "amqp://admin:admin123@127.0.0.1:5672//".into();
+    let pb = Probes::new(bad);
+    let r = pb.run("amqp.login").await;
+    assert_eq!(r.status, Status::Fail);
+    assert!(r.detail.contains("login refused") && !r.detail.contains("admin123"), "{}", r.detail);
+    let r = pb.run("mgmt.login").await;
+    assert_eq!(r.status, Status::Fail);
+    assert!(r.detail.starts_with("login refused (401) for user \"admin\""), "{}", r.detail);
+    assert!(r.hint.as_ref().unwrap().contains("admin / admin123"));
+
+    // Services down (nothing listens on these ports).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut down = config(Track::K3s);
+    down.broker_url = format!("amqp://guest:guest@127.0.0.1:{closed}//");
+    down.management_url = format!("http://127.0.0.1:{closed}");
+    down.result_backend = format!("redis://127.0.0.1:{closed}/0");
+    let pd = Probes::new(down);
+    for id in ["amqp.login", "mgmt.login", "redis.ping", "ports.local"] {
+        let r = pd.run(id).await;
+        assert_eq!(r.status, Status::Fail, "{r:?}");
+        assert!(r.hint.as_ref().unwrap().contains("kubectl port-forward svc/"), "{id}: {r:?}");
+    }
+    let mut local_down = pd.cfg.clone();
+    local_down.track = Track::Local;
+    let r = Probes::new(local_down).run("redis.ping").await;
+    assert!(r.hint.unwrap().contains("mqlab sandbox up"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn task_checks_go_through_a_real_worker() {
+    let q = common::queue("taskcheck");
+    let mut cfg = config(Track::Local);
+    cfg.queue = q.clone();
+    let p = Probes::new(cfg);
+    let r = p.run("mgmt.celery_queue").await;
+    assert_eq!(r.status, Status::Fail);
+    assert!(r.detail.contains("does not exist yet"), "{r:?}");
+
+    let mut o = mqlab::celery::WorkerOptions::new(common::broker(), Some(common::redis()));
+    o.queue = q.clone();
+    let mut w = mqlab::celery::worker::spawn(o, None);
+    let r = p.run("tasks.roundtrip").await;
+    assert_eq!(r.status, Status::Pass, "{r:?}");
+    assert!(r.detail.starts_with("tasks.add(42, 58) = 100 in"));
+    let r = p.run("tasks.failure").await;
+    assert_eq!(r.status, Status::Pass, "{r:?}");
+    // The management API's consumer count lags by its statistics interval (5 s).
+    let mut last = None;
+    for _ in 0..100 {
+        let r = p.run("mgmt.celery_queue").await;
+        if r.status == Status::Pass {
+            last = Some(r);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(last.expect("consumer seen").detail.contains("1 consumer(s)"));
+    w.stop(mqlab::celery::worker::StopMode::Warm);
+    w.wait().await.unwrap();
+    common::cleanup(&q).await;
+}

@@ -1,0 +1,353 @@
+//! A fake Kubernetes API server for the cluster checks: plain HTTP on 127.0.0.1, serving JSON in
+//! the shape a real K3s (Rancher Desktop) cluster returns, in several states. Test-only.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    Healthy,
+    NodeNotReady,
+    NamespaceMissing,
+    ImagePullBackOff,
+    CrashLoop,
+    /// RabbitMQ still booting: Bitnami's setup ran, the real start has not completed yet.
+    RabbitStarting,
+}
+
+pub struct FakeKube {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeKube {
+    /// Starts a server for `scenario` on its own thread and runtime.
+    pub fn start(scenario: Scenario) -> FakeKube {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(vec![]));
+        let log = requests.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let Ok((sock, _)) = listener.accept().await else { return };
+                    let log = log.clone();
+                    tokio::spawn(serve(sock, scenario, log));
+                }
+            });
+        });
+        FakeKube { port, dir: tempfile::tempdir().unwrap(), requests }
+    }
+
+    /// A kubeconfig whose `rancher-desktop` context points here (current unless told otherwise).
+    pub fn kubeconfig(&self, current: &str) -> PathBuf {
+        kubeconfig_for(&self.dir, &format!("http://127.0.0.1:{}", self.port), current, &["rancher-desktop", "docker-desktop"])
+    }
+}
+
+/// A kubeconfig at `dir/config` with the given contexts, all pointing at `server`.
+pub fn kubeconfig_for(dir: &tempfile::TempDir, server: &str, current: &str, contexts: &[&str]) -> PathBuf {
+    let path = dir.path().join(format!("config-{}", contexts.join("-")));
+    let mut f = std::fs::File::create(&path).unwrap();
+    writeln!(f, "apiVersion: v1\nkind: Config\ncurrent-context: {current}\nclusters:").unwrap();
+    for c in contexts {
+        writeln!(f, "- name: {c}\n  cluster:\n    server: {server}").unwrap();
+    }
+    writeln!(f, "contexts:").unwrap();
+    for c in contexts {
+        writeln!(f, "- name: {c}\n  context:\n    cluster: {c}\n    user: {c}").unwrap();
+    }
+    writeln!(f, "users:").unwrap();
+    for c in contexts {
+        writeln!(f, "- name: {c}\n  user:\n    token: fake-token-{c}").unwrap();
+    }
+    path
+}
+
+async fn serve(mut sock: tokio::net::TcpStream, scenario: Scenario, log: Arc<Mutex<Vec<String>>>) {
+    let mut buf = Vec::new();
+    loop {
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match sock.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        buf.drain(..head_end);
+        let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+        log.lock().unwrap().push(target.clone());
+        let (status, ctype, body) = route(scenario, &target);
+        let reason = if status == 200 { "OK" } else { "Not Found" };
+        let resp = format!("HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n", body.len());
+        if sock.write_all(resp.as_bytes()).await.is_err() || sock.write_all(body.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn not_found(kind: &str, name: &str) -> (u16, &'static str, String) {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": format!("{kind} \"{name}\" not found"), "reason": "NotFound",
+        "details": {"name": name, "kind": kind}, "code": 404});
+    (404, "application/json", body.to_string())
+}
+
+fn ok(v: Value) -> (u16, &'static str, String) {
+    (200, "application/json", v.to_string())
+}
+
+fn route(s: Scenario, target: &str) -> (u16, &'static str, String) {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let query = percent_decode(query);
+    match path {
+        "/version" => {
+            ok(json!({"major": "1", "minor": "33", "gitVersion": "v1.33.4+k3s1", "gitCommit": "9d6f1a0b", "gitTreeState": "clean",
+            "buildDate": "2025-08-28T18:42:01Z", "goVersion": "go1.24.6", "compiler": "gc", "platform": "linux/arm64"}))
+        }
+        "/api" => ok(
+            json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "192.168.5.15:6443"}]}),
+        ),
+        "/apis" => ok(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []})),
+        "/api/v1" => ok(json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+            {"name": "nodes", "singularName": "node", "namespaced": false, "kind": "Node", "verbs": ["get", "list", "watch"], "shortNames": ["no"]},
+            {"name": "namespaces", "singularName": "namespace", "namespaced": false, "kind": "Namespace", "verbs": ["get", "list", "watch"], "shortNames": ["ns"]},
+            {"name": "pods", "singularName": "pod", "namespaced": true, "kind": "Pod", "verbs": ["get", "list", "watch"], "shortNames": ["po"]},
+            {"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]},
+            {"name": "services", "singularName": "service", "namespaced": true, "kind": "Service", "verbs": ["get", "list", "watch"], "shortNames": ["svc"]}]})),
+        "/api/v1/nodes" => ok(json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "4711"}, "items": [node(s)]})),
+        "/api/v1/namespaces" => ok(json!({"kind": "NamespaceList", "apiVersion": "v1", "metadata": {"resourceVersion": "4711"},
+            "items": namespaces(s)})),
+        p if p.starts_with("/api/v1/namespaces/") => {
+            let rest: Vec<&str> = p["/api/v1/namespaces/".len()..].split('/').collect();
+            match rest.as_slice() {
+                [ns] => match namespaces(s).into_iter().find(|n| n["metadata"]["name"] == *ns) {
+                    Some(n) => ok(n),
+                    None => not_found("namespaces", ns),
+                },
+                _ if rest[0] != "messaging" || s == Scenario::NamespaceMissing => match rest.as_slice() {
+                    [_, "pods"] => ok(json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "4711"}, "items": []})),
+                    [_, kind, name, ..] => not_found(kind, name),
+                    _ => not_found("namespaces", rest[0]),
+                },
+                [_, "pods"] => {
+                    let selector = query.split('&').find_map(|kv| kv.strip_prefix("labelSelector=")).unwrap_or("");
+                    let items: Vec<Value> = pods(s).into_iter().filter(|p| matches_selector(p, selector)).collect();
+                    ok(json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "4711"}, "items": items}))
+                }
+                [_, "pods", name] => match pods(s).into_iter().find(|p| p["metadata"]["name"] == *name) {
+                    Some(p) => ok(p),
+                    None => not_found("pods", name),
+                },
+                [_, "pods", name, "log"] => {
+                    let previous = query.contains("previous=true");
+                    (200, "text/plain", pod_log(s, name, previous))
+                }
+                [_, "services"] => {
+                    ok(json!({"kind": "ServiceList", "apiVersion": "v1", "metadata": {"resourceVersion": "4711"}, "items": services()}))
+                }
+                [_, "services", name] => match services().into_iter().find(|v| v["metadata"]["name"] == *name) {
+                    Some(v) => ok(v),
+                    None => not_found("services", name),
+                },
+                _ => not_found("resource", p),
+            }
+        }
+        _ => not_found("path", path),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
+
+fn matches_selector(pod: &Value, selector: &str) -> bool {
+    selector.split(',').filter(|s| !s.is_empty()).all(|term| match term.split_once('=') {
+        Some((k, v)) => pod["metadata"]["labels"][k] == v,
+        None => true,
+    })
+}
+
+fn node(s: Scenario) -> Value {
+    let ready = if s == Scenario::NodeNotReady {
+        json!({"type": "Ready", "status": "False", "lastHeartbeatTime": "2026-11-27T09:00:00Z", "lastTransitionTime": "2026-11-27T09:00:00Z",
+            "reason": "KubeletNotReady", "message": "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized"})
+    } else {
+        json!({"type": "Ready", "status": "True", "lastHeartbeatTime": "2026-11-27T09:00:00Z", "lastTransitionTime": "2026-11-20T08:00:00Z",
+            "reason": "KubeletReady", "message": "kubelet is posting ready status"})
+    };
+    json!({"kind": "Node", "apiVersion": "v1",
+        "metadata": {"name": "lima-rancher-desktop", "uid": "5c1e2f4e-8d0b-4e7a-9d51-1b7c8a9d2e10", "resourceVersion": "4700",
+            "creationTimestamp": "2026-11-20T08:00:00Z",
+            "labels": {"kubernetes.io/hostname": "lima-rancher-desktop", "kubernetes.io/os": "linux", "node-role.kubernetes.io/control-plane": "true", "node-role.kubernetes.io/master": "true"}},
+        "spec": {"podCIDR": "10.42.0.0/24", "podCIDRs": ["10.42.0.0/24"], "providerID": "k3s://lima-rancher-desktop"},
+        "status": {
+            "capacity": {"cpu": "2", "memory": "4005240Ki", "pods": "110"},
+            "allocatable": {"cpu": "2", "memory": "4005240Ki", "pods": "110"},
+            "conditions": [
+                {"type": "MemoryPressure", "status": "False", "lastHeartbeatTime": "2026-11-27T09:00:00Z", "lastTransitionTime": "2026-11-20T08:00:00Z", "reason": "KubeletHasSufficientMemory", "message": "kubelet has sufficient memory available"},
+                {"type": "DiskPressure", "status": "False", "lastHeartbeatTime": "2026-11-27T09:00:00Z", "lastTransitionTime": "2026-11-20T08:00:00Z", "reason": "KubeletHasNoDiskPressure", "message": "kubelet has no disk pressure"},
+                ready],
+            "addresses": [{"type": "InternalIP", "address": "192.168.5.15"}, {"type": "Hostname", "address": "lima-rancher-desktop"}],
+            "nodeInfo": {"machineID": "a1b2", "systemUUID": "c3d4", "bootID": "e5f6", "kernelVersion": "6.6.14-0-virt", "osImage": "Alpine Linux v3.19",
+                "containerRuntimeVersion": "containerd://1.7.27-k3s1", "kubeletVersion": "v1.33.4+k3s1", "kubeProxyVersion": "v1.33.4+k3s1",
+                "operatingSystem": "linux", "architecture": "arm64"}}})
+}
+
+fn namespaces(s: Scenario) -> Vec<Value> {
+    let ns = |name: &str| {
+        json!({"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": name, "uid": format!("uid-{name}"), "resourceVersion": "10",
+        "creationTimestamp": "2026-11-20T08:00:00Z", "labels": {"kubernetes.io/metadata.name": name}},
+        "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})
+    };
+    let mut v = vec![ns("default"), ns("kube-system")];
+    if s != Scenario::NamespaceMissing {
+        v.push(ns("messaging"));
+    }
+    v
+}
+
+fn pod(name: &str, app: &str, component: Option<&str>, image: &str, state: Value, ready: bool, restarts: i32, phase: &str) -> Value {
+    let mut labels = json!({"app.kubernetes.io/instance": app, "app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/name": app,
+        "app.kubernetes.io/version": if app == "rabbitmq" { "4.1.3" } else { "8.2.1" }, "helm.sh/chart": if app == "rabbitmq" { "rabbitmq-16.0.16" } else { "redis-22.0.7" },
+        "controller-revision-hash": format!("{app}-7d9c6b5f8"), "statefulset.kubernetes.io/pod-name": name});
+    if let Some(c) = component {
+        labels["app.kubernetes.io/component"] = json!(c);
+    }
+    let status_ready = if ready { "True" } else { "False" };
+    json!({"kind": "Pod", "apiVersion": "v1",
+        "metadata": {"name": name, "generateName": format!("{}-", name.trim_end_matches("-0")), "namespace": "messaging", "uid": format!("uid-{name}"),
+            "resourceVersion": "4600", "creationTimestamp": "2026-11-27T08:50:00Z", "labels": labels,
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": name.trim_end_matches("-0"), "uid": format!("uid-sts-{app}"), "controller": true, "blockOwnerDeletion": true}]},
+        "spec": {"containers": [{"name": app, "image": image, "ports": [{"containerPort": if app == "rabbitmq" { 5672 } else { 6379 }, "protocol": "TCP"}]}],
+            "restartPolicy": "Always", "nodeName": "lima-rancher-desktop", "serviceAccountName": app},
+        "status": {"phase": phase,
+            "conditions": [
+                {"type": "PodReadyToStartContainers", "status": "True", "lastProbeTime": null, "lastTransitionTime": "2026-11-27T08:50:03Z"},
+                {"type": "Initialized", "status": "True", "lastProbeTime": null, "lastTransitionTime": "2026-11-27T08:50:01Z"},
+                {"type": "Ready", "status": status_ready, "lastProbeTime": null, "lastTransitionTime": "2026-11-27T08:51:00Z",
+                    "reason": if ready { Value::Null } else { json!("ContainersNotReady") },
+                    "message": if ready { Value::Null } else { json!(format!("containers with unready status: [{app}]")) }},
+                {"type": "ContainersReady", "status": status_ready, "lastProbeTime": null, "lastTransitionTime": "2026-11-27T08:51:00Z"},
+                {"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": "2026-11-27T08:50:00Z"}],
+            "hostIP": "192.168.5.15", "podIP": "10.42.0.23", "startTime": "2026-11-27T08:50:00Z", "qosClass": "Burstable",
+            "containerStatuses": [{"name": app, "state": state, "lastState": {}, "ready": ready, "restartCount": restarts,
+                "image": image, "imageID": if ready { format!("{image}@sha256:0f3c") } else { String::new() }, "started": ready}]}})
+}
+
+fn pods(s: Scenario) -> Vec<Value> {
+    let running = json!({"running": {"startedAt": "2026-11-27T08:50:05Z"}});
+    let rabbit_image = "docker.io/bitnamilegacy/rabbitmq:4.1.3-debian-12-r1";
+    let redis_image = "docker.io/bitnamilegacy/redis:8.2.1-debian-12-r0";
+    let rabbit = match s {
+        Scenario::ImagePullBackOff => pod(
+            "rabbitmq-0",
+            "rabbitmq",
+            None,
+            "docker.io/bitnami/rabbitmq:4.1.3-debian-12-r1",
+            json!({"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"docker.io/bitnami/rabbitmq:4.1.3-debian-12-r1\": ErrImagePull: failed to pull and unpack image \"docker.io/bitnami/rabbitmq:4.1.3-debian-12-r1\": failed to resolve reference: docker.io/bitnami/rabbitmq:4.1.3-debian-12-r1: not found"}}),
+            false,
+            0,
+            "Pending",
+        ),
+        Scenario::CrashLoop => pod(
+            "rabbitmq-0",
+            "rabbitmq",
+            None,
+            rabbit_image,
+            json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 2m40s restarting failed container=rabbitmq pod=rabbitmq-0_messaging(uid-rabbitmq-0)"}}),
+            false,
+            5,
+            "Running",
+        ),
+        Scenario::RabbitStarting => pod("rabbitmq-0", "rabbitmq", None, rabbit_image, running.clone(), false, 0, "Running"),
+        _ => pod("rabbitmq-0", "rabbitmq", None, rabbit_image, running.clone(), true, 0, "Running"),
+    };
+    let redis = match s {
+        Scenario::ImagePullBackOff => pod(
+            "redis-master-0",
+            "redis",
+            Some("master"),
+            "docker.io/bitnami/redis:8.2.1-debian-12-r0",
+            json!({"waiting": {"reason": "ErrImagePull", "message": "failed to pull and unpack image \"docker.io/bitnami/redis:8.2.1-debian-12-r0\": not found"}}),
+            false,
+            0,
+            "Pending",
+        ),
+        _ => pod("redis-master-0", "redis", Some("master"), redis_image, running, true, 0, "Running"),
+    };
+    vec![rabbit, redis]
+}
+
+fn pod_log(s: Scenario, name: &str, previous: bool) -> String {
+    if name.starts_with("redis") {
+        return "1:M 27 Nov 2026 08:50:06.120 * Server initialized\n1:M 27 Nov 2026 08:50:06.121 * Ready to accept connections tcp\n"
+            .into();
+    }
+    let setup = "rabbitmq 08:50:05.10 INFO  ==> ** Starting RabbitMQ setup **\n\
+        rabbitmq 08:50:05.30 INFO  ==> Initializing RabbitMQ...\n\
+        2026-11-27 08:50:15.101 [info] <0.9.0> Server startup complete; 0 plugins started.\n\
+        rabbitmq 08:50:20.44 INFO  ==> ** RabbitMQ setup finished! **\n\
+        rabbitmq 08:50:20.47 INFO  ==> ** Starting RabbitMQ **\n\
+        2026-11-27 08:50:21.552 [info] <0.230.0> Running boot step rabbit_looking_glass defined by app rabbit\n";
+    match s {
+        Scenario::CrashLoop if previous => "2026-11-27 09:01:02.101 [error] <0.230.0> Failed to start Ranch listener {acceptor,{0,0,0,0,0,0,0,0},5672} in ranch_tcp:listen\n\
+            2026-11-27 09:01:02.102 [error] <0.229.0> CRASH REPORT Process <0.229.0> with 0 neighbours exited with reason: eaddrinuse\n\
+            BOOT FAILED\n===========\nERROR: could not bind to distribution port 25672, it is in use by another node: rabbit@rabbitmq-0\n".into(),
+        Scenario::CrashLoop => String::new(),
+        Scenario::RabbitStarting => setup.into(),
+        _ => format!("{setup}2026-11-27 08:50:31.010 [info] <0.717.0> Management plugin: HTTP (non-TLS) listener started on port 15672\n\
+            2026-11-27 08:50:31.200 [info] <0.9.0> Server startup complete; 5 plugins started.\n\
+            2026-11-27 08:50:31.200 [info] <0.9.0>  * rabbitmq_prometheus\n"),
+    }
+}
+
+fn services() -> Vec<Value> {
+    let svc = |name: &str, app: &str, ports: Value| {
+        json!({"kind": "Service", "apiVersion": "v1",
+        "metadata": {"name": name, "namespace": "messaging", "uid": format!("uid-svc-{name}"), "resourceVersion": "4500", "creationTimestamp": "2026-11-27T08:50:00Z",
+            "labels": {"app.kubernetes.io/name": app, "app.kubernetes.io/instance": app, "app.kubernetes.io/managed-by": "Helm"}},
+        "spec": {"type": "ClusterIP", "clusterIP": "10.43.12.34", "clusterIPs": ["10.43.12.34"], "ports": ports,
+            "selector": {"app.kubernetes.io/name": app, "app.kubernetes.io/instance": app}, "sessionAffinity": "None", "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "internalTrafficPolicy": "Cluster"},
+        "status": {"loadBalancer": {}}})
+    };
+    vec![
+        svc(
+            "rabbitmq",
+            "rabbitmq",
+            json!([
+            {"name": "amqp", "protocol": "TCP", "port": 5672, "targetPort": "amqp"},
+            {"name": "epmd", "protocol": "TCP", "port": 4369, "targetPort": "epmd"},
+            {"name": "dist", "protocol": "TCP", "port": 25672, "targetPort": "dist"},
+            {"name": "http-stats", "protocol": "TCP", "port": 15672, "targetPort": "stats"}]),
+        ),
+        svc("redis-master", "redis", json!([{"name": "tcp-redis", "protocol": "TCP", "port": 6379, "targetPort": "redis"}])),
+    ]
+}

@@ -1,0 +1,256 @@
+//! The lesson engine: lesson data, progress, the checklist, export, and the headless commands.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use common::fake_kube::{FakeKube, Scenario};
+use mqlab::config::{Config, Overrides, Track};
+use mqlab::lessons::Course;
+use mqlab::lessons::export;
+use mqlab::lessons::progress::{ExperimentKind, Progress, Store};
+use mqlab::probes::{self, CheckResult, Status};
+use serde_json::{Value, json};
+
+#[test]
+fn lesson_files_are_valid() {
+    let course = Course::embedded().unwrap();
+    assert!(course.validate().is_empty(), "{:?}", course.validate());
+    assert_eq!(course.lessons.len(), 11);
+    for (i, l) in course.lessons.iter().enumerate() {
+        assert_eq!(l.step as usize, i + 1);
+        for c in l.checks(Track::K3s).iter().chain(l.checks(Track::Local)) {
+            assert!(probes::info(c).is_some(), "{}: {c}", l.file);
+        }
+    }
+    // Every checklist item is ticked by some check, or is manual.
+    let items = course.checklist();
+    assert_eq!(items.len(), 10);
+    for item in &items {
+        assert!(item.manual || (!item.ticked_by(Track::K3s).is_empty() && !item.ticked_by(Track::Local).is_empty()), "{}", item.id);
+    }
+    // The files on disk are the ones embedded.
+    let from_disk = Course::from_dir(&std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lessons")).unwrap();
+    assert_eq!(from_disk.lessons.len(), 11);
+}
+
+#[test]
+fn lessons_are_right_for_today() {
+    let course = Course::embedded().unwrap();
+    let l2 = course.lesson(2).unwrap();
+    let cmds = l2.commands(Track::K3s).join("\n");
+    assert!(cmds.contains("--set image.repository=bitnamilegacy/rabbitmq"), "{cmds}");
+    assert!(cmds.contains("global.security.allowInsecureImages=true"));
+    assert!(cmds.contains("kubectl logs -f statefulset/rabbitmq -n messaging"));
+    assert!(!cmds.contains("deployment/rabbitmq"));
+    assert!(l2.text(Track::K3s).contains("ImagePullBackOff"));
+    let l4 = course.lesson(4).unwrap().commands(Track::K3s).join("\n");
+    assert!(l4.contains("bitnamilegacy/redis") && l4.contains("svc/redis-master"), "{l4}");
+    // Experiment 2's snippet is valid Python (the original lacked a comma before indent=2).
+    let l9 = course.lesson(9).unwrap().text(Track::K3s);
+    assert!(l9.contains("}, indent=2))") && !l9.contains("}indent=2"));
+    // Track-specific text.
+    let l1 = course.lesson(1).unwrap();
+    assert!(l1.text(Track::K3s).contains("kubectl config use-context rancher-desktop"));
+    assert!(!l1.text(Track::Local).contains("use-context"));
+    assert!(l1.text(Track::Local).contains("mqlab sandbox up"));
+    assert!(l1.checks(Track::Local).iter().all(|c| !c.starts_with("kube.")));
+}
+
+#[test]
+fn broken_lesson_data_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("01-x.md"), "+++\nstep = 1\ntitle = \"X\"\nsummary = \"s\"\n[checks]\nk3s = [\"kube.nope\"]\n[[checklist]]\nid = \"a\"\ntext = \"A\"\n+++\nbody\n").unwrap();
+    let e = Course::from_dir(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("unknown check \"kube.nope\""), "{e}");
+    assert!(e.contains("checklist item \"a\" is ticked by no check"), "{e}");
+    std::fs::write(dir.path().join("01-x.md"), "no front matter").unwrap();
+    assert!(Course::from_dir(dir.path()).unwrap_err().to_string().contains("front matter"));
+}
+
+fn result(id: &str, status: Status) -> CheckResult {
+    CheckResult {
+        id: id.into(),
+        title: id.into(),
+        status,
+        detail: format!("{id} detail"),
+        hint: None,
+        facts: Default::default(),
+        at: chrono::Utc::now(),
+        millis: 1,
+    }
+}
+
+#[test]
+fn passing_checks_tick_the_checklist_and_ticks_are_kept() {
+    let course = Course::embedded().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    let mut p = store.load().unwrap();
+    let newly = p.record_checks(&[result("tasks.roundtrip", Status::Pass), result("tasks.failure", Status::Fail)], &course, Track::K3s);
+    assert_eq!(newly, ["delay", "get"]);
+    let newly = p.record_checks(&[result("mgmt.celery_queue", Status::Pass)], &course, Track::K3s);
+    assert_eq!(newly, ["worker"]);
+    // A later failure does not untick.
+    p.record_checks(&[result("tasks.roundtrip", Status::Fail)], &course, Track::K3s);
+    assert!(p.checklist.contains_key("delay"));
+    p.tick(&course, "explain").unwrap();
+    assert!(p.tick(&course, "nonsense").is_err());
+    p.set_note(3, "the UI shows rates every 5 s");
+    store.save(&p).unwrap();
+    let back = store.load().unwrap();
+    assert_eq!(back, p);
+    assert_eq!(back.checklist["explain"].by, "hand");
+    assert_eq!(back.ticked(&course), 4);
+}
+
+#[test]
+fn a_damaged_progress_file_is_kept_aside_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    std::fs::write(store.path(), "{ this is not json").unwrap();
+    let e = store.load().unwrap_err().to_string();
+    assert!(e.contains("damaged") && e.contains("kept as"), "{e}");
+    let kept: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    assert!(kept.iter().any(|n| n.starts_with("progress.json.damaged-")), "{kept:?}");
+    let aside = kept.iter().find(|n| n.starts_with("progress.json.damaged-")).unwrap();
+    assert_eq!(std::fs::read_to_string(dir.path().join(aside)).unwrap(), "{ this is not json");
+    assert_eq!(store.load().unwrap(), Progress::new());
+}
+
+fn secret_config(dir: &std::path::Path) -> Config {
+    let d = dir.to_string_lossy().to_string();
+    let env = move |k: &str| match k {
+        "MQLAB_CONFIG" => Some("/nonexistent".to_string()),
+        "MQLAB_DATA_DIR" => Some(d.clone()),
+        "MQLAB_BROKER_URL" => Some("amqp://admin:S3cretPass@localhost:5672//".into()),
+        "MQLAB_RESULT_BACKEND" => Some("redis://:RedisPw99@localhost:6379/0".into()),
+        _ => None,
+    };
+    Config::load_with(&Overrides::default(), &env).unwrap()
+}
+
+#[test]
+fn export_has_what_was_done_and_no_secret() {
+    let course = Course::embedded().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = secret_config(dir.path());
+    let mut p = Progress::new();
+    let mut r = result("mgmt.login", Status::Pass);
+    r.detail = "logged in to http://localhost:15672 as admin: RabbitMQ 4.1.3, Erlang 27".into();
+    r.facts.insert("rabbitmq_version".into(), "4.1.3".into());
+    let mut n = result("kube.node_ready", Status::Pass);
+    n.facts.insert("node".into(), "lima-rancher-desktop".into());
+    n.facts.insert("k3s_version".into(), "v1.33.4+k3s1".into());
+    p.record_checks(&[r, n, result("tasks.failure", Status::Pass)], &course, Track::K3s);
+    p.add_experiment(
+        ExperimentKind::TasksSubmitted,
+        "Sent 20 × tasks.hello('World'): 20 SUCCESS, 0 FAILURE in 10.31 s (2 tasks/s)",
+        json!({"count": 20}),
+    );
+    p.add_experiment(
+        ExperimentKind::Recovery,
+        "Worker killed with 20 tasks queued; after restart all 20 reached SUCCESS in 6.2 s, none lost",
+        json!({}),
+    );
+    p.set_note(7, "Killing the worker left 20 messages Ready.\nMy broker URL was amqp://admin:S3cretPass@localhost:5672// and the password S3cretPass.");
+    let md = export::render(&p, &course, &cfg);
+    for needle in [
+        "# Phase 1 Learnings",
+        "## Key Concepts",
+        "### RabbitMQ",
+        "RabbitMQ 4.1.3",
+        "node lima-rancher-desktop (v1.33.4+k3s1)",
+        "## Verification Checklist (1/10)",
+        "- [x] Handle task failures gracefully",
+        "- [ ] Create a Celery application with custom tasks",
+        "## Experiments Conducted",
+        "1. ",
+        "[tasks] Sent 20 × tasks.hello('World'): 20 SUCCESS",
+        "[recovery] Worker killed with 20 tasks queued",
+        "## Questions Answered",
+        "**Q: What happens if a worker crashes during task execution?**",
+        "### Step 7: Watch the message flow",
+        "Killing the worker left 20 messages Ready.",
+        "amqp://admin:**@localhost:5672//",
+        "redis://:**@localhost:6379/0",
+    ] {
+        assert!(md.contains(needle), "missing {needle:?} in:\n{md}");
+    }
+    assert!(!md.contains("S3cretPass") && !md.contains("RedisPw99"), "{md}");
+}
+
+fn run_cli(dir: &std::path::Path, kubeconfig: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = common::mqlab(dir).env("KUBECONFIG", kubeconfig).args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn check_command_reports_and_exits_by_verdict() {
+    let fake = FakeKube::start(Scenario::ImagePullBackOff);
+    let kc = fake.kubeconfig("rancher-desktop");
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, _) = run_cli(dir.path(), &kc, &["check", "--lesson", "1"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("✓ kube.node_ready") && out.contains("lima-rancher-desktop Ready"), "{out}");
+    assert!(out.contains("ticked: ") || !out.contains("ticked"), "{out}");
+
+    let (code, out, _) = run_cli(dir.path(), &kc, &["check", "--lesson", "2", "--json"]);
+    assert_eq!(code, 1);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let pod = v["results"].as_array().unwrap().iter().find(|r| r["id"] == "kube.rabbitmq_pod").unwrap();
+    assert_eq!(pod["status"], "fail");
+    assert!(pod["hint"].as_str().unwrap().contains("bitnamilegacy"));
+
+    let (code, out, _) = run_cli(dir.path(), &kc, &["check", "--lesson", "2"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("✗ kube.rabbitmq_pod") && out.contains("→ Bitnami's free images moved"), "{out}");
+
+    // Progress kept the results across runs.
+    let (code, out, _) = run_cli(dir.path(), &kc, &["progress", "--json"]);
+    assert_eq!(code, 0);
+    let p: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(p["checks"]["kube.node_ready"]["status"], "pass");
+    assert_eq!(p["checks"]["kube.rabbitmq_pod"]["status"], "fail");
+    assert_eq!(p["facts"]["k3s_version"], "v1.33.4+k3s1");
+
+    let (code, _, err) = run_cli(dir.path(), &kc, &["check", "--lesson", "99"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("there is no lesson 99"), "{err}");
+
+    let (code, out, _) = run_cli(dir.path(), &kc, &["check", "--list"]);
+    assert_eq!(code, 0);
+    assert!(out.lines().count() >= 16);
+}
+
+#[test]
+fn progress_notes_reset_and_export_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("none");
+    let (code, _, _) = run_cli(dir.path(), &kc, &["progress", "--tick", "explain", "--note", "3", "exchanges route, queues store"]);
+    assert_eq!(code, 0);
+    let (code, _, err) = run_cli(dir.path(), &kc, &["progress", "--tick", "bogus"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no checklist item \"bogus\""), "{err}");
+    let out_file = dir.path().join("LEARNINGS.md");
+    let (code, _, err) = run_cli(dir.path(), &kc, &["export", "-o", out_file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("Wrote "));
+    let md = std::fs::read_to_string(&out_file).unwrap();
+    assert!(md.contains("exchanges route, queues store") && md.contains("- [x] Explain the flow"), "{md}");
+    assert!(!md.contains("guest:guest"));
+
+    // reset asks first; "n" keeps everything.
+    let mut child =
+        common::mqlab(dir.path()).arg("reset").stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"n\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(dir.path().join("progress.json").exists());
+    let mut child =
+        common::mqlab(dir.path()).arg("reset").stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"y\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(!dir.path().join("progress.json").exists());
+}
