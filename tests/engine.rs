@@ -150,7 +150,19 @@ async fn worker_runs_tasks_and_stores_results_like_celery() {
     let mut w = worker::spawn(opts(&q), Some(tx));
     let client = Client::connect(&common::broker(), Some(&common::redis()), &q, 3600).await.unwrap();
     let msgs = vec![msg("tasks.hello", json!(["World"])), msg("tasks.add", json!([42, 58])), msg("tasks.divide", json!([10, 0]))];
-    let (finals, states) = run_tasks(&client, &msgs, 20).await;
+    // Pub/sub alone, in the order the worker published.
+    let mut watcher = client.watch(&msgs).await.unwrap();
+    client.publish(&msgs).await.unwrap();
+    let mut states = vec![];
+    let mut finals = std::collections::HashMap::new();
+    while finals.len() < msgs.len() {
+        let m = tokio::time::timeout(Duration::from_secs(20), watcher.next()).await.expect("results in time").unwrap();
+        states.push((m.task_id.clone(), m.status));
+        if m.status.is_ready() {
+            finals.insert(m.task_id.clone(), m);
+        }
+    }
+    let finals: Vec<ResultMeta> = msgs.iter().map(|m| finals[&m.id].clone()).collect();
     assert_eq!(finals[0].status, TaskState::Success);
     assert_eq!(finals[0].result, json!("Hello, World! This message was processed by Celery."));
     assert_eq!(finals[1].result, json!(100));

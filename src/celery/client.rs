@@ -85,8 +85,17 @@ impl Client {
 /// state seen (STARTED, SUCCESS, FAILURE...).
 pub async fn follow(watcher: &mut ResultWatcher, timeout: Option<Duration>, mut on_state: impl FnMut(&ResultMeta)) -> anyhow::Result<bool> {
     // Pub/sub and the first GET can both report a state: report each (task, state) once.
+    // A state published before the first GET may arrive after it: once a task is ready, older
+    // states of it are stale and dropped.
     let mut seen = std::collections::HashSet::new();
+    let mut ready = std::collections::HashSet::new();
     let mut report = |meta: &ResultMeta| {
+        if !meta.status.is_ready() && ready.contains(&meta.task_id) {
+            return;
+        }
+        if meta.status.is_ready() {
+            ready.insert(meta.task_id.clone());
+        }
         if seen.insert((meta.task_id.clone(), meta.status)) {
             on_state(meta);
         }
