@@ -186,8 +186,13 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Reset(args)) => run_reset(&cfg, args),
         Some(Command::Export(args)) => run_export(&cfg, args),
         None => {
-            eprintln!("mqlab: choose a command (see `mqlab --help`)");
-            Ok(1)
+            use std::io::IsTerminal;
+            if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+                eprintln!("mqlab's interactive lessons need a terminal; for scripts use a command (see `mqlab --help`)");
+                return Ok(1);
+            }
+            crate::tui::run(cfg, context_explicit).await?;
+            Ok(0)
         }
     }
 }

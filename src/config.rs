@@ -13,7 +13,7 @@ pub const DEFAULT_CONTEXT: &str = "rancher-desktop";
 pub const DEFAULT_NAMESPACE: &str = "messaging";
 
 /// Which path through the lessons the learner takes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Track {
     /// RabbitMQ and Redis on a local K3s cluster (Rancher Desktop), as the curriculum does.

@@ -1,0 +1,358 @@
+//! The terminal UI without a terminal: key presses and background events go in, state, commands
+//! and rendered buffers (ratatui's TestBackend) come out. Snapshots at 80×24 and 140×40.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeZone, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use mqlab::celery::TaskState;
+use mqlab::celery::backend::ResultMeta;
+use mqlab::celery::worker::{StopMode, WorkerEvent};
+use mqlab::config::{Config, Overrides, Track};
+use mqlab::lessons::Course;
+use mqlab::lessons::progress::{ExperimentKind, Progress};
+use mqlab::probes::{CheckResult, Status};
+use mqlab::tui::App;
+use mqlab::tui::state::{Focus, Sample, TaskRow, WorkerState};
+use mqlab::tui::update::{Command, Event};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use serde_json::json;
+
+fn t(secs: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 27, 9, 0, 0).unwrap() + chrono::Duration::milliseconds(secs)
+}
+
+fn app() -> App {
+    let env = |k: &str| match k {
+        "MQLAB_CONFIG" => Some("/nonexistent".to_string()),
+        "MQLAB_DATA_DIR" => Some("/nonexistent-data".to_string()),
+        _ => None,
+    };
+    let cfg = Config::load_with(&Overrides { track: Some(Track::K3s), ..Default::default() }, &env).unwrap();
+    let mut app = App::new(cfg, Course::embedded().unwrap(), Progress::new());
+    app.tz = chrono::FixedOffset::east_opt(0).unwrap();
+    app.started = t(0);
+    app.no_color = false;
+    app
+}
+
+fn key(app: &mut App, c: char) -> Vec<Command> {
+    app.handle(Event::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)))
+}
+
+fn code(app: &mut App, c: KeyCode) -> Vec<Command> {
+    app.handle(Event::Key(KeyEvent::new(c, KeyModifiers::NONE)))
+}
+
+fn render(app: &mut App, w: u16, h: u16) -> Terminal<TestBackend> {
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    term.draw(|f| mqlab::tui::view::draw(f, app)).unwrap();
+    term
+}
+
+fn screen(app: &mut App, w: u16, h: u16) -> String {
+    render(app, w, h).backend().to_string()
+}
+
+fn check(id: &str, status: Status, detail: &str, hint: Option<&str>) -> CheckResult {
+    CheckResult {
+        id: id.into(),
+        title: id.into(),
+        status,
+        detail: detail.into(),
+        hint: hint.map(String::from),
+        facts: Default::default(),
+        at: t(0),
+        millis: 3,
+    }
+}
+
+fn row(id: &str, name: &str, args: &str, at: DateTime<Utc>) -> TaskRow {
+    let mut times = BTreeMap::new();
+    times.insert(TaskState::Pending, at);
+    TaskRow {
+        id: id.into(),
+        name: name.into(),
+        args: args.into(),
+        state: TaskState::Pending,
+        times,
+        runtime: None,
+        outcome: None,
+        traceback: None,
+        raw: Some(json!({"properties": {"correlation_id": id}, "payload": "[[\"World\"], {}, {}]"})),
+        stored: None,
+    }
+}
+
+/// A lab with a worker that ran three tasks, and a queue reading.
+fn busy_lab(app: &mut App) {
+    key(app, 'w');
+    app.handle(Event::Worker(WorkerEvent::Ready { prefetch: 16 }));
+    app.handle(Event::Submitted(vec![row("11111111-aaaa", "tasks.hello", "('World',)", t(1000))]));
+    app.handle(Event::Submitted(vec![row("22222222-bbbb", "tasks.add", "(42, 58)", t(1500))]));
+    app.handle(Event::Submitted(vec![row("33333333-cccc", "tasks.divide", "(10, 0)", t(2000))]));
+    app.handle(Event::Worker(WorkerEvent::TaskStarted { id: "11111111-aaaa".into(), at: t(1010) }));
+    app.handle(Event::Worker(WorkerEvent::TaskStarted { id: "22222222-bbbb".into(), at: t(1505) }));
+    app.handle(Event::Worker(WorkerEvent::TaskSucceeded { id: "22222222-bbbb".into(), result: "100".into(), runtime: 0.001, at: t(1507) }));
+    app.handle(Event::Worker(WorkerEvent::TaskStarted { id: "33333333-cccc".into(), at: t(2004) }));
+    app.handle(Event::Worker(WorkerEvent::TaskFailed {
+        id: "33333333-cccc".into(),
+        exception: "ZeroDivisionError('division by zero')".into(),
+        traceback: Some("Traceback (most recent call last):\nZeroDivisionError: division by zero\n".into()),
+        runtime: 0.002,
+        at: t(2006),
+    }));
+    app.handle(Event::WorkerStats { processed: 2, failed: 1, active: 1 });
+    for (i, d) in [0u64, 3, 7, 4, 1].iter().enumerate() {
+        app.handle(Event::Depth { ready: *d, consumers: 1, at: t(1000 + i as i64 * 500) });
+    }
+    app.handle(Event::Sample {
+        sample: Sample { ready: 1, unacked: 1, consumers: 1, publish_rate: 1.2, deliver_rate: 1.0, ack_rate: 0.8 },
+        at: t(3000),
+    });
+    app.handle(Event::RedisUp);
+    app.status = None;
+}
+
+#[test]
+fn snapshot_lesson_with_checks_80x24() {
+    let mut a = app();
+    a.handle(Event::ChecksDone(vec![
+        check("kube.context", Status::Pass, "context \"rancher-desktop\" exists and is current", None),
+        check("kube.api", Status::Pass, "API server v1.33.4+k3s1 answers", None),
+        check("kube.node_ready", Status::Fail, "not Ready: lima-rancher-desktop (KubeletNotReady)", Some("wait a minute")),
+    ]));
+    a.status = None;
+    insta::assert_snapshot!("lesson_80x24", screen(&mut a, 80, 24));
+}
+
+#[test]
+fn snapshot_lab_80x24_and_everything_140x40() {
+    let mut a = app();
+    busy_lab(&mut a);
+    key(&mut a, '2');
+    insta::assert_snapshot!("lab_80x24", screen(&mut a, 80, 24));
+    key(&mut a, '1');
+    a.handle(Event::ChecksStarted(vec!["kube.context".into(), "kube.api".into(), "kube.node_ready".into()]));
+    insta::assert_snapshot!("wide_140x40", screen(&mut a, 140, 40));
+}
+
+#[test]
+fn snapshot_checklist_and_help_80x24() {
+    let mut a = app();
+    let course = a.course.clone();
+    a.progress.tick(&course, "explain").unwrap();
+    a.handle(Event::ChecksDone(vec![check("tasks.roundtrip", Status::Pass, "tasks.add(42, 58) = 100 in 3 ms", None)]));
+    a.status = None;
+    key(&mut a, '3');
+    insta::assert_snapshot!("checklist_80x24", screen(&mut a, 80, 24));
+    key(&mut a, '?');
+    let s = screen(&mut a, 80, 24);
+    for (k, _) in mqlab::tui::view::HELP.iter().take(16) {
+        assert!(s.contains(k.split(',').next().unwrap().trim()), "help lacks {k}:\n{s}");
+    }
+    insta::assert_snapshot!("help_80x24", s);
+}
+
+#[test]
+fn lessons_navigate_and_checks_run_on_keys() {
+    let mut a = app();
+    assert_eq!(key(&mut a, ']'), vec![Command::SaveProgress]);
+    assert_eq!(a.current().step, 2);
+    assert_eq!(a.progress.current_lesson, 2);
+    assert_eq!(
+        key(&mut a, 'r'),
+        vec![Command::RunChecks(vec!["kube.namespace".into(), "kube.rabbitmq_pod".into(), "kube.rabbitmq_log".into()])]
+    );
+    assert!(screen(&mut a, 80, 24).contains("⠋"), "a spinner while checks run");
+    code(&mut a, KeyCode::Left);
+    assert_eq!(a.current().step, 1);
+    key(&mut a, '[');
+    assert_eq!(a.current().step, 1, "stays at the first lesson");
+    for _ in 0..20 {
+        key(&mut a, ']');
+    }
+    assert_eq!(a.current().step, 11);
+    assert!(key(&mut a, 'r').iter().any(|c| matches!(c, Command::RunChecks(ids) if ids.len() == 7)));
+    // Switching track changes the checks and text.
+    key(&mut a, 'T');
+    assert_eq!(a.track, Track::Local);
+    assert!(a.lesson_checks().iter().all(|c| !c.starts_with("kube.")));
+    // Scrolling.
+    code(&mut a, KeyCode::PageDown);
+    assert_eq!(a.scroll, 10);
+    a.handle(Event::Mouse(crossterm::event::MouseEvent {
+        kind: crossterm::event::MouseEventKind::ScrollUp,
+        column: 10,
+        row: 10,
+        modifiers: KeyModifiers::NONE,
+    }));
+    assert_eq!(a.scroll, 7);
+}
+
+#[test]
+fn worker_controls_emit_commands_and_follow_events() {
+    let mut a = app();
+    assert_eq!(key(&mut a, 'w'), vec![Command::StartWorker { concurrency: 4, acks_late: true }]);
+    assert_eq!(a.worker.state, WorkerState::Starting);
+    assert!(key(&mut a, 'w').is_empty(), "no second start");
+    a.handle(Event::Worker(WorkerEvent::Ready { prefetch: 16 }));
+    assert_eq!(a.worker.state, WorkerState::Running);
+    assert_eq!(key(&mut a, '+'), vec![Command::RestartWorker { concurrency: 8, acks_late: true }]);
+    a.handle(Event::Worker(WorkerEvent::Ready { prefetch: 32 }));
+    assert_eq!(key(&mut a, 'a'), vec![Command::RestartWorker { concurrency: 8, acks_late: false }]);
+    a.handle(Event::Worker(WorkerEvent::Ready { prefetch: 32 }));
+    assert_eq!(key(&mut a, 'k'), vec![Command::StopWorker(StopMode::Cold)]);
+    a.handle(Event::Worker(WorkerEvent::Stopped { mode: StopMode::Cold }));
+    assert_eq!(a.worker.state, WorkerState::Killed);
+    assert!(screen(&mut a, 80, 24).contains("killed"));
+    assert!(key(&mut a, 's').is_empty());
+    key(&mut a, 'w');
+    a.handle(Event::Worker(WorkerEvent::Fatal { error: "login refused by the broker at amqp://admin:**@localhost:5672//".into() }));
+    assert_eq!(a.worker.state, WorkerState::Failed);
+    key(&mut a, '2');
+    assert!(screen(&mut a, 80, 24).contains("login refused"));
+}
+
+#[test]
+fn submit_keys_use_editable_arguments() {
+    let mut a = app();
+    assert_eq!(key(&mut a, 'h'), vec![Command::Submit { task: "tasks.hello".into(), args: vec![json!("World")], count: 1 }]);
+    assert_eq!(key(&mut a, 'A'), vec![Command::Submit { task: "tasks.add".into(), args: vec![json!(42), json!(58)], count: 1 }]);
+    assert_eq!(key(&mut a, 'd'), vec![Command::Submit { task: "tasks.divide".into(), args: vec![json!(10), json!(0)], count: 1 }]);
+    assert_eq!(key(&mut a, 'b'), vec![Command::Submit { task: "tasks.hello".into(), args: vec![json!("World")], count: 20 }]);
+    assert_eq!(key(&mut a, 'B'), vec![Command::Submit { task: "tasks.add".into(), args: vec![json!(42), json!(58)], count: 100 }]);
+    // Edit hello's argument to "Alice".
+    key(&mut a, 'e');
+    for _ in 0..10 {
+        code(&mut a, KeyCode::Backspace);
+    }
+    for c in "\"Alice\"".chars() {
+        key(&mut a, c);
+    }
+    code(&mut a, KeyCode::Enter);
+    assert_eq!(key(&mut a, 'h'), vec![Command::Submit { task: "tasks.hello".into(), args: vec![json!("Alice")], count: 1 }]);
+    // Bad arguments are refused with a message, nothing is sent.
+    key(&mut a, 'e');
+    code(&mut a, KeyCode::Tab);
+    for c in "not json".chars() {
+        key(&mut a, c);
+    }
+    code(&mut a, KeyCode::Enter);
+    assert!(a.status.as_deref().unwrap().contains("not valid"));
+    code(&mut a, KeyCode::Esc);
+    assert_eq!(key(&mut a, 'A'), vec![Command::Submit { task: "tasks.add".into(), args: vec![json!(42), json!(58)], count: 1 }]);
+}
+
+#[test]
+fn task_states_are_tracked_with_times_and_details() {
+    let mut a = app();
+    busy_lab(&mut a);
+    let hello = a.tasks.iter().find(|t| t.id == "11111111-aaaa").unwrap();
+    assert_eq!(hello.state, TaskState::Started);
+    // The result backend says SUCCESS; a late STARTED does not move it back.
+    let mut meta = ResultMeta::success("11111111-aaaa", json!("Hello, World! This message was processed by Celery."));
+    meta.date_done = None;
+    a.handle(Event::Result(meta));
+    a.handle(Event::Result(ResultMeta::started("11111111-aaaa", 7, "mqlab@h")));
+    let hello = a.tasks.iter().find(|t| t.id == "11111111-aaaa").unwrap().clone();
+    assert_eq!(hello.state, TaskState::Success);
+    assert!(
+        hello.times.contains_key(&TaskState::Pending)
+            && hello.times.contains_key(&TaskState::Started)
+            && hello.times.contains_key(&TaskState::Success)
+    );
+    // A task from another client (Python) appears from the worker's events.
+    a.handle(Event::Worker(WorkerEvent::TaskReceived {
+        id: "py-1".into(),
+        name: "tasks.add".into(),
+        args: "(1, 2)".into(),
+        kwargs: "{}".into(),
+        redelivered: false,
+        at: t(5000),
+    }));
+    assert_eq!(a.tasks[0].id, "py-1");
+    // Details of the selected task show the raw message and the stored result.
+    key(&mut a, '2');
+    let idx = a.tasks.iter().position(|t| t.id == "11111111-aaaa").unwrap();
+    for _ in 0..idx {
+        code(&mut a, KeyCode::Down);
+    }
+    code(&mut a, KeyCode::Enter);
+    assert!(a.detail_open);
+    let s = screen(&mut a, 140, 40);
+    assert!(s.contains("Message as sent") && s.contains("correlation_id") && s.contains("celery-task-meta-11111111-aaaa"), "{s}");
+    code(&mut a, KeyCode::Esc);
+    assert!(!a.detail_open);
+}
+
+#[test]
+fn recovery_and_bursts_become_experiments() {
+    let mut a = app();
+    key(&mut a, 'w');
+    a.handle(Event::Worker(WorkerEvent::Ready { prefetch: 16 }));
+    key(&mut a, 'k');
+    a.handle(Event::Worker(WorkerEvent::Stopped { mode: StopMode::Cold }));
+    let rows: Vec<TaskRow> = (0..20).map(|i| row(&format!("r{i}"), "tasks.hello", "('World',)", t(1000))).collect();
+    a.handle(Event::Submitted(rows));
+    a.handle(Event::Depth { ready: 20, consumers: 0, at: t(2000) });
+    key(&mut a, 'w');
+    a.handle(Event::Worker(WorkerEvent::Ready { prefetch: 16 }));
+    for i in 0..20 {
+        a.handle(Event::Worker(WorkerEvent::TaskSucceeded {
+            id: format!("r{i}"),
+            result: "'Hello'".into(),
+            runtime: 0.2,
+            at: t(3000 + i * 10),
+        }));
+    }
+    let kinds: Vec<ExperimentKind> = a.progress.experiments.iter().map(|e| e.kind).collect();
+    assert!(kinds.contains(&ExperimentKind::Recovery), "{kinds:?}");
+    assert!(kinds.contains(&ExperimentKind::Concurrency), "{kinds:?}");
+    let rec = a.progress.experiments.iter().find(|e| e.kind == ExperimentKind::Recovery).unwrap();
+    assert!(
+        rec.summary.contains("20 task(s) waiting (peak queue depth 20)")
+            && rec.summary.contains("20 reached SUCCESS")
+            && rec.summary.contains("0 lost"),
+        "{}",
+        rec.summary
+    );
+}
+
+#[test]
+fn notes_checklist_and_export_keys() {
+    let mut a = app();
+    key(&mut a, 'n');
+    for c in "queues hold, exchanges route".chars() {
+        key(&mut a, c);
+    }
+    assert_eq!(code(&mut a, KeyCode::Esc), vec![Command::SaveProgress]);
+    assert_eq!(a.progress.notes[&1], "queues hold, exchanges route");
+    key(&mut a, '3');
+    for _ in 0..8 {
+        code(&mut a, KeyCode::Down);
+    }
+    assert_eq!(key(&mut a, 'x'), vec![Command::SaveProgress]);
+    assert_eq!(a.progress.checklist["explain"].by, "hand");
+    key(&mut a, 'x');
+    assert!(!a.progress.checklist.contains_key("explain"));
+    assert!(matches!(key(&mut a, 'E').as_slice(), [Command::Export(p)] if p.ends_with("LEARNINGS.md")));
+    a.handle(Event::Exported("/tmp/x/LEARNINGS.md".into()));
+    assert!(screen(&mut a, 80, 24).contains("LEARNINGS.md written to /tmp/x/LEARNINGS.md"));
+    assert_eq!(a.focus, Focus::Checklist);
+    key(&mut a, 'q');
+    assert!(a.quit);
+}
+
+#[test]
+fn unreachable_sources_are_shown_and_no_color_is_honoured() {
+    let mut a = app();
+    a.handle(Event::SourceDown { source: mqlab::tui::update::Source::Amqp, error: "refused".into() });
+    a.handle(Event::SourceDown { source: mqlab::tui::update::Source::Management, error: "refused".into() });
+    key(&mut a, '2');
+    assert!(screen(&mut a, 80, 24).contains("The broker does not answer"));
+    a.no_color = true;
+    let term = render(&mut a, 80, 24);
+    assert!(term.backend().buffer().content.iter().all(|c| c.fg == ratatui::style::Color::Reset && c.bg == ratatui::style::Color::Reset));
+}
