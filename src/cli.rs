@@ -41,6 +41,30 @@ pub enum Command {
     Reset(ResetArgs),
     /// Write LEARNINGS.md from what you did
     Export(ExportArgs),
+    /// Private RabbitMQ and Redis on this machine, for the local track
+    Sandbox(SandboxArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SandboxArgs {
+    #[command(subcommand)]
+    pub action: SandboxAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxAction {
+    /// Start them (on ports 5672, 15672, 6379 when free) and use them from now on
+    Up {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop them
+    Down,
+    /// Report their health
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -185,6 +209,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Progress(args)) => run_progress(&cfg, args),
         Some(Command::Reset(args)) => run_reset(&cfg, args),
         Some(Command::Export(args)) => run_export(&cfg, args),
+        Some(Command::Sandbox(args)) => run_sandbox(&cfg, args).await,
         None => {
             use std::io::IsTerminal;
             if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
@@ -648,4 +673,58 @@ fn run_export(cfg: &Config, args: ExportArgs) -> anyhow::Result<i32> {
         eprintln!("Wrote {}", shown.display());
     }
     Ok(0)
+}
+
+async fn run_sandbox(cfg: &Config, args: SandboxArgs) -> anyhow::Result<i32> {
+    use crate::sandbox::{Part, Sandbox};
+    match args.action {
+        SandboxAction::Up { json } => {
+            let (sb, started) = Sandbox::up(&cfg.data_dir, |step| {
+                if !json {
+                    eprintln!("  {step}");
+                }
+            })
+            .await?;
+            if json {
+                let v = json!({"started": started, "broker": mask_url(&sb.broker_url()), "management": sb.management_url(), "results": sb.result_backend()});
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{}\n{}", if started { "Sandbox running:" } else { "Sandbox already running:" }, sb.describe());
+                println!("mqlab uses it from now on (flags and MQLAB_* variables still win). Stop it with `mqlab sandbox down`.");
+            }
+            Ok(0)
+        }
+        SandboxAction::Down => {
+            if Sandbox::down(&cfg.data_dir).await? {
+                println!("Sandbox stopped.");
+            } else {
+                println!("No sandbox is recorded; nothing to stop.");
+            }
+            Ok(0)
+        }
+        SandboxAction::Status { json } => {
+            let Some(sb) = Sandbox::load(&cfg.data_dir) else {
+                if json {
+                    println!("{}", json!({"running": false}));
+                } else {
+                    println!("No sandbox. Start one with `mqlab sandbox up`.");
+                }
+                return Ok(1);
+            };
+            let h = sb.health().await;
+            let ok = h.rabbitmq.ok() && h.redis.ok();
+            if json {
+                let v = json!({"running": ok, "rabbitmq": h.rabbitmq, "redis": h.redis, "broker": mask_url(&sb.broker_url()), "management": sb.management_url(), "results": sb.result_backend()});
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let word = |p: Part| match p {
+                    Part::Running => "running",
+                    Part::NotAnswering => "not answering",
+                    Part::Crashed => "crashed (process gone): `mqlab sandbox up` starts it again",
+                };
+                println!("RabbitMQ  {}\nRedis     {}\n{}", word(h.rabbitmq), word(h.redis), sb.describe());
+            }
+            Ok(if ok { 0 } else { 1 })
+        }
+    }
 }

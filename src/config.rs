@@ -116,15 +116,28 @@ impl Config {
             })
             .or(file.track)
             .unwrap_or_default();
+        // A running sandbox (`mqlab sandbox up`) comes before the config file.
+        let sandbox = crate::sandbox::Sandbox::load(&data_dir);
+        let sb = |f: fn(&crate::sandbox::Sandbox) -> String, file: &Option<String>| sandbox.as_ref().map(f).or_else(|| file.clone());
         let cfg = Config {
-            broker_url: pick(&over.broker, &["MQLAB_BROKER_URL", "CELERY_BROKER_URL"], &file.broker_url, DEFAULT_BROKER),
+            broker_url: pick(
+                &over.broker,
+                &["MQLAB_BROKER_URL", "CELERY_BROKER_URL"],
+                &sb(|s| s.broker_url(), &file.broker_url),
+                DEFAULT_BROKER,
+            ),
             result_backend: pick(
                 &over.result_backend,
                 &["MQLAB_RESULT_BACKEND", "CELERY_RESULT_BACKEND"],
-                &file.result_backend,
+                &sb(|s| s.result_backend(), &file.result_backend),
                 DEFAULT_BACKEND,
             ),
-            management_url: pick(&over.management_url, &["MQLAB_MANAGEMENT_URL"], &file.management_url, DEFAULT_MANAGEMENT),
+            management_url: pick(
+                &over.management_url,
+                &["MQLAB_MANAGEMENT_URL"],
+                &sb(|s| s.management_url(), &file.management_url),
+                DEFAULT_MANAGEMENT,
+            ),
             kube_context: pick(&over.context, &["MQLAB_KUBE_CONTEXT"], &file.kube_context, DEFAULT_CONTEXT),
             namespace: pick(&over.namespace, &["MQLAB_NAMESPACE"], &file.namespace, DEFAULT_NAMESPACE),
             queue: file.queue.clone().unwrap_or_else(|| "celery".into()),

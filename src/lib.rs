@@ -7,6 +7,7 @@ pub mod config;
 pub mod lessons;
 pub mod logging;
 pub mod probes;
+pub mod sandbox;
 pub mod tui;
 
 /// When the process started (set first thing in `main`), for start-up measurements.

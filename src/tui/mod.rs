@@ -141,6 +141,19 @@ impl Runtime {
                     Err(e) => tx.send(Event::Failed(format!("cannot write {}: {e}", path.display()))),
                 });
             }
+            Command::SandboxUp => {
+                let cfg = self.cfg.clone();
+                tokio::spawn(async move {
+                    let ev = match crate::sandbox::Sandbox::up(&cfg.data_dir, |step| tracing::info!("sandbox: {step}")).await {
+                        Ok((sb, _)) if sb.broker_url() == cfg.broker_url && sb.result_backend() == cfg.result_backend => {
+                            Event::Notice("sandbox running: RabbitMQ and Redis answer (mqlab sandbox down stops them)".into())
+                        }
+                        Ok(_) => Event::Notice("sandbox running on its own ports: quit and start mqlab again to use it".into()),
+                        Err(e) => Event::Failed(format!("sandbox: {}", crate::cli::one_line(&e))),
+                    };
+                    let _ = tx.send(ev);
+                });
+            }
             Command::SaveProgress => {
                 let store = self.store.clone();
                 let p = app.progress.clone();

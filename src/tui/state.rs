@@ -154,6 +154,7 @@ pub struct App {
     pub bursts: Vec<BurstWatch>,
     pub recovery: Option<RecoveryWatch>,
     pub peak_depth_while_down: u64,
+    pub offered_sandbox: bool,
     pub no_color: bool,
     /// Offset used to show times (the local one; tests pin it).
     pub tz: chrono::FixedOffset,
@@ -208,6 +209,7 @@ impl App {
             bursts: vec![],
             recovery: None,
             peak_depth_while_down: 0,
+            offered_sandbox: false,
             no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
             tz: *chrono::Local::now().offset(),
             text_cache: HashMap::new(),

@@ -52,6 +52,8 @@ pub enum Event {
     RedisUp,
     Exported(PathBuf),
     Failed(String),
+    /// Something to tell the learner in the status line.
+    Notice(String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,12 +67,24 @@ pub enum Source {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
     RunChecks(Vec<String>),
-    StartWorker { concurrency: usize, acks_late: bool },
+    StartWorker {
+        concurrency: usize,
+        acks_late: bool,
+    },
     StopWorker(StopMode),
-    RestartWorker { concurrency: usize, acks_late: bool },
-    Submit { task: String, args: Vec<Value>, count: usize },
+    RestartWorker {
+        concurrency: usize,
+        acks_late: bool,
+    },
+    Submit {
+        task: String,
+        args: Vec<Value>,
+        count: usize,
+    },
     Export(PathBuf),
     SaveProgress,
+    /// Start the private RabbitMQ and Redis (`mqlab sandbox up`).
+    SandboxUp,
 }
 
 const SUBMIT_TASKS: [&str; 3] = ["tasks.hello", "tasks.add", "tasks.divide"];
@@ -141,6 +155,15 @@ impl App {
                     Source::Redis => self.badges.redis = Badge::Down,
                 }
                 tracing::debug!("{source:?} unreachable: {error}");
+                if self.track == Track::Local
+                    && self.badges.amqp == Badge::Down
+                    && self.badges.redis == Badge::Down
+                    && !self.offered_sandbox
+                {
+                    self.offered_sandbox = true;
+                    self.status =
+                        Some("Nothing answers on this machine: press S to start a private RabbitMQ and Redis (mqlab sandbox up)".into());
+                }
                 vec![]
             }
             Event::RedisUp => {
@@ -151,7 +174,7 @@ impl App {
                 self.status = Some(format!("LEARNINGS.md written to {}", path.display()));
                 vec![]
             }
-            Event::Failed(e) => {
+            Event::Failed(e) | Event::Notice(e) => {
                 self.status = Some(e);
                 vec![]
             }
@@ -288,6 +311,10 @@ impl App {
                 self.args_editor = Some((task, args_textarea(text)));
             }
             KeyCode::Char('c') => self.focus = Focus::Checklist,
+            KeyCode::Char('S') => {
+                self.status = Some("starting the sandbox: a private RabbitMQ and Redis (a few seconds)…".into());
+                return vec![Command::SandboxUp];
+            }
             code => return self.focused_key(code),
         }
         vec![]

@@ -489,6 +489,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("Enter (lab)", "show the selected task's message and result"),
     ("x (checklist)", "tick / untick an item by hand"),
     ("E", "export LEARNINGS.md to the current directory"),
+    ("S", "start a private RabbitMQ and Redis (local track)"),
 ];
 
 fn draw_help(f: &mut Frame, area: Rect) {

@@ -1,0 +1,440 @@
+//! Private RabbitMQ and Redis instances for learners without a cluster (the local track), and for
+//! tests that must stop or restart a broker. Each instance runs in its own process group with its
+//! node name, ports, data and logs under the given directory.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::config::mask_url;
+
+pub const USER: &str = "admin";
+pub const PASS: &str = "admin123";
+
+/// Where the programs are.
+#[derive(Clone, Debug)]
+pub struct Programs {
+    pub rabbitmq_server: PathBuf,
+    pub redis_server: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{missing} not installed. Install with:\n  Debian/Ubuntu: sudo apt install rabbitmq-server redis-server\n  macOS:         brew install rabbitmq redis"
+)]
+pub struct MissingPrograms {
+    pub missing: String,
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// Finds rabbitmq-server (the real script, not Debian's wrapper that switches user) and
+/// redis-server.
+/// `MQLAB_RABBITMQ_SERVER` and `MQLAB_REDIS_SERVER` name other programs.
+pub fn find_programs() -> Result<Programs, MissingPrograms> {
+    let chosen = |var: &str| std::env::var_os(var).map(PathBuf::from);
+    let rabbit = match chosen("MQLAB_RABBITMQ_SERVER") {
+        Some(p) => p.is_file().then_some(p),
+        None => default_rabbit(),
+    };
+    let redis = match chosen("MQLAB_REDIS_SERVER") {
+        Some(p) => p.is_file().then_some(p),
+        None => on_path("redis-server"),
+    };
+    match (rabbit, redis) {
+        (Some(rabbitmq_server), Some(redis_server)) => Ok(Programs { rabbitmq_server, redis_server }),
+        (None, None) => Err(MissingPrograms { missing: "RabbitMQ (rabbitmq-server) and Redis (redis-server) are".into() }),
+        (None, _) => Err(MissingPrograms { missing: "RabbitMQ (rabbitmq-server) is".into() }),
+        (_, None) => Err(MissingPrograms { missing: "Redis (redis-server) is".into() }),
+    }
+}
+
+fn default_rabbit() -> Option<PathBuf> {
+    std::fs::read_dir("/usr/lib/rabbitmq/lib")
+        .ok()
+        .and_then(|entries| {
+            let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            dirs.sort();
+            dirs.into_iter().rev().map(|d| d.join("sbin/rabbitmq-server")).find(|p| p.is_file())
+        })
+        .or_else(|| on_path("rabbitmq-server"))
+}
+
+fn port_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The preferred port if free, else any free one.
+fn pick(preferred: Option<u16>) -> anyhow::Result<u16> {
+    match preferred {
+        Some(p) if port_free(p) => Ok(p),
+        _ => free_port(),
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    unsafe { libc::kill(pid as i32, 0) == 0 }
+}
+
+async fn answers(port: u16) -> bool {
+    tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(("127.0.0.1", port))).await.is_ok_and(|r| r.is_ok())
+}
+
+/// A RabbitMQ node of our own.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rabbit {
+    pub pid: u32,
+    pub nodename: String,
+    pub amqp_port: u16,
+    pub management_port: u16,
+    pub dist_port: u16,
+    pub dir: PathBuf,
+}
+
+/// A Redis server of our own.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Redis {
+    pub pid: u32,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl Rabbit {
+    /// Starts a node in `dir` (ports: the preferred ones when free) and waits until AMQP and the
+    /// management API answer.
+    pub async fn start(programs: &Programs, dir: &Path, amqp: Option<u16>, management: Option<u16>) -> anyhow::Result<Rabbit> {
+        std::fs::create_dir_all(dir)?;
+        let amqp_port = pick(amqp)?;
+        let management_port = pick(management)?;
+        let dist_port = pick(amqp_port.checked_add(20000))?;
+        let tag = format!("{:x}", md5_like(&dir.to_string_lossy()));
+        let nodename = format!("mqlab-{tag}@localhost");
+        Self::launch(programs, dir, &nodename, amqp_port, management_port, dist_port).await
+    }
+
+    async fn launch(
+        programs: &Programs,
+        dir: &Path,
+        nodename: &str,
+        amqp_port: u16,
+        management_port: u16,
+        dist_port: u16,
+    ) -> anyhow::Result<Rabbit> {
+        let conf = dir.join("rabbitmq.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listeners.tcp.1 = 127.0.0.1:{amqp_port}\nmanagement.tcp.port = {management_port}\nmanagement.tcp.ip = 127.0.0.1\n\
+                 default_user = {USER}\ndefault_pass = {PASS}\nloopback_users = none\n"
+            ),
+        )?;
+        std::fs::write(dir.join("enabled_plugins"), "[rabbitmq_management].\n")?;
+        let log = std::fs::File::create(dir.join("rabbitmq.out"))?;
+        let mut cmd = Command::new(&programs.rabbitmq_server);
+        cmd.env("HOME", dir)
+            .env("RABBITMQ_NODENAME", nodename)
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", amqp_port.to_string())
+            .env("RABBITMQ_DIST_PORT", dist_port.to_string())
+            .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", dir.join("log"))
+            .env("RABBITMQ_CONFIG_FILE", &conf)
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
+            .env("RABBITMQ_CONF_ENV_FILE", dir.join("rabbitmq-env.conf"))
+            .env("RABBITMQ_PID_FILE", dir.join("rabbitmq.pid"))
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .env("ERL_FLAGS", "-kernel inet_dist_use_interface {127,0,0,1}")
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        new_process_group(&mut cmd);
+        let child = cmd.spawn().with_context(|| format!("cannot run {}", programs.rabbitmq_server.display()))?;
+        let rabbit =
+            Rabbit { pid: child.id(), nodename: nodename.to_string(), amqp_port, management_port, dist_port, dir: dir.to_path_buf() };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if answers(amqp_port).await && answers(management_port).await {
+                return Ok(rabbit);
+            }
+            if !alive(rabbit.pid) || Instant::now() > deadline {
+                rabbit.kill();
+                let out = std::fs::read_to_string(dir.join("rabbitmq.out")).unwrap_or_default();
+                let tail: Vec<&str> = out.lines().rev().take(8).collect();
+                bail!(
+                    "RabbitMQ did not start (log: {}):\n  {}",
+                    dir.join("rabbitmq.out").display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n  ")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub fn broker_url(&self) -> String {
+        format!("amqp://{USER}:{PASS}@127.0.0.1:{}//", self.amqp_port)
+    }
+
+    pub fn management_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.management_port)
+    }
+
+    pub fn is_alive(&self) -> bool {
+        alive(self.pid)
+    }
+
+    /// Stops the node cleanly (SIGTERM to its process group) and waits for it.
+    pub async fn stop(&self) {
+        signal_group(self.pid, libc::SIGTERM);
+        wait_gone(self.pid, &[self.amqp_port, self.dist_port], Duration::from_secs(30)).await;
+        signal_group(self.pid, libc::SIGKILL);
+    }
+
+    /// Kills the node at once (a crash).
+    pub fn kill(&self) {
+        signal_group(self.pid, libc::SIGKILL);
+    }
+
+    /// Starts the same node again (same ports, data and name).
+    pub async fn restart(&mut self, programs: &Programs) -> anyhow::Result<()> {
+        self.stop().await;
+        let again =
+            Self::launch(programs, &self.dir.clone(), &self.nodename.clone(), self.amqp_port, self.management_port, self.dist_port).await?;
+        *self = again;
+        Ok(())
+    }
+}
+
+impl Redis {
+    pub async fn start(programs: &Programs, dir: &Path, port: Option<u16>) -> anyhow::Result<Redis> {
+        std::fs::create_dir_all(dir)?;
+        let port = pick(port)?;
+        Self::launch(programs, dir, port).await
+    }
+
+    async fn launch(programs: &Programs, dir: &Path, port: u16) -> anyhow::Result<Redis> {
+        let log = std::fs::File::create(dir.join("redis.out"))?;
+        let mut cmd = Command::new(&programs.redis_server);
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        new_process_group(&mut cmd);
+        let child = cmd.spawn().with_context(|| format!("cannot run {}", programs.redis_server.display()))?;
+        let r = Redis { pid: child.id(), port, dir: dir.to_path_buf() };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if answers(port).await {
+                return Ok(r);
+            }
+            if !alive(r.pid) || Instant::now() > deadline {
+                r.kill();
+                let out = std::fs::read_to_string(dir.join("redis.out")).unwrap_or_default();
+                bail!("Redis did not start: {}", out.lines().last().unwrap_or("no output"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    pub fn is_alive(&self) -> bool {
+        alive(self.pid)
+    }
+
+    pub async fn stop(&self) {
+        signal_group(self.pid, libc::SIGTERM);
+        wait_gone(self.pid, &[self.port], Duration::from_secs(10)).await;
+        signal_group(self.pid, libc::SIGKILL);
+    }
+
+    pub fn kill(&self) {
+        signal_group(self.pid, libc::SIGKILL);
+    }
+
+    pub async fn restart(&mut self, programs: &Programs) -> anyhow::Result<()> {
+        self.stop().await;
+        *self = Self::launch(programs, &self.dir.clone(), self.port).await?;
+        Ok(())
+    }
+}
+
+fn new_process_group(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+}
+
+fn signal_group(pid: u32, sig: i32) {
+    unsafe {
+        libc::kill(-(pid as i32), sig);
+    }
+}
+
+async fn wait_gone(pid: u32, ports: &[u16], limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        // Reap it if it is our child, so it does not linger as a zombie.
+        unsafe {
+            libc::waitpid(pid as i32, std::ptr::null_mut(), libc::WNOHANG);
+        }
+        let mut open = false;
+        for p in ports {
+            open |= answers(*p).await;
+        }
+        if !alive(pid) && !open {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn md5_like(s: &str) -> u32 {
+    // FNV-1a: a short, stable tag for the node name.
+    let mut h: u32 = 0x811c9dc5;
+    for b in s.bytes() {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x01000193);
+    }
+    h
+}
+
+/// The recorded sandbox (`<data dir>/sandbox/sandbox.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sandbox {
+    pub rabbitmq: Rabbit,
+    pub redis: Redis,
+}
+
+impl Sandbox {
+    pub fn dir(data_dir: &Path) -> PathBuf {
+        data_dir.join("sandbox")
+    }
+
+    fn file(data_dir: &Path) -> PathBuf {
+        Self::dir(data_dir).join("sandbox.json")
+    }
+
+    /// The recorded sandbox, if any.
+    pub fn load(data_dir: &Path) -> Option<Sandbox> {
+        let text = std::fs::read_to_string(Self::file(data_dir)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    pub fn broker_url(&self) -> String {
+        self.rabbitmq.broker_url()
+    }
+
+    pub fn result_backend(&self) -> String {
+        self.redis.url()
+    }
+
+    pub fn management_url(&self) -> String {
+        self.rabbitmq.management_url()
+    }
+
+    /// Starts both (on the curriculum's ports when free), records them, and returns them. Does
+    /// nothing but report when they already run. Leaves nothing half-started on failure.
+    pub async fn up(data_dir: &Path, mut progress: impl FnMut(&str)) -> anyhow::Result<(Sandbox, bool)> {
+        if let Some(existing) = Self::load(data_dir) {
+            let h = existing.health().await;
+            if h.rabbitmq.ok() && h.redis.ok() {
+                return Ok((existing, false));
+            }
+            progress("the recorded sandbox is not healthy; stopping what is left of it");
+            existing.stop().await;
+        }
+        let programs = find_programs()?;
+        let dir = Self::dir(data_dir);
+        progress("starting Redis");
+        let redis = Redis::start(&programs, &dir.join("redis"), Some(6379)).await?;
+        progress(&format!("Redis answers on port {}", redis.port));
+        progress("starting RabbitMQ with the management plugin (takes a few seconds)");
+        let rabbitmq = match Rabbit::start(&programs, &dir.join("rabbitmq"), Some(5672), Some(15672)).await {
+            Ok(r) => r,
+            Err(e) => {
+                redis.stop().await;
+                return Err(e);
+            }
+        };
+        progress(&format!("RabbitMQ answers on ports {} (AMQP) and {} (management)", rabbitmq.amqp_port, rabbitmq.management_port));
+        let sb = Sandbox { rabbitmq, redis };
+        std::fs::write(Self::file(data_dir), serde_json::to_string_pretty(&sb)?)?;
+        Ok((sb, true))
+    }
+
+    /// Stops both and forgets them.
+    pub async fn down(data_dir: &Path) -> anyhow::Result<bool> {
+        let Some(sb) = Self::load(data_dir) else { return Ok(false) };
+        sb.stop().await;
+        let _ = std::fs::remove_file(Self::file(data_dir));
+        Ok(true)
+    }
+
+    pub async fn stop(&self) {
+        tokio::join!(self.rabbitmq.stop(), self.redis.stop());
+    }
+
+    pub async fn health(&self) -> Health {
+        let rabbit = if !self.rabbitmq.is_alive() {
+            Part::Crashed
+        } else if answers(self.rabbitmq.amqp_port).await && answers(self.rabbitmq.management_port).await {
+            Part::Running
+        } else {
+            Part::NotAnswering
+        };
+        let redis = if !self.redis.is_alive() {
+            Part::Crashed
+        } else if answers(self.redis.port).await {
+            Part::Running
+        } else {
+            Part::NotAnswering
+        };
+        Health { rabbitmq: rabbit, redis }
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "broker      {}\nmanagement  {} (user {USER})\nresults     {}\ndata, logs  {}",
+            mask_url(&self.broker_url()),
+            self.management_url(),
+            self.result_backend(),
+            self.rabbitmq.dir.parent().unwrap_or(&self.rabbitmq.dir).display()
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Part {
+    Running,
+    NotAnswering,
+    Crashed,
+}
+
+impl Part {
+    pub fn ok(self) -> bool {
+        self == Part::Running
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Health {
+    pub rabbitmq: Part,
+    pub redis: Part,
+}

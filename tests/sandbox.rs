@@ -1,0 +1,124 @@
+//! `mqlab sandbox`: private RabbitMQ and Redis started, used, checked and stopped; missing
+//! programs give the install commands and start nothing.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use mqlab::sandbox::{Part, Sandbox};
+use serde_json::Value;
+
+fn sandbox_cmd(data: &std::path::Path) -> std::process::Command {
+    // No MQLAB_* service variables: the recorded sandbox is what mqlab must use.
+    let mut c = std::process::Command::new(common::bin());
+    c.env("MQLAB_DATA_DIR", data)
+        .env("MQLAB_CONFIG", data.join("none.toml"))
+        .env_remove("MQLAB_BROKER_URL")
+        .env_remove("MQLAB_RESULT_BACKEND")
+        .env_remove("MQLAB_MANAGEMENT_URL")
+        .env_remove("CELERY_BROKER_URL")
+        .env_remove("CELERY_RESULT_BACKEND");
+    c
+}
+
+fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300)).is_ok()
+}
+
+#[test]
+fn sandbox_runs_the_local_track_to_a_passing_step_6_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let out = sandbox_cmd(data).args(["sandbox", "up", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let up: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(up["started"], true);
+    assert!(up["broker"].as_str().unwrap().contains("admin:**@"), "{up}");
+    let sb = Sandbox::load(data).expect("recorded");
+
+    // Starting twice is harmless.
+    let again: Value = serde_json::from_slice(&sandbox_cmd(data).args(["sandbox", "up", "--json"]).output().unwrap().stdout).unwrap();
+    assert_eq!(again["started"], false);
+    assert_eq!(Sandbox::load(data).unwrap(), sb);
+
+    // A worker and a submit through it, with no URL given: the sandbox is used automatically.
+    let log = data.join("worker.log");
+    let worker = sandbox_cmd(data)
+        .args(["worker", "-c", "2", "--hello-seconds", "0.1"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut worker = common::Proc(worker);
+    common::wait_for_file(&log, "ready.", 20);
+    let out = sandbox_cmd(data).args(["submit", "tasks.hello", "World", "--wait", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Hello, World!"));
+
+    // Step 6 of the local track passes (the management API counts consumers every 5 s).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = sandbox_cmd(data).args(["--track", "local", "check", "--lesson", "6"]).output().unwrap();
+        if out.status.success() {
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(text.contains("✓ tasks.roundtrip") && text.contains("✓ mgmt.celery_queue"), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "step 6 never passed:\n{}", String::from_utf8_lossy(&out.stdout));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    worker.signal(libc::SIGTERM);
+    worker.wait_exit(10);
+
+    let status: Value = serde_json::from_slice(&sandbox_cmd(data).args(["sandbox", "status", "--json"]).output().unwrap().stdout).unwrap();
+    assert_eq!(status["running"], true);
+    let out = sandbox_cmd(data).args(["sandbox", "down"]).output().unwrap();
+    assert!(out.status.success());
+    for port in [sb.rabbitmq.amqp_port, sb.rabbitmq.management_port, sb.rabbitmq.dist_port, sb.redis.port] {
+        assert!(!port_open(port), "port {port} still open");
+    }
+    assert!(!sb.rabbitmq.is_alive() && !sb.redis.is_alive(), "processes left running");
+    assert!(Sandbox::load(data).is_none());
+    let out = sandbox_cmd(data).args(["sandbox", "status"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn missing_programs_say_how_to_install_and_start_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = sandbox_cmd(dir.path()).env("MQLAB_REDIS_SERVER", "/nonexistent/redis-server").args(["sandbox", "up"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Redis (redis-server) is not installed"), "{err}");
+    assert!(err.contains("sudo apt install rabbitmq-server redis-server") && err.contains("brew install rabbitmq redis"), "{err}");
+    assert!(Sandbox::load(dir.path()).is_none());
+    assert!(!dir.path().join("sandbox").exists(), "nothing half-started");
+    let out = sandbox_cmd(dir.path())
+        .env("MQLAB_RABBITMQ_SERVER", "/nonexistent")
+        .env("MQLAB_REDIS_SERVER", "/nonexistent")
+        .args(["sandbox", "up"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RabbitMQ (rabbitmq-server) and Redis (redis-server) are not installed"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crashed_instance_is_detected_and_up_mends_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sb, started) = Sandbox::up(dir.path(), |_| {}).await.unwrap();
+    assert!(started);
+    sb.redis.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    unsafe {
+        libc::waitpid(sb.redis.pid as i32, std::ptr::null_mut(), libc::WNOHANG);
+    }
+    let h = sb.health().await;
+    assert_eq!(h.redis, Part::Crashed);
+    assert_eq!(h.rabbitmq, Part::Running);
+    let (again, started) = Sandbox::up(dir.path(), |_| {}).await.unwrap();
+    assert!(started, "a crashed sandbox is started again");
+    let h = again.health().await;
+    assert!(h.redis.ok() && h.rabbitmq.ok());
+    assert!(Sandbox::down(dir.path()).await.unwrap());
+}
