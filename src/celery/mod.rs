@@ -3,6 +3,8 @@
 pub mod backend;
 pub mod broker;
 pub mod client;
+pub mod events;
+pub mod pidbox;
 pub mod protocol;
 pub mod pyrepr;
 pub mod tasks;

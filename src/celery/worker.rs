@@ -17,8 +17,15 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde_json::json;
+
 use super::backend::{ResultBackend, ResultMeta, StoreOutcome};
 use super::broker::{self, ConnectError};
+use super::events::{self, Clock, Dispatcher};
+use super::pidbox::{self, Inspect};
 use super::protocol::{TaskMessage, TaskState, short};
 use super::pyrepr;
 use super::tasks::{Registry, TaskError, TaskSettings};
@@ -40,6 +47,9 @@ pub struct WorkerOptions {
     pub track_started: bool,
     pub result_expires: u64,
     pub settings: TaskSettings,
+    /// Send task events (task-received, -started, -succeeded, -failed) on `celeryev`; worker
+    /// events (online, heartbeat, offline) are always sent, as Celery does.
+    pub task_events: bool,
 }
 
 impl WorkerOptions {
@@ -55,6 +65,7 @@ impl WorkerOptions {
             track_started: true,
             result_expires: 3600,
             settings: TaskSettings::default(),
+            task_events: true,
         }
     }
 
@@ -147,7 +158,7 @@ impl WorkerHandle {
 pub fn spawn(opts: WorkerOptions, events: Option<mpsc::UnboundedSender<WorkerEvent>>) -> WorkerHandle {
     let (control, rx) = watch::channel(Control::Run);
     let stats = Arc::new(WorkerStats::default());
-    let join = tokio::spawn(run(opts, rx, Emitter(events), stats.clone()));
+    let join = tokio::spawn(run(opts, control.clone(), rx, Emitter(events), stats.clone()));
     WorkerHandle { control, join, stats }
 }
 
@@ -171,9 +182,77 @@ struct Shared {
     stats: Arc<WorkerStats>,
     events: Emitter,
     pid: u32,
+    clock: Arc<Clock>,
+    /// Running tasks as `celery inspect active` shows them.
+    active: Mutex<BTreeMap<String, Value>>,
+    /// Tasks run, by name (`celery inspect stats` "total").
+    totals: Mutex<BTreeMap<String, u64>>,
+    control: watch::Sender<Control>,
+    started: Instant,
 }
 
-async fn run(opts: WorkerOptions, mut control: watch::Receiver<Control>, events: Emitter, stats: Arc<WorkerStats>) -> anyhow::Result<()> {
+/// What one broker connection provides to the task runs.
+struct Session {
+    publisher: Channel,
+    events: Option<Dispatcher>,
+}
+
+impl Session {
+    async fn task_event(&self, shared: &Shared, kind: &str, fields: Value) {
+        if shared.opts.task_events
+            && let Some(d) = &self.events
+        {
+            d.send(&shared.clock, kind, fields).await;
+        }
+    }
+}
+
+/// The worker as the remote-control handlers see it.
+struct Inspector(Arc<Shared>);
+
+impl Inspect for Inspector {
+    fn nodename(&self) -> &str {
+        &self.0.opts.hostname
+    }
+
+    fn stats(&self) -> Value {
+        let s = &self.0;
+        let (host, port) = crate::probes::host_port(&s.opts.broker_url, 5672);
+        json!({
+            "total": *s.totals.lock().unwrap(),
+            "pid": s.pid,
+            "clock": s.clock.now().to_string(),
+            "uptime": s.started.elapsed().as_secs(),
+            "pool": {"implementation": "mqlab:tokio", "max-concurrency": s.opts.concurrency, "processes": [s.pid]},
+            "prefetch_count": s.opts.prefetch_count(),
+            "broker": {"hostname": host, "port": port, "transport": "amqp", "userid": "**"},
+            "acks_late": s.opts.acks_late,
+            "sw_ident": "mqlab",
+            "sw_ver": env!("CARGO_PKG_VERSION"),
+        })
+    }
+
+    fn active(&self) -> Value {
+        Value::Array(self.0.active.lock().unwrap().values().cloned().collect())
+    }
+
+    fn registered(&self) -> Vec<String> {
+        self.0.registry.names().iter().map(|n| n.to_string()).collect()
+    }
+
+    fn shutdown(&self) {
+        tracing::warn!("worker: remote shutdown requested; warm shutdown");
+        let _ = self.0.control.send(Control::Stop(StopMode::Warm));
+    }
+}
+
+async fn run(
+    opts: WorkerOptions,
+    control_tx: watch::Sender<Control>,
+    mut control: watch::Receiver<Control>,
+    events: Emitter,
+    stats: Arc<WorkerStats>,
+) -> anyhow::Result<()> {
     let backend = match &opts.result_backend {
         None => None,
         Some(url) => match ResultBackend::connect(url, opts.result_expires).await {
@@ -193,6 +272,11 @@ async fn run(opts: WorkerOptions, mut control: watch::Receiver<Control>, events:
         stats,
         events: events.clone(),
         pid: std::process::id(),
+        clock: Arc::new(Clock::default()),
+        active: Mutex::new(BTreeMap::new()),
+        totals: Mutex::new(BTreeMap::new()),
+        control: control_tx,
+        started: Instant::now(),
         opts,
     });
     let mut backoff = Duration::from_secs(1);
@@ -252,6 +336,35 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
     let tag = format!("{}-{}", opts.hostname, uuid::Uuid::new_v4().simple());
     let mut consumer = ch.basic_consume(short(&opts.queue), short(&tag), BasicConsumeOptions::default(), FieldTable::default()).await?;
     let publisher = conn.create_channel().await?;
+    // Events and remote control, so Celery's tools see this worker.
+    let ev_channel = conn.create_channel().await?;
+    events::declare(&ev_channel).await?;
+    let dispatcher = Dispatcher { channel: ev_channel, hostname: opts.hostname.clone(), pid: shared.pid };
+    let pidbox_task = PidboxTask(match start_pidbox(&conn, shared).await {
+        Ok(t) => Some(t),
+        Err(e) => {
+            warn!(
+                "remote control is off for this worker: {e} (is another worker named {} running? give this one another name with -n)",
+                opts.hostname
+            );
+            None
+        }
+    });
+    dispatcher.send(&shared.clock, "worker-online", events::worker_fields(0, shared.stats.processed())).await;
+    let heartbeat = {
+        let d = dispatcher.clone();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(2));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let fields = events::worker_fields(shared.stats.active.load(Ordering::Relaxed), shared.stats.processed());
+                d.send(&shared.clock, "worker-heartbeat", fields).await;
+            }
+        })
+    };
+    let session_ctx = Arc::new(Session { publisher, events: Some(dispatcher.clone()) });
     shared.stats.connected.store(true, Ordering::Relaxed);
     info!("Connected to {}", mask_url(&opts.broker_url));
     shared.events.send(WorkerEvent::Connected { broker: mask_url(&opts.broker_url) });
@@ -276,8 +389,8 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
                 Some(Ok(d)) => {
                     let shared = shared.clone();
                     let slots = slots.clone();
-                    let publisher = publisher.clone();
-                    running.spawn(async move { handle_delivery(shared, slots, publisher, d).await });
+                    let ctx = session_ctx.clone();
+                    running.spawn(async move { handle_delivery(shared, slots, ctx, d).await });
                 }
             },
             Some(_) = running.join_next(), if !running.is_empty() => {}
@@ -296,18 +409,27 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
                         if changed.is_err() || *control.borrow() == Control::Stop(StopMode::Cold) {
                             info!("worker: cold shutdown requested during warm shutdown");
                             running.shutdown().await;
+                            heartbeat.abort();
+                            pidbox_task.stop();
+                            dispatcher.send(&shared.clock, "worker-offline", events::worker_fields(0, shared.stats.processed())).await;
                             close(&conn).await;
                             return Ok(StopMode::Cold);
                         }
                     }
                 }
             }
+            heartbeat.abort();
+            pidbox_task.stop();
+            dispatcher.send(&shared.clock, "worker-offline", events::worker_fields(0, shared.stats.processed())).await;
             close(&conn).await;
             Ok(StopMode::Warm)
         }
         Ok(StopMode::Cold) => {
             let n = running.len();
             running.shutdown().await;
+            heartbeat.abort();
+            pidbox_task.stop();
+            dispatcher.send(&shared.clock, "worker-offline", events::worker_fields(0, shared.stats.processed())).await;
             close(&conn).await;
             if n > 0 {
                 info!("worker: cold shutdown: {n} unfinished message(s) left unacknowledged for the broker to requeue");
@@ -318,16 +440,36 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
             // Running tasks go on and store their results; their acks fail and the broker
             // redelivers those messages, which are then recognised by their stored SUCCESS.
             running.detach_all();
+            heartbeat.abort();
+            pidbox_task.stop();
             Err(e)
         }
     }
+}
+
+/// The mailbox consumer of one session.
+struct PidboxTask(Option<tokio::task::JoinHandle<lapin::Result<()>>>);
+
+impl PidboxTask {
+    fn stop(&self) {
+        if let Some(t) = &self.0 {
+            t.abort();
+        }
+    }
+}
+
+async fn start_pidbox(conn: &Connection, shared: &Arc<Shared>) -> lapin::Result<tokio::task::JoinHandle<lapin::Result<()>>> {
+    let ch = conn.create_channel().await?;
+    let queue = pidbox::declare(&ch, &shared.opts.hostname).await?;
+    Ok(tokio::spawn(pidbox::serve(ch, queue, Arc::new(Inspector(shared.clone())), shared.clock.clone())))
 }
 
 async fn close(conn: &Connection) {
     let _ = tokio::time::timeout(Duration::from_secs(2), conn.close(200, short("worker shutdown"))).await;
 }
 
-async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, publisher: Channel, d: Delivery) {
+async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Session>, d: Delivery) {
+    let publisher = &ctx.publisher;
     let now = Utc::now();
     let msg = match TaskMessage::decode(&d.properties, &d.data) {
         Ok(m) => m,
@@ -344,6 +486,9 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, publisher: 
             }
             shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
             shared.events.send(WorkerEvent::TaskRejected { id: e.task_id.clone(), name: e.task.clone(), reason: e.to_string(), at: now });
+            if let Some(id) = &e.task_id {
+                ctx.task_event(&shared, "task-rejected", json!({"uuid": id, "requeue": false})).await;
+            }
             reject(&d).await;
             return;
         }
@@ -366,11 +511,24 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, publisher: 
             reason: format!("NotRegistered('{}')", msg.task),
             at: now,
         });
+        ctx.task_event(
+            &shared,
+            "task-failed",
+            json!({"uuid": msg.id, "exception": format!("NotRegistered('{}')", msg.task), "traceback": null}),
+        )
+        .await;
         reject(&d).await;
         return;
     };
     let name = msg.shadow.clone().unwrap_or_else(|| msg.task.clone());
     info!("Task {name}[{}] received{}", msg.id, if d.redelivered { " (redelivered)" } else { "" });
+    ctx.task_event(
+        &shared,
+        "task-received",
+        json!({"uuid": msg.id, "name": name, "args": msg.argsrepr, "kwargs": msg.kwargsrepr, "root_id": msg.root_id, "parent_id": msg.parent_id,
+            "retries": msg.retries, "eta": msg.eta.map(super::protocol::iso), "expires": msg.expires.map(super::protocol::iso)}),
+    )
+    .await;
     shared.events.send(WorkerEvent::TaskReceived {
         id: msg.id.clone(),
         name: name.clone(),
@@ -420,6 +578,14 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, publisher: 
     if stores && shared.opts.track_started {
         store(&shared, ResultMeta::started(&msg.id, shared.pid, &shared.opts.hostname)).await;
     }
+    shared.active.lock().unwrap().insert(
+        msg.id.clone(),
+        json!({"id": msg.id, "name": name, "args": msg.args, "kwargs": msg.kwargs, "type": msg.task, "hostname": shared.opts.hostname,
+            "time_start": Utc::now().timestamp_micros() as f64 / 1e6, "acknowledged": !shared.opts.acks_late,
+            "delivery_info": {"exchange": d.exchange.as_str(), "routing_key": d.routing_key.as_str(), "priority": msg.priority, "redelivered": d.redelivered},
+            "worker_pid": shared.pid}),
+    );
+    ctx.task_event(&shared, "task-started", json!({"uuid": msg.id})).await;
     shared.events.send(WorkerEvent::TaskStarted { id: msg.id.clone(), at: Utc::now() });
 
     let start = Instant::now();
@@ -446,13 +612,14 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, publisher: 
     let runtime = start.elapsed().as_secs_f64();
     match outcome {
         Ok(value) => {
-            dispatch_followers(&shared, &publisher, &msg, &value).await;
+            dispatch_followers(&shared, publisher, &msg, &value).await;
             if stores {
                 store(&shared, ResultMeta::success(&msg.id, value.clone())).await;
             }
             let repr = pyrepr::truncate(pyrepr::repr(&value), 1024);
             info!("Task {name}[{}] succeeded in {runtime:.4}s: {repr}", msg.id);
             shared.stats.succeeded.fetch_add(1, Ordering::Relaxed);
+            ctx.task_event(&shared, "task-succeeded", json!({"uuid": msg.id, "result": repr, "runtime": runtime})).await;
             shared.events.send(WorkerEvent::TaskSucceeded { id: msg.id.clone(), result: repr, runtime, at: Utc::now() });
         }
         Err(err) => {
@@ -464,6 +631,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, publisher: 
                 warn!("Task {name}[{}]: errbacks (link_error) are not run by this worker", msg.id);
             }
             shared.stats.failed.fetch_add(1, Ordering::Relaxed);
+            ctx.task_event(&shared, "task-failed", json!({"uuid": msg.id, "exception": err.repr(), "traceback": err.traceback})).await;
             shared.events.send(WorkerEvent::TaskFailed {
                 id: msg.id.clone(),
                 exception: err.repr(),
@@ -476,6 +644,8 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, publisher: 
     if shared.opts.acks_late {
         ack(&d).await;
     }
+    shared.active.lock().unwrap().remove(&msg.id);
+    *shared.totals.lock().unwrap().entry(msg.task.clone()).or_insert(0) += 1;
     shared.stats.active.fetch_sub(1, Ordering::Relaxed);
 }
 

@@ -80,7 +80,8 @@ impl Proc {
 pub fn start_worker(data_dir: &std::path::Path, queue: &str, extra: &[&str], log: &std::path::Path) -> Proc {
     let file = std::fs::File::create(log).unwrap();
     let child = mqlab(data_dir)
-        .args(["worker", "-Q", queue, "-n", &format!("w-{queue}")])
+        .args(["worker", "-Q", queue])
+        .args(if extra.contains(&"-n") { vec![] } else { vec!["-n".to_string(), format!("w-{queue}")] })
         .args(extra)
         .stdout(Stdio::null())
         .stderr(file)

@@ -1,0 +1,104 @@
+//! mqlab's worker as the Celery ecosystem sees it: `celery status`, `celery inspect`, and
+//! Celery's event receiver (what Flower uses) with heartbeats and task events.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn celery(args: &[&str]) -> (bool, String) {
+    let bin = common::python().parent().unwrap().join("celery");
+    let out = Command::new(bin)
+        .args(["-A", "celery_app"])
+        .args(args)
+        .current_dir(common::python_dir())
+        .env("CELERY_BROKER_URL", common::broker())
+        .env("CELERY_RESULT_BACKEND", common::redis())
+        .output()
+        .unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn celery_status_and_inspect_list_the_mqlab_worker() {
+    let q = common::queue("inspect");
+    let node = format!("celery@rs-{}", &q[q.len() - 8..]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("w.log");
+    let _w = common::start_worker(dir.path(), &q, &["-n", &node, "-c", "2"], &log);
+    let (ok, out) = celery(&["status"]);
+    assert!(ok && out.contains(&format!("->  {node}: OK")), "{out}");
+    let (ok, out) = celery(&["inspect", "ping", "-d", &node]);
+    assert!(ok && out.contains("pong"), "{out}");
+    let (ok, out) = celery(&["inspect", "registered", "-d", &node]);
+    assert!(ok && out.contains("* tasks.hello") && out.contains("* tasks.divide"), "{out}");
+    let (ok, out) = celery(&["inspect", "stats", "-d", &node]);
+    assert!(ok && out.contains("\"max-concurrency\": 2") && out.contains("\"prefetch_count\": 8"), "{out}");
+    // A running task shows in `inspect active`.
+    let sub = common::mqlab(dir.path()).args(["submit", "tasks.sleep", "3", "-Q", &q]).output().unwrap();
+    assert!(sub.status.success());
+    common::wait_for_file(&log, "Task tasks.sleep[", 10);
+    let (ok, out) = celery(&["inspect", "active", "-d", &node]);
+    assert!(ok && out.contains("'name': 'tasks.sleep'") && out.contains("'worker_pid'"), "{out}");
+    // `celery control shutdown` stops it (warm).
+    let (ok, out) = celery(&["control", "shutdown", "-d", &node]);
+    assert!(ok, "{out}");
+    let text = common::wait_for_file(&log, "warm shutdown complete", 15);
+    assert!(text.contains("remote shutdown requested"), "{text}");
+    common::cleanup(&q).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn celery_event_receiver_sees_heartbeats_and_task_events() {
+    let q = common::queue("events");
+    let node = format!("celery@ev-{}", &q[q.len() - 8..]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut capture = Command::new(common::python())
+        .args(["capture_events.py", "7"])
+        .current_dir(common::python_dir())
+        .env("CELERY_BROKER_URL", common::broker())
+        .env("CELERY_RESULT_BACKEND", common::redis())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = capture.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<String>>());
+    std::thread::sleep(Duration::from_millis(1500));
+    let log = dir.path().join("w.log");
+    let mut w = common::start_worker(dir.path(), &q, &["-n", &node, "-c", "2"], &log);
+    let out = common::mqlab(dir.path()).args(["submit", "tasks.add", "2", "3", "-Q", &q, "--wait", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let id = serde_json::from_str::<Value>(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap()["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = common::mqlab(dir.path()).args(["submit", "tasks.divide", "1", "0", "-Q", &q, "--wait"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    std::thread::sleep(Duration::from_millis(2500));
+    w.signal(libc::SIGTERM);
+    w.wait_exit(10);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while capture.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = capture.kill();
+    let lines = reader.join().unwrap();
+    let events: Vec<Value> =
+        lines.iter().filter_map(|l| serde_json::from_str(l).ok()).filter(|e: &Value| e["hostname"] == node.as_str()).collect();
+    let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    for t in ["worker-online", "worker-heartbeat", "task-received", "task-started", "task-succeeded", "task-failed", "worker-offline"] {
+        assert!(types.contains(&t), "no {t} in {types:?}");
+    }
+    let hb = events.iter().find(|e| e["type"] == "worker-heartbeat").unwrap();
+    assert_eq!(hb["freq"], 2.0);
+    assert_eq!(hb["sw_ident"], "mqlab");
+    let ok = events.iter().find(|e| e["type"] == "task-succeeded" && e["uuid"] == id.as_str()).expect("task-succeeded for our task");
+    assert_eq!(ok["result"], "5");
+    let failed = events.iter().find(|e| e["type"] == "task-failed").unwrap();
+    assert_eq!(failed["exception"], "ZeroDivisionError('division by zero')");
+    common::cleanup(&q).await;
+}
