@@ -226,7 +226,8 @@ impl Redis {
     async fn launch(programs: &Programs, dir: &Path, port: u16) -> anyhow::Result<Redis> {
         let log = std::fs::File::create(dir.join("redis.out"))?;
         let mut cmd = Command::new(&programs.redis_server);
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"])
+        // Append-only file: results survive a restart of this Redis.
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--daemonize", "no"])
             .arg("--dir")
             .arg(dir)
             .current_dir(dir)

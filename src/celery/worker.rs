@@ -189,6 +189,8 @@ struct Shared {
     totals: Mutex<BTreeMap<String, u64>>,
     control: watch::Sender<Control>,
     started: Instant,
+    /// Since when the broker has been unreachable.
+    outage: Mutex<Option<Instant>>,
 }
 
 /// What one broker connection provides to the task runs.
@@ -277,6 +279,7 @@ async fn run(
         totals: Mutex::new(BTreeMap::new()),
         control: control_tx,
         started: Instant::now(),
+        outage: Mutex::new(None),
         opts,
     });
     let mut backoff = Duration::from_secs(1);
@@ -304,7 +307,18 @@ async fn run(
                     backoff = Duration::from_secs(1);
                 }
                 let msg = e.to_string();
-                warn!("consumer: connection to broker lost or unavailable ({msg}); trying again in {:.0}s", backoff.as_secs_f64());
+                // One line per outage; the retries go to the debug log.
+                let first = {
+                    let mut outage = shared.outage.lock().unwrap();
+                    let first = outage.is_none();
+                    outage.get_or_insert_with(Instant::now);
+                    first
+                };
+                if first {
+                    warn!("consumer: connection to broker lost or unavailable ({msg}); reconnecting with backoff");
+                } else {
+                    debug!("consumer: broker still unavailable ({msg}); next attempt in {:.0}s", backoff.as_secs_f64());
+                }
                 events.send(WorkerEvent::ConnectionLost { error: msg });
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
@@ -366,7 +380,15 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
     };
     let session_ctx = Arc::new(Session { publisher, events: Some(dispatcher.clone()) });
     shared.stats.connected.store(true, Ordering::Relaxed);
-    info!("Connected to {}", mask_url(&opts.broker_url));
+    let recovered = shared.outage.lock().unwrap().take();
+    match recovered {
+        Some(since) => info!(
+            "consumer: connection to broker re-established after {:.1}s: {}",
+            since.elapsed().as_secs_f64(),
+            mask_url(&opts.broker_url)
+        ),
+        None => info!("Connected to {}", mask_url(&opts.broker_url)),
+    }
     shared.events.send(WorkerEvent::Connected { broker: mask_url(&opts.broker_url) });
     info!("{} ready.", opts.hostname);
     shared.events.send(WorkerEvent::Ready { prefetch });

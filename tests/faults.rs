@@ -1,0 +1,299 @@
+//! Faults: a worker killed mid-burst, a broker restart, a Redis restart, and a corpus of poison
+//! messages. Brokers and Redis that get restarted are private instances started by the test
+//! (`mqlab::sandbox`), so nothing else is disturbed. Each test prints its figures.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use lapin::BasicProperties;
+use lapin::options::BasicPublishOptions;
+use lapin::types::FieldTable;
+use mqlab::celery::backend::ResultBackend;
+use mqlab::celery::client::Client;
+use mqlab::celery::protocol::{TaskMessage, TaskState, json_to_amqp};
+use mqlab::sandbox::{Rabbit, Redis, find_programs};
+use serde_json::{Map, Value, json};
+
+fn worker(data: &Path, broker: &str, redis: &str, queue: &str, extra: &[&str], log: &Path) -> common::Proc {
+    let child = common::mqlab(data)
+        .env("MQLAB_BROKER_URL", broker)
+        .env("MQLAB_RESULT_BACKEND", redis)
+        .args(["worker", "-Q", queue, "-n", &format!("f-{}", &queue[queue.len() - 8..]), "-l", "info"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap())
+        .spawn()
+        .unwrap();
+    common::Proc(child)
+}
+
+async fn publish(broker: &str, queue: &str, msgs: &[TaskMessage]) {
+    let c = Client::connect(broker, None, queue, 3600).await.unwrap();
+    c.publish(msgs).await.unwrap();
+    c.close().await;
+}
+
+/// Counts of SUCCESS, FAILURE and not-yet-ready among `ids` (MGET, so it survives Redis restarts).
+async fn tally(backend: &ResultBackend, ids: &[String]) -> (usize, usize, usize) {
+    let mut out = (0, 0, 0);
+    for chunk in ids.chunks(500) {
+        match backend.get_many(chunk).await {
+            Ok(metas) => {
+                for m in metas {
+                    match m.status {
+                        TaskState::Success => out.0 += 1,
+                        TaskState::Failure => out.1 += 1,
+                        _ => out.2 += 1,
+                    }
+                }
+            }
+            Err(_) => out.2 += chunk.len(),
+        }
+    }
+    out
+}
+
+async fn wait_done(backend: &ResultBackend, ids: &[String], secs: u64) -> (usize, usize, usize) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let t = tally(backend, ids).await;
+        if t.2 == 0 || Instant::now() > deadline {
+            return t;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+async fn wait_successes(backend: &ResultBackend, ids: &[String], at_least: usize, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while tally(backend, ids).await.0 < at_least {
+        assert!(Instant::now() < deadline, "fewer than {at_least} results within {secs}s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Task ids that ran to completion more than once, from worker logs.
+fn duplicates(logs: &[&Path]) -> usize {
+    let mut runs: HashMap<String, usize> = HashMap::new();
+    for log in logs {
+        for line in std::fs::read_to_string(log).unwrap_or_default().lines() {
+            if line.contains("] succeeded in ")
+                && let Some(start) = line.find('[').and_then(|_| line.find("Task "))
+            {
+                let rest = &line[start..];
+                if let (Some(a), Some(b)) = (rest.find('['), rest.find(']')) {
+                    *runs.entry(rest[a + 1..b].to_string()).or_default() += 1;
+                }
+            }
+        }
+    }
+    runs.values().filter(|n| **n > 1).count()
+}
+
+fn burst(n: usize, task: &str, args: Value) -> (Vec<TaskMessage>, Vec<String>) {
+    let msgs: Vec<TaskMessage> = (0..n).map(|_| TaskMessage::new(task, args.as_array().unwrap().clone(), Map::new())).collect();
+    let ids = msgs.iter().map(|m| m.id.clone()).collect();
+    (msgs, ids)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_mid_burst_loses_nothing_with_late_acks() {
+    let q = common::queue("sigkill");
+    let dir = tempfile::tempdir().unwrap();
+    let backend = ResultBackend::connect(&common::redis(), 3600).await.unwrap();
+    let (msgs, ids) = burst(1000, "tasks.sleep", json!([0.01]));
+    publish(&common::broker(), &q, &msgs).await;
+    let (log1, log2) = (dir.path().join("w1.log"), dir.path().join("w2.log"));
+    let mut w = worker(dir.path(), &common::broker(), &common::redis(), &q, &["-c", "20"], &log1);
+    wait_successes(&backend, &ids, 300, 60).await;
+    w.signal(libc::SIGKILL);
+    w.wait_exit(5).expect("killed");
+    let before = tally(&backend, &ids).await.0;
+    let _w2 = worker(dir.path(), &common::broker(), &common::redis(), &q, &["-c", "20"], &log2);
+    let (ok, failed, pending) = wait_done(&backend, &ids, 120).await;
+    let dups = duplicates(&[&log1, &log2]);
+    println!(
+        "SIGKILL mid-burst (late acks): sent 1000, done before kill {before}, completed {ok}, failed {failed}, lost {pending}, duplicates {dups}"
+    );
+    assert_eq!((ok, failed, pending), (1000, 0, 0));
+    let redelivered = std::fs::read_to_string(&log2).unwrap().matches("(redelivered)").count();
+    assert!(redelivered > 0, "the killed worker's unacknowledged messages came back");
+    common::cleanup(&q).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_with_early_acks_loses_the_running_tasks_as_celery_does() {
+    let q = common::queue("early");
+    let dir = tempfile::tempdir().unwrap();
+    let backend = ResultBackend::connect(&common::redis(), 3600).await.unwrap();
+    let (msgs, ids) = burst(60, "tasks.sleep", json!([0.5]));
+    publish(&common::broker(), &q, &msgs).await;
+    let log = dir.path().join("w.log");
+    let mut w = worker(dir.path(), &common::broker(), &common::redis(), &q, &["-c", "5", "--acks-early"], &log);
+    wait_successes(&backend, &ids, 10, 30).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    w.signal(libc::SIGKILL);
+    w.wait_exit(5);
+    let _w2 = worker(dir.path(), &common::broker(), &common::redis(), &q, &["-c", "5", "--acks-early"], &log);
+    // The lost ones never finish: wait for the rest, then count.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = (0, 0, 0);
+    while Instant::now() < deadline {
+        let t = tally(&backend, &ids).await;
+        if t == last && t.0 >= 50 {
+            break;
+        }
+        last = t;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    let (ok, _, pending) = tally(&backend, &ids).await;
+    println!("SIGKILL mid-burst (early acks): sent 60, completed {ok}, lost {pending} (the tasks that were running)");
+    assert!((1..=5).contains(&pending), "lost {pending}: expected the running ones (at most the concurrency, 5)");
+    common::cleanup(&q).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broker_restart_mid_burst_all_complete() {
+    let programs = find_programs().expect("RabbitMQ and Redis programs (.ci/run installs them)");
+    let dir = tempfile::tempdir().unwrap();
+    let mut rabbit = Rabbit::start(&programs, &dir.path().join("rabbit"), None, None).await.unwrap();
+    let broker = rabbit.broker_url();
+    let q = common::queue("brokerrestart");
+    let backend = ResultBackend::connect(&common::redis(), 3600).await.unwrap();
+    let (msgs, ids) = burst(1000, "tasks.sleep", json!([0.02]));
+    publish(&broker, &q, &msgs).await;
+    let log = dir.path().join("w.log");
+    let _w = worker(dir.path(), &broker, &common::redis(), &q, &["-c", "10"], &log);
+    wait_successes(&backend, &ids, 200, 60).await;
+    let t0 = Instant::now();
+    rabbit.restart(&programs).await.unwrap();
+    println!("broker restarted in {:.1}s", t0.elapsed().as_secs_f64());
+    let (ok, failed, pending) = wait_done(&backend, &ids, 120).await;
+    let dups = duplicates(&[&log]);
+    println!("broker restart mid-burst: sent 1000, completed {ok}, failed {failed}, lost {pending}, duplicates {dups}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!((ok, failed, pending), (1000, 0, 0), "{}", text.lines().rev().take(20).collect::<Vec<_>>().join("\n"));
+    assert_eq!(text.matches("connection to broker lost").count(), 1, "one line for the outage");
+    assert_eq!(text.matches("connection to broker re-established").count(), 1, "one line for the recovery");
+    rabbit.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_restart_mid_burst_all_results_stored() {
+    let programs = find_programs().expect("RabbitMQ and Redis programs (.ci/run installs them)");
+    let dir = tempfile::tempdir().unwrap();
+    let mut redis = Redis::start(&programs, &dir.path().join("redis"), None).await.unwrap();
+    let url = redis.url();
+    let q = common::queue("redisrestart");
+    let (msgs, ids) = burst(1000, "tasks.sleep", json!([0.01]));
+    publish(&common::broker(), &q, &msgs).await;
+    let log = dir.path().join("w.log");
+    let _w = worker(dir.path(), &common::broker(), &url, &q, &["-c", "10"], &log);
+    let backend = ResultBackend::connect(&url, 3600).await.unwrap();
+    wait_successes(&backend, &ids, 200, 60).await;
+    redis.restart(&programs).await.unwrap();
+    let (ok, failed, pending) = wait_done(&backend, &ids, 120).await;
+    let dups = duplicates(&[&log]);
+    println!("Redis restart mid-burst: sent 1000, results stored {ok}, failed {failed}, missing {pending}, duplicates {dups}");
+    assert_eq!((ok, failed, pending), (1000, 0, 0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.matches("result backend: cannot store results").count(), 1, "one line for the outage");
+    assert_eq!(text.matches("result backend: connection re-established").count(), 1, "one line for the recovery");
+    // Late acks: nothing was acknowledged without its result, so nothing is left in the queue.
+    assert_eq!(common::ready_count(&q).await, 0);
+    redis.stop().await;
+    common::cleanup(&q).await;
+}
+
+async fn raw(broker: &str, q: &str, headers: Value, body: Vec<u8>, content_type: Option<&str>) {
+    let conn = lapin::Connection::connect(broker, Default::default()).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let mut t = FieldTable::default();
+    for (k, v) in headers.as_object().unwrap() {
+        t.insert(k.as_str().into(), json_to_amqp(v));
+    }
+    let mut props = BasicProperties::default().with_headers(t);
+    if let Some(ct) = content_type {
+        props = props.with_content_type(ct.into());
+    }
+    ch.basic_publish("".into(), q.into(), BasicPublishOptions::default(), &body, props).await.unwrap().await.unwrap();
+    let _ = conn.close(200, "bye".into()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_corpus_leaves_the_worker_running_and_good_tasks_done() {
+    let q = common::queue("poison");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("w.log");
+    let mut w = common::start_worker(dir.path(), &q, &["-c", "4"], &log);
+    let broker = common::broker();
+    let backend = ResultBackend::connect(&common::redis(), 3600).await.unwrap();
+    let id = || uuid::Uuid::new_v4().to_string();
+    let json_ct = Some("application/json");
+    let huge = format!("[[\"{}\"], {{}}, {{}}]", "x".repeat(6 * 1024 * 1024));
+    let corpus: Vec<(&str, Value, Vec<u8>, Option<&str>)> = vec![
+        ("bad JSON", json!({"task": "tasks.add", "id": id()}), b"[[1, 2], {".to_vec(), json_ct),
+        ("wrong content type", json!({"task": "tasks.add", "id": id()}), b"\x80\x04\x95".to_vec(), Some("application/x-python-serialize")),
+        ("no content type, not JSON", json!({"task": "tasks.add", "id": id()}), b"\xff\xfe".to_vec(), None),
+        ("missing id header", json!({"task": "tasks.add"}), b"[[1, 2], {}, {}]".to_vec(), json_ct),
+        ("task header not a string", json!({"task": 42, "id": id()}), b"[[1, 2], {}, {}]".to_vec(), json_ct),
+        ("retries wrongly typed", json!({"task": "tasks.add", "id": id(), "retries": "many"}), b"[[1, 2], {}, {}]".to_vec(), json_ct),
+        ("timelimit wrongly typed", json!({"task": "tasks.add", "id": id(), "timelimit": "soon"}), b"[[1, 2], {}, {}]".to_vec(), json_ct),
+        ("eta not a time", json!({"task": "tasks.add", "id": id(), "eta": "tomorrow"}), b"[[1, 2], {}, {}]".to_vec(), json_ct),
+        ("unknown task", json!({"task": "tasks.nope", "id": id()}), b"[[1, 2], {}, {}]".to_vec(), json_ct),
+        ("body not a list", json!({"task": "tasks.add", "id": id()}), b"{\"args\": [1]}".to_vec(), json_ct),
+        ("args not a list", json!({"task": "tasks.add", "id": id()}), b"[7, {}, {}]".to_vec(), json_ct),
+        ("wrong argument types", json!({"task": "tasks.add", "id": id()}), b"[[1, \"x\"], {}, {}]".to_vec(), json_ct),
+        ("too many arguments", json!({"task": "tasks.add", "id": id()}), b"[[1, 2, 3], {}, {}]".to_vec(), json_ct),
+        (
+            "unknown kombu type",
+            json!({"task": "tasks.add", "id": id()}),
+            b"[[{\"__type__\": \"pickle\", \"__value__\": 1}, 2], {}, {}]".to_vec(),
+            json_ct,
+        ),
+        ("no headers, v1 body without id", json!({}), b"{\"task\": \"tasks.add\"}".to_vec(), json_ct),
+        ("huge body (6 MB) with a bad argument", json!({"task": "tasks.add", "id": id()}), huge.into_bytes(), json_ct),
+        ("empty body", json!({"task": "tasks.add", "id": id()}), vec![], json_ct),
+    ];
+    let mut good_ids = vec![];
+    for (i, (_, h, body, ct)) in corpus.iter().enumerate() {
+        raw(&broker, &q, h.clone(), body.clone(), *ct).await;
+        let good = TaskMessage::new("tasks.add", vec![json!(i), json!(1)], Map::new());
+        good_ids.push(good.id.clone());
+        publish(&broker, &q, std::slice::from_ref(&good)).await;
+    }
+    let (ok, _, pending) = wait_done(&backend, &good_ids, 60).await;
+    assert!(w.0.try_wait().unwrap().is_none(), "the worker is alive");
+    let mut bad_failures = 0;
+    for (name, h, _, _) in &corpus {
+        if let Some(id) = h.get("id").and_then(Value::as_str) {
+            // Every bad message whose id is readable ends as FAILURE (the big one takes longest).
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let m = loop {
+                let m = backend.get(id).await.unwrap();
+                if m.status != TaskState::Pending || Instant::now() > deadline {
+                    break m;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            };
+            assert!(m.status == TaskState::Failure, "{name}: {m:?}");
+            bad_failures += 1;
+        }
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let rejected = text.matches("rejected").count();
+    println!(
+        "poison corpus: {} bad messages ({bad_failures} stored as FAILURE, {rejected} log lines of rejection), {} good tasks: {ok} done, {pending} missing",
+        corpus.len(),
+        good_ids.len()
+    );
+    assert_eq!((ok, pending), (good_ids.len(), 0));
+    assert_eq!(common::ready_count(&q).await, 0, "nothing poisonous is requeued");
+    w.signal(libc::SIGTERM);
+    assert!(w.wait_exit(10).unwrap().success());
+    common::cleanup(&q).await;
+}
