@@ -102,3 +102,49 @@ async fn celery_event_receiver_sees_heartbeats_and_task_events() {
     assert_eq!(failed["exception"], "ZeroDivisionError('division by zero')");
     common::cleanup(&q).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mqlab_follows_a_python_workers_events() {
+    let q = common::queue("pyevents");
+    let dir = tempfile::tempdir().unwrap();
+    let node = format!("py-{}@%h", &q[q.len() - 8..]);
+    let log = dir.path().join("celery.log");
+    let child = Command::new(common::python().parent().unwrap().join("celery"))
+        .args(["-A", "celery_app", "worker", "-E", "-c", "2", "-l", "info", "--without-mingle", "--without-gossip", "-n", &node])
+        .current_dir(common::python_dir())
+        .env("CELERY_BROKER_URL", common::broker())
+        .env("CELERY_RESULT_BACKEND", common::redis())
+        .env("MQLAB_TEST_QUEUE", &q)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let _py = common::Proc(child);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let broker = common::broker();
+    let monitor = tokio::spawn(async move { mqlab::celery::events::monitor(&broker, tx).await });
+    common::wait_for_file(&log, "ready.", 60);
+    let out = common::mqlab(dir.path()).args(["submit", "tasks.add", "20", "22", "-Q", &q, "--wait", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let id = serde_json::from_str::<Value>(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap()["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut seen = vec![];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && !seen.contains(&"task-succeeded".to_string()) {
+        if let Ok(Some(ev)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await
+            && ev.str("uuid") == Some(id.as_str())
+        {
+            if ev.kind == "task-succeeded" {
+                assert_eq!(ev.str("result"), Some("42"));
+            }
+            seen.push(ev.kind.clone());
+        }
+    }
+    monitor.abort();
+    for k in ["task-received", "task-started", "task-succeeded"] {
+        assert!(seen.iter().any(|s| s == k), "no {k} from the Python worker: {seen:?}");
+    }
+    common::cleanup(&q).await;
+}

@@ -356,3 +356,22 @@ fn unreachable_sources_are_shown_and_no_color_is_honoured() {
     let term = render(&mut a, 80, 24);
     assert!(term.backend().buffer().content.iter().all(|c| c.fg == ratatui::style::Color::Reset && c.bg == ratatui::style::Color::Reset));
 }
+
+#[test]
+fn events_from_a_python_worker_fill_the_table_and_the_worker_list() {
+    use mqlab::celery::events::parse;
+    let mut a = app();
+    let evs = parse(br#"[{"hostname": "celery@vm", "pid": 6631, "clock": 22, "uuid": "py-task-1", "name": "tasks.add", "args": "(1, 2)", "kwargs": "{}", "timestamp": 1795815333.43, "type": "task-received"}]"#);
+    let evs2 = parse(br#"{"hostname": "celery@vm", "uuid": "py-task-1", "result": "3", "runtime": 0.004, "timestamp": 1795815333.44, "type": "task-succeeded"}"#);
+    let hb = parse(br#"{"hostname": "celery@vm", "freq": 2.0, "active": 0, "processed": 4, "sw_ident": "py-celery", "sw_ver": "5.7.0", "timestamp": 1795815334.27, "type": "worker-heartbeat"}"#);
+    for ev in evs.into_iter().chain(evs2).chain(hb) {
+        a.handle(Event::Celery(ev));
+    }
+    let row = a.tasks.iter().find(|t| t.id == "py-task-1").expect("the Python worker's task is listed");
+    assert_eq!(row.state, TaskState::Success);
+    assert_eq!(row.outcome.as_deref(), Some("3"));
+    key(&mut a, '2');
+    let s = screen(&mut a, 140, 40);
+    assert!(s.contains("on the broker: celery@vm (py-celery 5.7.0, active 0)"), "{s}");
+    assert!(s.contains("py-task-") && s.contains("SUCCESS"), "{s}");
+}

@@ -90,3 +90,91 @@ pub fn worker_fields(active: usize, processed: u64) -> Value {
         "sw_sys": std::env::consts::OS.replace("linux", "Linux").replace("macos", "Darwin"),
     })
 }
+
+/// An event from any worker on the broker (mqlab's or Python's).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CeleryEvent {
+    pub kind: String,
+    pub hostname: String,
+    pub fields: Map<String, Value>,
+}
+
+impl CeleryEvent {
+    pub fn str(&self, k: &str) -> Option<&str> {
+        self.fields.get(k).and_then(Value::as_str)
+    }
+
+    pub fn time(&self) -> chrono::DateTime<chrono::Utc> {
+        self.fields
+            .get("timestamp")
+            .and_then(Value::as_f64)
+            .and_then(|t| chrono::DateTime::from_timestamp_micros((t * 1e6) as i64))
+            .unwrap_or_else(chrono::Utc::now)
+    }
+}
+
+/// Reads an event message: one object, or a list of them (`task.multi`, what prefork workers
+/// send).
+pub fn parse(body: &[u8]) -> Vec<CeleryEvent> {
+    let one = |v: Value| -> Option<CeleryEvent> {
+        let Value::Object(fields) = v else { return None };
+        let kind = fields.get("type")?.as_str()?.to_string();
+        let hostname = fields.get("hostname").and_then(Value::as_str).unwrap_or("").to_string();
+        Some(CeleryEvent { kind, hostname, fields })
+    };
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Array(items)) => items.into_iter().filter_map(one).collect(),
+        Ok(v) => one(v).into_iter().collect(),
+        Err(_) => vec![],
+    }
+}
+
+/// Follows every event on the broker until the connection drops: an exclusive, server-named
+/// queue bound to `celeryev` with `#` (works on RabbitMQ 3.x and 4.x).
+pub async fn monitor(broker_url: &str, tx: tokio::sync::mpsc::UnboundedSender<CeleryEvent>) -> anyhow::Result<()> {
+    use futures_util::StreamExt;
+    use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+    let conn = super::broker::connect(broker_url, "mqlab events").await?;
+    let ch = conn.create_channel().await?;
+    declare(&ch).await?;
+    let mut args = FieldTable::default();
+    args.insert(short("x-message-ttl"), AMQPValue::LongInt(5000));
+    let q = ch.queue_declare(short(""), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, args).await?;
+    let name = q.name().as_str().to_string();
+    ch.queue_bind(short(&name), short(EXCHANGE), short("#"), QueueBindOptions::default(), FieldTable::default()).await?;
+    let mut consumer = ch
+        .basic_consume(
+            short(&name),
+            short("mqlab-events"),
+            BasicConsumeOptions { no_ack: true, ..Default::default() },
+            FieldTable::default(),
+        )
+        .await?;
+    while let Some(d) = consumer.next().await {
+        for ev in parse(&d?.data) {
+            if tx.send(ev).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    anyhow::bail!("the event consumer was closed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_single_and_multi_events_as_captured() {
+        let multi = br#"[{"hostname": "celery@vm", "utcoffset": 0.0, "pid": 6631, "clock": 22, "uuid": "bfb26af2", "name": "tasks.add", "args": "(1, 2)", "kwargs": "{}", "root_id": "bfb26af2", "parent_id": null, "retries": 0, "eta": null, "expires": null, "timestamp": 1795815333.4331408, "type": "task-received"}]"#;
+        let evs = parse(multi);
+        assert_eq!(evs.len(), 1);
+        assert_eq!(evs[0].kind, "task-received");
+        assert_eq!(evs[0].str("uuid"), Some("bfb26af2"));
+        assert_eq!(evs[0].time().timestamp(), 1795815333);
+        let hb = br#"{"hostname": "celery@vm", "freq": 2.0, "active": 0, "processed": 4, "sw_ident": "py-celery", "sw_ver": "5.7.0", "timestamp": 1795815334.27, "type": "worker-heartbeat"}"#;
+        assert_eq!(parse(hb)[0].hostname, "celery@vm");
+        assert!(parse(b"not json").is_empty());
+        assert!(parse(b"[1, {\"no\": \"type\"}]").is_empty());
+    }
+}

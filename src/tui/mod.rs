@@ -344,6 +344,27 @@ fn spawn_pollers(cfg: &Config, tx: mpsc::UnboundedSender<Event>) {
         }
     });
     let c = cfg.clone();
+    let t = tx.clone();
+    tokio::spawn(async move {
+        loop {
+            let (etx, mut erx) = mpsc::unbounded_channel();
+            let fwd = t.clone();
+            let forward = tokio::spawn(async move {
+                while let Some(ev) = erx.recv().await {
+                    if fwd.send(Event::Celery(ev)).is_err() {
+                        break;
+                    }
+                }
+            });
+            let _ = crate::celery::events::monitor(&c.broker_url, etx).await;
+            forward.abort();
+            if t.is_closed() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+    let c = cfg.clone();
     tokio::spawn(async move {
         loop {
             let ok = async {

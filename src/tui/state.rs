@@ -155,6 +155,8 @@ pub struct App {
     pub recovery: Option<RecoveryWatch>,
     pub peak_depth_while_down: u64,
     pub offered_sandbox: bool,
+    /// Workers seen on the broker by their events: name → (software, active, last seen).
+    pub workers: BTreeMap<String, (String, u64, DateTime<Utc>)>,
     pub no_color: bool,
     /// Offset used to show times (the local one; tests pin it).
     pub tz: chrono::FixedOffset,
@@ -210,6 +212,7 @@ impl App {
             recovery: None,
             peak_depth_while_down: 0,
             offered_sandbox: false,
+            workers: BTreeMap::new(),
             no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
             tz: *chrono::Local::now().offset(),
             text_cache: HashMap::new(),

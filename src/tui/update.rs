@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::state::*;
 use crate::celery::backend::ResultMeta;
+use crate::celery::events::CeleryEvent;
 use crate::celery::worker::{StopMode, WorkerEvent};
 use crate::celery::{TaskState, pyrepr};
 use crate::config::Track;
@@ -54,6 +55,8 @@ pub enum Event {
     Failed(String),
     /// Something to tell the learner in the status line.
     Notice(String),
+    /// An event from any worker on the broker (celeryev).
+    Celery(CeleryEvent),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +103,9 @@ impl App {
             }
             Event::Tick => {
                 self.spinner = self.spinner.wrapping_add(1);
+                // A worker that sent no heartbeat for 10 s (five beats) is gone.
+                let now = Utc::now();
+                self.workers.retain(|_, (_, _, seen)| (now - *seen).num_seconds() < 10);
                 vec![]
             }
             Event::ChecksStarted(ids) => {
@@ -174,6 +180,7 @@ impl App {
                 self.status = Some(format!("LEARNINGS.md written to {}", path.display()));
                 vec![]
             }
+            Event::Celery(ev) => self.celery_event(ev),
             Event::Failed(e) | Event::Notice(e) => {
                 self.status = Some(e);
                 vec![]
@@ -591,6 +598,36 @@ impl App {
             WorkerEvent::TaskRejected { .. } => {}
         }
         vec![]
+    }
+
+    /// Task and worker events from any worker (a Python one too) feed the same table.
+    fn celery_event(&mut self, ev: CeleryEvent) -> Vec<Command> {
+        let at = ev.time();
+        let id = ev.str("uuid").unwrap_or("").to_string();
+        let text = |k: &str| ev.str(k).unwrap_or("").to_string();
+        let runtime = ev.fields.get("runtime").and_then(Value::as_f64).unwrap_or(0.0);
+        let mapped = match ev.kind.as_str() {
+            "task-received" => {
+                WorkerEvent::TaskReceived { id, name: text("name"), args: text("args"), kwargs: text("kwargs"), redelivered: false, at }
+            }
+            "task-started" => WorkerEvent::TaskStarted { id, at },
+            "task-succeeded" => WorkerEvent::TaskSucceeded { id, result: text("result"), runtime, at },
+            "task-failed" => {
+                WorkerEvent::TaskFailed { id, exception: text("exception"), traceback: ev.str("traceback").map(String::from), runtime, at }
+            }
+            "worker-online" | "worker-heartbeat" => {
+                let ident = format!("{} {}", text("sw_ident"), text("sw_ver")).trim().to_string();
+                let active = ev.fields.get("active").and_then(Value::as_u64).unwrap_or(0);
+                self.workers.insert(ev.hostname.clone(), (ident, active, Utc::now()));
+                return vec![];
+            }
+            "worker-offline" => {
+                self.workers.remove(&ev.hostname);
+                return vec![];
+            }
+            _ => return vec![],
+        };
+        self.worker_event(mapped)
     }
 
     fn result(&mut self, meta: ResultMeta) -> Vec<Command> {

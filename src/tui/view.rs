@@ -287,7 +287,7 @@ fn draw_lesson(f: &mut Frame, app: &mut App, area: Rect) {
 fn draw_lab(f: &mut Frame, app: &App, area: Rect) {
     let chart_h = if area.height >= 30 { 12 } else { 8 };
     let [worker_area, chart_area, tasks_area] =
-        Layout::vertical([Constraint::Length(4), Constraint::Length(chart_h), Constraint::Min(4)]).areas(area);
+        Layout::vertical([Constraint::Length(5), Constraint::Length(chart_h), Constraint::Min(4)]).areas(area);
     draw_worker(f, app, worker_area);
     draw_chart(f, app, chart_area);
     draw_tasks(f, app, tasks_area);
@@ -311,6 +311,7 @@ fn draw_worker(f: &mut Frame, app: &App, area: Rect) {
             w.active
         )),
     ]);
+    let others: Vec<String> = app.workers.iter().map(|(name, (ident, active, _))| format!("{name} ({ident}, active {active})")).collect();
     let line2 = match &w.last_error {
         Some(e) => Line::from(Span::styled(e.clone(), Style::default().fg(Color::Red))),
         None => Line::from(Span::styled(
@@ -318,7 +319,15 @@ fn draw_worker(f: &mut Frame, app: &App, area: Rect) {
             Style::default().fg(Color::DarkGray),
         )),
     };
-    f.render_widget(Paragraph::new(vec![line1, line2]).block(panel(" Worker pool ".into(), app.focus == Focus::Lab)), area);
+    let line3 = if others.is_empty() {
+        Line::from(Span::styled(
+            "no worker seen on the broker yet (workers announce themselves every 2 s)",
+            Style::default().fg(Color::DarkGray),
+        ))
+    } else {
+        Line::from(format!("on the broker: {}", others.join(", ")))
+    };
+    f.render_widget(Paragraph::new(vec![line1, line2, line3]).block(panel(" Worker pool ".into(), app.focus == Focus::Lab)), area);
 }
 
 fn draw_chart(f: &mut Frame, app: &App, area: Rect) {
