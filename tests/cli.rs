@@ -63,3 +63,34 @@ fn submit_reports_bulk_rates_timeouts_and_bad_input() {
     assert!(err.contains("login refused") && !err.contains(":bad@"), "{err}");
     tokio::runtime::Runtime::new().unwrap().block_on(common::cleanup(&q));
 }
+
+#[test]
+fn a_second_signal_is_a_cold_shutdown_that_requeues() {
+    let q = common::queue("twosignals");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("w.log");
+    let mut w = common::start_worker(dir.path(), &q, &["-c", "1"], &log);
+    let out = common::mqlab(dir.path()).args(["submit", "tasks.sleep", "30", "-Q", &q]).output().unwrap();
+    assert!(out.status.success());
+    common::wait_for_file(&log, "Task tasks.sleep[", 10);
+    w.signal(libc::SIGTERM);
+    common::wait_for_file(&log, "warm shutdown: waiting for 1 task(s)", 10);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(w.0.try_wait().unwrap().is_none(), "a warm shutdown waits for the running task");
+    w.signal(libc::SIGTERM);
+    let status = w.wait_exit(10).expect("the second signal stops it");
+    assert!(status.success());
+    common::wait_for_file(&log, "cold shutdown", 5);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let requeued = rt.block_on(async {
+        for _ in 0..50 {
+            if common::ready_count(&q).await == 1 {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        false
+    });
+    assert!(requeued, "the unfinished task went back to the queue");
+    rt.block_on(common::cleanup(&q));
+}

@@ -375,3 +375,14 @@ fn events_from_a_python_worker_fill_the_table_and_the_worker_list() {
     assert!(s.contains("on the broker: celery@vm (py-celery 5.7.0, active 0)"), "{s}");
     assert!(s.contains("py-task-") && s.contains("SUCCESS"), "{s}");
 }
+
+#[test]
+fn the_sandbox_is_offered_when_nothing_answers_on_the_local_track() {
+    let mut a = app();
+    key(&mut a, 'T');
+    a.status = None;
+    a.handle(Event::SourceDown { source: mqlab::tui::update::Source::Amqp, error: "refused".into() });
+    a.handle(Event::SourceDown { source: mqlab::tui::update::Source::Redis, error: "refused".into() });
+    assert!(a.status.as_deref().unwrap().contains("press S to start a private RabbitMQ and Redis"), "{:?}", a.status);
+    assert_eq!(key(&mut a, 'S'), vec![Command::SandboxUp]);
+}

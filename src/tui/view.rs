@@ -285,12 +285,67 @@ fn draw_lesson(f: &mut Frame, app: &mut App, area: Rect) {
 }
 
 fn draw_lab(f: &mut Frame, app: &App, area: Rect) {
-    let chart_h = if area.height >= 30 { 12 } else { 8 };
-    let [worker_area, chart_area, tasks_area] =
-        Layout::vertical([Constraint::Length(5), Constraint::Length(chart_h), Constraint::Min(4)]).areas(area);
-    draw_worker(f, app, worker_area);
-    draw_chart(f, app, chart_area);
-    draw_tasks(f, app, tasks_area);
+    if area.height >= 30 {
+        let [worker_area, depth_area, rates_area, tasks_area] =
+            Layout::vertical([Constraint::Length(5), Constraint::Length(9), Constraint::Length(8), Constraint::Min(4)]).areas(area);
+        draw_worker(f, app, worker_area);
+        draw_chart(f, app, depth_area);
+        draw_rates(f, app, rates_area);
+        draw_tasks(f, app, tasks_area);
+    } else {
+        let [worker_area, chart_area, tasks_area] =
+            Layout::vertical([Constraint::Length(5), Constraint::Length(8), Constraint::Min(4)]).areas(area);
+        draw_worker(f, app, worker_area);
+        draw_chart(f, app, chart_area);
+        draw_tasks(f, app, tasks_area);
+    }
+}
+
+/// Publish, deliver and ack rates from the management API (computed by the broker every 5 s).
+fn draw_rates(f: &mut Frame, app: &App, area: Rect) {
+    let block = panel(" Message rates /s · management API, 5 s samples ".into(), false);
+    if app.badges.management == Badge::Down {
+        let p = Paragraph::new("The management API does not answer: no rates. Is port 15672 forwarded and the plugin enabled?")
+            .wrap(Wrap { trim: true })
+            .style(Style::default().fg(Color::Red))
+            .block(block);
+        f.render_widget(p, area);
+        return;
+    }
+    let now = app.rates.back().map(|r| r.0).unwrap_or(0.0);
+    let x0 = (now - 300.0).max(0.0);
+    let series = |i: usize| -> Vec<(f64, f64)> { app.rates.iter().filter(|r| r.0 >= x0).map(|r| (r.0, [r.1, r.2, r.3][i])).collect() };
+    let (publish, deliver, ack) = (series(0), series(1), series(2));
+    let ymax = publish.iter().chain(&deliver).chain(&ack).map(|p| p.1).fold(1.0_f64, f64::max).ceil();
+    let datasets = vec![
+        Dataset::default()
+            .name("publish")
+            .marker(symbols::Marker::Braille)
+            .graph_type(GraphType::Line)
+            .style(Style::default().fg(Color::Cyan))
+            .data(&publish),
+        Dataset::default()
+            .name("deliver")
+            .marker(symbols::Marker::Braille)
+            .graph_type(GraphType::Line)
+            .style(Style::default().fg(Color::Green))
+            .data(&deliver),
+        Dataset::default()
+            .name("ack")
+            .marker(symbols::Marker::Braille)
+            .graph_type(GraphType::Line)
+            .style(Style::default().fg(Color::Blue))
+            .data(&ack),
+    ];
+    let chart = Chart::new(datasets)
+        .block(block)
+        .x_axis(
+            Axis::default()
+                .bounds([x0, x0.max(now).max(x0 + 10.0)])
+                .labels(vec![Span::raw(format!("-{:.0}s", now - x0)), Span::raw("now")]),
+        )
+        .y_axis(Axis::default().bounds([0.0, ymax]).labels(vec![Span::raw("0"), Span::raw(format!("{ymax:.0}"))]));
+    f.render_widget(chart, area);
 }
 
 fn draw_worker(f: &mut Frame, app: &App, area: Rect) {
