@@ -139,6 +139,12 @@ pub struct WorkerArgs {
     /// Log level: debug, info, warning, error
     #[arg(short = 'l', long, default_value = "info")]
     pub loglevel: String,
+    /// Send task events (on by default, as `celery worker -E`)
+    #[arg(short = 'E', long = "events", conflicts_with = "no_events")]
+    pub events: bool,
+    /// Send no task events (worker heartbeats still go out, as in Celery)
+    #[arg(long)]
+    pub no_events: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -237,6 +243,7 @@ fn banner(opts: &WorkerOptions, backend: &str) -> String {
          - *** --- * --- .> concurrency: {conc} (async slots)\n\
          -- ******* ---- .> prefetch:    {prefetch}\n\
          --- ***** ----- .> acks:        {acks}\n\
+         \x20-------------- .> task events: {events}\n\
          \x20-------------- [queues]\n\
          \x20               .> {queue:<16} exchange={queue}(direct) key={queue}\n\n\
          [tasks]\n{tasks}\n",
@@ -249,6 +256,7 @@ fn banner(opts: &WorkerOptions, backend: &str) -> String {
         prefetch = opts.prefetch_count(),
         queue = opts.queue,
         tasks = tasks.join("\n"),
+        events = if opts.task_events { "ON" } else { "OFF" },
     )
 }
 
@@ -271,6 +279,7 @@ async fn run_worker(cfg: &Config, args: WorkerArgs) -> anyhow::Result<i32> {
         opts.hostname = if h.contains('@') { h } else { format!("celery@{h}") };
     }
     opts.track_started = !args.no_track_started;
+    opts.task_events = !args.no_events;
     opts.result_expires = cfg.result_expires;
     let hello = args.hello_seconds.unwrap_or(cfg.hello_seconds);
     if !(0.0..=3600.0).contains(&hello) {
