@@ -424,16 +424,26 @@ async fn run_submit(cfg: &Config, args: SubmitArgs) -> anyhow::Result<i32> {
     record(
         cfg,
         ExperimentKind::TasksSubmitted,
-        format!(
-            "Sent {} × {}{}: {} SUCCESS, {failures} FAILURE{}, {} unfinished, in {total:.2} s ({:.0} tasks/s)",
-            args.count,
-            args.task,
-            msgs[0].argsrepr,
-            finals.len() - failures,
-            first_exc.as_ref().map(|e| format!(" ({e})")).unwrap_or_default(),
-            args.count - finals.len(),
-            finals.len() as f64 / total.max(1e-9)
-        ),
+        if single {
+            let m = finals.values().next();
+            let outcome = match m {
+                Some(m) if m.status == TaskState::Success => format!("SUCCESS {}", crate::celery::pyrepr::repr(&m.result)),
+                Some(m) => format!("{} ({})", m.status, m.exception_text().unwrap_or_default()),
+                None => "no result in time".to_string(),
+            };
+            format!("Sent {}{}: {outcome} after {:.0} ms", args.task, msgs[0].argsrepr, total * 1000.0)
+        } else {
+            format!(
+                "Sent {} × {}{}: {} SUCCESS, {failures} FAILURE{}, {} unfinished, in {total:.2} s ({:.0} tasks/s)",
+                args.count,
+                args.task,
+                msgs[0].argsrepr,
+                finals.len() - failures,
+                first_exc.as_ref().map(|e| format!(" ({e})")).unwrap_or_default(),
+                args.count - finals.len(),
+                finals.len() as f64 / total.max(1e-9)
+            )
+        },
         json!({"task": args.task, "count": args.count, "succeeded": finals.len() - failures, "failed": failures, "seconds": total, "exception": first_exc}),
     );
     if !single {
