@@ -687,9 +687,12 @@ fn run_export(cfg: &Config, args: ExportArgs) -> anyhow::Result<i32> {
     if args.output == "-" {
         print!("{md}");
     } else {
-        std::fs::write(&args.output, &md).with_context(|| format!("cannot write {}", args.output))?;
+        let kept = export::write(std::path::Path::new(&args.output), &md).with_context(|| format!("cannot write {}", args.output))?;
         let shown = std::fs::canonicalize(&args.output).unwrap_or_else(|_| args.output.clone().into());
         eprintln!("Wrote {}", shown.display());
+        if let Some(k) = kept {
+            eprintln!("The previous version is kept as {}", k.display());
+        }
     }
     Ok(0)
 }

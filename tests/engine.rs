@@ -426,3 +426,23 @@ async fn wrong_credentials_and_unreachable_hosts_are_clear_errors() {
     let e = ResultBackend::connect("redis://127.0.0.1:1/0", 1).await.err().unwrap();
     assert!(format!("{e:#}").contains("cannot connect to Redis"), "{e:#}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn protocol_v1_messages_run_too() {
+    let q = common::queue("v1");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut w = worker::spawn(opts(&q), Some(tx));
+    // The queue exists once the worker is ready (a message to a missing queue is dropped).
+    while !matches!(rx.recv().await, Some(WorkerEvent::Ready { .. })) {}
+    let backend = ResultBackend::connect(&common::redis(), 3600).await.unwrap();
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut watcher = backend.watch(std::slice::from_ref(&id)).await.unwrap();
+    let body = json!({"task": "tasks.add", "id": id, "args": [20, 22], "kwargs": {}, "retries": 0, "eta": null, "expires": null,
+        "utc": true, "callbacks": null, "errbacks": null, "timelimit": [null, null], "taskset": null, "chord": null});
+    publish_raw(&q, json!({}), &serde_json::to_vec(&body).unwrap(), "application/json").await;
+    assert!(follow(&mut watcher, Some(Duration::from_secs(10)), |_| {}).await.unwrap());
+    assert_eq!(backend.get(&id).await.unwrap().result, json!(42));
+    w.stop(StopMode::Warm);
+    w.wait().await.unwrap();
+    common::cleanup(&q).await;
+}

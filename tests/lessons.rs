@@ -240,6 +240,18 @@ fn progress_notes_reset_and_export_from_the_command_line() {
     let md = std::fs::read_to_string(&out_file).unwrap();
     assert!(md.contains("exchanges route, queues store") && md.contains("- [x] Explain the flow"), "{md}");
     assert!(!md.contains("guest:guest"));
+    // A learner's edited file is kept, not overwritten.
+    std::fs::write(&out_file, "my own edits").unwrap();
+    let (code, _, err) = run_cli(dir.path(), &kc, &["export", "-o", out_file.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(err.contains("The previous version is kept as"), "{err}");
+    let kept: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("LEARNINGS.md.bak-"))
+        .collect();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(std::fs::read_to_string(dir.path().join(&kept[0])).unwrap(), "my own edits");
 
     // reset asks first; "n" keeps everything.
     let mut child =

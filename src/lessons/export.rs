@@ -117,6 +117,23 @@ pub fn render(progress: &Progress, course: &Course, cfg: &Config) -> String {
     scrub_secrets(&md, cfg)
 }
 
+/// Writes LEARNINGS.md. An existing, different file is kept beside it
+/// (`LEARNINGS.md.bak-<time>`), never overwritten; its path is returned.
+pub fn write(path: &std::path::Path, md: &str) -> std::io::Result<Option<std::path::PathBuf>> {
+    let mut kept = None;
+    if let Ok(old) = std::fs::read_to_string(path)
+        && old != md
+    {
+        let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        name.push(format!(".bak-{}", Utc::now().format("%Y%m%d%H%M%S")));
+        let backup = path.with_file_name(name);
+        std::fs::rename(path, &backup)?;
+        kept = Some(backup);
+    }
+    std::fs::write(path, md)?;
+    Ok(kept)
+}
+
 /// Masks the password of every URL in the text, and any configured password wherever it appears.
 pub fn scrub_secrets(text: &str, cfg: &Config) -> String {
     let mut out = mask_urls_in(text);

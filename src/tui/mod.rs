@@ -136,8 +136,11 @@ impl Runtime {
             }
             Command::Export(path) => {
                 let md = export::render(&app.progress, &app.course, &app.cfg);
-                tokio::task::spawn_blocking(move || match std::fs::write(&path, md) {
-                    Ok(()) => tx.send(Event::Exported(path)),
+                tokio::task::spawn_blocking(move || match export::write(&path, &md) {
+                    Ok(None) => tx.send(Event::Exported(path)),
+                    Ok(Some(kept)) => {
+                        tx.send(Event::Notice(format!("LEARNINGS.md written to {} (previous kept as {})", path.display(), kept.display())))
+                    }
                     Err(e) => tx.send(Event::Failed(format!("cannot write {}: {e}", path.display()))),
                 });
             }
