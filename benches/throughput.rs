@@ -6,6 +6,7 @@
 //!
 //!     cargo bench --bench throughput            # N=10000
 //!     MQLAB_BENCH_N=2000 cargo bench --bench throughput
+//!     MQLAB_BENCH_EVENTS=1 cargo bench --bench throughput   # both with task events
 //!
 //! Needs RabbitMQ (guest/guest on 127.0.0.1:5672), Redis (127.0.0.1:6379) and the venv of
 //! `.ci/run` (`.venv` with celery[redis]).
@@ -89,7 +90,10 @@ fn main() {
     );
     let bin = mqlab_bin();
     assert!(bin.exists(), "mqlab binary not found at {}", bin.display());
-    let rs = rt.block_on(measure(&format!("mqlab worker -c {mqlab_c} (prefetch ×4, late acks)"), n, |q| {
+    // MQLAB_BENCH_EVENTS=1 turns task events on in both workers.
+    let events = std::env::var("MQLAB_BENCH_EVENTS").is_ok_and(|v| v == "1");
+    let ev = if events { "task events on" } else { "no task events" };
+    let rs = rt.block_on(measure(&format!("mqlab worker -c {mqlab_c} (prefetch ×4, late acks, {ev})"), n, |q| {
         Command::new(&bin)
             .args([
                 "--broker",
@@ -103,6 +107,7 @@ fn main() {
                 &mqlab_c,
                 "-l",
                 "warning",
+                if events { "--events" } else { "--no-events" },
                 "-n",
                 &format!("bench-{q}"),
             ])
@@ -112,7 +117,7 @@ fn main() {
             .spawn()
             .unwrap()
     }));
-    let py = rt.block_on(measure(&format!("celery worker -P prefork -c {py_c} (prefetch ×4, early acks)"), n, |q| {
+    let py = rt.block_on(measure(&format!("celery worker -P prefork -c {py_c} (prefetch ×4, early acks, {ev})"), n, |q| {
         Command::new(venv.join("bin/celery"))
             .args([
                 "-A",
@@ -129,6 +134,7 @@ fn main() {
                 "-n",
                 &format!("bench-py-{q}@%h"),
             ])
+            .args(if events { vec!["-E"] } else { vec![] })
             .current_dir(root().join("tests/python"))
             .env("CELERY_BROKER_URL", BROKER)
             .env("CELERY_RESULT_BACKEND", REDIS)

@@ -196,15 +196,14 @@ struct Shared {
 /// What one broker connection provides to the task runs.
 struct Session {
     publisher: Channel,
-    events: Option<Dispatcher>,
+    events: Dispatcher,
+    task_events: Option<mpsc::UnboundedSender<Value>>,
 }
 
 impl Session {
     async fn task_event(&self, shared: &Shared, kind: &str, fields: Value) {
-        if shared.opts.task_events
-            && let Some(d) = &self.events
-        {
-            d.send(&shared.clock, kind, fields).await;
+        if let Some(buffer) = &self.task_events {
+            let _ = buffer.send(self.events.build(&shared.clock, kind, fields));
         }
     }
 }
@@ -378,7 +377,8 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
             }
         })
     };
-    let session_ctx = Arc::new(Session { publisher, events: Some(dispatcher.clone()) });
+    let task_events = opts.task_events.then(|| dispatcher.task_buffer());
+    let session_ctx = Arc::new(Session { publisher, events: dispatcher.clone(), task_events });
     shared.stats.connected.store(true, Ordering::Relaxed);
     let recovered = shared.outage.lock().unwrap().take();
     match recovered {
@@ -442,6 +442,9 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
             }
             heartbeat.abort();
             pidbox_task.stop();
+            // Let the task-event buffer flush its last batch.
+            drop(session_ctx);
+            tokio::time::sleep(Duration::from_millis(150)).await;
             dispatcher.send(&shared.clock, "worker-offline", events::worker_fields(0, shared.stats.processed())).await;
             close(&conn).await;
             Ok(StopMode::Warm)
