@@ -275,7 +275,7 @@ async fn poison_corpus_leaves_the_worker_running_and_good_tasks_done() {
             let deadline = Instant::now() + Duration::from_secs(30);
             let m = loop {
                 let m = backend.get(id).await.unwrap();
-                if m.status != TaskState::Pending || Instant::now() > deadline {
+                if m.status.is_ready() || Instant::now() > deadline {
                     break m;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
