@@ -93,7 +93,7 @@ impl Config {
 
     /// Loads with an injected environment (for tests).
     pub fn load_with(over: &Overrides, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
-        let file_path = env("MQLAB_CONFIG").map(PathBuf::from).or_else(|| default_config_path());
+        let file_path = env("MQLAB_CONFIG").map(PathBuf::from).or_else(default_config_path);
         let file = match &file_path {
             Some(p) if p.exists() => {
                 let text = std::fs::read_to_string(p).with_context(|| format!("cannot read config file {}", p.display()))?;

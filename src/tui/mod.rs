@@ -136,12 +136,16 @@ impl Runtime {
             }
             Command::Export(path) => {
                 let md = export::render(&app.progress, &app.course, &app.cfg);
-                tokio::task::spawn_blocking(move || match export::write(&path, &md) {
-                    Ok(None) => tx.send(Event::Exported(path)),
-                    Ok(Some(kept)) => {
-                        tx.send(Event::Notice(format!("LEARNINGS.md written to {} (previous kept as {})", path.display(), kept.display())))
-                    }
-                    Err(e) => tx.send(Event::Failed(format!("cannot write {}: {e}", path.display()))),
+                tokio::task::spawn_blocking(move || {
+                    let _ = match export::write(&path, &md) {
+                        Ok(None) => tx.send(Event::Exported(path)),
+                        Ok(Some(kept)) => tx.send(Event::Notice(format!(
+                            "LEARNINGS.md written to {} (previous kept as {})",
+                            path.display(),
+                            kept.display()
+                        ))),
+                        Err(e) => tx.send(Event::Failed(format!("cannot write {}: {e}", path.display()))),
+                    };
                 });
             }
             Command::SandboxUp => {
@@ -181,13 +185,13 @@ impl Runtime {
         opts.settings.hello_delay = Duration::from_secs_f64(self.cfg.hello_seconds);
         tokio::spawn(async move {
             let mut guard = slot.lock().await;
-            if let Some(mut old) = guard.take() {
-                if !old.is_finished() {
-                    old.stop(if restart { StopMode::Warm } else { StopMode::Cold });
-                    if tokio::time::timeout(Duration::from_secs(10), old.wait()).await.is_err() {
-                        old.stop(StopMode::Cold);
-                        let _ = tokio::time::timeout(Duration::from_secs(3), old.wait()).await;
-                    }
+            if let Some(mut old) = guard.take()
+                && !old.is_finished()
+            {
+                old.stop(if restart { StopMode::Warm } else { StopMode::Cold });
+                if tokio::time::timeout(Duration::from_secs(10), old.wait()).await.is_err() {
+                    old.stop(StopMode::Cold);
+                    let _ = tokio::time::timeout(Duration::from_secs(3), old.wait()).await;
                 }
             }
             let (wtx, mut wrx) = mpsc::unbounded_channel();

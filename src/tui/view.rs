@@ -203,7 +203,7 @@ fn draw_checklist(f: &mut Frame, app: &App, area: Rect, compact: bool) {
 }
 
 fn gauge(n: usize, of: usize, width: usize) -> String {
-    let filled = if of == 0 { 0 } else { n * width / of };
+    let filled = (n * width).checked_div(of).unwrap_or(0).min(width);
     format!("{}{}", "█".repeat(filled), "░".repeat(width - filled))
 }
 
