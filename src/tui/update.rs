@@ -390,7 +390,13 @@ impl App {
         self.lesson = idx;
         self.scroll = 0;
         self.progress.current_lesson = self.current().step;
-        vec![Command::SaveProgress]
+        // A lesson's checks run when it is first opened in this session.
+        let fresh: Vec<String> = self.lesson_checks().into_iter().filter(|id| !self.checks.contains_key(id)).collect();
+        let mut cmds = vec![Command::SaveProgress];
+        if !fresh.is_empty() {
+            cmds.extend(self.run_checks(fresh));
+        }
+        cmds
     }
 
     pub fn run_checks(&mut self, ids: Vec<String>) -> Vec<Command> {

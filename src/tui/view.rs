@@ -83,7 +83,7 @@ pub fn draw(f: &mut Frame, app: &mut App) {
 fn badge(name: &str, b: Badge) -> Span<'static> {
     let (mark, color) = match b {
         Badge::Up => ("●", Color::Green),
-        Badge::Down => ("●", Color::Red),
+        Badge::Down => ("✗", Color::Red),
         Badge::Unknown => ("○", Color::DarkGray),
     };
     Span::styled(format!("{mark} {name} "), Style::default().fg(color))
