@@ -63,7 +63,8 @@ pub async fn run(cfg: Config, context_explicit: bool) -> anyhow::Result<()> {
         Runtime { tx: tx.clone(), cfg: cfg.clone(), store, probes, worker: Arc::new(Mutex::new(None)), client: Arc::new(Mutex::new(None)) };
     spawn_input(tx.clone());
     spawn_pollers(&cfg, tx.clone());
-    for cmd in app.run_checks(app.lesson_checks()) {
+    let first: Vec<String> = app.lesson_checks().into_iter().filter(|id| !id.starts_with("tasks.")).collect();
+    for cmd in app.run_checks(first) {
         rt.exec(cmd, &app);
     }
     let mut tick = tokio::time::interval(Duration::from_millis(250));

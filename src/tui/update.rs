@@ -390,8 +390,10 @@ impl App {
         self.lesson = idx;
         self.scroll = 0;
         self.progress.current_lesson = self.current().step;
-        // A lesson's checks run when it is first opened in this session.
-        let fresh: Vec<String> = self.lesson_checks().into_iter().filter(|id| !self.checks.contains_key(id)).collect();
+        // A lesson's read-only checks run when it is first opened in this session; the task checks
+        // (which send tasks) wait for `r`.
+        let fresh: Vec<String> =
+            self.lesson_checks().into_iter().filter(|id| !self.checks.contains_key(id) && !id.starts_with("tasks.")).collect();
         let mut cmds = vec![Command::SaveProgress];
         if !fresh.is_empty() {
             cmds.extend(self.run_checks(fresh));
