@@ -64,8 +64,10 @@ pub async fn run(cfg: Config, context_explicit: bool) -> anyhow::Result<()> {
     spawn_input(tx.clone());
     spawn_pollers(&cfg, tx.clone());
     let first: Vec<String> = app.lesson_checks().into_iter().filter(|id| !id.starts_with("tasks.")).collect();
-    for cmd in app.run_checks(first) {
-        rt.exec(cmd, &app);
+    if !first.is_empty() {
+        for cmd in app.run_checks(first) {
+            rt.exec(cmd, &app);
+        }
     }
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
