@@ -78,6 +78,9 @@ async fn celery_event_receiver_sees_heartbeats_and_task_events() {
         .to_string();
     let out = common::mqlab(dir.path()).args(["submit", "tasks.divide", "1", "0", "-Q", &q, "--wait"]).output().unwrap();
     assert_eq!(out.status.code(), Some(3));
+    let out = common::mqlab(dir.path()).args(["submit", "tasks.flaky", "1", "-Q", &q, "--wait"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("RETRY"));
     std::thread::sleep(Duration::from_millis(2500));
     w.signal(libc::SIGTERM);
     w.wait_exit(10);
@@ -90,7 +93,16 @@ async fn celery_event_receiver_sees_heartbeats_and_task_events() {
     let events: Vec<Value> =
         lines.iter().filter_map(|l| serde_json::from_str(l).ok()).filter(|e: &Value| e["hostname"] == node.as_str()).collect();
     let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
-    for t in ["worker-online", "worker-heartbeat", "task-received", "task-started", "task-succeeded", "task-failed", "worker-offline"] {
+    for t in [
+        "worker-online",
+        "worker-heartbeat",
+        "task-received",
+        "task-started",
+        "task-succeeded",
+        "task-failed",
+        "task-retried",
+        "worker-offline",
+    ] {
         assert!(types.contains(&t), "no {t} in {types:?}");
     }
     let hb = events.iter().find(|e| e["type"] == "worker-heartbeat").unwrap();

@@ -446,3 +446,32 @@ async fn protocol_v1_messages_run_too() {
     w.wait().await.unwrap();
     common::cleanup(&q).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retries_go_back_to_the_queue_with_the_same_id_and_stop_at_max_retries() {
+    let q = common::queue("retry");
+    let mut w = worker::spawn(opts(&q), None);
+    let client = Client::connect(&common::broker(), Some(&common::redis()), &q, 3600).await.unwrap();
+    let ok = msg("tasks.flaky", json!([2]));
+    let never = msg("tasks.flaky", json!([10]));
+    let mut states: Vec<(String, TaskState)> = vec![];
+    let mut watcher = client.watch(&[ok.clone(), never.clone()]).await.unwrap();
+    client.publish(&[ok.clone(), never.clone()]).await.unwrap();
+    let done = follow(&mut watcher, Some(Duration::from_secs(20)), |m| states.push((m.task_id.clone(), m.status))).await.unwrap();
+    assert!(done);
+    let of = |id: &str| states.iter().filter(|(i, _)| i == id).map(|(_, s)| *s).collect::<Vec<_>>();
+    use TaskState::*;
+    assert_eq!(of(&ok.id), [Started, Retry, Started, Retry, Started, Success]);
+    let backend = client.backend().unwrap();
+    assert_eq!(backend.get(&ok.id).await.unwrap().result, json!("succeeded after 2 retries"));
+    // Celery's max_retries (3): the fourth failure is final.
+    assert_eq!(of(&never.id).iter().filter(|s| **s == Retry).count(), 3);
+    let last = backend.get(&never.id).await.unwrap();
+    assert_eq!(last.status, Failure);
+    assert_eq!(last.result["exc_type"], "ConnectionError");
+    assert_eq!(last.result["exc_message"], json!(["simulated failure 4 of 10"]));
+    w.stop(StopMode::Warm);
+    w.wait().await.unwrap();
+    client.close().await;
+    common::cleanup(&q).await;
+}

@@ -268,6 +268,14 @@ fn task_states_are_tracked_with_times_and_details() {
             && hello.times.contains_key(&TaskState::Started)
             && hello.times.contains_key(&TaskState::Success)
     );
+    // A retry shows as RETRY until the task runs again.
+    a.handle(Event::Worker(WorkerEvent::TaskRetried { id: "22222222-bbbb".into(), exception: "ConnectionError('x')".into(), at: t(1600) }));
+    assert_eq!(a.tasks.iter().find(|t| t.id == "22222222-bbbb").unwrap().state, TaskState::Success, "a finished task stays finished");
+    a.handle(Event::Submitted(vec![row("44444444-dddd", "tasks.flaky", "(1,)", t(4000))]));
+    a.handle(Event::Worker(WorkerEvent::TaskRetried { id: "44444444-dddd".into(), exception: "ConnectionError('x')".into(), at: t(4100) }));
+    assert_eq!(a.tasks[0].state, TaskState::Retry);
+    a.handle(Event::Worker(WorkerEvent::TaskStarted { id: "44444444-dddd".into(), at: t(4300) }));
+    assert_eq!(a.tasks[0].state, TaskState::Started);
     // A task from another client (Python) appears from the worker's events.
     a.handle(Event::Worker(WorkerEvent::TaskReceived {
         id: "py-1".into(),

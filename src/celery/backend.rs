@@ -62,6 +62,11 @@ impl ResultMeta {
         Self::new(task_id, TaskState::Failure, err.to_result(), err.traceback.clone())
     }
 
+    /// RETRY with the exception that caused it (`date_done` stays null: not a ready state).
+    pub fn retry(task_id: &str, err: &TaskError) -> Self {
+        Self::new(task_id, TaskState::Retry, err.to_result(), err.traceback.clone())
+    }
+
     pub fn revoked(task_id: &str, reason: &str) -> Self {
         Self::new(
             task_id,

@@ -9,7 +9,7 @@ use lapin::{Channel, Connection};
 
 use super::backend::{ResultBackend, ResultMeta, ResultWatcher};
 use super::broker;
-use super::protocol::{TaskMessage, short};
+use super::protocol::{TaskMessage, TaskState, short};
 
 /// A connection to the broker (and optionally the result backend) for sending tasks.
 pub struct Client {
@@ -86,19 +86,16 @@ impl Client {
 pub async fn follow(watcher: &mut ResultWatcher, timeout: Option<Duration>, mut on_state: impl FnMut(&ResultMeta)) -> anyhow::Result<bool> {
     // Pub/sub and the first GET can both report a state: report each (task, state) once.
     // A state published before the first GET may arrive after it: once a task is ready, older
-    // states of it are stale and dropped.
-    let mut seen = std::collections::HashSet::new();
-    let mut ready = std::collections::HashSet::new();
+    // states of it are stale and dropped. A state is reported when it differs from the last one
+    // reported for that task (so STARTED → RETRY → STARTED shows every step).
+    let mut last: std::collections::HashMap<String, TaskState> = std::collections::HashMap::new();
     let mut report = |meta: &ResultMeta| {
-        if !meta.status.is_ready() && ready.contains(&meta.task_id) {
+        let prev = last.get(&meta.task_id).copied();
+        if prev.is_some_and(|p| p.is_ready()) || prev == Some(meta.status) {
             return;
         }
-        if meta.status.is_ready() {
-            ready.insert(meta.task_id.clone());
-        }
-        if seen.insert((meta.task_id.clone(), meta.status)) {
-            on_state(meta);
-        }
+        last.insert(meta.task_id.clone(), meta.status);
+        on_state(meta);
     };
     for meta in watcher.poll_once().await? {
         report(&meta);

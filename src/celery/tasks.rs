@@ -20,11 +20,24 @@ pub struct TaskError {
     pub exc_module: String,
     pub args: Vec<Value>,
     pub traceback: Option<String>,
+    /// The task asks to be retried after this long (Celery's `self.retry(countdown=...)`).
+    pub retry_in: Option<Duration>,
 }
 
 impl TaskError {
     pub fn new(exc_type: &str, message: impl Into<String>) -> Self {
-        TaskError { exc_type: exc_type.into(), exc_module: "builtins".into(), args: vec![Value::String(message.into())], traceback: None }
+        TaskError {
+            exc_type: exc_type.into(),
+            exc_module: "builtins".into(),
+            args: vec![Value::String(message.into())],
+            traceback: None,
+            retry_in: None,
+        }
+    }
+
+    pub fn retry_after(mut self, d: Duration) -> Self {
+        self.retry_in = Some(d);
+        self
     }
 
     pub fn in_module(mut self, module: &str) -> Self {
@@ -81,11 +94,13 @@ type TaskFn = dyn Fn(Vec<Value>, &TaskSettings) -> TaskFuture + Send + Sync;
 pub struct TaskSettings {
     /// How long `tasks.hello` works (the seed's `time.sleep(2)`).
     pub hello_delay: Duration,
+    /// How many times the running request was retried already (its `retries` header).
+    pub retries: i64,
 }
 
 impl Default for TaskSettings {
     fn default() -> Self {
-        TaskSettings { hello_delay: Duration::from_secs(2) }
+        TaskSettings { hello_delay: Duration::from_secs(2), retries: 0 }
     }
 }
 
@@ -228,6 +243,25 @@ fn builtin_tasks() -> Vec<TaskDef> {
             })
         }),
         def("tasks.echo", "echo_task", &["value"], "Returns its argument unchanged.", |a, _| ready(Ok(a[0].clone()))),
+        def(
+            "tasks.flaky",
+            "flaky_task",
+            &["failures"],
+            "Fails the first FAILURES attempts with ConnectionError and asks to be retried (0.2 s later); then succeeds.",
+            |a, s| {
+                let Some(failures) = a[0].as_i64() else {
+                    let e = TaskError::new("TypeError", format!("failures must be an int, not {}", py_type_name(&a[0])));
+                    return ready(Err(e.with_traceback("flaky_task", "if self.request.retries < failures")));
+                };
+                if s.retries < failures {
+                    let e = TaskError::new("ConnectionError", format!("simulated failure {} of {failures}", s.retries + 1))
+                        .with_traceback("flaky_task", "raise self.retry(exc=exc, countdown=0.2)")
+                        .retry_after(Duration::from_millis(200));
+                    return ready(Err(e));
+                }
+                ready(Ok(Value::String(format!("succeeded after {} retries", s.retries))))
+            },
+        ),
         def("tasks.fail", "fail_task", &["message"], "Always raises RuntimeError(message).", |a, _| {
             ready(Err(TaskError::new("RuntimeError", pyrepr::str_of(&a[0])).with_traceback("fail_task", "raise RuntimeError(message)")))
         }),
@@ -305,7 +339,7 @@ mod tests {
 
     fn run(name: &str, args: Vec<Value>, kwargs: Value) -> Result<Value, TaskError> {
         let reg = Registry::builtin();
-        let settings = TaskSettings { hello_delay: Duration::from_millis(1) };
+        let settings = TaskSettings { hello_delay: Duration::from_millis(1), retries: 0 };
         let fut = reg.get(name).unwrap().call(&args, kwargs.as_object().unwrap(), &settings);
         tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(fut)
     }

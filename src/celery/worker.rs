@@ -31,6 +31,9 @@ use super::pyrepr;
 use super::tasks::{Registry, TaskError, TaskSettings};
 use crate::config::mask_url;
 
+/// Celery's default `max_retries`.
+pub const MAX_RETRIES: i64 = 3;
+
 /// How a worker runs.
 #[derive(Clone, Debug)]
 pub struct WorkerOptions {
@@ -97,6 +100,7 @@ pub enum WorkerEvent {
     TaskSucceeded { id: String, result: String, runtime: f64, at: DateTime<Utc> },
     TaskFailed { id: String, exception: String, traceback: Option<String>, runtime: f64, at: DateTime<Utc> },
     TaskRejected { id: Option<String>, name: Option<String>, reason: String, at: DateTime<Utc> },
+    TaskRetried { id: String, exception: String, at: DateTime<Utc> },
     Stopped { mode: StopMode },
     Fatal { error: String },
 }
@@ -614,7 +618,9 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
     shared.events.send(WorkerEvent::TaskStarted { id: msg.id.clone(), at: Utc::now() });
 
     let start = Instant::now();
-    let fut = def.call(&msg.args, &msg.kwargs, &shared.opts.settings);
+    let mut settings = shared.opts.settings.clone();
+    settings.retries = msg.retries;
+    let fut = def.call(&msg.args, &msg.kwargs, &settings);
     let limit = match (msg.time_limit, msg.soft_time_limit) {
         (Some(h), Some(s)) => Some((h.min(s), s < h)),
         (Some(h), None) => Some((h, false)),
@@ -646,6 +652,33 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
             shared.stats.succeeded.fetch_add(1, Ordering::Relaxed);
             ctx.task_event(&shared, "task-succeeded", json!({"uuid": msg.id, "result": repr, "runtime": runtime})).await;
             shared.events.send(WorkerEvent::TaskSucceeded { id: msg.id.clone(), result: repr, runtime, at: Utc::now() });
+        }
+        Err(err) if err.retry_in.is_some() && msg.retries < MAX_RETRIES => {
+            // Celery's retry: the same task id goes back to the queue with retries + 1 and an
+            // eta; RETRY is stored; this message is acknowledged.
+            let countdown = err.retry_in.unwrap_or_default();
+            let mut again = msg.clone();
+            again.retries += 1;
+            again.eta = Some(Utc::now() + chrono::Duration::from_std(countdown).unwrap_or_default());
+            let res = publisher
+                .basic_publish(short(""), short(&shared.opts.queue), BasicPublishOptions::default(), &again.body(), again.properties())
+                .await;
+            if let Err(e) = res {
+                error!("Task {name}[{}]: could not send the retry: {e}", msg.id);
+            }
+            if stores {
+                store(&shared, ResultMeta::retry(&msg.id, &err)).await;
+            }
+            info!("Task {name}[{}] retry: Retry in {}s: {}", msg.id, countdown.as_secs_f64(), err.repr());
+            ctx.task_event(&shared, "task-retried", json!({"uuid": msg.id, "exception": err.repr(), "traceback": err.traceback})).await;
+            shared.events.send(WorkerEvent::TaskRetried { id: msg.id.clone(), exception: err.repr(), at: Utc::now() });
+            // With early acks it was acknowledged when it started.
+            if shared.opts.acks_late {
+                ack(&d).await;
+            }
+            shared.active.lock().unwrap().remove(&msg.id);
+            shared.stats.active.fetch_sub(1, Ordering::Relaxed);
+            return;
         }
         Err(err) => {
             if stores {

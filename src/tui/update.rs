@@ -604,6 +604,13 @@ impl App {
                 }
             }
             WorkerEvent::TaskRejected { .. } => {}
+            WorkerEvent::TaskRetried { id, exception, at } => {
+                if self.set_state(&id, TaskState::Retry, at)
+                    && let Some(row) = self.task_mut(&id)
+                {
+                    row.outcome = Some(format!("retrying: {exception}"));
+                }
+            }
         }
         vec![]
     }
@@ -623,6 +630,7 @@ impl App {
             "task-failed" => {
                 WorkerEvent::TaskFailed { id, exception: text("exception"), traceback: ev.str("traceback").map(String::from), runtime, at }
             }
+            "task-retried" => WorkerEvent::TaskRetried { id, exception: text("exception"), at },
             "worker-online" | "worker-heartbeat" => {
                 let ident = format!("{} {}", text("sw_ident"), text("sw_ver")).trim().to_string();
                 let active = ev.fields.get("active").and_then(Value::as_u64).unwrap_or(0);
