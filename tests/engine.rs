@@ -6,12 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use lapin::BasicProperties;
-use lapin::options::{BasicGetOptions, BasicPublishOptions};
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::options::BasicGetOptions;
+use lapin::types::AMQPValue;
 use mqlab::celery::backend::{ResultBackend, ResultMeta, StoreOutcome};
 use mqlab::celery::client::{Client, follow};
-use mqlab::celery::protocol::{TaskMessage, TaskState, json_to_amqp};
+use mqlab::celery::protocol::{TaskMessage, TaskState};
 use mqlab::celery::worker::{self, StopMode, WorkerEvent, WorkerOptions};
 use serde_json::{Map, Value, json};
 
@@ -226,18 +225,6 @@ async fn success_is_never_overwritten_and_ignore_result_stores_nothing() {
     common::cleanup(&q).await;
 }
 
-async fn publish_raw(q: &str, headers: Value, body: &[u8], content_type: &str) {
-    let conn = lapin::Connection::connect(&common::broker(), Default::default()).await.unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    let mut t = FieldTable::default();
-    for (k, v) in headers.as_object().unwrap() {
-        t.insert(k.as_str().into(), json_to_amqp(v));
-    }
-    let props = BasicProperties::default().with_content_type(content_type.into()).with_headers(t);
-    ch.basic_publish("".into(), q.into(), BasicPublishOptions::default(), body, props).await.unwrap().await.unwrap();
-    let _ = conn.close(200, "bye".into()).await;
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_messages_never_stop_the_worker() {
     let q = common::queue("bad");
@@ -248,12 +235,34 @@ async fn bad_messages_never_stop_the_worker() {
     let id_json = uuid::Uuid::new_v4().to_string();
     let id_unknown = uuid::Uuid::new_v4().to_string();
     let id_types = uuid::Uuid::new_v4().to_string();
-    publish_raw(&q, json!({"task": "tasks.add", "id": id_json}), b"{this is not json", "application/json").await;
-    publish_raw(&q, json!({"task": "tasks.no_such_task", "id": id_unknown}), br#"[[1], {}, {}]"#, "application/json").await;
-    publish_raw(&q, json!({"task": "tasks.add"}), br#"[[1, 2], {}, {}]"#, "application/json").await;
-    publish_raw(&q, json!({"task": "tasks.add", "id": "pickled"}), b"\x80\x04K\x01.", "application/x-python-serialize").await;
-    publish_raw(&q, json!({"task": "tasks.add", "id": id_types}), br#"[[1, "two"], {}, {}]"#, "application/json").await;
-    publish_raw(&q, json!({}), b"\"just a string\"", "application/json").await;
+    common::publish_raw(&common::broker(), &q, json!({"task": "tasks.add", "id": id_json}), b"{this is not json", Some("application/json"))
+        .await;
+    common::publish_raw(
+        &common::broker(),
+        &q,
+        json!({"task": "tasks.no_such_task", "id": id_unknown}),
+        br#"[[1], {}, {}]"#,
+        Some("application/json"),
+    )
+    .await;
+    common::publish_raw(&common::broker(), &q, json!({"task": "tasks.add"}), br#"[[1, 2], {}, {}]"#, Some("application/json")).await;
+    common::publish_raw(
+        &common::broker(),
+        &q,
+        json!({"task": "tasks.add", "id": "pickled"}),
+        b"\x80\x04K\x01.",
+        Some("application/x-python-serialize"),
+    )
+    .await;
+    common::publish_raw(
+        &common::broker(),
+        &q,
+        json!({"task": "tasks.add", "id": id_types}),
+        br#"[[1, "two"], {}, {}]"#,
+        Some("application/json"),
+    )
+    .await;
+    common::publish_raw(&common::broker(), &q, json!({}), b"\"just a string\"", Some("application/json")).await;
     // The next good task still runs.
     let (finals, _) = run_tasks(&client, &[msg("tasks.add", json!([2, 3]))], 20).await;
     assert_eq!(finals[0].result, json!(5));
@@ -439,7 +448,7 @@ async fn protocol_v1_messages_run_too() {
     let mut watcher = backend.watch(std::slice::from_ref(&id)).await.unwrap();
     let body = json!({"task": "tasks.add", "id": id, "args": [20, 22], "kwargs": {}, "retries": 0, "eta": null, "expires": null,
         "utc": true, "callbacks": null, "errbacks": null, "timelimit": [null, null], "taskset": null, "chord": null});
-    publish_raw(&q, json!({}), &serde_json::to_vec(&body).unwrap(), "application/json").await;
+    common::publish_raw(&common::broker(), &q, json!({}), &serde_json::to_vec(&body).unwrap(), Some("application/json")).await;
     assert!(follow(&mut watcher, Some(Duration::from_secs(10)), |_| {}).await.unwrap());
     assert_eq!(backend.get(&id).await.unwrap().result, json!(42));
     w.stop(StopMode::Warm);

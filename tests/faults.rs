@@ -9,12 +9,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use lapin::BasicProperties;
-use lapin::options::BasicPublishOptions;
-use lapin::types::FieldTable;
 use mqlab::celery::backend::ResultBackend;
 use mqlab::celery::client::Client;
-use mqlab::celery::protocol::{TaskMessage, TaskState, json_to_amqp};
+use mqlab::celery::protocol::{TaskMessage, TaskState};
 use mqlab::sandbox::{Rabbit, Redis, find_programs};
 use serde_json::{Map, Value, json};
 
@@ -209,21 +206,6 @@ async fn redis_restart_mid_burst_all_results_stored() {
     common::cleanup(&q).await;
 }
 
-async fn raw(broker: &str, q: &str, headers: Value, body: Vec<u8>, content_type: Option<&str>) {
-    let conn = lapin::Connection::connect(broker, Default::default()).await.unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    let mut t = FieldTable::default();
-    for (k, v) in headers.as_object().unwrap() {
-        t.insert(k.as_str().into(), json_to_amqp(v));
-    }
-    let mut props = BasicProperties::default().with_headers(t);
-    if let Some(ct) = content_type {
-        props = props.with_content_type(ct.into());
-    }
-    ch.basic_publish("".into(), q.into(), BasicPublishOptions::default(), &body, props).await.unwrap().await.unwrap();
-    let _ = conn.close(200, "bye".into()).await;
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn poison_corpus_leaves_the_worker_running_and_good_tasks_done() {
     let q = common::queue("poison");
@@ -261,7 +243,7 @@ async fn poison_corpus_leaves_the_worker_running_and_good_tasks_done() {
     ];
     let mut good_ids = vec![];
     for (i, (_, h, body, ct)) in corpus.iter().enumerate() {
-        raw(&broker, &q, h.clone(), body.clone(), *ct).await;
+        common::publish_raw(&broker, &q, h.clone(), body, *ct).await;
         let good = TaskMessage::new("tasks.add", vec![json!(i), json!(1)], Map::new());
         good_ids.push(good.id.clone());
         publish(&broker, &q, std::slice::from_ref(&good)).await;

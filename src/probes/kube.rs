@@ -7,7 +7,7 @@ use kube::api::{ListParams, LogParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 
-use super::{Outcome, Probes};
+use super::{Outcome, Probes, error_chain};
 
 /// The Helm commands that work today (Bitnami's free images moved to `bitnamilegacy` in 2025).
 pub const HELM_RABBITMQ: &str = "helm install rabbitmq bitnami/rabbitmq --namespace messaging --set image.repository=bitnamilegacy/rabbitmq --set global.security.allowInsecureImages=true --set auth.username=admin --set auth.password=admin123 --set persistence.enabled=false";
@@ -20,24 +20,10 @@ fn read_kubeconfig(p: &Probes) -> Result<Kubeconfig, Outcome> {
     };
     res.map_err(|e| {
         Outcome::fail(
-            format!("cannot read the kubeconfig: {}", one_line(&e)),
+            format!("cannot read the kubeconfig: {}", error_chain(&e)),
             "start Rancher Desktop (it writes ~/.kube/config with the rancher-desktop context), or point KUBECONFIG at a valid file",
         )
     })
-}
-
-fn one_line(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let t = inner.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = inner.source();
-    }
-    s.replace('\n', " ")
 }
 
 /// A client for the selected context.
@@ -50,14 +36,14 @@ pub async fn client(p: &Probes) -> Result<Client, Outcome> {
     let opts = KubeConfigOptions { context: Some(ctx.clone()), cluster: None, user: None };
     let mut config = kube::Config::from_custom_kubeconfig(kc, &opts).await.map_err(|e| {
         Outcome::fail(
-            format!("context {ctx:?} is unusable: {}", one_line(&e)),
+            format!("context {ctx:?} is unusable: {}", error_chain(&e)),
             "check the cluster and user entries of this context in the kubeconfig",
         )
     })?;
     config.connect_timeout = Some(Duration::from_secs(3));
     config.read_timeout = Some(Duration::from_secs(4));
     Client::try_from(config)
-        .map_err(|e| Outcome::fail(format!("cannot build a client for {ctx:?}: {}", one_line(&e)), "check the kubeconfig"))
+        .map_err(|e| Outcome::fail(format!("cannot build a client for {ctx:?}: {}", error_chain(&e)), "check the kubeconfig"))
 }
 
 fn missing_context(kc: &Kubeconfig, ctx: &str) -> Outcome {
@@ -98,7 +84,7 @@ pub async fn context(p: &Probes) -> Outcome {
 
 fn unreachable(e: &kube::Error) -> Outcome {
     Outcome::fail(
-        format!("the API server does not answer: {}", one_line(e)),
+        format!("the API server does not answer: {}", error_chain(e)),
         "Rancher Desktop may still be starting (\"connection refused\"): wait until it shows \"Kubernetes is running\" and try again",
     )
 }

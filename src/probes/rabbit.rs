@@ -6,7 +6,7 @@ use std::time::Duration;
 use rabbitmq_http_client::api::Client as MgmtClient;
 use rabbitmq_http_client::error::Error as MgmtError;
 
-use super::{Outcome, Probes, host_port};
+use super::{Outcome, Probes, error_chain, host_port};
 use crate::celery::broker::{self, ConnectError};
 use crate::config::Track;
 
@@ -62,19 +62,9 @@ fn mgmt_failure(p: &Probes, e: &rabbitmq_http_client::error::HttpClientError) ->
         }
         other => {
             let (_, port) = host_port(&base, 15672);
-            Outcome::fail(format!("cannot reach the management API at {base}: {}", error_text(other)), port_forward_hint(p, port))
+            Outcome::fail(format!("cannot reach the management API at {base}: {}", error_chain(other)), port_forward_hint(p, port))
         }
     }
-}
-
-fn error_text(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s = format!("{s}: {inner}");
-        src = inner.source();
-    }
-    s
 }
 
 pub async fn local_ports(p: &Probes) -> Outcome {

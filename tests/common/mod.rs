@@ -158,3 +158,19 @@ where
     }
     false
 }
+
+/// Publishes a hand-made message (any headers, body and content type) to a queue.
+pub async fn publish_raw(broker: &str, queue: &str, headers: serde_json::Value, body: &[u8], content_type: Option<&str>) {
+    let conn = lapin::Connection::connect(broker, Default::default()).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let mut t = FieldTable::default();
+    for (k, v) in headers.as_object().unwrap() {
+        t.insert(k.as_str().into(), mqlab::celery::protocol::json_to_amqp(v));
+    }
+    let mut props = lapin::BasicProperties::default().with_headers(t);
+    if let Some(ct) = content_type {
+        props = props.with_content_type(ct.into());
+    }
+    ch.basic_publish("".into(), queue.into(), Default::default(), body, props).await.unwrap().await.unwrap();
+    let _ = conn.close(200, "bye".into()).await;
+}
