@@ -305,47 +305,50 @@ fn draw_lab(f: &mut Frame, app: &App, area: Rect) {
 fn draw_rates(f: &mut Frame, app: &App, area: Rect) {
     let block = panel(" Message rates /s · management API, 5 s samples ".into(), false);
     if app.badges.management == Badge::Down {
-        let p = Paragraph::new("The management API does not answer: no rates. Is port 15672 forwarded and the plugin enabled?")
-            .wrap(Wrap { trim: true })
-            .style(Style::default().fg(Color::Red))
-            .block(block);
-        f.render_widget(p, area);
+        unavailable(f, area, block, "The management API does not answer: no rates. Is port 15672 forwarded and the plugin enabled?");
         return;
     }
     let now = app.rates.back().map(|r| r.0).unwrap_or(0.0);
     let x0 = (now - 300.0).max(0.0);
     let series = |i: usize| -> Vec<(f64, f64)> { app.rates.iter().filter(|r| r.0 >= x0).map(|r| (r.0, [r.1, r.2, r.3][i])).collect() };
-    let (publish, deliver, ack) = (series(0), series(1), series(2));
-    let ymax = publish.iter().chain(&deliver).chain(&ack).map(|p| p.1).fold(1.0_f64, f64::max).ceil();
-    let datasets = vec![
-        Dataset::default()
-            .name("publish")
-            .marker(symbols::Marker::Braille)
-            .graph_type(GraphType::Line)
-            .style(Style::default().fg(Color::Cyan))
-            .data(&publish),
-        Dataset::default()
-            .name("deliver")
-            .marker(symbols::Marker::Braille)
-            .graph_type(GraphType::Line)
-            .style(Style::default().fg(Color::Green))
-            .data(&deliver),
-        Dataset::default()
-            .name("ack")
-            .marker(symbols::Marker::Braille)
-            .graph_type(GraphType::Line)
-            .style(Style::default().fg(Color::Blue))
-            .data(&ack),
-    ];
-    let chart = Chart::new(datasets)
+    let lines = [("publish", Color::Cyan, series(0)), ("deliver", Color::Green, series(1)), ("ack", Color::Blue, series(2))];
+    f.render_widget(line_chart(block, &lines, x0, now, 1.0, ""), area);
+}
+
+/// A message in place of a chart whose source does not answer.
+fn unavailable(f: &mut Frame, area: Rect, block: Block<'static>, text: &'static str) {
+    f.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }).style(Style::default().fg(Color::Red)).block(block), area);
+}
+
+/// Lines over time, from `x0` to `now` seconds, y from 0 to at least `min_top`.
+fn line_chart<'a>(
+    block: Block<'a>,
+    lines: &'a [(&'static str, Color, Vec<(f64, f64)>)],
+    x0: f64,
+    now: f64,
+    min_top: f64,
+    note: &str,
+) -> Chart<'a> {
+    let ymax = lines.iter().flat_map(|l| l.2.iter()).map(|p| p.1).fold(min_top, f64::max).ceil();
+    let datasets = lines
+        .iter()
+        .map(|(name, color, data)| {
+            Dataset::default()
+                .name(*name)
+                .marker(symbols::Marker::Braille)
+                .graph_type(GraphType::Line)
+                .style(Style::default().fg(*color))
+                .data(data)
+        })
+        .collect();
+    Chart::new(datasets)
         .block(block)
         .x_axis(
             Axis::default()
                 .bounds([x0, x0.max(now).max(x0 + 10.0)])
-                .labels(vec![Span::raw(format!("-{:.0}s", now - x0)), Span::raw("now")]),
+                .labels(vec![Span::raw(format!("-{:.0}s{note}", now - x0)), Span::raw("now")]),
         )
-        .y_axis(Axis::default().bounds([0.0, ymax]).labels(vec![Span::raw("0"), Span::raw(format!("{ymax:.0}"))]));
-    f.render_widget(chart, area);
+        .y_axis(Axis::default().bounds([0.0, ymax]).labels(vec![Span::raw("0"), Span::raw(format!("{ymax:.0}"))]))
 }
 
 fn draw_worker(f: &mut Frame, app: &App, area: Rect) {
@@ -393,45 +396,18 @@ fn draw_chart(f: &mut Frame, app: &App, area: Rect) {
     );
     let block = panel(title, false);
     if app.badges.amqp == Badge::Down && app.badges.management == Badge::Down {
-        let p = Paragraph::new("The broker does not answer (AMQP and management API). Is RabbitMQ running and its port-forward up?")
-            .wrap(Wrap { trim: true })
-            .style(Style::default().fg(Color::Red))
-            .block(block);
-        f.render_widget(p, area);
+        unavailable(f, area, block, "The broker does not answer (AMQP and management API). Is RabbitMQ running and its port-forward up?");
         return;
     }
     let now = app.depth.back().map(|d| d.0).unwrap_or(0.0);
     let x0 = (now - 120.0).max(0.0);
-    let ready: Vec<(f64, f64)> = app.depth.iter().filter(|d| d.0 >= x0).map(|d| (d.0, d.1 as f64)).collect();
-    let unacked: Vec<(f64, f64)> = app.depth.iter().filter(|d| d.0 >= x0).map(|d| (d.0, d.2 as f64)).collect();
-    let ymax = ready.iter().chain(unacked.iter()).map(|p| p.1).fold(4.0_f64, f64::max).ceil();
-    let datasets = vec![
-        Dataset::default()
-            .name("ready")
-            .marker(symbols::Marker::Braille)
-            .graph_type(GraphType::Line)
-            .style(Style::default().fg(Color::Yellow))
-            .data(&ready),
-        Dataset::default()
-            .name("unacked")
-            .marker(symbols::Marker::Braille)
-            .graph_type(GraphType::Line)
-            .style(Style::default().fg(Color::Magenta))
-            .data(&unacked),
+    let recent = || app.depth.iter().filter(|d| d.0 >= x0);
+    let lines = [
+        ("ready", Color::Yellow, recent().map(|d| (d.0, d.1 as f64)).collect()),
+        ("unacked", Color::Magenta, recent().map(|d| (d.0, d.2 as f64)).collect()),
     ];
-    let mut note = String::new();
-    if app.badges.management == Badge::Down {
-        note = " (management API down: rates unavailable)".into();
-    }
-    let chart = Chart::new(datasets)
-        .block(block)
-        .x_axis(
-            Axis::default()
-                .bounds([x0, x0.max(now).max(x0 + 10.0)])
-                .labels(vec![Span::raw(format!("-{:.0}s{note}", now - x0)), Span::raw("now")]),
-        )
-        .y_axis(Axis::default().bounds([0.0, ymax]).labels(vec![Span::raw("0"), Span::raw(format!("{ymax:.0}"))]));
-    f.render_widget(chart, area);
+    let note = if app.badges.management == Badge::Down { " (management API down: rates unavailable)" } else { "" };
+    f.render_widget(line_chart(block, &lines, x0, now, 4.0, note), area);
 }
 
 fn clock(app: &App, t: DateTime<Utc>) -> String {
