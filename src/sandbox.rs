@@ -83,8 +83,14 @@ fn pick(preferred: Option<u16>) -> anyhow::Result<u16> {
     }
 }
 
+/// Whether the process still runs (a child that exited is reaped, not counted as alive).
 fn alive(pid: u32) -> bool {
-    unsafe { libc::kill(pid as i32, 0) == 0 }
+    unsafe {
+        if libc::waitpid(pid as i32, std::ptr::null_mut(), libc::WNOHANG) == pid as i32 {
+            return false;
+        }
+        libc::kill(pid as i32, 0) == 0
+    }
 }
 
 async fn answers(port: u16) -> bool {
@@ -163,23 +169,11 @@ impl Rabbit {
         let child = cmd.spawn().with_context(|| format!("cannot run {}", programs.rabbitmq_server.display()))?;
         let rabbit =
             Rabbit { pid: child.id(), nodename: nodename.to_string(), amqp_port, management_port, dist_port, dir: dir.to_path_buf() };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if answers(amqp_port).await && answers(management_port).await {
-                return Ok(rabbit);
-            }
-            if !alive(rabbit.pid) || Instant::now() > deadline {
-                rabbit.kill();
-                let out = std::fs::read_to_string(dir.join("rabbitmq.out")).unwrap_or_default();
-                let tail: Vec<&str> = out.lines().rev().take(8).collect();
-                bail!(
-                    "RabbitMQ did not start (log: {}):\n  {}",
-                    dir.join("rabbitmq.out").display(),
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n  ")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        if wait_ready(rabbit.pid, &[amqp_port, management_port], Duration::from_secs(60)).await {
+            return Ok(rabbit);
         }
+        rabbit.kill();
+        bail!("RabbitMQ did not start (log: {}):\n  {}", dir.join("rabbitmq.out").display(), last_lines(&dir.join("rabbitmq.out"), 8));
     }
 
     pub fn broker_url(&self) -> String {
@@ -237,18 +231,11 @@ impl Redis {
         new_process_group(&mut cmd);
         let child = cmd.spawn().with_context(|| format!("cannot run {}", programs.redis_server.display()))?;
         let r = Redis { pid: child.id(), port, dir: dir.to_path_buf() };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if answers(port).await {
-                return Ok(r);
-            }
-            if !alive(r.pid) || Instant::now() > deadline {
-                r.kill();
-                let out = std::fs::read_to_string(dir.join("redis.out")).unwrap_or_default();
-                bail!("Redis did not start: {}", out.lines().last().unwrap_or("no output"));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if wait_ready(r.pid, &[port], Duration::from_secs(10)).await {
+            return Ok(r);
         }
+        r.kill();
+        bail!("Redis did not start: {}", last_lines(&dir.join("redis.out"), 3));
     }
 
     pub fn url(&self) -> String {
@@ -274,6 +261,29 @@ impl Redis {
         *self = Self::launch(programs, &self.dir.clone(), self.port).await?;
         Ok(())
     }
+}
+
+/// Waits until every port answers; false if the process dies or the time runs out.
+async fn wait_ready(pid: u32, ports: &[u16], limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while alive(pid) && Instant::now() < deadline {
+        let mut all = true;
+        for p in ports {
+            all &= answers(*p).await;
+        }
+        if all {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+fn last_lines(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(n)..].join("\n  ");
+    if tail.is_empty() { "no output".to_string() } else { tail }
 }
 
 fn new_process_group(cmd: &mut Command) {

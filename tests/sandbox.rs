@@ -122,3 +122,24 @@ async fn a_crashed_instance_is_detected_and_up_mends_it() {
     assert!(h.redis.ok() && h.rabbitmq.ok());
     assert!(Sandbox::down(dir.path()).await.unwrap());
 }
+
+#[test]
+fn a_failed_start_leaves_nothing_running() {
+    let dir = tempfile::tempdir().unwrap();
+    // A "rabbitmq-server" that dies at once: Redis (started first) must be stopped again.
+    let fake = dir.path().join("rabbitmq-server");
+    std::fs::write(&fake, "#!/bin/sh\necho 'BOOT FAILED: simulated' >&2\nexit 1\n").unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = sandbox_cmd(dir.path()).env("MQLAB_RABBITMQ_SERVER", &fake).args(["sandbox", "up"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("RabbitMQ did not start") && err.contains("BOOT FAILED: simulated"), "{err}");
+    assert!(Sandbox::load(dir.path()).is_none());
+    let redis_out = std::fs::read_to_string(dir.path().join("sandbox/redis/redis.out")).unwrap();
+    let port: u16 = redis_out.lines().find_map(|l| l.split("Port: ").nth(1)).and_then(|p| p.trim().parse().ok()).unwrap_or(0);
+    if port != 0 {
+        assert!(!port_open(port), "Redis on {port} was left running");
+    }
+    let pids = std::process::Command::new("pgrep").arg("-f").arg(dir.path()).output().unwrap();
+    assert!(String::from_utf8_lossy(&pids.stdout).trim().is_empty(), "processes left: {}", String::from_utf8_lossy(&pids.stdout));
+}
