@@ -201,8 +201,7 @@ pub fn main() -> i32 {
 
 /// An error chain on one line (`a: b: c`), with any password masked.
 pub fn one_line(e: &anyhow::Error) -> String {
-    let text = format!("{e:#}").replace('\n', " ");
-    crate::config::scrub(&text, &[])
+    crate::lessons::export::mask_urls_in(&format!("{e:#}").replace('\n', " "))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {

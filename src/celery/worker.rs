@@ -205,7 +205,8 @@ struct Session {
 }
 
 impl Session {
-    async fn task_event(&self, shared: &Shared, kind: &str, fields: Value) {
+    /// Queues a task event for the next `task.multi` batch (never waits).
+    fn task_event(&self, shared: &Shared, kind: &str, fields: Value) {
         if let Some(buffer) = &self.task_events {
             let _ = buffer.send(self.events.build(&shared.clock, kind, fields));
         }
@@ -516,7 +517,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
             shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
             shared.events.send(WorkerEvent::TaskRejected { id: e.task_id.clone(), name: e.task.clone(), reason: e.to_string(), at: now });
             if let Some(id) = &e.task_id {
-                ctx.task_event(&shared, "task-rejected", json!({"uuid": id, "requeue": false})).await;
+                ctx.task_event(&shared, "task-rejected", json!({"uuid": id, "requeue": false}));
             }
             reject(&d).await;
             return;
@@ -544,8 +545,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
             &shared,
             "task-failed",
             json!({"uuid": msg.id, "exception": format!("NotRegistered('{}')", msg.task), "traceback": null}),
-        )
-        .await;
+        );
         reject(&d).await;
         return;
     };
@@ -556,8 +556,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         "task-received",
         json!({"uuid": msg.id, "name": name, "args": msg.argsrepr, "kwargs": msg.kwargsrepr, "root_id": msg.root_id, "parent_id": msg.parent_id,
             "retries": msg.retries, "eta": msg.eta.map(super::protocol::iso), "expires": msg.expires.map(super::protocol::iso)}),
-    )
-    .await;
+    );
     shared.events.send(WorkerEvent::TaskReceived {
         id: msg.id.clone(),
         name: name.clone(),
@@ -614,7 +613,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
             "delivery_info": {"exchange": d.exchange.as_str(), "routing_key": d.routing_key.as_str(), "priority": msg.priority, "redelivered": d.redelivered},
             "worker_pid": shared.pid}),
     );
-    ctx.task_event(&shared, "task-started", json!({"uuid": msg.id})).await;
+    ctx.task_event(&shared, "task-started", json!({"uuid": msg.id}));
     shared.events.send(WorkerEvent::TaskStarted { id: msg.id.clone(), at: Utc::now() });
 
     let start = Instant::now();
@@ -650,7 +649,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
             let repr = pyrepr::truncate(pyrepr::repr(&value), 1024);
             info!("Task {name}[{}] succeeded in {runtime:.4}s: {repr}", msg.id);
             shared.stats.succeeded.fetch_add(1, Ordering::Relaxed);
-            ctx.task_event(&shared, "task-succeeded", json!({"uuid": msg.id, "result": repr, "runtime": runtime})).await;
+            ctx.task_event(&shared, "task-succeeded", json!({"uuid": msg.id, "result": repr, "runtime": runtime}));
             shared.events.send(WorkerEvent::TaskSucceeded { id: msg.id.clone(), result: repr, runtime, at: Utc::now() });
         }
         Err(err) if err.retry_in.is_some() && msg.retries < MAX_RETRIES => {
@@ -670,7 +669,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
                 store(&shared, ResultMeta::retry(&msg.id, &err)).await;
             }
             info!("Task {name}[{}] retry: Retry in {}s: {}", msg.id, countdown.as_secs_f64(), err.repr());
-            ctx.task_event(&shared, "task-retried", json!({"uuid": msg.id, "exception": err.repr(), "traceback": err.traceback})).await;
+            ctx.task_event(&shared, "task-retried", json!({"uuid": msg.id, "exception": err.repr(), "traceback": err.traceback}));
             shared.events.send(WorkerEvent::TaskRetried { id: msg.id.clone(), exception: err.repr(), at: Utc::now() });
             // With early acks it was acknowledged when it started.
             if shared.opts.acks_late {
@@ -689,7 +688,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
                 warn!("Task {name}[{}]: errbacks (link_error) are not run by this worker", msg.id);
             }
             shared.stats.failed.fetch_add(1, Ordering::Relaxed);
-            ctx.task_event(&shared, "task-failed", json!({"uuid": msg.id, "exception": err.repr(), "traceback": err.traceback})).await;
+            ctx.task_event(&shared, "task-failed", json!({"uuid": msg.id, "exception": err.repr(), "traceback": err.traceback}));
             shared.events.send(WorkerEvent::TaskFailed {
                 id: msg.id.clone(),
                 exception: err.repr(),
