@@ -43,6 +43,16 @@ pub enum Command {
     Export(ExportArgs),
     /// Private RabbitMQ and Redis on this machine, for the local track
     Sandbox(SandboxArgs),
+    /// Write the curriculum's Python project (celery_app.py, submit_task.py, requirements.txt,
+    /// .gitignore) filled in with your broker and backend; existing files are never overwritten
+    Init(InitArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// The folder (created if needed)
+    #[arg(default_value = "phase1-celery")]
+    pub dir: std::path::PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -205,7 +215,15 @@ pub fn one_line(e: &anyhow::Error) -> String {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
-    let cfg = Config::load(&cli.over)?;
+    let mut cfg = Config::load(&cli.over)?;
+    // The track chosen in the app (kept with the progress) applies unless a flag, the
+    // environment or the config file says otherwise.
+    if !cfg.track_explicit
+        && let Ok(p) = Store::new(&cfg.data_dir).load()
+        && let Some(t) = p.track
+    {
+        cfg.track = t;
+    }
     let context_explicit = cli.over.context.is_some() || std::env::var_os("MQLAB_KUBE_CONTEXT").is_some();
     match cli.command {
         Some(Command::Worker(args)) => run_worker(&cfg, args).await,
@@ -215,6 +233,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Reset(args)) => run_reset(&cfg, args),
         Some(Command::Export(args)) => run_export(&cfg, args),
         Some(Command::Sandbox(args)) => run_sandbox(&cfg, args).await,
+        Some(Command::Init(args)) => run_init(&cfg, args),
         None => {
             use std::io::IsTerminal;
             if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
@@ -351,7 +370,16 @@ async fn run_submit(cfg: &Config, args: SubmitArgs) -> anyhow::Result<i32> {
             m
         })
         .collect();
-    let client = Client::connect(&cfg.broker_url, args.wait.then_some(cfg.result_backend.as_str()), &queue, cfg.result_expires).await?;
+    // The ids are noted in Redis (so checks can tell mqlab's tasks from the learner's); without
+    // --wait a Redis that does not answer does not stop the send.
+    let client = match Client::connect(&cfg.broker_url, Some(cfg.result_backend.as_str()), &queue, cfg.result_expires).await {
+        Ok(c) => c.log_sent_ids(crate::probes::learner::SENT_LOG_KEY),
+        Err(e) if args.wait => return Err(e),
+        Err(e) => {
+            tracing::debug!("sending without noting the ids in Redis: {e:#}");
+            Client::connect(&cfg.broker_url, None, &queue, cfg.result_expires).await?
+        }
+    };
     let mut watcher = if args.wait { Some(client.watch(&msgs).await?) } else { None };
     let started = Instant::now();
     client.publish(&msgs).await?;
@@ -673,6 +701,24 @@ fn run_reset(cfg: &Config, args: ResetArgs) -> anyhow::Result<i32> {
     }
     st.reset()?;
     eprintln!("Progress cleared.");
+    Ok(0)
+}
+
+fn run_init(cfg: &Config, args: InitArgs) -> anyhow::Result<i32> {
+    use crate::lessons::project::Outcome;
+    let outcomes = crate::lessons::project::write(&args.dir, cfg)?;
+    for o in &outcomes {
+        match o {
+            Outcome::Written(p) => println!("wrote {}", p.display()),
+            Outcome::Kept(p) => println!("kept  {} (it was there already; not overwritten)", p.display()),
+        }
+    }
+    println!(
+        "\nBroker {} · results {}\nNext (Python 3.10 or newer):\n  cd {}\n  python3 -m venv venv && source venv/bin/activate\n  pip install -r requirements.txt\n  celery -A celery_app worker --loglevel=info     # one terminal\n  python submit_task.py                           # another",
+        mask_url(&cfg.broker_url),
+        mask_url(&cfg.result_backend),
+        args.dir.display()
+    );
     Ok(0)
 }
 

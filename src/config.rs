@@ -44,6 +44,10 @@ pub struct Config {
     pub result_expires: u64,
     pub hello_seconds: f64,
     pub track: Track,
+    /// The track was given by a flag, the environment or the config file (otherwise the one
+    /// chosen in the app, kept with the progress, applies).
+    #[serde(skip)]
+    pub track_explicit: bool,
     pub data_dir: PathBuf,
 }
 
@@ -105,7 +109,7 @@ impl Config {
             flag.clone().or_else(|| envs.iter().find_map(|k| env(k))).or_else(|| file.clone()).unwrap_or_else(|| default.to_string())
         };
         let data_dir = env("MQLAB_DATA_DIR").map(PathBuf::from).or_else(default_data_dir).unwrap_or_else(|| PathBuf::from(".mqlab"));
-        let track = over
+        let given = over
             .track
             .or_else(|| {
                 env("MQLAB_TRACK").and_then(|t| match t.as_str() {
@@ -114,8 +118,8 @@ impl Config {
                     _ => None,
                 })
             })
-            .or(file.track)
-            .unwrap_or_default();
+            .or(file.track);
+        let track = given.unwrap_or_default();
         // A running sandbox (`mqlab sandbox up`) comes before the config file.
         let sandbox = crate::sandbox::Sandbox::load(&data_dir);
         let sb = |f: fn(&crate::sandbox::Sandbox) -> String, file: &Option<String>| sandbox.as_ref().map(f).or_else(|| file.clone());
@@ -144,6 +148,7 @@ impl Config {
             result_expires: file.result_expires.unwrap_or(3600),
             hello_seconds: file.hello_seconds.unwrap_or(2.0),
             track,
+            track_explicit: given.is_some(),
             data_dir,
         };
         cfg.validate()?;

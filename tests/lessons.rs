@@ -88,13 +88,25 @@ fn passing_checks_tick_the_checklist_and_ticks_are_kept() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::new(dir.path());
     let mut p = store.load().unwrap();
-    let newly = p.record_checks(&[result("tasks.roundtrip", Status::Pass), result("tasks.failure", Status::Fail)], &course, Track::K3s);
-    assert_eq!(newly, ["delay", "get"]);
-    let newly = p.record_checks(&[result("mgmt.celery_queue", Status::Pass)], &course, Track::K3s);
-    assert_eq!(newly, ["worker"]);
-    // A later failure does not untick.
-    p.record_checks(&[result("tasks.roundtrip", Status::Fail)], &course, Track::K3s);
+    // mqlab's own tasks going through prove the pipeline, not the learner's Python: nothing ticks.
+    let newly = p.record_checks(
+        &[result("tasks.roundtrip", Status::Pass), result("tasks.failure", Status::Pass), result("mgmt.celery_queue", Status::Pass)],
+        &course,
+        Track::K3s,
+    );
+    assert_eq!(newly, Vec::<String>::new());
+    // A result of a task mqlab did not send: the learner's .delay().
+    let newly = p.record_checks(&[result("results.learner", Status::Pass)], &course, Track::K3s);
+    assert_eq!(newly, ["delay"]);
+    let newly = p.record_checks(&[result("celery.py_worker", Status::Pass)], &course, Track::K3s);
+    assert_eq!(newly, ["celery_app", "worker"]);
+    assert_eq!(p.checklist["worker"].evidence.as_deref().map(|e| e.contains("celery.py_worker detail")), Some(true));
+    // A later failure does not untick, and the evidence stays the passing one.
+    p.record_checks(&[result("results.learner", Status::Fail)], &course, Track::K3s);
     assert!(p.checklist.contains_key("delay"));
+    assert!(p.checklist["delay"].evidence.as_deref().unwrap().contains("results.learner detail"));
+    // What cannot be observed is ticked by hand only.
+    assert!(course.checklist().iter().find(|i| i.id == "get").unwrap().manual);
     p.tick(&course, "explain").unwrap();
     assert!(p.tick(&course, "nonsense").is_err());
     p.set_note(3, "the UI shows rates every 5 s");
@@ -143,7 +155,7 @@ fn export_has_what_was_done_and_no_secret() {
     let mut n = result("kube.node_ready", Status::Pass);
     n.facts.insert("node".into(), "lima-rancher-desktop".into());
     n.facts.insert("k3s_version".into(), "v1.33.4+k3s1".into());
-    p.record_checks(&[r, n, result("tasks.failure", Status::Pass)], &course, Track::K3s);
+    p.record_checks(&[r, n, result("results.learner_failure", Status::Pass)], &course, Track::K3s);
     p.add_experiment(
         ExperimentKind::TasksSubmitted,
         "Sent 20 × tasks.hello('World'): 20 SUCCESS, 0 FAILURE in 10.31 s (2 tasks/s)",
@@ -164,6 +176,7 @@ fn export_has_what_was_done_and_no_secret() {
         "node lima-rancher-desktop (v1.33.4+k3s1)",
         "## Verification Checklist (1/10)",
         "- [x] Handle task failures gracefully",
+        "  - seen: results.learner_failure detail",
         "- [ ] Create a Celery application with custom tasks",
         "## Experiments Conducted",
         "1. ",
@@ -265,4 +278,109 @@ fn progress_notes_reset_and_export_from_the_command_line() {
     child.stdin.take().unwrap().write_all(b"y\n").unwrap();
     assert!(child.wait().unwrap().success());
     assert!(!dir.path().join("progress.json").exists());
+}
+
+/// On the local track, with only mqlab's own worker and tasks, the export makes no claim about a
+/// cluster, Helm or the learner's Python.
+#[test]
+fn a_local_run_with_only_mqlab_exports_no_cluster_or_python_claim() {
+    let course = Course::embedded().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = secret_config(dir.path());
+    let mut p = Progress::new();
+    p.track = Some(Track::Local);
+    let passing = ["amqp.login", "redis.ping", "mgmt.login", "mgmt.exchanges", "mgmt.celery_queue", "tasks.roundtrip", "tasks.failure"];
+    let mut results: Vec<CheckResult> = passing.iter().map(|id| result(id, Status::Pass)).collect();
+    results.extend(["celery.py_worker", "results.learner", "results.learner_failure"].iter().map(|id| result(id, Status::Fail)));
+    // A cluster seen earlier on the other track is not this track's claim either.
+    let mut n = result("kube.node_ready", Status::Pass);
+    n.facts.insert("node".into(), "lima-rancher-desktop".into());
+    results.push(n);
+    let newly = p.record_checks(&results, &course, Track::Local);
+    assert_eq!(newly, ["cluster", "deploy", "management_ui"]);
+    let md = export::render(&p, &course, &cfg);
+    assert!(md.contains("Track local: RabbitMQ and Redis running directly on this machine, no cluster"), "{md}");
+    let checked: Vec<&str> = md.lines().filter(|l| l.starts_with("- [x]")).collect();
+    assert_eq!(checked.len(), 3, "{checked:#?}");
+    for l in &checked {
+        for word in ["Rancher", "K3s", "Helm", "port-forward", ".delay()", "worker", ".get()"] {
+            assert!(!l.contains(word), "{l:?} claims {word}");
+        }
+    }
+    for word in ["lima-rancher-desktop", "Cluster:"] {
+        assert!(!md.contains(word), "the local export mentions {word}:\n{md}");
+    }
+    assert!(md.contains("- [ ] Submit tasks using .delay() method") && md.contains("- [ ] Start Celery worker and see it process tasks"));
+}
+
+/// Lesson 7 is done only when its experiments were seen, not when its checks pass.
+#[test]
+fn a_step_with_experiments_is_done_only_when_they_were_seen() {
+    let course = Course::embedded().unwrap();
+    let l7 = course.lesson(7).unwrap();
+    let mut p = Progress::new();
+    p.record_checks(&[result("mgmt.celery_queue", Status::Pass), result("tasks.roundtrip", Status::Pass)], &course, Track::Local);
+    assert_eq!(l7.mark(Track::Local, &p), ' ');
+    assert_eq!(l7.missing_experiments(&p), ["burst", "recovery"]);
+    p.add_experiment(ExperimentKind::Concurrency, "burst", json!({"peak_depth": 1, "drained": 1}));
+    assert_eq!(l7.missing_experiments(&p), ["burst", "recovery"], "a burst that never queued up is not the lesson's");
+    p.add_experiment(ExperimentKind::Concurrency, "burst", json!({"peak_depth": 14, "drained": 1}));
+    p.add_experiment(ExperimentKind::Recovery, "stopped", json!({"tasks": 20, "succeeded": 20, "failed": 0, "in_flight_at_kill": 0}));
+    assert_eq!(l7.missing_experiments(&p), ["recovery"], "a warm stop is not a crash");
+    p.add_experiment(ExperimentKind::Recovery, "killed", json!({"tasks": 20, "succeeded": 20, "failed": 0, "in_flight_at_kill": 4}));
+    assert_eq!(l7.mark(Track::Local, &p), '✓');
+}
+
+/// Every placeholder a lesson uses is known, and filling them gives the live configuration.
+#[test]
+fn lessons_are_templated_with_the_live_configuration() {
+    use mqlab::lessons::template;
+    let course = Course::embedded().unwrap();
+    for l in &course.lessons {
+        for track in [Track::K3s, Track::Local] {
+            assert_eq!(template::unknown(&l.text(track)), Vec::<String>::new(), "{}", l.file);
+        }
+    }
+    let env = |k: &str| match k {
+        "MQLAB_CONFIG" => Some("/nonexistent".to_string()),
+        "MQLAB_DATA_DIR" => Some("/nonexistent-data".to_string()),
+        "MQLAB_BROKER_URL" => Some("amqp://admin:admin123@127.0.0.1:25672//".into()),
+        "MQLAB_RESULT_BACKEND" => Some("redis://127.0.0.1:26379/0".into()),
+        "MQLAB_MANAGEMENT_URL" => Some("http://127.0.0.1:35672".into()),
+        _ => None,
+    };
+    let cfg = Config::load_with(&Overrides::default(), &env).unwrap();
+    let l4 = template::fill(&course.lesson(4).unwrap().text(Track::Local), &cfg);
+    assert!(l4.contains("redis-cli -h 127.0.0.1 -p 26379 PING"), "{l4}");
+    let l3 = template::fill(&course.lesson(3).unwrap().text(Track::Local), &cfg);
+    assert!(l3.contains("curl -s -u admin:admin123 http://127.0.0.1:35672/api/overview"), "{l3}");
+    // A password that is not the curriculum's is never put on screen.
+    let secret = secret_config(std::path::Path::new("/nonexistent-data"));
+    let l5 = template::fill(&course.lesson(5).unwrap().text(Track::Local), &secret);
+    assert!(!l5.contains("S3cretPass") && l5.contains("amqp://admin:****@localhost:5672//"), "{l5}");
+    // The files written for the learner carry the real one (they are theirs).
+    let d = tempfile::tempdir().unwrap();
+    mqlab::lessons::project::write(d.path(), &secret).unwrap();
+    let app = std::fs::read_to_string(d.path().join("celery_app.py")).unwrap();
+    assert!(app.contains("broker='amqp://admin:S3cretPass@localhost:5672//'"), "{app}");
+}
+
+/// `mqlab init` writes the project and never overwrites a file.
+#[test]
+fn init_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("p");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(project.join("celery_app.py"), "# mine\n").unwrap();
+    let out = common::mqlab(dir.path()).args(["init"]).arg(&project).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("kept") && text.contains("celery_app.py"), "{text}");
+    assert_eq!(std::fs::read_to_string(project.join("celery_app.py")).unwrap(), "# mine\n");
+    for f in ["submit_task.py", "requirements.txt", ".gitignore"] {
+        assert!(project.join(f).exists(), "{f}");
+    }
+    assert!(std::fs::read_to_string(project.join(".gitignore")).unwrap().contains("venv/"));
+    assert!(std::fs::read_to_string(project.join("requirements.txt")).unwrap().contains("celery[redis]>=5.7"));
+    assert!(!text.contains("guest@"), "the printed URL is masked: {text}");
 }

@@ -152,6 +152,24 @@ impl ResultBackend {
     }
 
     /// Reads a result; a missing key is PENDING, as in Celery.
+    /// Notes task ids in a sorted set `key` (scored by time, the newest `keep` kept, expiring
+    /// after a week), so a reader can tell the tasks this client sent from anyone else's.
+    pub async fn mark_sent(&self, key: &str, ids: &[String], keep: usize) -> redis::RedisResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let mut pipe = redis::pipe();
+        for chunk in ids.chunks(1000) {
+            let members: Vec<(f64, &str)> = chunk.iter().map(|id| (now, id.as_str())).collect();
+            pipe.zadd_multiple(key, &members).ignore();
+        }
+        pipe.cmd("ZREMRANGEBYRANK").arg(key).arg(0).arg(-(keep as i64) - 1).ignore();
+        pipe.expire(key, 7 * 24 * 3600).ignore();
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await
+    }
+
     pub async fn get(&self, task_id: &str) -> anyhow::Result<ResultMeta> {
         let mut conn = self.conn.clone();
         let raw: Option<String> = conn.get(Self::key(task_id)).await?;

@@ -17,6 +17,7 @@ pub struct Client {
     channel: Channel,
     queue: String,
     backend: Option<ResultBackend>,
+    sent_log: Option<String>,
 }
 
 impl Client {
@@ -35,7 +36,14 @@ impl Client {
         let channel = conn.create_channel().await?;
         broker::declare_task_queue(&channel, queue).await?;
         channel.confirm_select(ConfirmSelectOptions::default()).await?;
-        Ok(Client { conn, channel, queue: queue.to_string(), backend })
+        Ok(Client { conn, channel, queue: queue.to_string(), backend, sent_log: None })
+    }
+
+    /// Notes the ids of every task published in this Redis sorted set (see
+    /// `ResultBackend::mark_sent`), so that results of tasks sent by others can be told apart.
+    pub fn log_sent_ids(mut self, key: &str) -> Self {
+        self.sent_log = Some(key.to_string());
+        self
     }
 
     pub fn backend(&self) -> Option<&ResultBackend> {
@@ -56,6 +64,10 @@ impl Client {
     /// Publishes to the default exchange with routing key = queue name (what `delay()` does),
     /// pipelining and then awaiting the broker's confirms.
     pub async fn publish(&self, msgs: &[TaskMessage]) -> anyhow::Result<()> {
+        if let (Some(key), Some(b)) = (&self.sent_log, &self.backend) {
+            let ids: Vec<String> = msgs.iter().map(|m| m.id.clone()).collect();
+            b.mark_sent(key, &ids, 100_000).await.context("cannot note the task ids in Redis")?;
+        }
         for window in msgs.chunks(2000) {
             let mut confirms = Vec::with_capacity(window.len());
             for m in window {

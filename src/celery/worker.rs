@@ -121,6 +121,9 @@ pub struct WorkerStats {
     pub failed: AtomicU64,
     pub rejected: AtomicU64,
     pub active: AtomicUsize,
+    /// Deliveries this worker holds and has not acknowledged or rejected yet (running, waiting
+    /// for a slot, or waiting for their ETA): the broker's "unacked" for this consumer.
+    pub unacked: AtomicUsize,
     pub connected: AtomicBool,
 }
 
@@ -292,7 +295,10 @@ async fn run(
             events.send(WorkerEvent::Stopped { mode });
             return Ok(());
         }
-        match session(&shared, &mut control).await {
+        let ended = session(&shared, &mut control).await;
+        // The connection is gone: the broker took back whatever was not acknowledged.
+        shared.stats.unacked.store(0, Ordering::Relaxed);
+        match ended {
             Ok(mode) => {
                 shared.stats.connected.store(false, Ordering::Relaxed);
                 info!("{}: {} shutdown complete", shared.opts.hostname, if mode == StopMode::Warm { "warm" } else { "cold" });
@@ -414,6 +420,7 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
                 None => break Err(SessionError::Lost("the broker closed the consumer".into())),
                 Some(Err(e)) => break Err(SessionError::Amqp(e)),
                 Some(Ok(d)) => {
+                    shared.stats.unacked.fetch_add(1, Ordering::Relaxed);
                     let shared = shared.clone();
                     let slots = slots.clone();
                     let ctx = session_ctx.clone();
@@ -519,7 +526,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
             if let Some(id) = &e.task_id {
                 ctx.task_event(&shared, "task-rejected", json!({"uuid": id, "requeue": false}));
             }
-            reject(&d).await;
+            reject(&d, &shared.stats).await;
             return;
         }
     };
@@ -546,7 +553,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
             "task-failed",
             json!({"uuid": msg.id, "exception": format!("NotRegistered('{}')", msg.task), "traceback": null}),
         );
-        reject(&d).await;
+        reject(&d, &shared.stats).await;
         return;
     };
     let name = msg.shadow.clone().unwrap_or_else(|| msg.task.clone());
@@ -573,7 +580,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         && b.get(&msg.id).await.is_ok_and(|m| m.status == TaskState::Success)
     {
         info!("Task {name}[{}] already succeeded before this redelivery; acknowledging without running it again", msg.id);
-        ack(&d).await;
+        ack(&d, &shared.stats).await;
         return;
     }
     if let Some(exp) = msg.expires
@@ -583,7 +590,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         if stores {
             store(&shared, ResultMeta::revoked(&msg.id, "expired")).await;
         }
-        ack(&d).await;
+        ack(&d, &shared.stats).await;
         return;
     }
     if let Some(eta) = msg.eta {
@@ -596,12 +603,14 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
     // Waits for a free slot; a closed semaphore means a warm shutdown began before this task
     // started, so the message goes back to the queue.
     let Ok(_permit) = slots.acquire_owned().await else {
-        let _ = d.acker.reject(BasicRejectOptions { requeue: true }).await;
+        if d.acker.reject(BasicRejectOptions { requeue: true }).await.is_ok() {
+            settled(&shared.stats);
+        }
         return;
     };
     shared.stats.active.fetch_add(1, Ordering::Relaxed);
     if !shared.opts.acks_late {
-        ack(&d).await;
+        ack(&d, &shared.stats).await;
     }
     if stores && shared.opts.track_started {
         store(&shared, ResultMeta::started(&msg.id, shared.pid, &shared.opts.hostname)).await;
@@ -673,7 +682,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
             shared.events.send(WorkerEvent::TaskRetried { id: msg.id.clone(), exception: err.repr(), at: Utc::now() });
             // With early acks it was acknowledged when it started.
             if shared.opts.acks_late {
-                ack(&d).await;
+                ack(&d, &shared.stats).await;
             }
             shared.active.lock().unwrap().remove(&msg.id);
             shared.stats.active.fetch_sub(1, Ordering::Relaxed);
@@ -699,7 +708,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         }
     }
     if shared.opts.acks_late {
-        ack(&d).await;
+        ack(&d, &shared.stats).await;
     }
     shared.active.lock().unwrap().remove(&msg.id);
     *shared.totals.lock().unwrap().entry(msg.task.clone()).or_insert(0) += 1;
@@ -737,15 +746,22 @@ async fn store(shared: &Shared, meta: ResultMeta) {
     }
 }
 
-async fn ack(d: &Delivery) {
-    if let Err(e) = d.acker.ack(BasicAckOptions::default()).await {
-        debug!("ack failed (the channel is gone; the broker will redeliver): {e}");
+/// One delivery fewer held unacknowledged (never below zero: a session that ended reset it).
+fn settled(stats: &WorkerStats) {
+    let _ = stats.unacked.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
+}
+
+async fn ack(d: &Delivery, stats: &WorkerStats) {
+    match d.acker.ack(BasicAckOptions::default()).await {
+        Ok(_) => settled(stats),
+        Err(e) => debug!("ack failed (the channel is gone; the broker will redeliver): {e}"),
     }
 }
 
-async fn reject(d: &Delivery) {
-    if let Err(e) = d.acker.reject(BasicRejectOptions { requeue: false }).await {
-        debug!("reject failed: {e}");
+async fn reject(d: &Delivery, stats: &WorkerStats) {
+    match d.acker.reject(BasicRejectOptions { requeue: false }).await {
+        Ok(_) => settled(stats),
+        Err(e) => debug!("reject failed: {e}"),
     }
 }
 

@@ -8,14 +8,18 @@ use chrono::Utc;
 use super::Course;
 use super::progress::{ExperimentKind, Progress};
 use crate::config::{Config, mask_url};
-use crate::probes::{self, Status};
+use crate::probes;
 
 /// Renders LEARNINGS.md.
 pub fn render(progress: &Progress, course: &Course, cfg: &Config) -> String {
     let mut md = String::new();
     let track = progress.track.unwrap_or(cfg.track);
     let _ = writeln!(md, "# Phase 1 Learnings\n");
-    let _ = writeln!(md, "_Written by mqlab on {} (track: {})._\n", Utc::now().format("%Y-%m-%d %H:%M UTC"), track.as_str());
+    let where_ = match track {
+        crate::config::Track::K3s => "k3s: RabbitMQ and Redis deployed with Helm on a local K3s cluster",
+        crate::config::Track::Local => "local: RabbitMQ and Redis running directly on this machine, no cluster",
+    };
+    let _ = writeln!(md, "_Written by mqlab on {}. Track {where_}._\n", Utc::now().format("%Y-%m-%d %H:%M UTC"));
 
     let _ = writeln!(md, "## My Setup\n");
     let fact = |k: &str| progress.facts.get(k).cloned();
@@ -33,7 +37,9 @@ pub fn render(progress: &Progress, course: &Course, cfg: &Config) -> String {
     }
     let _ = writeln!(md, "{results}");
     let _ = writeln!(md, "- **Management API:** {}", mask_url(&cfg.management_url));
-    if let Some(node) = fact("node") {
+    if track == crate::config::Track::K3s
+        && let Some(node) = fact("node")
+    {
         let _ = writeln!(
             md,
             "- **Cluster:** context `{}`, node {node}{}, namespace `{}`",
@@ -58,17 +64,20 @@ pub fn render(progress: &Progress, course: &Course, cfg: &Config) -> String {
     let items = course.checklist();
     let _ = writeln!(md, "## Verification Checklist ({}/{})\n", progress.ticked(course), items.len());
     for item in &items {
+        let text = item.text_for(track);
         match progress.checklist.get(&item.id) {
+            Some(t) if t.by == "hand" => {
+                let _ = writeln!(md, "- [x] {text} — ticked by hand on {}", t.at.format("%Y-%m-%d"));
+            }
             Some(t) => {
-                let how = if t.by == "hand" {
-                    "by hand".to_string()
-                } else {
-                    format!("by {}", t.by.trim_start_matches("check:").replace(',', ", "))
-                };
-                let _ = writeln!(md, "- [x] {} — {} {how}", item.text, t.at.format("%Y-%m-%d"));
+                let checks = t.by.trim_start_matches("check:").replace(',', ", ");
+                let _ = writeln!(md, "- [x] {text} — {} by {checks}", t.at.format("%Y-%m-%d"));
+                if let Some(e) = &t.evidence {
+                    let _ = writeln!(md, "  - seen: {e}");
+                }
             }
             None => {
-                let _ = writeln!(md, "- [ ] {}", item.text);
+                let _ = writeln!(md, "- [ ] {text}");
             }
         }
     }
@@ -84,18 +93,27 @@ pub fn render(progress: &Progress, course: &Course, cfg: &Config) -> String {
                 ExperimentKind::WorkerRun => "worker",
                 ExperimentKind::Recovery => "recovery",
                 ExperimentKind::Concurrency => "concurrency",
+                ExperimentKind::EarlyAckLoss => "early acks",
             };
             let _ = writeln!(md, "{}. {} [{tag}] {}", i + 1, e.at.format("%Y-%m-%d %H:%M"), e.summary);
         }
         let _ = writeln!(md);
     }
 
-    let passed: Vec<(&String, &super::progress::CheckRecord)> = progress.checks.iter().filter(|(_, r)| r.status == Status::Pass).collect();
+    // What the checks of this track saw when they passed.
+    let on_track = |id: &str| course.all_checks(track).iter().any(|c| c == id);
+    let passed: Vec<(&String, &super::progress::CheckRecord)> =
+        progress.checks.iter().filter(|(id, r)| r.passed_at.is_some() && on_track(id)).collect();
     if !passed.is_empty() {
         let _ = writeln!(md, "## What the Checks Saw\n");
         for (id, r) in passed {
             let title = probes::info(id).map(|i| i.title).unwrap_or(id);
-            let _ = writeln!(md, "- **{title}** — {} ({})", r.detail, r.at.format("%Y-%m-%d %H:%M"));
+            let _ = writeln!(
+                md,
+                "- **{title}** — {} ({})",
+                r.passed_detail.as_deref().unwrap_or(&r.detail),
+                r.passed_at.unwrap_or(r.at).format("%Y-%m-%d %H:%M")
+            );
         }
         let _ = writeln!(md);
     }

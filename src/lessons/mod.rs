@@ -6,6 +6,8 @@
 
 pub mod export;
 pub mod progress;
+pub mod project;
+pub mod template;
 
 use std::path::Path;
 
@@ -44,6 +46,12 @@ pub struct TrackChecks {
 pub struct ChecklistItem {
     pub id: String,
     pub text: String,
+    /// The item as said on the local track (no cluster, Helm or port-forward there).
+    #[serde(default)]
+    pub text_local: Option<String>,
+    /// Why it is ticked by hand (what mqlab cannot observe).
+    #[serde(default)]
+    pub why_manual: Option<String>,
     /// Checks that tick this item when they all pass (k3s track, and local unless overridden).
     #[serde(default)]
     pub ticked_by: Vec<String>,
@@ -55,6 +63,22 @@ pub struct ChecklistItem {
 }
 
 impl ChecklistItem {
+    pub fn text_for(&self, track: Track) -> &str {
+        match (track, &self.text_local) {
+            (Track::Local, Some(t)) => t,
+            _ => &self.text,
+        }
+    }
+
+    /// What ticks it, in words.
+    pub fn how(&self, track: Track) -> String {
+        if self.manual {
+            return self.why_manual.clone().unwrap_or_else(|| "tick by hand when done".into());
+        }
+        let titles: Vec<&str> = self.ticked_by(track).iter().map(|c| probes::info(c).map(|i| i.title).unwrap_or(c)).collect();
+        format!("ticked when these checks pass: {}", titles.join("; "))
+    }
+
     pub fn ticked_by(&self, track: Track) -> &[String] {
         match (track, &self.ticked_by_local) {
             (Track::Local, Some(l)) => l,
@@ -91,6 +115,9 @@ struct FrontMatter {
     concepts: Vec<Concept>,
     #[serde(default)]
     questions: Vec<Question>,
+    /// Experiments that must have been seen before the step counts as done.
+    #[serde(default)]
+    experiments: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -103,6 +130,8 @@ pub struct Lesson {
     pub checklist: Vec<ChecklistItem>,
     pub concepts: Vec<Concept>,
     pub questions: Vec<Question>,
+    /// Experiments (`burst`, `recovery`, `concurrency`) seen before the step is done.
+    pub experiments: Vec<String>,
     body: String,
 }
 
@@ -121,6 +150,7 @@ impl Lesson {
             checklist: fm.checklist,
             concepts: fm.concepts,
             questions: fm.questions,
+            experiments: fm.experiments,
             body: rest[end + 5..].to_string(),
         })
     }
@@ -130,6 +160,27 @@ impl Lesson {
             Track::K3s => &self.checks.k3s,
             Track::Local => &self.checks.local,
         }
+    }
+
+    /// The step's state: ✓ when every check passed and every experiment it asks for was seen, ✗
+    /// when a check failed, · for a step with nothing to check, blank otherwise.
+    pub fn mark(&self, track: Track, progress: &progress::Progress) -> char {
+        let ids = self.checks(track);
+        if ids.is_empty() && self.experiments.is_empty() {
+            return '·';
+        }
+        let rec = |id: &String| progress.checks.get(id);
+        if ids.iter().any(|id| rec(id).is_some_and(|r| r.status == probes::Status::Fail)) {
+            return '✗';
+        }
+        let checks_ok = ids.iter().all(|id| rec(id).is_some_and(|r| r.status == probes::Status::Pass));
+        let seen = self.experiments.iter().all(|e| progress.experiment_seen(e));
+        if checks_ok && seen { '✓' } else { ' ' }
+    }
+
+    /// The experiments this step asks for that were not seen yet.
+    pub fn missing_experiments(&self, progress: &progress::Progress) -> Vec<&str> {
+        self.experiments.iter().filter(|e| !progress.experiment_seen(e)).map(String::as_str).collect()
     }
 
     /// The Markdown text for one track.
@@ -259,6 +310,11 @@ impl Course {
             for c in l.checks.k3s.iter().chain(&l.checks.local) {
                 if probes::info(c).is_none() {
                     problems.push(format!("{}: unknown check {c:?}", l.file));
+                }
+            }
+            for e in &l.experiments {
+                if !progress::EXPERIMENTS.iter().any(|(name, _)| name == e) {
+                    problems.push(format!("{}: unknown experiment {e:?}", l.file));
                 }
             }
             if l.title.trim().is_empty() || l.body.trim().is_empty() {

@@ -20,6 +20,9 @@ pub struct CheckRecord {
     /// When it last passed.
     #[serde(default)]
     pub passed_at: Option<DateTime<Utc>>,
+    /// What it saw when it last passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passed_detail: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -27,6 +30,9 @@ pub struct Tick {
     /// `check:<id>[,<id>…]` or `hand`.
     pub by: String,
     pub at: DateTime<Utc>,
+    /// What the checks saw when they ticked it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,7 +46,16 @@ pub enum ExperimentKind {
     Recovery,
     /// The same burst run at different concurrency.
     Concurrency,
+    /// A worker acknowledging early was killed: the tasks it was running were lost.
+    EarlyAckLoss,
 }
+
+/// Experiments a lesson can ask for, and what proves each.
+pub const EXPERIMENTS: &[(&str, &str)] = &[
+    ("burst", "a burst whose queue depth rose and then drained"),
+    ("recovery", "a worker killed with unacknowledged messages, and those tasks completed after the restart"),
+    ("concurrency", "a burst timed at a known concurrency"),
+];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Experiment {
@@ -89,8 +104,14 @@ impl Progress {
             if r.status == Status::Skipped {
                 continue;
             }
-            let passed_at = if r.status == Status::Pass { Some(r.at) } else { self.checks.get(&r.id).and_then(|c| c.passed_at) };
-            self.checks.insert(r.id.clone(), CheckRecord { status: r.status, detail: r.detail.clone(), at: r.at, passed_at });
+            let earlier = self.checks.get(&r.id);
+            let (passed_at, passed_detail) = if r.status == Status::Pass {
+                (Some(r.at), Some(r.detail.clone()))
+            } else {
+                (earlier.and_then(|c| c.passed_at), earlier.and_then(|c| c.passed_detail.clone()))
+            };
+            self.checks
+                .insert(r.id.clone(), CheckRecord { status: r.status, detail: r.detail.clone(), at: r.at, passed_at, passed_detail });
             if r.status == Status::Pass {
                 for (k, v) in &r.facts {
                     self.facts.insert(k.clone(), v.clone());
@@ -103,8 +124,22 @@ impl Progress {
             if by.is_empty() || self.checklist.contains_key(&item.id) {
                 continue;
             }
-            if by.iter().all(|c| self.checks.get(c).is_some_and(|r| r.passed_at.is_some())) {
-                self.checklist.insert(item.id.clone(), Tick { by: format!("check:{}", by.join(",")), at: Utc::now() });
+            if !item.manual && by.iter().all(|c| self.checks.get(c).is_some_and(|r| r.passed_at.is_some())) {
+                let evidence = by
+                    .iter()
+                    .filter_map(|c| {
+                        self.checks.get(c).map(|r| {
+                            format!(
+                                "{} ({})",
+                                r.passed_detail.as_deref().unwrap_or(&r.detail),
+                                r.passed_at.unwrap_or(r.at).format("%Y-%m-%d %H:%M UTC")
+                            )
+                        })
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                self.checklist
+                    .insert(item.id.clone(), Tick { by: format!("check:{}", by.join(",")), at: Utc::now(), evidence: Some(evidence) });
                 newly.push(item.id.clone());
             }
         }
@@ -113,7 +148,7 @@ impl Progress {
 
     pub fn tick(&mut self, course: &Course, id: &str) -> anyhow::Result<()> {
         known_item(course, id)?;
-        self.checklist.entry(id.to_string()).or_insert(Tick { by: "hand".into(), at: Utc::now() });
+        self.checklist.entry(id.to_string()).or_insert(Tick { by: "hand".into(), at: Utc::now(), evidence: None });
         Ok(())
     }
 
@@ -134,6 +169,22 @@ impl Progress {
     pub fn add_experiment(&mut self, kind: ExperimentKind, summary: impl Into<String>, figures: serde_json::Value) {
         let figures = figures.as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
         self.experiments.push(Experiment { kind, at: Utc::now(), summary: summary.into(), figures });
+    }
+
+    /// Whether an experiment a lesson asks for (see `EXPERIMENTS`) was seen.
+    pub fn experiment_seen(&self, name: &str) -> bool {
+        let num = |e: &Experiment, k: &str| e.figures.get(k).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+        self.experiments.iter().any(|e| match name {
+            "burst" => e.kind == ExperimentKind::Concurrency && num(e, "peak_depth") >= 2.0 && num(e, "drained") >= 1.0,
+            "recovery" => {
+                e.kind == ExperimentKind::Recovery
+                    && num(e, "in_flight_at_kill") >= 1.0
+                    && num(e, "tasks") >= 1.0
+                    && num(e, "succeeded") + num(e, "failed") >= num(e, "tasks")
+            }
+            "concurrency" => e.kind == ExperimentKind::Concurrency,
+            _ => false,
+        })
     }
 
     pub fn ticked(&self, course: &Course) -> usize {

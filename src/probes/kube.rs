@@ -13,6 +13,10 @@ use super::{Outcome, Probes, error_chain};
 pub const HELM_RABBITMQ: &str = "helm install rabbitmq bitnami/rabbitmq --namespace messaging --set image.repository=bitnamilegacy/rabbitmq --set global.security.allowInsecureImages=true --set auth.username=admin --set auth.password=admin123 --set persistence.enabled=false";
 pub const HELM_REDIS: &str = "helm install redis bitnami/redis --namespace messaging --set image.repository=bitnamilegacy/redis --set global.security.allowInsecureImages=true --set auth.enabled=false --set architecture=standalone --set master.persistence.enabled=false";
 
+/// Added to the hints of a cluster that is not there at all.
+pub const NO_CLUSTER: &str =
+    ". No cluster on this machine? Switch to the local track: T in the app (or --track local); S starts a private RabbitMQ and Redis";
+
 fn read_kubeconfig(p: &Probes) -> Result<Kubeconfig, Outcome> {
     let res = match &p.kubeconfig {
         Some(path) => Kubeconfig::read_from(path),
@@ -21,7 +25,7 @@ fn read_kubeconfig(p: &Probes) -> Result<Kubeconfig, Outcome> {
     res.map_err(|e| {
         Outcome::fail(
             format!("cannot read the kubeconfig: {}", error_chain(&e)),
-            "start Rancher Desktop (it writes ~/.kube/config with the rancher-desktop context), or point KUBECONFIG at a valid file",
+            format!("start Rancher Desktop (it writes ~/.kube/config with the rancher-desktop context), or point KUBECONFIG at a valid file{NO_CLUSTER}"),
         )
     })
 }
@@ -52,8 +56,9 @@ fn missing_context(kc: &Kubeconfig, ctx: &str) -> Outcome {
     Outcome::fail(
         format!("context {ctx:?} is not in the kubeconfig (contexts: {known})"),
         if ctx == "rancher-desktop" {
-            "start Rancher Desktop and wait for \"Kubernetes is running\"; it adds the rancher-desktop context (or pass --context NAME)"
-                .to_string()
+            format!(
+                "start Rancher Desktop and wait for \"Kubernetes is running\"; it adds the rancher-desktop context (or pass --context NAME){NO_CLUSTER}"
+            )
         } else {
             format!("choose one of the contexts listed with --context, or add {ctx:?}")
         },
@@ -85,7 +90,9 @@ pub async fn context(p: &Probes) -> Outcome {
 fn unreachable(e: &kube::Error) -> Outcome {
     Outcome::fail(
         format!("the API server does not answer: {}", error_chain(e)),
-        "Rancher Desktop may still be starting (\"connection refused\"): wait until it shows \"Kubernetes is running\" and try again",
+        format!(
+            "Rancher Desktop may still be starting (\"connection refused\"): wait until it shows \"Kubernetes is running\" and try again{NO_CLUSTER}"
+        ),
     )
 }
 

@@ -3,6 +3,7 @@
 //! with a one-line detail and, on failure, what to do.
 
 pub mod kube;
+pub mod learner;
 pub mod rabbit;
 pub mod redis;
 pub mod tasks;
@@ -117,6 +118,24 @@ pub const CHECKS: &[CheckInfo] = &[
         timeout: Duration::from_secs(15),
     },
     CheckInfo {
+        id: "celery.py_worker",
+        title: "Your Python Celery worker is on the broker (its heartbeat)",
+        group: Group::Tasks,
+        timeout: Duration::from_secs(8),
+    },
+    CheckInfo {
+        id: "results.learner",
+        title: "A result in Redis from a task you sent with .delay()",
+        group: Group::Redis,
+        timeout: Duration::from_secs(8),
+    },
+    CheckInfo {
+        id: "results.learner_failure",
+        title: "A failed task of yours stored as FAILURE",
+        group: Group::Redis,
+        timeout: Duration::from_secs(8),
+    },
+    CheckInfo {
         id: "tasks.failure",
         title: "A failing task is stored as FAILURE and re-raised",
         group: Group::Tasks,
@@ -171,6 +190,9 @@ impl Probes {
                 "redis.ping" => redis::ping(self).await,
                 "tasks.roundtrip" => tasks::roundtrip(self).await,
                 "tasks.failure" => tasks::failure(self).await,
+                "celery.py_worker" => learner::py_worker(self).await,
+                "results.learner" => learner::results(self).await,
+                "results.learner_failure" => learner::failures(self).await,
                 _ => Outcome::fail("check not implemented", "report this as a bug"),
             }
         };

@@ -10,6 +10,20 @@ use super::{Outcome, Probes, error_chain, host_port};
 use crate::celery::broker::{self, ConnectError};
 use crate::config::Track;
 
+/// The vhost named by a broker URL (`amqp://…/` and `amqp://…//` are `/`), percent-decoded.
+pub fn vhost_of(broker_url: &str) -> String {
+    let Ok(u) = url::Url::parse(broker_url) else { return "/".into() };
+    let path = u.path();
+    let raw = path.strip_prefix('/').unwrap_or(path);
+    if raw.is_empty() {
+        return "/".into();
+    }
+    url::form_urlencoded::parse(format!("v={}", raw.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| raw.to_string())
+}
+
 /// A management API client with short timeouts.
 pub fn management_client(p: &Probes) -> MgmtClient<String, String, String> {
     let (base, user, pass) = p.cfg.management_login();
@@ -145,7 +159,8 @@ pub async fn raw_overview(p: &Probes) -> anyhow::Result<serde_json::Value> {
 
 pub async fn mgmt_exchanges(p: &Probes) -> Outcome {
     let c = management_client(p);
-    let list = match c.list_exchanges_in("/").await {
+    let vhost = vhost_of(&p.cfg.broker_url);
+    let list = match c.list_exchanges_in(&vhost).await {
         Ok(l) => l,
         Err(e) => return mgmt_failure(p, &e),
     };
@@ -156,7 +171,12 @@ pub async fn mgmt_exchanges(p: &Probes) -> Outcome {
         .map(|(n, t)| format!("{n} ({t})"))
         .collect();
     if missing.is_empty() {
-        Outcome::pass(format!("{} exchanges in vhost /, including amq.direct, amq.fanout, amq.topic", list.len()))
+        let bindings = c.list_bindings_in(&vhost).await.ok().map(|b| b.iter().filter(|b| b.source == "amq.direct").count());
+        let note = match bindings {
+            Some(0) => "; amq.direct has no bindings yet (Celery publishes through the default exchange)",
+            _ => "",
+        };
+        Outcome::pass(format!("{} exchanges in vhost {vhost}, including amq.direct, amq.fanout, amq.topic{note}", list.len()))
             .fact("exchanges", list.len().to_string())
     } else {
         Outcome::fail(
@@ -169,7 +189,7 @@ pub async fn mgmt_exchanges(p: &Probes) -> Outcome {
 pub async fn mgmt_celery_queue(p: &Probes) -> Outcome {
     let c = management_client(p);
     let q = &p.cfg.queue;
-    match c.get_queue_info("/", q).await {
+    match c.get_queue_info(&vhost_of(&p.cfg.broker_url), q).await {
         Ok(info) => {
             if info.consumer_count >= 1 {
                 Outcome::pass(format!("queue {q}: {} consumer(s), {} message(s) waiting", info.consumer_count, info.message_count))

@@ -2,6 +2,8 @@
 //! and commands (`update.rs`), draws (`view.rs`), and hands commands to background tasks, which
 //! answer with events. The loop never waits on the network.
 
+pub mod keymap;
+pub mod markdown;
 pub mod state;
 pub mod update;
 pub mod view;
@@ -16,6 +18,7 @@ use crossterm::execute;
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
 use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinSet;
 
 use crate::celery::client::{Client, follow};
 use crate::celery::protocol::TaskMessage;
@@ -47,6 +50,11 @@ pub async fn run(cfg: Config, context_explicit: bool) -> anyhow::Result<()> {
     let (progress, warning) = store.load_or_fresh();
     let mut app = App::new(cfg.clone(), course, progress);
     app.status = warning;
+    app.sandbox_available = crate::sandbox::find_programs().is_ok();
+    let first_launch = app.first_launch();
+    if first_launch {
+        app.modals.push(state::Modal::Start);
+    }
 
     let mut terminal = ratatui::try_init()?;
     let _guard = RestoreGuard;
@@ -59,11 +67,24 @@ pub async fn run(cfg: Config, context_explicit: bool) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
     let mut probes = Probes::new(cfg.clone());
     probes.context_explicit = context_explicit;
-    let rt =
-        Runtime { tx: tx.clone(), cfg: cfg.clone(), store, probes, worker: Arc::new(Mutex::new(None)), client: Arc::new(Mutex::new(None)) };
-    spawn_input(tx.clone());
-    spawn_pollers(&cfg, tx.clone());
-    let first: Vec<String> = app.lesson_checks().into_iter().filter(|id| !id.starts_with("tasks.")).collect();
+    let mut rt = Runtime {
+        tx: tx.clone(),
+        cfg: cfg.clone(),
+        store,
+        probes,
+        worker: Arc::new(Mutex::new(None)),
+        client: Arc::new(Mutex::new(None)),
+        tasks: JoinSet::new(),
+        pollers: JoinSet::new(),
+    };
+    rt.tasks.spawn(input(tx.clone()));
+    rt.start_pollers();
+    let first: Vec<String> = if first_launch {
+        // What the start screen reports: a cluster, a broker, a Redis.
+        vec!["kube.api".into(), "amqp.login".into(), "redis.ping".into()]
+    } else {
+        app.lesson_checks().into_iter().filter(|id| !id.starts_with("tasks.")).collect()
+    };
     if !first.is_empty() {
         for cmd in app.run_checks(first) {
             rt.exec(cmd, &app);
@@ -76,6 +97,9 @@ pub async fn run(cfg: Config, context_explicit: bool) -> anyhow::Result<()> {
             Some(ev) = rx.recv() => ev,
             _ = tick.tick() => Event::Tick,
             _ = term.recv() => { app.quit = true; continue }
+            // Reap finished background work (its results came as events).
+            Some(_) = rt.tasks.join_next(), if !rt.tasks.is_empty() => continue,
+            Some(_) = rt.pollers.join_next(), if !rt.pollers.is_empty() => continue,
         };
         for cmd in app.handle(ev) {
             rt.exec(cmd, &app);
@@ -88,7 +112,9 @@ pub async fn run(cfg: Config, context_explicit: bool) -> anyhow::Result<()> {
         }
         terminal.draw(|f| view::draw(f, &mut app))?;
     }
+    app.record_sends(Utc::now(), true);
     let _ = rt.store.save(&app.progress);
+    rt.pollers.abort_all();
     if let Some(mut w) = rt.worker.lock().await.take() {
         // Leaving with a running worker: finish what runs (briefly), then stop.
         w.stop(StopMode::Warm);
@@ -97,9 +123,13 @@ pub async fn run(cfg: Config, context_explicit: bool) -> anyhow::Result<()> {
             let _ = tokio::time::timeout(Duration::from_secs(2), w.wait()).await;
         }
     }
+    rt.tasks.shutdown().await;
     Ok(())
 }
 
+/// Carries out the update function's commands. Every task it starts is owned here (dropped,
+/// and so cancelled, when the UI ends): `tasks` for one-off work, `pollers` for the live
+/// readings, which restart when the endpoints change.
 struct Runtime {
     tx: mpsc::UnboundedSender<Event>,
     cfg: Config,
@@ -107,16 +137,19 @@ struct Runtime {
     probes: Probes,
     worker: Arc<Mutex<Option<WorkerHandle>>>,
     client: Arc<Mutex<Option<Client>>>,
+    tasks: JoinSet<()>,
+    pollers: JoinSet<()>,
 }
 
 impl Runtime {
-    fn exec(&self, cmd: Command, app: &App) {
+    fn exec(&mut self, cmd: Command, app: &App) {
         let tx = self.tx.clone();
         match cmd {
             Command::RunChecks(ids) => {
                 let mut probes = self.probes.clone();
+                probes.cfg = app.cfg.clone();
                 probes.cfg.track = app.track;
-                tokio::spawn(async move {
+                self.tasks.spawn(async move {
                     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
                     let results = probes.run_many(&refs).await;
                     let _ = tx.send(Event::ChecksDone(results));
@@ -126,7 +159,7 @@ impl Runtime {
             Command::RestartWorker { concurrency, acks_late } => self.start_worker(concurrency, acks_late, true),
             Command::StopWorker(mode) => {
                 let slot = self.worker.clone();
-                tokio::spawn(async move {
+                self.tasks.spawn(async move {
                     if let Some(w) = slot.lock().await.as_ref() {
                         w.stop(mode);
                     }
@@ -135,11 +168,11 @@ impl Runtime {
             Command::Submit { task, args, count } => {
                 let client = self.client.clone();
                 let cfg = self.cfg.clone();
-                tokio::spawn(submit(cfg, client, task, args, count, tx));
+                self.tasks.spawn(submit(cfg, client, task, args, count, tx));
             }
             Command::Export(path) => {
                 let md = export::render(&app.progress, &app.course, &app.cfg);
-                tokio::task::spawn_blocking(move || {
+                self.tasks.spawn_blocking(move || {
                     let _ = match export::write(&path, &md) {
                         Ok(None) => tx.send(Event::Exported(path)),
                         Ok(Some(kept)) => tx.send(Event::Notice(format!(
@@ -151,23 +184,69 @@ impl Runtime {
                     };
                 });
             }
+            Command::Init(dir) => {
+                let cfg = self.cfg.clone();
+                self.tasks.spawn_blocking(move || {
+                    let ev = match crate::lessons::project::write(&dir, &cfg) {
+                        Ok(outcomes) => {
+                            let kept = outcomes.iter().filter(|o| matches!(o, crate::lessons::project::Outcome::Kept(_))).count();
+                            Event::Notice(format!(
+                                "Python project in {}: {} file(s) written{}",
+                                dir.display(),
+                                outcomes.len() - kept,
+                                if kept > 0 { format!(", {kept} already there and kept") } else { String::new() }
+                            ))
+                        }
+                        Err(e) => Event::Failed(crate::cli::one_line(&e)),
+                    };
+                    let _ = tx.send(ev);
+                });
+            }
             Command::SandboxUp => {
                 let cfg = self.cfg.clone();
-                tokio::spawn(async move {
+                self.tasks.spawn(async move {
                     let ev = match crate::sandbox::Sandbox::up(&cfg.data_dir, |step| tracing::info!("sandbox: {step}")).await {
-                        Ok((sb, _)) if sb.broker_url() == cfg.broker_url && sb.result_backend() == cfg.result_backend => {
-                            Event::Notice("sandbox running: RabbitMQ and Redis answer (mqlab sandbox down stops them)".into())
+                        Ok((sb, _)) => {
+                            // The sandbox comes before the config file and the defaults; flags and
+                            // the environment still win (as on the next start).
+                            let mut next = cfg.clone();
+                            let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+                            if env("MQLAB_BROKER_URL").or_else(|| env("CELERY_BROKER_URL")).is_none() {
+                                next.broker_url = sb.broker_url();
+                            }
+                            if env("MQLAB_RESULT_BACKEND").or_else(|| env("CELERY_RESULT_BACKEND")).is_none() {
+                                next.result_backend = sb.result_backend();
+                            }
+                            if env("MQLAB_MANAGEMENT_URL").is_none() {
+                                next.management_url = sb.management_url();
+                            }
+                            let _ = tx.send(Event::Notice(format!(
+                                "sandbox running: RabbitMQ {} and Redis {}, in use now (mqlab sandbox down stops them)",
+                                crate::config::mask_url(&next.broker_url),
+                                crate::config::mask_url(&next.result_backend)
+                            )));
+                            Event::ConfigChanged(Box::new(next))
                         }
-                        Ok(_) => Event::Notice("sandbox running on its own ports: quit and start mqlab again to use it".into()),
                         Err(e) => Event::Failed(format!("sandbox: {}", crate::cli::one_line(&e))),
                     };
                     let _ = tx.send(ev);
                 });
             }
+            Command::Reconfigure => {
+                self.cfg = app.cfg.clone();
+                self.probes.cfg = app.cfg.clone();
+                let client = self.client.clone();
+                self.tasks.spawn(async move {
+                    if let Some(c) = client.lock().await.take() {
+                        c.close().await;
+                    }
+                });
+                self.start_pollers();
+            }
             Command::SaveProgress => {
                 let store = self.store.clone();
                 let p = app.progress.clone();
-                tokio::task::spawn_blocking(move || {
+                self.tasks.spawn_blocking(move || {
                     if let Err(e) = store.save(&p) {
                         let _ = tx.send(Event::Failed(format!("progress not saved: {e:#}")));
                     }
@@ -176,7 +255,17 @@ impl Runtime {
         }
     }
 
-    fn start_worker(&self, concurrency: usize, acks_late: bool, restart: bool) {
+    fn start_pollers(&mut self) {
+        self.pollers.abort_all();
+        let cfg = self.cfg.clone();
+        let tx = self.tx.clone();
+        self.pollers.spawn(amqp_depth(cfg.clone(), tx.clone()));
+        self.pollers.spawn(management(cfg.clone(), tx.clone()));
+        self.pollers.spawn(celery_events(cfg.clone(), tx.clone()));
+        self.pollers.spawn(redis_ping(cfg, tx));
+    }
+
+    fn start_worker(&mut self, concurrency: usize, acks_late: bool, restart: bool) {
         let slot = self.worker.clone();
         let tx = self.tx.clone();
         let mut opts = WorkerOptions::new(&self.cfg.broker_url, Some(self.cfg.result_backend.clone()));
@@ -186,7 +275,7 @@ impl Runtime {
         opts.hostname = format!("mqlab@{}", crate::celery::protocol::hostname());
         opts.result_expires = self.cfg.result_expires;
         opts.settings.hello_delay = Duration::from_secs_f64(self.cfg.hello_seconds);
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let mut guard = slot.lock().await;
             if let Some(mut old) = guard.take()
                 && !old.is_finished()
@@ -202,25 +291,33 @@ impl Runtime {
             let stats = handle.stats.clone();
             *guard = Some(handle);
             drop(guard);
-            let fwd = tx.clone();
-            tokio::spawn(async move {
-                while let Some(ev) = wrx.recv().await {
-                    if fwd.send(Event::Worker(ev)).is_err() {
-                        break;
+            // The worker's events, and its counters every 200 ms, until it is gone.
+            let mut every = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tokio::select! {
+                    ev = wrx.recv() => match ev {
+                        Some(ev) => if tx.send(Event::Worker(ev)).is_err() { break },
+                        None => break,
+                    },
+                    _ = every.tick() => {
+                        let ev = Event::WorkerStats {
+                            processed: stats.processed(),
+                            failed: stats.failed.load(Ordering::Relaxed),
+                            active: stats.active.load(Ordering::Relaxed),
+                            unacked: stats.unacked.load(Ordering::Relaxed),
+                        };
+                        if tx.send(ev).is_err() {
+                            break;
+                        }
                     }
                 }
-            });
-            loop {
-                tokio::time::sleep(Duration::from_millis(400)).await;
-                let ev = Event::WorkerStats {
-                    processed: stats.processed(),
-                    failed: stats.failed.load(Ordering::Relaxed),
-                    active: stats.active.load(Ordering::Relaxed),
-                };
-                if tx.send(ev).is_err() || Arc::strong_count(&stats) == 1 {
-                    break;
-                }
             }
+            let _ = tx.send(Event::WorkerStats {
+                processed: stats.processed(),
+                failed: stats.failed.load(Ordering::Relaxed),
+                active: 0,
+                unacked: 0,
+            });
         });
     }
 }
@@ -237,7 +334,7 @@ async fn submit(
     let mut guard = slot.lock().await;
     if guard.is_none() {
         match Client::connect(&cfg.broker_url, Some(&cfg.result_backend), &cfg.queue, cfg.result_expires).await {
-            Ok(c) => *guard = Some(c),
+            Ok(c) => *guard = Some(c.log_sent_ids(crate::probes::learner::SENT_LOG_KEY)),
             Err(e) => {
                 let _ = tx.send(Event::SubmitFailed(crate::cli::one_line(&e)));
                 return;
@@ -261,39 +358,35 @@ async fn submit(
         return;
     }
     drop(guard);
+    // Ends when every result is in, or when the UI is gone.
     let _ = follow(&mut watcher, Some(Duration::from_secs(3600)), |m| {
         let _ = tx.send(Event::Result(m.clone()));
     })
     .await;
 }
 
-fn spawn_input(tx: mpsc::UnboundedSender<Event>) {
-    tokio::spawn(async move {
-        let mut events = EventStream::new();
-        while let Some(Ok(ev)) = events.next().await {
-            let mapped = match ev {
-                CtEvent::Key(k) => Event::Key(k),
-                CtEvent::Mouse(m) => Event::Mouse(m),
-                CtEvent::Resize(..) => Event::Tick,
-                _ => continue,
-            };
-            if tx.send(mapped).is_err() {
-                break;
-            }
+async fn input(tx: mpsc::UnboundedSender<Event>) {
+    let mut events = EventStream::new();
+    while let Some(Ok(ev)) = events.next().await {
+        let mapped = match ev {
+            CtEvent::Key(k) => Event::Key(k),
+            CtEvent::Mouse(m) => Event::Mouse(m),
+            CtEvent::Resize(..) => Event::Tick,
+            _ => continue,
+        };
+        if tx.send(mapped).is_err() {
+            break;
         }
-    });
+    }
 }
 
-/// Live broker readings: a fast AMQP depth reading, the management API's sample (its rates are
-/// computed by the broker every 5 s), and a Redis PING.
-fn spawn_pollers(cfg: &Config, tx: mpsc::UnboundedSender<Event>) {
-    let c = cfg.clone();
-    let t = tx.clone();
-    tokio::spawn(async move {
-        loop {
-            match crate::celery::broker::connect(&c.broker_url, "mqlab monitor").await {
-                Ok(conn) => {
-                    let Ok(ch) = conn.create_channel().await else { continue };
+/// The fast AMQP reading: a passive-style declare every 0.5 s gives ready messages and
+/// consumers as the broker has them now.
+async fn amqp_depth(c: Config, t: mpsc::UnboundedSender<Event>) {
+    loop {
+        match crate::celery::broker::connect(&c.broker_url, "mqlab monitor").await {
+            Ok(conn) => {
+                if let Ok(ch) = conn.create_channel().await {
                     loop {
                         let q = ch
                             .queue_declare(
@@ -304,13 +397,9 @@ fn spawn_pollers(cfg: &Config, tx: mpsc::UnboundedSender<Event>) {
                             .await;
                         match q {
                             Ok(q) => {
-                                if t.send(Event::Depth {
-                                    ready: q.message_count() as u64,
-                                    consumers: q.consumer_count() as u64,
-                                    at: Utc::now(),
-                                })
-                                .is_err()
-                                {
+                                let ev =
+                                    Event::Depth { ready: q.message_count() as u64, consumers: q.consumer_count() as u64, at: Utc::now() };
+                                if t.send(ev).is_err() {
                                     return;
                                 }
                             }
@@ -322,80 +411,125 @@ fn spawn_pollers(cfg: &Config, tx: mpsc::UnboundedSender<Event>) {
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }
-                Err(e) => {
-                    if t.send(Event::SourceDown { source: Source::Amqp, error: e.to_string() }).is_err() {
-                        return;
-                    }
+            }
+            Err(e) => {
+                if t.send(Event::SourceDown { source: Source::Amqp, error: e.to_string() }).is_err() {
+                    return;
                 }
             }
-            tokio::time::sleep(Duration::from_secs(2)).await;
         }
-    });
-    let c = cfg.clone();
-    let t = tx.clone();
-    tokio::spawn(async move {
-        let (base, user, pass) = c.management_login();
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().expect("client");
-        let url = format!("{base}/api/queues/%2F/{}", url::form_urlencoded::byte_serialize(c.queue.as_bytes()).collect::<String>());
-        loop {
-            let ev = match http.get(&url).basic_auth(&user, Some(&pass)).send().await {
-                Ok(r) if r.status().as_u16() == 404 => Event::Sample { sample: Default::default(), at: Utc::now() },
-                Ok(r) if r.status().is_success() => match r.json::<Value>().await {
-                    Ok(v) => Event::Sample { sample: sample_of(&v), at: Utc::now() },
-                    Err(e) => Event::SourceDown { source: Source::Management, error: e.to_string() },
-                },
-                Ok(r) => Event::SourceDown { source: Source::Management, error: format!("HTTP {}", r.status()) },
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// The management API every 5 s: the queue (rates are the broker's 5 s figures) and the overview.
+async fn management(c: Config, t: mpsc::UnboundedSender<Event>) {
+    let (base, user, pass) = c.management_login();
+    let Ok(http) = reqwest::Client::builder().timeout(Duration::from_secs(3)).build() else { return };
+    let vhost = crate::probes::rabbit::vhost_of(&c.broker_url);
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20");
+    let queue_url = format!("{base}/api/queues/{}/{}", enc(&vhost), enc(&c.queue));
+    let overview_url = format!("{base}/api/overview");
+    let exchanges_url = format!("{base}/api/exchanges/{}?columns=name,type", enc(&vhost));
+    loop {
+        let ev = match http.get(&queue_url).basic_auth(&user, Some(&pass)).send().await {
+            Ok(r) if r.status().as_u16() == 404 => Event::Sample { sample: Default::default(), at: Utc::now() },
+            Ok(r) if r.status().is_success() => match r.json::<Value>().await {
+                Ok(v) => Event::Sample { sample: sample_of(&v), at: Utc::now() },
                 Err(e) => Event::SourceDown { source: Source::Management, error: e.to_string() },
-            };
-            if t.send(ev).is_err() {
+            },
+            Ok(r) => Event::SourceDown { source: Source::Management, error: format!("HTTP {}", r.status()) },
+            Err(e) => Event::SourceDown { source: Source::Management, error: e.to_string() },
+        };
+        let up = matches!(ev, Event::Sample { .. });
+        if t.send(ev).is_err() {
+            return;
+        }
+        if up {
+            let get = |u: &str| http.get(u).basic_auth(&user, Some(&pass)).send();
+            if let (Ok(o), Ok(x)) = (get(&overview_url).await, get(&exchanges_url).await)
+                && let (Ok(o), Ok(x)) = (o.json::<Value>().await, x.json::<Value>().await)
+                && t.send(Event::Overview(overview_of(&o, &x))).is_err()
+            {
                 return;
             }
-            tokio::time::sleep(Duration::from_secs(5)).await;
         }
-    });
-    let c = cfg.clone();
-    let t = tx.clone();
-    tokio::spawn(async move {
-        loop {
-            let (etx, mut erx) = mpsc::unbounded_channel();
-            let fwd = t.clone();
-            let forward = tokio::spawn(async move {
-                while let Some(ev) = erx.recv().await {
-                    if fwd.send(Event::Celery(ev)).is_err() {
-                        break;
-                    }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// Every worker's events (celeryev), mqlab's and Python's.
+async fn celery_events(c: Config, t: mpsc::UnboundedSender<Event>) {
+    loop {
+        let (etx, mut erx) = mpsc::unbounded_channel();
+        let forward = async {
+            while let Some(ev) = erx.recv().await {
+                if t.send(Event::Celery(ev)).is_err() {
+                    return;
                 }
-            });
-            let _ = crate::celery::events::monitor(&c.broker_url, etx).await;
-            forward.abort();
-            if t.is_closed() {
-                return;
             }
-            tokio::time::sleep(Duration::from_secs(2)).await;
+        };
+        tokio::select! {
+            _ = crate::celery::events::monitor(&c.broker_url, etx) => {}
+            _ = forward => return,
         }
-    });
-    let c = cfg.clone();
-    tokio::spawn(async move {
-        loop {
-            let ok = async {
-                let client = redis::Client::open(c.result_backend.as_str()).ok()?;
-                let cfg = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(2)))
-                    .set_response_timeout(Some(Duration::from_secs(2)));
-                let mut conn = client.get_multiplexed_async_connection_with_config(&cfg).await.ok()?;
-                redis::cmd("PING").query_async::<String>(&mut conn).await.ok()
-            }
-            .await;
-            let ev = match ok {
-                Some(_) => Event::RedisUp,
-                None => Event::SourceDown { source: Source::Redis, error: "no PONG".into() },
-            };
-            if tx.send(ev).is_err() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_secs(5)).await;
+        if t.is_closed() {
+            return;
         }
-    });
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+async fn redis_ping(c: Config, tx: mpsc::UnboundedSender<Event>) {
+    loop {
+        let ok = async {
+            let client = redis::Client::open(c.result_backend.as_str()).ok()?;
+            let cfg = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(2)))
+                .set_response_timeout(Some(Duration::from_secs(2)));
+            let mut conn = client.get_multiplexed_async_connection_with_config(&cfg).await.ok()?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await.ok()
+        }
+        .await;
+        let ev = match ok {
+            Some(_) => Event::RedisUp,
+            None => Event::SourceDown { source: Source::Redis, error: "no PONG".into() },
+        };
+        if tx.send(ev).is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// Reads the management API's overview and the vhost's exchanges.
+pub fn overview_of(o: &Value, exchanges: &Value) -> state::Overview {
+    let n = |k: &str| o.pointer(&format!("/object_totals/{k}")).and_then(Value::as_u64).unwrap_or(0);
+    let s = |k: &str| o.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let exchange_names = exchanges
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| {
+                    (
+                        x.get("name").and_then(Value::as_str).unwrap_or("").to_string(),
+                        x.get("type").and_then(Value::as_str).unwrap_or("").to_string(),
+                    )
+                })
+                .take(12)
+                .collect()
+        })
+        .unwrap_or_default();
+    state::Overview {
+        node: s("node"),
+        rabbitmq_version: s("rabbitmq_version"),
+        exchanges: n("exchanges"),
+        queues: n("queues"),
+        consumers: n("consumers"),
+        connections: n("connections"),
+        channels: n("channels"),
+        exchange_names,
+    }
 }
 
 /// Reads the management API's queue object.

@@ -3,11 +3,14 @@
 
 use std::path::PathBuf;
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
 use ratatui_textarea::TextArea;
 use serde_json::{Value, json};
 
+use super::keymap::{self, Action};
 use super::state::*;
 use crate::celery::backend::ResultMeta;
 use crate::celery::events::CeleryEvent;
@@ -30,6 +33,8 @@ pub enum Event {
         processed: u64,
         failed: u64,
         active: usize,
+        /// Deliveries the app's worker holds unacknowledged right now.
+        unacked: usize,
     },
     /// Tasks were published (with their raw messages).
     Submitted(Vec<TaskRow>),
@@ -46,6 +51,10 @@ pub enum Event {
         sample: Sample,
         at: DateTime<Utc>,
     },
+    /// Management API overview.
+    Overview(Overview),
+    /// The endpoints changed (a sandbox came up): the new configuration.
+    ConfigChanged(Box<crate::config::Config>),
     SourceDown {
         source: Source,
         error: String,
@@ -88,6 +97,10 @@ pub enum Command {
     SaveProgress,
     /// Start the private RabbitMQ and Redis (`mqlab sandbox up`).
     SandboxUp,
+    /// Write the curriculum's Python project into this folder (never overwriting a file).
+    Init(PathBuf),
+    /// Endpoints changed (a sandbox came up): restart pollers and a running worker on them.
+    Reconfigure,
 }
 
 const SUBMIT_TASKS: [&str; 3] = ["tasks.hello", "tasks.add", "tasks.divide"];
@@ -105,8 +118,15 @@ impl App {
                 self.spinner = self.spinner.wrapping_add(1);
                 // A worker that sent no heartbeat for 10 s (five beats) is gone.
                 let now = Utc::now();
-                self.workers.retain(|_, (_, _, seen)| (now - *seen).num_seconds() < 10);
-                vec![]
+                self.clock = now;
+                for w in self.workers.values_mut() {
+                    if (now - w.last_seen).num_seconds() >= 10 {
+                        w.online = false;
+                    }
+                }
+                let mut cmds = self.recheck(now);
+                cmds.extend(self.record_sends(now, false));
+                cmds
             }
             Event::ChecksStarted(ids) => {
                 for id in ids {
@@ -116,10 +136,11 @@ impl App {
             }
             Event::ChecksDone(results) => self.checks_done(results),
             Event::Worker(w) => self.worker_event(w),
-            Event::WorkerStats { processed, failed, active } => {
+            Event::WorkerStats { processed, failed, active, unacked } => {
                 self.worker.processed = processed;
                 self.worker.failed = failed;
                 self.worker.active = active;
+                self.worker.unacked = unacked;
                 vec![]
             }
             Event::Submitted(rows) => self.submitted(rows),
@@ -129,30 +150,58 @@ impl App {
             }
             Event::Result(meta) => self.result(meta),
             Event::Depth { ready, consumers, at } => {
+                let was = self.badges.amqp;
                 self.badges.amqp = Badge::Up;
-                let unacked = self.sample.map(|s| s.unacked).unwrap_or(0);
+                self.live = Some(LiveDepth { ready, consumers, at });
+                let unacked = self.unacked_now().0;
                 self.push_depth(self.seconds_since_start(at), ready, unacked);
-                if let Some(s) = &mut self.sample {
-                    s.ready = ready;
-                    s.consumers = consumers;
-                } else {
-                    self.sample = Some(Sample { ready, consumers, ..Default::default() });
-                }
+                self.depth_at = Some(at);
                 if self.worker.state != WorkerState::Running {
                     self.peak_depth_while_down = self.peak_depth_while_down.max(ready + unacked);
+                }
+                for b in &mut self.bursts {
+                    b.peak_depth = b.peak_depth.max(ready + unacked);
+                }
+                if was != Badge::Up {
+                    self.recheck_due = true;
                 }
                 vec![]
             }
             Event::Sample { sample, at } => {
+                let was = self.badges.management;
                 self.badges.management = Badge::Up;
                 let t = self.seconds_since_start(at);
                 self.sample = Some(sample);
-                self.push_depth(t, sample.ready, sample.unacked);
+                self.sample_at = Some(at);
                 self.rates.push_back((t, sample.publish_rate, sample.deliver_rate, sample.ack_rate));
                 while self.rates.len() > HISTORY {
                     self.rates.pop_front();
                 }
+                if was != Badge::Up {
+                    self.recheck_due = true;
+                }
                 vec![]
+            }
+            Event::Overview(o) => {
+                self.overview = Some((o, Utc::now()));
+                vec![]
+            }
+            Event::ConfigChanged(cfg) => {
+                self.cfg = *cfg;
+                self.text_cache.clear();
+                self.badges =
+                    Badges { cluster: self.badges.cluster, amqp: Badge::Unknown, management: Badge::Unknown, redis: Badge::Unknown };
+                self.live = None;
+                self.sample = None;
+                self.depth.clear();
+                self.rates.clear();
+                self.recheck_due = true;
+                let mut cmds = vec![Command::Reconfigure];
+                if matches!(self.worker.state, WorkerState::Running | WorkerState::Starting) {
+                    self.worker.state = WorkerState::Starting;
+                    cmds.push(Command::RestartWorker { concurrency: self.worker.concurrency, acks_late: self.worker.acks_late });
+                }
+                cmds
             }
             Event::SourceDown { source, error } => {
                 match source {
@@ -173,6 +222,9 @@ impl App {
                 vec![]
             }
             Event::RedisUp => {
+                if self.badges.redis != Badge::Up {
+                    self.recheck_due = true;
+                }
                 self.badges.redis = Badge::Up;
                 vec![]
             }
@@ -197,36 +249,48 @@ impl App {
 
     fn key(&mut self, k: KeyEvent) -> Vec<Command> {
         let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+        if !self.modals.is_empty() {
+            return self.modal_key(k);
+        }
         if ctrl && k.code == KeyCode::Char('c') {
             self.quit = true;
             return vec![];
         }
-        if self.help {
-            self.help = false;
-            return vec![];
+        match keymap::lookup(&k, self.scope()) {
+            Some(a) => self.act(a),
+            None => vec![],
         }
-        if let Some(editor) = &mut self.notes {
-            if k.code == KeyCode::Esc || (ctrl && k.code == KeyCode::Char('s')) {
-                let text = editor.lines().join("\n");
-                let step = self.current().step;
-                self.progress.set_note(step, &text);
-                self.notes = None;
-                self.status = Some(format!("note for step {step} saved"));
-                return vec![Command::SaveProgress];
+    }
+
+    /// Keys while a popup is open: the top popup gets them, Esc closes it.
+    fn modal_key(&mut self, k: KeyEvent) -> Vec<Command> {
+        let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+        let scroll_action = keymap::lookup(&k, keymap::Scope::Global);
+        let Some(top) = self.modals.last_mut() else { return vec![] };
+        match top {
+            Modal::Notes(editor) => {
+                // Esc, Ctrl-S and Ctrl-C all keep what was typed: nothing is lost.
+                if k.code == KeyCode::Esc || (ctrl && matches!(k.code, KeyCode::Char('s') | KeyCode::Char('c'))) {
+                    let text = editor.lines().join("\n");
+                    let step = self.current().step;
+                    self.progress.set_note(step, &text);
+                    self.modals.pop();
+                    self.status = Some(format!("note for step {step} saved"));
+                    return vec![Command::SaveProgress];
+                }
+                editor.input(k);
             }
-            editor.input(k);
-            return vec![];
-        }
-        if let Some((task, editor)) = &mut self.args_editor {
-            match k.code {
-                KeyCode::Esc => self.args_editor = None,
+            Modal::Args(task, editor) => match k.code {
+                KeyCode::Esc => {
+                    self.modals.pop();
+                }
                 KeyCode::Enter => {
                     let text = editor.lines().join(" ");
                     let task = task.clone();
                     match parse_args(&text) {
                         Ok(_) => {
                             self.submit_args.insert(task.clone(), text);
-                            self.args_editor = None;
+                            self.modals.pop();
                             self.status = Some(format!("arguments for {task} set; press its key to send"));
                         }
                         Err(e) => self.status = Some(format!("arguments not valid: {e}")),
@@ -241,60 +305,131 @@ impl App {
                 _ => {
                     editor.input(k);
                 }
+            },
+            Modal::Filter(editor) => {
+                match k.code {
+                    KeyCode::Esc => {
+                        self.task_filter = None;
+                        self.modals.pop();
+                    }
+                    KeyCode::Enter => {
+                        self.modals.pop();
+                    }
+                    _ => {
+                        editor.input(k);
+                        let f = editor.lines().join("").trim().to_string();
+                        self.task_filter = if f.is_empty() { None } else { Some(f) };
+                    }
+                }
+                self.selected_task = 0;
             }
-            return vec![];
+            Modal::Help { scroll } | Modal::Detail { scroll } => {
+                if matches!(k.code, KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('?') | KeyCode::Enter)
+                    || (ctrl && k.code == KeyCode::Char('c'))
+                {
+                    self.modals.pop();
+                    return vec![];
+                }
+                if let Some(a) = scroll_action {
+                    *scroll = scrolled(*scroll, a, 10);
+                }
+            }
+            Modal::Start => {
+                return match k.code {
+                    KeyCode::Char('k') => self.choose_track(Track::K3s, false),
+                    KeyCode::Char('l') => self.choose_track(Track::Local, false),
+                    KeyCode::Char('s') if self.sandbox_available => self.choose_track(Track::Local, true),
+                    KeyCode::Esc | KeyCode::Enter => self.choose_track(self.track, false),
+                    KeyCode::Char('q') => {
+                        self.quit = true;
+                        vec![]
+                    }
+                    _ => vec![],
+                };
+            }
         }
-        if self.detail_open {
-            if matches!(k.code, KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q')) {
-                self.detail_open = false;
-            }
-            return vec![];
+        vec![]
+    }
+
+    /// The first-launch choice: saved at once.
+    fn choose_track(&mut self, track: Track, sandbox: bool) -> Vec<Command> {
+        self.modals.retain(|m| !matches!(m, Modal::Start));
+        self.track = track;
+        self.progress.track = Some(track);
+        self.text_cache.clear();
+        self.recheck_due = true;
+        let mut cmds = vec![Command::SaveProgress];
+        self.status = Some(format!("track: {} (T switches)", track.as_str()));
+        if sandbox {
+            self.status = Some("starting the sandbox: a private RabbitMQ and Redis (a few seconds)…".into());
+            cmds.push(Command::SandboxUp);
         }
-        match k.code {
-            KeyCode::Char('q') => self.quit = true,
-            KeyCode::Char('?') => self.help = true,
-            KeyCode::Tab => self.focus = next_focus(self.focus, 1),
-            KeyCode::BackTab => self.focus = next_focus(self.focus, 2),
-            KeyCode::Char('1') => self.focus = Focus::Lesson,
-            KeyCode::Char('2') => self.focus = Focus::Lab,
-            KeyCode::Char('3') => self.focus = Focus::Checklist,
-            KeyCode::Char(']') => return self.goto_lesson(self.lesson as isize + 1),
-            KeyCode::Char('[') => return self.goto_lesson(self.lesson as isize - 1),
-            KeyCode::Char('r') => return self.run_checks(self.lesson_checks()),
-            KeyCode::Char('R') => return self.run_checks(self.course.all_checks(self.track)),
-            KeyCode::Char('n') => {
-                let step = self.current().step;
-                let text = self.progress.notes.get(&step).cloned().unwrap_or_default();
-                let mut ta = TextArea::new(text.lines().map(str::to_string).collect());
-                ta.set_placeholder_text("Your notes for this lesson. Esc saves.");
-                ta.move_cursor(ratatui_textarea::CursorMove::Bottom);
-                ta.move_cursor(ratatui_textarea::CursorMove::End);
-                self.notes = Some(ta);
+        cmds
+    }
+
+    /// Carries out what a key asked for.
+    pub fn act(&mut self, a: Action) -> Vec<Command> {
+        let scope = self.scope();
+        match a {
+            Action::Quit => self.quit = true,
+            Action::Help => self.modals.push(Modal::Help { scroll: 0 }),
+            Action::NextPane => self.cycle_place(1),
+            Action::PrevPane => self.cycle_place(-1),
+            Action::ScreenLesson => {
+                self.focus = Focus::Lesson;
+                self.pane = Pane::Text;
             }
-            KeyCode::Char('T') => {
+            Action::ScreenLab => self.focus = Focus::Lab,
+            Action::ScreenChecklist => self.focus = Focus::Checklist,
+            Action::NextLesson => return self.goto_lesson(self.lesson as isize + 1),
+            Action::PrevLesson => return self.goto_lesson(self.lesson as isize - 1),
+            Action::Down | Action::Up | Action::PageDown | Action::PageUp | Action::Top | Action::Bottom => self.move_in(scope, a),
+            Action::Left | Action::Right => {
+                if scope == keymap::Scope::Lesson && self.pane == Pane::Text && self.lesson_wide_code {
+                    self.hscroll = if a == Action::Right { self.hscroll + 8 } else { self.hscroll.saturating_sub(8) };
+                    self.hscroll = self.hscroll.min(self.lesson_max_hscroll);
+                } else {
+                    let d = if a == Action::Right { 1 } else { -1 };
+                    return self.goto_lesson(self.lesson as isize + d);
+                }
+            }
+            Action::RunChecks => return self.run_checks(self.lesson_checks()),
+            Action::RunAllChecks => return self.run_checks(self.course.all_checks(self.track)),
+            Action::SwitchTrack => {
                 self.track = match self.track {
                     Track::K3s => Track::Local,
                     Track::Local => Track::K3s,
                 };
                 self.progress.track = Some(self.track);
                 self.scroll = 0;
+                self.hscroll = 0;
+                self.recheck_due = true;
                 self.status = Some(format!("track: {}", self.track.as_str()));
                 return vec![Command::SaveProgress];
             }
-            KeyCode::Char('E') => {
+            Action::Notes => {
+                let step = self.current().step;
+                let text = self.progress.notes.get(&step).cloned().unwrap_or_default();
+                let mut ta = TextArea::new(text.lines().map(str::to_string).collect());
+                ta.set_placeholder_text("Your notes for this lesson. Esc saves.");
+                ta.move_cursor(ratatui_textarea::CursorMove::Bottom);
+                ta.move_cursor(ratatui_textarea::CursorMove::End);
+                self.modals.push(Modal::Notes(ta));
+            }
+            Action::Export => {
                 let path = std::env::current_dir().unwrap_or_default().join("LEARNINGS.md");
                 return vec![Command::Export(path)];
             }
-            KeyCode::Char('w') => return self.start_worker(),
-            KeyCode::Char('s') => return self.stop_worker(StopMode::Warm),
-            KeyCode::Char('k') => return self.stop_worker(StopMode::Cold),
-            KeyCode::Char('W') => {
+            Action::WorkerStart => return self.start_worker(),
+            Action::WorkerStop => return self.stop_worker(StopMode::Warm),
+            Action::WorkerKill => return self.stop_worker(StopMode::Cold),
+            Action::WorkerRestart => {
                 self.worker.state = WorkerState::Starting;
                 return vec![Command::RestartWorker { concurrency: self.worker.concurrency, acks_late: self.worker.acks_late }];
             }
-            KeyCode::Char('+') | KeyCode::Char('=') => return self.set_concurrency(self.worker.concurrency.saturating_mul(2).min(256)),
-            KeyCode::Char('-') => return self.set_concurrency((self.worker.concurrency / 2).max(1)),
-            KeyCode::Char('a') => {
+            Action::ConcurrencyUp => return self.set_concurrency(self.worker.concurrency.saturating_mul(2).min(256)),
+            Action::ConcurrencyDown => return self.set_concurrency((self.worker.concurrency / 2).max(1)),
+            Action::ToggleAcks => {
                 self.worker.acks_late = !self.worker.acks_late;
                 self.status = Some(format!(
                     "acks {}: {}",
@@ -307,77 +442,123 @@ impl App {
                 ));
                 return self.restart_if_running();
             }
-            KeyCode::Char('h') => return self.submit("tasks.hello", 1),
-            KeyCode::Char('A') => return self.submit("tasks.add", 1),
-            KeyCode::Char('d') => return self.submit("tasks.divide", 1),
-            KeyCode::Char('b') => return self.submit("tasks.hello", 20),
-            KeyCode::Char('B') => return self.submit("tasks.add", 100),
-            KeyCode::Char('e') => {
+            Action::SubmitHello => return self.submit("tasks.hello", 1),
+            Action::SubmitAdd => return self.submit("tasks.add", 1),
+            Action::SubmitDivide => return self.submit("tasks.divide", 1),
+            Action::BurstHello => return self.submit("tasks.hello", 20),
+            Action::BurstAdd => return self.submit("tasks.add", 100),
+            Action::EditArgs => {
                 let task = "tasks.hello".to_string();
                 let text = self.submit_args.get(&task).cloned().unwrap_or_default();
-                self.args_editor = Some((task, args_textarea(text)));
+                self.modals.push(Modal::Args(task, args_textarea(text)));
             }
-            KeyCode::Char('c') => self.focus = Focus::Checklist,
-            KeyCode::Char('S') => {
+            Action::Open => {
+                if self.selected().is_some() {
+                    self.modals.push(Modal::Detail { scroll: 0 });
+                }
+            }
+            Action::Filter => {
+                let mut ta = TextArea::new(vec![self.task_filter.clone().unwrap_or_default()]);
+                ta.set_placeholder_text("state or task name: failure, started, lost, add…");
+                ta.move_cursor(ratatui_textarea::CursorMove::End);
+                self.modals.push(Modal::Filter(ta));
+            }
+            Action::Follow => {
+                self.follow = !self.follow;
+                if self.follow {
+                    self.selected_task = 0;
+                }
+                self.status = Some(if self.follow { "following the newest task".into() } else { "not following".into() });
+            }
+            Action::Tick => {
+                let Some(item) = self.course.checklist().get(self.checklist_selected).map(|i| i.id.clone()) else { return vec![] };
+                let course = self.course.clone();
+                if self.progress.checklist.contains_key(&item) {
+                    let _ = self.progress.untick(&course, &item);
+                } else {
+                    let _ = self.progress.tick(&course, &item);
+                }
+                return vec![Command::SaveProgress];
+            }
+            Action::Sandbox => {
                 self.status = Some("starting the sandbox: a private RabbitMQ and Redis (a few seconds)…".into());
                 return vec![Command::SandboxUp];
             }
-            code => return self.focused_key(code),
-        }
-        vec![]
-    }
-
-    fn focused_key(&mut self, code: KeyCode) -> Vec<Command> {
-        match self.focus {
-            Focus::Lesson => match code {
-                KeyCode::Down | KeyCode::Char('j') => self.scroll = self.scroll.saturating_add(1),
-                KeyCode::Up | KeyCode::Char('K') => self.scroll = self.scroll.saturating_sub(1),
-                KeyCode::PageDown | KeyCode::Char(' ') => self.scroll = self.scroll.saturating_add(10),
-                KeyCode::PageUp => self.scroll = self.scroll.saturating_sub(10),
-                KeyCode::Home | KeyCode::Char('g') => self.scroll = 0,
-                KeyCode::Right => return self.goto_lesson(self.lesson as isize + 1),
-                KeyCode::Left => return self.goto_lesson(self.lesson as isize - 1),
-                _ => {}
-            },
-            Focus::Lab => match code {
-                KeyCode::Down | KeyCode::Char('j') => self.selected_task = (self.selected_task + 1).min(self.tasks.len().saturating_sub(1)),
-                KeyCode::Up => self.selected_task = self.selected_task.saturating_sub(1),
-                KeyCode::Enter if !self.tasks.is_empty() => self.detail_open = true,
-                _ => {}
-            },
-            Focus::Checklist => {
-                let n = self.course.checklist().len();
-                match code {
-                    KeyCode::Down | KeyCode::Char('j') => self.checklist_selected = (self.checklist_selected + 1).min(n.saturating_sub(1)),
-                    KeyCode::Up => self.checklist_selected = self.checklist_selected.saturating_sub(1),
-                    KeyCode::Char('x') | KeyCode::Enter => {
-                        let id = self.course.checklist()[self.checklist_selected].id.clone();
-                        let course = self.course.clone();
-                        if self.progress.checklist.contains_key(&id) {
-                            let _ = self.progress.untick(&course, &id);
-                        } else {
-                            let _ = self.progress.tick(&course, &id);
-                        }
-                        return vec![Command::SaveProgress];
-                    }
-                    _ => {}
-                }
+            Action::Init => {
+                let dir = std::env::current_dir().unwrap_or_default().join("phase1-celery");
+                return vec![Command::Init(dir)];
             }
         }
         vec![]
     }
 
+    /// Tab order: lesson text, its checks, the live panel (when shown), the lab, the checklist.
+    fn cycle_place(&mut self, d: isize) {
+        let mut places = vec![(Focus::Lesson, Pane::Text), (Focus::Lesson, Pane::Checks)];
+        if self.wide {
+            places.push((Focus::Lesson, Pane::Live));
+        }
+        places.extend([(Focus::Lab, Pane::Text), (Focus::Checklist, Pane::Text)]);
+        let here = places.iter().position(|p| p.0 == self.focus && (p.0 != Focus::Lesson || p.1 == self.pane)).unwrap_or(0) as isize;
+        let n = places.len() as isize;
+        let (f, p) = places[((here + d) % n + n) as usize % places.len()];
+        self.focus = f;
+        self.pane = p;
+    }
+
+    fn move_in(&mut self, scope: keymap::Scope, a: Action) {
+        use keymap::Scope;
+        match scope {
+            Scope::Tasks => {
+                let n = self.visible_tasks().len();
+                let i = match a {
+                    Action::Down => self.selected_task + 1,
+                    Action::Up => self.selected_task.saturating_sub(1),
+                    Action::PageDown => self.selected_task + 10,
+                    Action::PageUp => self.selected_task.saturating_sub(10),
+                    Action::Top => 0,
+                    _ => usize::MAX,
+                };
+                self.selected_task = i.min(n.saturating_sub(1));
+                self.follow = self.selected_task == 0 && a == Action::Top;
+            }
+            Scope::Checklist => {
+                let n = self.course.checklist().len();
+                let i = match a {
+                    Action::Down => self.checklist_selected + 1,
+                    Action::Up => self.checklist_selected.saturating_sub(1),
+                    Action::PageDown => self.checklist_selected + 5,
+                    Action::PageUp => self.checklist_selected.saturating_sub(5),
+                    Action::Top => 0,
+                    _ => usize::MAX,
+                };
+                self.checklist_selected = i.min(n.saturating_sub(1));
+            }
+            _ if self.pane == Pane::Checks => self.checks_scroll = scrolled(self.checks_scroll, a, 5),
+            _ => {
+                let page = self.lesson_view.saturating_sub(2).max(1);
+                self.scroll = scrolled(self.scroll, a, page);
+                let max = self.lesson_lines.saturating_sub(self.lesson_view);
+                if self.lesson_lines > 0 {
+                    self.scroll = self.scroll.min(max);
+                }
+            }
+        }
+    }
+
     fn mouse(&mut self, m: MouseEvent) {
-        match m.kind {
-            MouseEventKind::ScrollDown => match self.focus {
-                Focus::Lab => self.selected_task = (self.selected_task + 1).min(self.tasks.len().saturating_sub(1)),
-                _ => self.scroll = self.scroll.saturating_add(3),
-            },
-            MouseEventKind::ScrollUp => match self.focus {
-                Focus::Lab => self.selected_task = self.selected_task.saturating_sub(1),
-                _ => self.scroll = self.scroll.saturating_sub(3),
-            },
-            _ => {}
+        let a = match m.kind {
+            MouseEventKind::ScrollDown => Action::Down,
+            MouseEventKind::ScrollUp => Action::Up,
+            _ => return,
+        };
+        if let Some(Modal::Help { scroll } | Modal::Detail { scroll }) = self.modals.last_mut() {
+            *scroll = if a == Action::Down { scroll.saturating_add(3) } else { scroll.saturating_sub(3) };
+            return;
+        }
+        let scope = self.scope();
+        for _ in 0..3 {
+            self.move_in(scope, a);
         }
     }
 
@@ -499,7 +680,16 @@ impl App {
                 task: rows[0].name.clone(),
                 started: rows[0].times.get(&TaskState::Pending).copied().unwrap_or_else(Utc::now),
                 concurrency: self.worker.concurrency,
+                peak_depth: self.depth_now(),
             });
+            // Bursts are bounded: the oldest unfinished ones are dropped.
+            if self.bursts.len() > 20 {
+                self.bursts.remove(0);
+            }
+        } else {
+            let first = rows.first().and_then(|r| r.times.get(&TaskState::Pending).copied()).unwrap_or_else(Utc::now);
+            self.sends.first.get_or_insert(first);
+            self.sends.ids.extend(rows.iter().map(|r| r.id.clone()));
         }
         if let Some(first) = rows.first() {
             self.status = Some(if n == 1 { format!("sent {}{}", first.name, first.args) } else { format!("sent {n} × {}", first.name) });
@@ -508,8 +698,64 @@ impl App {
             self.tasks.insert(0, row);
         }
         self.tasks.truncate(MAX_TASKS);
-        self.selected_task = 0;
+        if self.follow {
+            self.selected_task = 0;
+        }
         vec![]
+    }
+
+    /// Re-runs the lesson's read-only checks when what they test changed, at most once a second.
+    fn recheck(&mut self, now: DateTime<Utc>) -> Vec<Command> {
+        if !self.recheck_due || self.last_recheck.is_some_and(|t| (now - t).num_milliseconds() < 1000) {
+            return vec![];
+        }
+        self.recheck_due = false;
+        self.last_recheck = Some(now);
+        let ids: Vec<String> = self
+            .lesson_checks()
+            .into_iter()
+            .filter(|id| !id.starts_with("tasks.") && !matches!(self.checks.get(id), Some(CheckState::Running)))
+            .collect();
+        if ids.is_empty() {
+            return vec![];
+        }
+        for id in &ids {
+            self.checks.insert(id.clone(), CheckState::Running);
+        }
+        vec![Command::RunChecks(ids)]
+    }
+
+    /// Single sends are recorded together: once all of them finished, or (`force`) on leaving.
+    pub fn record_sends(&mut self, now: DateTime<Utc>, force: bool) -> Vec<Command> {
+        if self.sends.ids.is_empty() {
+            return vec![];
+        }
+        let rows: Vec<&TaskRow> = self.sends.ids.iter().filter_map(|id| self.tasks.iter().find(|t| &t.id == id)).collect();
+        let done = rows.iter().all(|t| t.state.is_ready() || t.lost);
+        let quiet = self.sends.first.is_some_and(|f| (now - f).num_seconds() >= 5);
+        if !(force || done && quiet) {
+            return vec![];
+        }
+        let n = self.sends.ids.len();
+        let mut by_task: BTreeMap<&str, usize> = BTreeMap::new();
+        for r in &rows {
+            *by_task.entry(r.name.as_str()).or_default() += 1;
+        }
+        let ok = rows.iter().filter(|t| t.state == TaskState::Success).count();
+        let failed = rows.iter().filter(|t| t.state == TaskState::Failure).count();
+        let pending = n - ok - failed;
+        let names: Vec<String> = by_task.iter().map(|(t, c)| format!("{c} × {t}")).collect();
+        self.progress.add_experiment(
+            ExperimentKind::TasksSubmitted,
+            format!(
+                "Sent {} one at a time from the lab: {ok} SUCCESS, {failed} FAILURE{}",
+                names.join(", "),
+                if pending > 0 { format!(", {pending} not finished") } else { String::new() }
+            ),
+            json!({"count": n, "succeeded": ok, "failed": failed, "unfinished": pending, "source": "lab"}),
+        );
+        self.sends = SendTally::default();
+        vec![Command::SaveProgress]
     }
 
     fn set_state(&mut self, id: &str, state: TaskState, at: DateTime<Utc>) -> bool {
@@ -529,9 +775,14 @@ impl App {
                 let was_down = !matches!(self.worker.state, WorkerState::Running);
                 self.worker.state = WorkerState::Running;
                 self.worker.last_error = None;
-                let pending: Vec<String> = self.tasks.iter().filter(|t| !t.state.is_ready()).map(|t| t.id.clone()).collect();
+                let pending: Vec<String> = self.tasks.iter().filter(|t| !t.state.is_ready() && !t.lost).map(|t| t.id.clone()).collect();
                 if was_down && !pending.is_empty() && self.recovery.is_none() {
-                    self.recovery = Some(RecoveryWatch { ids: pending, restarted: Utc::now(), peak_depth: self.peak_depth_while_down });
+                    self.recovery = Some(RecoveryWatch {
+                        ids: pending,
+                        restarted: Utc::now(),
+                        peak_depth: self.peak_depth_while_down,
+                        in_flight_at_kill: std::mem::take(&mut self.killed_in_flight),
+                    });
                 }
                 self.peak_depth_while_down = 0;
             }
@@ -544,6 +795,11 @@ impl App {
             WorkerEvent::Stopped { mode } => {
                 self.worker.state = if mode == StopMode::Cold { WorkerState::Killed } else { WorkerState::Stopped };
                 self.worker.active = 0;
+                self.worker.unacked = 0;
+                self.recheck_due = true;
+                if mode == StopMode::Cold {
+                    return self.after_kill();
+                }
             }
             WorkerEvent::Fatal { error } => {
                 self.worker.state = WorkerState::Failed;
@@ -559,6 +815,8 @@ impl App {
                     self.tasks.insert(
                         0,
                         TaskRow {
+                            lost: false,
+                            worker: None,
                             id,
                             name,
                             args,
@@ -621,29 +879,54 @@ impl App {
         let id = ev.str("uuid").unwrap_or("").to_string();
         let text = |k: &str| ev.str(k).unwrap_or("").to_string();
         let runtime = ev.fields.get("runtime").and_then(Value::as_f64).unwrap_or(0.0);
+        if ev.kind.starts_with("task-") {
+            self.events_from.insert(ev.hostname.clone());
+        }
         let mapped = match ev.kind.as_str() {
-            "task-received" => {
-                WorkerEvent::TaskReceived { id, name: text("name"), args: text("args"), kwargs: text("kwargs"), redelivered: false, at }
-            }
-            "task-started" => WorkerEvent::TaskStarted { id, at },
-            "task-succeeded" => WorkerEvent::TaskSucceeded { id, result: text("result"), runtime, at },
-            "task-failed" => {
-                WorkerEvent::TaskFailed { id, exception: text("exception"), traceback: ev.str("traceback").map(String::from), runtime, at }
-            }
-            "task-retried" => WorkerEvent::TaskRetried { id, exception: text("exception"), at },
+            "task-received" => WorkerEvent::TaskReceived {
+                id: id.clone(),
+                name: text("name"),
+                args: text("args"),
+                kwargs: text("kwargs"),
+                redelivered: false,
+                at,
+            },
+            "task-started" => WorkerEvent::TaskStarted { id: id.clone(), at },
+            "task-succeeded" => WorkerEvent::TaskSucceeded { id: id.clone(), result: text("result"), runtime, at },
+            "task-failed" => WorkerEvent::TaskFailed {
+                id: id.clone(),
+                exception: text("exception"),
+                traceback: ev.str("traceback").map(String::from),
+                runtime,
+                at,
+            },
+            "task-retried" => WorkerEvent::TaskRetried { id: id.clone(), exception: text("exception"), at },
             "worker-online" | "worker-heartbeat" => {
-                let ident = format!("{} {}", text("sw_ident"), text("sw_ver")).trim().to_string();
-                let active = ev.fields.get("active").and_then(Value::as_u64).unwrap_or(0);
-                self.workers.insert(ev.hostname.clone(), (ident, active, Utc::now()));
+                let software = format!("{} {}", text("sw_ident"), text("sw_ver")).trim().to_string();
+                let n = |k: &str| ev.fields.get(k).and_then(Value::as_u64).unwrap_or(0);
+                self.workers.insert(
+                    ev.hostname.clone(),
+                    SeenWorker { software, active: n("active"), processed: n("processed"), last_seen: Utc::now(), online: true },
+                );
                 return vec![];
             }
             "worker-offline" => {
-                self.workers.remove(&ev.hostname);
+                if let Some(w) = self.workers.get_mut(&ev.hostname) {
+                    w.online = false;
+                    w.active = 0;
+                    w.last_seen = Utc::now();
+                }
                 return vec![];
             }
             _ => return vec![],
         };
-        self.worker_event(mapped)
+        let cmds = self.worker_event(mapped);
+        if matches!(ev.kind.as_str(), "task-received" | "task-started")
+            && let Some(row) = self.task_mut(&id)
+        {
+            row.worker = Some(ev.hostname.clone());
+        }
+        cmds
     }
 
     fn result(&mut self, meta: ResultMeta) -> Vec<Command> {
@@ -676,10 +959,48 @@ impl App {
         if meta.status.is_ready() { self.after_ready() } else { vec![] }
     }
 
+    /// After a kill: with early acks the running tasks are gone for good (LOST); with late acks
+    /// the broker requeues them and a recovery is watched.
+    fn after_kill(&mut self) -> Vec<Command> {
+        let own = self.own_hostname.clone();
+        let running: Vec<usize> = self
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.state == TaskState::Started && t.worker.as_ref().is_none_or(|w| *w == own))
+            .map(|(i, _)| i)
+            .collect();
+        let in_flight = self.tasks.iter().filter(|t| !t.state.is_ready() && !t.lost).count();
+        self.killed_in_flight = in_flight;
+        if self.worker.acks_late {
+            self.status = Some(format!(
+                "killed with acks late: {} running task(s) were not acknowledged, so the broker puts them back in the queue",
+                running.len()
+            ));
+            return vec![];
+        }
+        for i in &running {
+            self.tasks[*i].lost = true;
+        }
+        let n = running.len();
+        self.status = Some(format!(
+            "killed with acks early: {n} running task(s) were already acknowledged and are LOST (Celery's default behaves the same)"
+        ));
+        if n == 0 {
+            return vec![];
+        }
+        self.progress.add_experiment(
+            ExperimentKind::EarlyAckLoss,
+            format!("Early acks: the worker was killed with {n} task(s) running; {n} of {in_flight} in flight were lost"),
+            json!({"lost": n, "in_flight": in_flight, "concurrency": self.worker.concurrency}),
+        );
+        vec![Command::SaveProgress]
+    }
+
     /// Records experiments whose tasks have all finished.
     fn after_ready(&mut self) -> Vec<Command> {
         let mut cmds = vec![];
-        let ready = |app: &App, id: &String| app.tasks.iter().any(|t| &t.id == id && t.state.is_ready());
+        let ready = |app: &App, id: &String| app.tasks.iter().any(|t| &t.id == id && (t.state.is_ready() || t.lost));
         let mut done_bursts = vec![];
         for (i, b) in self.bursts.iter().enumerate() {
             if b.ids.iter().all(|id| ready(self, id)) {
@@ -701,12 +1022,17 @@ impl App {
             self.progress.add_experiment(
                 ExperimentKind::Concurrency,
                 format!(
-                    "Burst of {n} × {} at concurrency {}: {ok} SUCCESS in {secs:.1} s ({:.0} tasks/s)",
+                    "Burst of {n} × {} at concurrency {}: {}; {ok} SUCCESS in {secs:.1} s ({:.0} tasks/s)",
                     b.task,
                     b.concurrency,
+                    if b.peak_depth >= 2 {
+                        format!("the queue rose to {} and drained", b.peak_depth)
+                    } else {
+                        format!("the queue never held more than {} at a reading (every 0.5 s)", b.peak_depth)
+                    },
                     n as f64 / secs
                 ),
-                json!({"task": b.task, "count": n, "succeeded": ok, "concurrency": b.concurrency, "seconds": secs}),
+                json!({"task": b.task, "count": n, "succeeded": ok, "concurrency": b.concurrency, "seconds": secs, "peak_depth": b.peak_depth, "drained": 1}),
             );
             self.status = Some(format!("burst of {n} finished in {secs:.1} s"));
             cmds.push(Command::SaveProgress);
@@ -716,28 +1042,28 @@ impl App {
         {
             let r = self.recovery.take().unwrap();
             let ok = r.ids.iter().filter(|id| self.tasks.iter().any(|t| &t.id == *id && t.state == TaskState::Success)).count();
+            let failed = r.ids.iter().filter(|id| self.tasks.iter().any(|t| &t.id == *id && t.state == TaskState::Failure)).count();
             let secs = (Utc::now() - r.restarted).num_milliseconds() as f64 / 1000.0;
             let n = r.ids.len();
+            let how = if r.in_flight_at_kill > 0 {
+                format!("The worker was killed with {} message(s) unacknowledged", r.in_flight_at_kill)
+            } else {
+                "The worker was stopped".to_string()
+            };
             self.progress.add_experiment(
                 ExperimentKind::Recovery,
                 format!(
-                    "Worker was down with {n} task(s) waiting (peak queue depth {}); after the restart {ok} reached SUCCESS within {secs:.1} s, {} lost",
+                    "{how}; {n} task(s) waited (peak queue depth {}); after the restart {ok} reached SUCCESS and {failed} FAILURE within {secs:.1} s, {} lost",
                     r.peak_depth,
-                    n - ok
+                    n - ok - failed
                 ),
-                json!({"tasks": n, "succeeded": ok, "peak_depth": r.peak_depth, "seconds": secs}),
+                json!({"tasks": n, "succeeded": ok, "failed": failed, "peak_depth": r.peak_depth, "seconds": secs, "in_flight_at_kill": r.in_flight_at_kill}),
             );
             self.status = Some(format!("recovery: all {n} waiting tasks finished after the restart"));
             cmds.push(Command::SaveProgress);
         }
         cmds
     }
-}
-
-fn next_focus(f: Focus, step: usize) -> Focus {
-    let order = [Focus::Lesson, Focus::Lab, Focus::Checklist];
-    let i = order.iter().position(|x| *x == f).unwrap_or(0);
-    order[(i + step) % order.len()]
 }
 
 fn args_textarea(text: String) -> TextArea<'static> {
@@ -766,6 +1092,8 @@ pub fn row_for(msg: &crate::celery::TaskMessage, queue: &str, at: DateTime<Utc>)
     let mut raw = crate::celery::protocol::describe(msg);
     raw["routing_key"] = json!(queue);
     TaskRow {
+        lost: false,
+        worker: None,
         id: msg.id.clone(),
         name: msg.task.clone(),
         args: msg.argsrepr.clone(),
@@ -776,5 +1104,18 @@ pub fn row_for(msg: &crate::celery::TaskMessage, queue: &str, at: DateTime<Utc>)
         traceback: None,
         raw: Some(raw),
         stored: None,
+    }
+}
+
+/// A scroll offset moved by a scrolling action (End goes far; the view clamps it).
+pub fn scrolled(v: u16, a: Action, page: u16) -> u16 {
+    match a {
+        Action::Down => v.saturating_add(1),
+        Action::Up => v.saturating_sub(1),
+        Action::PageDown => v.saturating_add(page),
+        Action::PageUp => v.saturating_sub(page),
+        Action::Top => 0,
+        Action::Bottom => u16::MAX / 2,
+        _ => v,
     }
 }

@@ -1,0 +1,133 @@
+//! Lessons are templates: `{{broker_url}}`, `{{redis_port}}`… are filled with the live
+//! configuration, so every command a lesson shows works as shown on the learner's track (the
+//! sandbox's ports, a forwarded port, their own broker).
+//!
+//! Passwords: the curriculum's own (`admin123`) and RabbitMQ's default (`guest`) are public and
+//! are shown, since the commands need them; any other password is never put on screen and shows
+//! as `****` (the learner types their own).
+
+use crate::config::Config;
+
+/// Passwords printed in the curriculum and in RabbitMQ's documentation.
+pub const PUBLIC_PASSWORDS: &[&str] = &["admin123", "guest"];
+
+/// The names a lesson may use, with what each becomes.
+pub fn values(cfg: &Config) -> Vec<(&'static str, String)> {
+    values_with(cfg, false)
+}
+
+/// Like `fill`, with the real password everywhere: only for files written for the learner.
+pub fn fill_revealed(text: &str, cfg: &Config) -> String {
+    let mut out = text.to_string();
+    for (k, v) in values_with(cfg, true) {
+        out = out.replace(&format!("{{{{{k}}}}}"), &v);
+    }
+    out
+}
+
+fn values_with(cfg: &Config, reveal: bool) -> Vec<(&'static str, String)> {
+    let broker = url::Url::parse(&cfg.broker_url).ok();
+    let backend = url::Url::parse(&cfg.result_backend).ok();
+    let mgmt = url::Url::parse(&cfg.management_url).ok();
+    let (_, user, pass) = cfg.management_login();
+    let shown_pass = if reveal || PUBLIC_PASSWORDS.contains(&pass.as_str()) { pass.clone() } else { "****".to_string() };
+    let host = |u: &Option<url::Url>, d: &str| u.as_ref().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_else(|| d.to_string());
+    let port = |u: &Option<url::Url>, d: u16| u.as_ref().and_then(|u| u.port_or_known_default()).unwrap_or(d).to_string();
+    let broker_url = match &broker {
+        Some(u) => {
+            let mut u = u.clone();
+            if !u.password().unwrap_or("").is_empty() {
+                let _ = u.set_password(Some(&shown_pass));
+            }
+            u.to_string()
+        }
+        None => cfg.broker_url.clone(),
+    };
+    let vhost =
+        broker.as_ref().map(|u| u.path().trim_start_matches('/').to_string()).filter(|v| !v.is_empty()).unwrap_or_else(|| "/".into());
+    let mgmt_base = match &mgmt {
+        Some(u) => format!("{}://{}:{}", u.scheme(), host(&mgmt, "localhost"), port(&mgmt, 15672)),
+        None => cfg.management_url.clone(),
+    };
+    let redis_db =
+        backend.as_ref().map(|u| u.path().trim_start_matches('/').to_string()).filter(|d| !d.is_empty()).unwrap_or_else(|| "0".into());
+    let backend_url = match &backend {
+        Some(u) if u.password().is_some() => {
+            let mut u = u.clone();
+            let p = u.password().unwrap_or("").to_string();
+            if !reveal && !PUBLIC_PASSWORDS.contains(&p.as_str()) {
+                let _ = u.set_password(Some("****"));
+            }
+            u.to_string()
+        }
+        _ => cfg.result_backend.clone(),
+    };
+    vec![
+        ("broker_url", broker_url),
+        ("amqp_host", host(&broker, "localhost")),
+        ("amqp_port", port(&broker, 5672)),
+        ("vhost", vhost),
+        ("user", user),
+        ("password", shown_pass),
+        ("mgmt_url", mgmt_base),
+        ("mgmt_port", port(&mgmt, 15672)),
+        ("backend_url", backend_url),
+        ("redis_host", host(&backend, "localhost")),
+        ("redis_port", port(&backend, 6379)),
+        ("redis_db", redis_db),
+        ("queue", cfg.queue.clone()),
+        ("namespace", cfg.namespace.clone()),
+        ("context", cfg.kube_context.clone()),
+    ]
+}
+
+/// Fills every `{{name}}` the lesson uses. Unknown names stay as written (the lesson tests
+/// catch them).
+pub fn fill(text: &str, cfg: &Config) -> String {
+    if !text.contains("{{") {
+        return text.to_string();
+    }
+    let mut out = text.to_string();
+    for (k, v) in values(cfg) {
+        out = out.replace(&format!("{{{{{k}}}}}"), &v);
+    }
+    out
+}
+
+/// Placeholders in `text` that `fill` does not know.
+pub fn unknown(text: &str) -> Vec<String> {
+    let known: Vec<&str> = [
+        "broker_url",
+        "amqp_host",
+        "amqp_port",
+        "vhost",
+        "user",
+        "password",
+        "mgmt_url",
+        "mgmt_port",
+        "backend_url",
+        "redis_host",
+        "redis_port",
+        "redis_db",
+        "queue",
+        "namespace",
+        "context",
+    ]
+    .to_vec();
+    let mut out = vec![];
+    let mut rest = text;
+    while let Some(i) = rest.find("{{") {
+        let after = &rest[i + 2..];
+        match after.find("}}") {
+            Some(j) => {
+                let name = &after[..j];
+                if !known.contains(&name) {
+                    out.push(name.to_string());
+                }
+                rest = &after[j + 2..];
+            }
+            None => break,
+        }
+    }
+    out
+}

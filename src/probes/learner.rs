@@ -1,0 +1,151 @@
+//! Evidence of the learner's own Python: their Celery worker (its heartbeat says `py-celery`) and
+//! results of tasks mqlab did not send (their `.delay()`). mqlab notes every task id it sends in
+//! a Redis sorted set, so its own tasks never count.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use serde_json::Value;
+
+use super::{Outcome, Probes};
+
+/// Where every mqlab sender (app, `mqlab submit`, the task checks) notes the ids it sent.
+pub const SENT_LOG_KEY: &str = "mqlab:sent-task-ids";
+
+/// At most this many result keys are read.
+const MAX_KEYS: usize = 20_000;
+
+/// A Python Celery worker's heartbeat on the broker.
+pub async fn py_worker(p: &Probes) -> Outcome {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let url = p.cfg.broker_url.clone();
+    let monitor = tokio::spawn(async move { crate::celery::events::monitor(&url, tx).await });
+    let mut others = vec![];
+    let found = tokio::time::timeout(Duration::from_millis(4500), async {
+        while let Some(ev) = rx.recv().await {
+            if !matches!(ev.kind.as_str(), "worker-heartbeat" | "worker-online") {
+                continue;
+            }
+            let ident = ev.str("sw_ident").unwrap_or("").to_string();
+            let ver = ev.str("sw_ver").unwrap_or("").to_string();
+            if ident == "py-celery" {
+                return Some((ev.hostname.clone(), ver));
+            }
+            if !others.contains(&ev.hostname) {
+                others.push(ev.hostname.clone());
+            }
+        }
+        None
+    })
+    .await;
+    let ended = monitor.is_finished();
+    monitor.abort();
+    match found {
+        Ok(Some((host, ver))) => Outcome::pass(format!("your Python Celery worker {host} (Celery {ver}) sends heartbeats on the broker"))
+            .fact("python_celery", ver),
+        _ if ended => {
+            Outcome::fail("cannot listen for worker heartbeats: the broker does not answer", "the broker must answer first: see amqp.login")
+        }
+        _ => {
+            let seen = if others.is_empty() { String::new() } else { format!(" (seen: {}, not Python Celery)", others.join(", ")) };
+            Outcome::fail(
+                format!("no Python Celery worker sent a heartbeat in 4.5 s{seen}"),
+                "start yours in the project folder (`mqlab init` writes it): `celery -A celery_app worker --loglevel=info`. \
+                 If it loops on (541) INTERNAL_ERROR, its Celery is older than 5.7 and RabbitMQ is 4.3 or newer: \
+                 use Python ≥ 3.10 and `pip install \"celery[redis]>=5.7\"`",
+            )
+        }
+    }
+}
+
+/// Results stored in Redis for task ids mqlab never sent, newest reads first.
+async fn foreign_results(p: &Probes) -> Result<Vec<(String, Value)>, Outcome> {
+    let client = redis::Client::open(p.cfg.result_backend.as_str())
+        .map_err(|e| Outcome::fail(format!("invalid Redis URL: {e}"), "use redis://host:port/db"))?;
+    let cfg = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(3)));
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&cfg)
+        .await
+        .map_err(|e| Outcome::fail(format!("cannot connect to Redis: {e}"), "Redis must answer first: see redis.ping"))?;
+    let mut keys: Vec<String> = vec![];
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("celery-task-meta-*")
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| Outcome::fail(format!("cannot list results: {e}"), "see redis.ping"))?;
+        keys.extend(batch);
+        cursor = next;
+        if cursor == 0 || keys.len() >= MAX_KEYS {
+            break;
+        }
+    }
+    let sent: HashSet<String> = conn.zrange(SENT_LOG_KEY, 0, -1).await.unwrap_or_default();
+    let ids: Vec<String> =
+        keys.iter().filter_map(|k| k.strip_prefix("celery-task-meta-")).filter(|id| !sent.contains(*id)).map(str::to_string).collect();
+    let mut out = vec![];
+    for chunk in ids.chunks(500) {
+        let keys: Vec<String> = chunk.iter().map(|id| format!("celery-task-meta-{id}")).collect();
+        let vals: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut conn).await.unwrap_or_default();
+        for (id, v) in chunk.iter().zip(vals) {
+            if let Some(v) = v.and_then(|t| serde_json::from_str::<Value>(&t).ok()) {
+                out.push((id.clone(), v));
+            }
+        }
+    }
+    out.sort_by(|a, b| b.1.get("date_done").and_then(Value::as_str).cmp(&a.1.get("date_done").and_then(Value::as_str)));
+    Ok(out)
+}
+
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+/// A result of the learner's own `.delay()`: a SUCCESS for a task mqlab did not send.
+pub async fn results(p: &Probes) -> Outcome {
+    let found = match foreign_results(p).await {
+        Ok(f) => f,
+        Err(o) => return o,
+    };
+    let ok: Vec<&(String, Value)> = found.iter().filter(|(_, v)| v.get("status").and_then(Value::as_str) == Some("SUCCESS")).collect();
+    match ok.first() {
+        Some((id, v)) => Outcome::pass(format!(
+            "{} result(s) of tasks you sent (not mqlab), e.g. {}… = {}",
+            ok.len(),
+            short(id),
+            v.get("result").map(Value::to_string).unwrap_or_default()
+        ))
+        .fact("learner_results", ok.len().to_string()),
+        None => Outcome::fail(
+            "no result in Redis comes from a task you sent yourself (tasks sent by mqlab do not count)",
+            "run your submit_task.py (`python submit_task.py`), which calls .delay() and .get()",
+        ),
+    }
+}
+
+/// A failure of one of the learner's own tasks, stored with its exception.
+pub async fn failures(p: &Probes) -> Outcome {
+    let found = match foreign_results(p).await {
+        Ok(f) => f,
+        Err(o) => return o,
+    };
+    let failed: Vec<&(String, Value)> = found.iter().filter(|(_, v)| v.get("status").and_then(Value::as_str) == Some("FAILURE")).collect();
+    match failed.first() {
+        Some((id, v)) => {
+            let exc = v.pointer("/result/exc_type").and_then(Value::as_str).unwrap_or("an exception");
+            Outcome::pass(format!("{} task(s) you sent failed and were stored as FAILURE, e.g. {}… raised {exc}", failed.len(), short(id)))
+        }
+        None => Outcome::fail(
+            "no FAILURE in Redis comes from a task you sent yourself",
+            "send one that fails from Python, as Step 9.4 does: `divide.delay(10, 0)`, then catch the exception that .get() re-raises",
+        ),
+    }
+}
