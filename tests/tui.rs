@@ -352,13 +352,13 @@ fn recovery_and_bursts_become_experiments() {
     assert!(kinds.contains(&ExperimentKind::Concurrency), "{kinds:?}");
     let rec = a.progress.experiments.iter().find(|e| e.kind == ExperimentKind::Recovery).unwrap();
     assert!(
-        rec.summary.contains("The worker was stopped; 20 task(s) waited (peak queue depth 20)")
+        rec.summary.contains("The worker was killed with nothing in flight; 20 task(s) waited (peak queue depth 20)")
             && rec.summary.contains("20 reached SUCCESS")
             && rec.summary.contains("0 lost"),
         "{}",
         rec.summary
     );
-    // Stopped with nothing in flight: that is not the recovery lesson 7 asks for.
+    // Killed with nothing in flight: that is not the recovery lesson 7 asks for.
     assert!(!a.progress.experiment_seen("recovery"));
 }
 

@@ -199,8 +199,10 @@ pub struct RecoveryWatch {
     pub ids: Vec<String>,
     pub restarted: DateTime<Utc>,
     pub peak_depth: u64,
-    /// Messages in flight when the worker was killed (0: it was stopped, not killed).
+    /// Messages in flight when the worker was killed.
     pub in_flight_at_kill: usize,
+    /// Killed (a crash), not stopped.
+    pub killed: bool,
 }
 
 pub struct App {
@@ -255,6 +257,8 @@ pub struct App {
     pub peak_depth_while_down: u64,
     /// Tasks in flight at the last kill (for the recovery record).
     pub killed_in_flight: usize,
+    /// The worker was killed (not stopped) since it was last ready.
+    pub killed_since_ready: bool,
     pub offered_sandbox: bool,
     /// Workers seen on the broker by their events.
     pub workers: BTreeMap<String, SeenWorker>,
@@ -370,6 +374,7 @@ impl App {
             recovery: None,
             peak_depth_while_down: 0,
             killed_in_flight: 0,
+            killed_since_ready: false,
             offered_sandbox: false,
             workers: BTreeMap::new(),
             sends: SendTally::default(),

@@ -266,6 +266,7 @@ impl App {
     fn modal_key(&mut self, k: KeyEvent) -> Vec<Command> {
         let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
         let scroll_action = keymap::lookup(&k, keymap::Scope::Global);
+        let is_help = matches!(self.modals.last(), Some(Modal::Help { .. }));
         let Some(top) = self.modals.last_mut() else { return vec![] };
         match top {
             Modal::Notes(editor) => {
@@ -324,9 +325,10 @@ impl App {
                 self.selected_task = 0;
             }
             Modal::Help { scroll } | Modal::Detail { scroll } => {
-                if matches!(k.code, KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('?') | KeyCode::Enter)
-                    || (ctrl && k.code == KeyCode::Char('c'))
-                {
+                let closes = matches!(k.code, KeyCode::Esc | KeyCode::Char('q') | KeyCode::Enter)
+                    || (is_help && k.code == KeyCode::Char('?'))
+                    || (ctrl && k.code == KeyCode::Char('c'));
+                if closes {
                     self.modals.pop();
                     return vec![];
                 }
@@ -772,7 +774,9 @@ impl App {
         match ev {
             WorkerEvent::Connected { .. } => {}
             WorkerEvent::Ready { .. } => {
+                self.recheck_due = true;
                 let was_down = !matches!(self.worker.state, WorkerState::Running);
+                let was_killed = std::mem::take(&mut self.killed_since_ready);
                 self.worker.state = WorkerState::Running;
                 self.worker.last_error = None;
                 let pending: Vec<String> = self.tasks.iter().filter(|t| !t.state.is_ready() && !t.lost).map(|t| t.id.clone()).collect();
@@ -782,6 +786,7 @@ impl App {
                         restarted: Utc::now(),
                         peak_depth: self.peak_depth_while_down,
                         in_flight_at_kill: std::mem::take(&mut self.killed_in_flight),
+                        killed: was_killed,
                     });
                 }
                 self.peak_depth_while_down = 0;
@@ -798,6 +803,7 @@ impl App {
                 self.worker.unacked = 0;
                 self.recheck_due = true;
                 if mode == StopMode::Cold {
+                    self.killed_since_ready = true;
                     return self.after_kill();
                 }
             }
@@ -970,7 +976,14 @@ impl App {
             .filter(|(_, t)| t.state == TaskState::Started && t.worker.as_ref().is_none_or(|w| *w == own))
             .map(|(i, _)| i)
             .collect();
-        let in_flight = self.tasks.iter().filter(|t| !t.state.is_ready() && !t.lost).count();
+        // Delivered to this worker and not finished: received (prefetched) or running.
+        let in_flight = self
+            .tasks
+            .iter()
+            .filter(|t| {
+                matches!(t.state, TaskState::Received | TaskState::Started) && !t.lost && t.worker.as_ref().is_none_or(|w| *w == own)
+            })
+            .count();
         self.killed_in_flight = in_flight;
         if self.worker.acks_late {
             self.status = Some(format!(
@@ -1045,10 +1058,10 @@ impl App {
             let failed = r.ids.iter().filter(|id| self.tasks.iter().any(|t| &t.id == *id && t.state == TaskState::Failure)).count();
             let secs = (Utc::now() - r.restarted).num_milliseconds() as f64 / 1000.0;
             let n = r.ids.len();
-            let how = if r.in_flight_at_kill > 0 {
-                format!("The worker was killed with {} message(s) unacknowledged", r.in_flight_at_kill)
-            } else {
-                "The worker was stopped".to_string()
+            let how = match (r.killed, r.in_flight_at_kill) {
+                (true, n) if n > 0 => format!("The worker was killed with {n} message(s) unacknowledged"),
+                (true, _) => "The worker was killed with nothing in flight".to_string(),
+                (false, _) => "The worker was down".to_string(),
             };
             self.progress.add_experiment(
                 ExperimentKind::Recovery,
