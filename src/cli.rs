@@ -85,6 +85,9 @@ pub struct CheckArgs {
     /// Every check of every lesson (the default)
     #[arg(short, long)]
     pub all: bool,
+    /// Only these checks (see --list); may be repeated
+    #[arg(long = "id", value_name = "CHECK", conflicts_with_all = ["lesson", "all"])]
+    pub ids: Vec<String>,
     /// Machine-readable output
     #[arg(long)]
     pub json: bool,
@@ -571,7 +574,13 @@ async fn run_check(cfg: &Config, context_explicit: bool, args: CheckArgs) -> any
     }
     let course = Course::load()?;
     let track = cfg.track;
+    for id in &args.ids {
+        if probes::info(id).is_none() {
+            anyhow::bail!("no check {id:?} (mqlab check --list shows them)");
+        }
+    }
     let ids: Vec<String> = match args.lesson {
+        _ if !args.ids.is_empty() => args.ids.clone(),
         Some(n) => {
             course.lesson(n).with_context(|| format!("there is no lesson {n} (lessons 1-{})", course.lessons.len()))?.checks(track).to_vec()
         }
@@ -582,7 +591,10 @@ async fn run_check(cfg: &Config, context_explicit: bool, args: CheckArgs) -> any
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let results = probes.run_many(&refs).await;
     let newly = store(cfg).update(|p| {
-        p.track = Some(track);
+        // A track given on purpose is kept as the learner's choice.
+        if cfg.track_explicit {
+            p.track = Some(track);
+        }
         p.record_checks(&results, &course, track)
     });
     let newly = match newly {
@@ -597,6 +609,7 @@ async fn run_check(cfg: &Config, context_explicit: bool, args: CheckArgs) -> any
         println!("{}", serde_json::to_string_pretty(&json!({"track": track.as_str(), "results": results, "newly_ticked": newly}))?);
     } else {
         let scope = match args.lesson {
+            _ if !args.ids.is_empty() => format!("Checks {}", args.ids.join(", ")),
             Some(n) => format!("Lesson {n} · {}", course.lesson(n).map(|l| l.title.as_str()).unwrap_or("")),
             None => "All lessons".to_string(),
         };

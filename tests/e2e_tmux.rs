@@ -58,13 +58,40 @@ fn wait_file(path: &Path, needle: &str, secs: u64) -> String {
     }
 }
 
+fn start_session(tmux: &Tmux, cwd: &Path, env: &[String], w: u16, h: u16) {
+    let (w, h) = (w.to_string(), h.to_string());
+    let mut args = vec!["new-session", "-d", "-s", "e2e", "-x", &w, "-y", &h, "-c"];
+    let cwd = cwd.to_string_lossy().to_string();
+    args.push(&cwd);
+    args.extend(["env", "-u", "NO_COLOR"]);
+    args.extend(env.iter().map(String::as_str));
+    args.extend(["bash", "--norc", "--noprofile"]);
+    tmux.run(&args);
+    tmux.wait_for("$", 10);
+}
+
+/// What the live panel beside each lesson is called on the local track.
+const LIVE_PANELS: [&str; 11] = [
+    "RabbitMQ and Redis on this machine",
+    "RabbitMQ and Redis on this machine",
+    "Management API",
+    "RabbitMQ and Redis on this machine",
+    "Worker pool",
+    "Worker pool",
+    "Worker pool",
+    "Worker pool",
+    "Worker pool",
+    "Checklist",
+    "Checklist",
+];
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_learner_session_in_a_real_terminal() {
     let q = common::queue("e2e");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let config = dir.path().join("config.toml");
-    std::fs::write(&config, format!("queue = \"{q}\"\nhello_seconds = 0.3\ntrack = \"local\"\n")).unwrap();
+    std::fs::write(&config, format!("queue = \"{q}\"\nhello_seconds = 0.5\ntrack = \"local\"\n")).unwrap();
     let tmux = Tmux { socket: format!("mqlab-{}", &q[q.len() - 8..]) };
     let env = [
         format!("MQLAB_BROKER_URL={}", common::broker()),
@@ -75,43 +102,51 @@ async fn a_learner_session_in_a_real_terminal() {
         "PS1=$ ".to_string(),
         "TERM=xterm-256color".to_string(),
     ];
-    let mut args = vec!["new-session", "-d", "-s", "e2e", "-x", "140", "-y", "40", "-c"];
-    let cwd = dir.path().to_string_lossy().to_string();
-    args.push(&cwd);
-    args.extend(["env", "-u", "NO_COLOR"]);
-    let env_refs: Vec<&str> = env.iter().map(String::as_str).collect();
-    args.extend(env_refs);
-    args.extend(["bash", "--norc", "--noprofile"]);
-    tmux.run(&args);
-    tmux.wait_for("$", 10);
+    start_session(&tmux, dir.path(), &env, 120, 40);
     tmux.keys(&[common::bin(), "Enter"]);
     tmux.wait_for("step 1/11", 10);
-    tmux.wait_for("Worker pool", 5);
 
-    // Move through the lessons.
-    tmux.keys(&["]", "]"]);
-    tmux.wait_for("step 3/11", 5);
-    tmux.wait_for("Open the RabbitMQ management UI", 5);
-    tmux.keys(&["["]);
-    tmux.wait_for("step 2/11", 5);
-
-    // Start the worker and run one task.
+    // Walk the lessons at 120×40: each has its live panel beside it.
+    for (i, panel) in LIVE_PANELS.iter().enumerate() {
+        let s = tmux.wait_for(&format!("step {}/11", i + 1), 5);
+        let s = if s.contains(panel) { s } else { tmux.wait_for(panel, 5) };
+        assert!(!s.contains("1 Lesson"), "no tabs at 120×40:\n{s}");
+        tmux.keys(&["]"]);
+    }
+    // And at 80×24: tabs, the lesson first.
+    tmux.run(&["resize-window", "-t", "e2e", "-x", "80", "-y", "24"]);
+    tmux.wait_for("1 Lesson 11", 5);
+    for step in (1..=10).rev() {
+        tmux.keys(&["["]);
+        tmux.wait_for(&format!("1 Lesson {step} "), 5);
+    }
+    tmux.run(&["resize-window", "-t", "e2e", "-x", "120", "-y", "40"]);
+    // Lesson 6: start the worker and run one task.
+    for _ in 0..5 {
+        tmux.keys(&["]"]);
+    }
+    tmux.wait_for("step 6/11", 5);
     tmux.keys(&["w"]);
     tmux.wait_for("RUNNING", 15);
     tmux.keys(&["A"]);
     let s = tmux.wait_for("SUCCESS", 15);
     assert!(s.contains("(42, 58)") && s.contains("100"), "{s}");
 
-    // Kill it, queue a burst, watch the depth, restart, and see every task finish.
-    tmux.keys(&["k"]);
-    tmux.wait_for("KILLED", 10);
+    // Lesson 7 in the full lab: a burst, a kill while tasks run (late acks), a restart, and
+    // every task finishes; the recovery is recorded with the messages that were in flight.
+    tmux.keys(&["]"]);
+    tmux.wait_for("step 7/11", 5);
+    tmux.keys(&["2"]);
+    tmux.wait_for("Workers on the broker", 5);
     tmux.keys(&["b"]);
-    tmux.wait_for("Tasks (21)", 10);
-    tmux.wait_for("ready 20", 10);
+    tmux.wait_for("STARTED", 10);
+    tmux.keys(&["K"]);
+    tmux.wait_for("KILLED", 10);
+    tmux.wait_for("back in the queue", 5);
     tmux.keys(&["w"]);
     let progress = data.join("progress.json");
-    let text = wait_file(&progress, "\"recovery\"", 30);
-    assert!(text.contains("20 reached SUCCESS") && text.contains("0 lost"), "{text}");
+    let text = wait_file(&progress, "\"recovery\"", 40);
+    assert!(text.contains("The worker was killed with") && text.contains("0 lost"), "{text}");
     let s = tmux.screen();
     assert!(!s.contains("PENDING"), "every task finished:\n{s}");
 
@@ -119,14 +154,19 @@ async fn a_learner_session_in_a_real_terminal() {
     tmux.keys(&["E"]);
     tmux.wait_for("LEARNINGS.md written to", 10);
     let md = std::fs::read_to_string(dir.path().join("LEARNINGS.md")).unwrap();
-    assert!(md.contains("[recovery] Worker was down with 20 task(s) waiting") && md.contains("[concurrency] Burst of 20"), "{md}");
+    assert!(md.contains("[recovery] The worker was killed with") && md.contains("[concurrency] Burst of 20"), "{md}");
+    assert!(md.contains("Track local"), "{md}");
     assert!(!md.contains("guest:guest"));
     tmux.keys(&["q"]);
     tmux.wait_for("$", 10);
-    std::thread::sleep(Duration::from_millis(500));
+    // The shell prints its prompt once the UI has left the alternate screen.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tmux.run(&["display-message", "-p", "-t", "e2e", "#{alternate_on}"]).trim() != "0" {
+        assert!(Instant::now() < deadline, "still on the alternate screen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let s = tmux.screen();
-    assert!(!s.contains("Worker pool") && !s.contains("Lessons"), "the UI is gone:\n{s}");
-    assert_eq!(tmux.run(&["display-message", "-p", "-t", "e2e", "#{alternate_on}"]).trim(), "0", "left the alternate screen");
+    assert!(!s.contains("Worker pool") && !s.contains("Checks · r runs"), "the UI is gone:\n{s}");
     assert_eq!(tmux.run(&["display-message", "-p", "-t", "e2e", "#{cursor_flag}"]).trim(), "1", "cursor visible");
     // The terminal is usable: a command runs and prints normally.
     tmux.keys(&["echo done-$((40+2))", "Enter"]);
@@ -134,4 +174,49 @@ async fn a_learner_session_in_a_real_terminal() {
     let log = std::fs::read_to_string(data.join("mqlab.log")).unwrap();
     assert!(log.contains("first frame drawn"), "{log}");
     common::cleanup(&q).await;
+}
+
+/// A plain `mqlab` with nothing configured: the start screen, `s` for a sandbox, then a worker
+/// and a task. Reports the keys pressed and the seconds to the first SUCCESS.
+#[tokio::test(flavor = "multi_thread")]
+async fn from_nothing_to_the_first_success_with_a_sandbox() {
+    if mqlab::sandbox::find_programs().is_err() {
+        // .ci/run installs rabbitmq-server and redis-server; a machine without them cannot run this.
+        panic!("rabbitmq-server and redis-server are needed (.ci/run installs them)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let tmux = Tmux { socket: format!("mqlab-first-{}", std::process::id()) };
+    let env = [
+        format!("MQLAB_DATA_DIR={}", data.display()),
+        format!("MQLAB_CONFIG={}", dir.path().join("none.toml").display()),
+        format!("KUBECONFIG={}", dir.path().join("no-kubeconfig").display()),
+        "PS1=$ ".to_string(),
+        "TERM=xterm-256color".to_string(),
+    ];
+    start_session(&tmux, dir.path(), &env, 120, 40);
+    let started = Instant::now();
+    let mut keys = 1;
+    tmux.keys(&["env -u MQLAB_BROKER_URL -u MQLAB_RESULT_BACKEND -u MQLAB_MANAGEMENT_URL -u CELERY_BROKER_URL -u CELERY_RESULT_BACKEND -u MQLAB_TRACK ", common::bin(), "Enter"]);
+    tmux.wait_for("Welcome to mqlab", 10);
+    tmux.wait_for("a private sandbox can start", 5);
+    tmux.keys(&["s"]);
+    keys += 1;
+    tmux.wait_for("sandbox running", 90);
+    tmux.wait_for("● amqp", 20);
+    // The lesson's commands now name the sandbox's ports.
+    tmux.keys(&["2", "w"]);
+    keys += 2;
+    tmux.wait_for("RUNNING", 30);
+    tmux.keys(&["h"]);
+    keys += 1;
+    tmux.wait_for("SUCCESS", 30);
+    let secs = started.elapsed().as_secs_f64();
+    println!("first SUCCESS from a plain mqlab: {keys} keys (Enter, s, 2, w, h), {secs:.1} s");
+    let progress = std::fs::read_to_string(data.join("progress.json")).unwrap_or_default();
+    assert!(progress.contains("\"track\": \"local\""), "the choice is saved: {progress}");
+    tmux.keys(&["q"]);
+    tmux.wait_for("$", 10);
+    let out = std::process::Command::new(common::bin()).args(["sandbox", "down"]).env("MQLAB_DATA_DIR", &data).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -614,7 +614,6 @@ impl App {
             self.checks.insert(r.id.clone(), CheckState::Done(r.clone()));
         }
         let course = self.course.clone();
-        self.progress.track = Some(self.track);
         let newly = self.progress.record_checks(&results, &course, self.track);
         let passed = results.iter().filter(|r| r.status == Status::Pass).count();
         let mut msg = format!("{passed}/{} checks passed", results.len());

@@ -1,0 +1,129 @@
+//! Ticks from evidence: the project `mqlab init` writes, run with the real Python Celery of the
+//! test venv, ticks the checklist's Python items; mqlab's own worker and tasks never do.
+//!
+//! Isolation: a vhost of its own on the local RabbitMQ (so no other test's worker heartbeat is
+//! seen) and Redis database 12 (so no other test's results are).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+const REDIS_DB: &str = "redis://127.0.0.1:6379/12";
+
+fn mgmt(method: reqwest::Method, path: &str, body: Option<Value>) -> u16 {
+    let (base, user, pass) = ("http://127.0.0.1:15672", "guest", "guest");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        let mut r = c.request(method, format!("{base}{path}")).basic_auth(user, Some(pass));
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        r.send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+    })
+}
+
+struct Vhost(String);
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        mgmt(reqwest::Method::DELETE, &format!("/api/vhosts/{}", self.0), None);
+    }
+}
+
+fn flush_db() {
+    let client = redis::Client::open(REDIS_DB).unwrap();
+    let mut c = client.get_connection().unwrap();
+    let _: () = redis::cmd("FLUSHDB").query(&mut c).unwrap();
+}
+
+fn mqlab(data: &Path, broker: &str) -> Command {
+    let mut c = common::mqlab(data);
+    c.env("MQLAB_BROKER_URL", broker).env("MQLAB_RESULT_BACKEND", REDIS_DB).env("MQLAB_TRACK", "local");
+    c
+}
+
+/// Runs the three evidence checks and returns each one's status.
+fn evidence(data: &Path, broker: &str) -> Vec<(String, String, String)> {
+    let out = mqlab(data, broker)
+        .args(["check", "--json", "--id", "celery.py_worker", "--id", "results.learner", "--id", "results.learner_failure"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (r["id"].as_str().unwrap().to_string(), r["status"].as_str().unwrap().to_string(), r["detail"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn the_learners_own_python_ticks_the_python_items_and_mqlab_never_does() {
+    let name = format!("mqlab-evidence-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    assert_eq!(mgmt(reqwest::Method::PUT, &format!("/api/vhosts/{name}"), None) / 100, 2, "create the vhost (management plugin on?)");
+    let _vhost = Vhost(name.clone());
+    let perms = serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"});
+    assert_eq!(mgmt(reqwest::Method::PUT, &format!("/api/permissions/{name}/guest"), Some(perms)) / 100, 2);
+    let broker = format!("amqp://guest:guest@127.0.0.1:5672/{name}");
+    flush_db();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+
+    // mqlab's own worker and tasks: the pipeline works, the Python items stay unticked.
+    let log = dir.path().join("worker.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let child = mqlab(&data, &broker).args(["worker", "-n", "own@%h"]).stdout(Stdio::null()).stderr(file).spawn().unwrap();
+    let mut own = common::Proc(child);
+    common::wait_for_file(&log, "ready.", 20);
+    for args in [&["tasks.add", "1", "2"][..], &["tasks.divide", "1", "0"][..]] {
+        let out = mqlab(&data, &broker).arg("submit").args(args).args(["--wait", "--timeout", "20"]).output().unwrap();
+        assert!(matches!(out.status.code(), Some(0 | 3)), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let checked = evidence(&data, &broker);
+    assert!(checked.iter().all(|(_, status, _)| status == "fail"), "mqlab's own work counts for nothing: {checked:#?}");
+    own.signal(libc::SIGTERM);
+    assert!(own.wait_exit(15).is_some_and(|s| s.success()), "the worker stops cleanly");
+
+    // The learner's project, written by mqlab init, with the real Celery of the venv.
+    let project = dir.path().join("project");
+    let out = mqlab(&data, &broker).arg("init").arg(&project).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bin = common::python().parent().unwrap().to_path_buf();
+    let plog = dir.path().join("celery.log");
+    let child = Command::new(bin.join("celery"))
+        .args(["-A", "celery_app", "worker", "-c", "2", "-l", "info", "--without-mingle", "--without-gossip", "-n", "py-evidence@%h"])
+        .current_dir(&project)
+        .env_remove("CELERY_BROKER_URL")
+        .env_remove("CELERY_RESULT_BACKEND")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&plog).unwrap())
+        .spawn()
+        .unwrap();
+    let _py = common::Proc(child);
+    common::wait_for_file(&plog, "ready.", 60);
+    let out = Command::new(bin.join("python")).arg("submit_task.py").current_dir(&project).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("add completed: 100") && text.contains("ZeroDivisionError"), "{text}");
+
+    let checked = evidence(&data, &broker);
+    for (id, status, detail) in &checked {
+        assert_eq!(status, "pass", "{id}: {detail}");
+    }
+    assert!(checked[0].2.contains("py-evidence@") && checked[0].2.contains("Celery 5."), "{checked:#?}");
+    let out = mqlab(&data, &broker).args(["progress", "--json"]).output().unwrap();
+    let p: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for item in ["worker", "delay", "celery_app", "failures"] {
+        let tick = &p["checklist"][item];
+        assert!(tick["by"].as_str().unwrap().starts_with("check:"), "{item} ticked by a check: {p:#}");
+        assert!(!tick["evidence"].as_str().unwrap_or("").is_empty(), "{item} keeps its evidence: {p:#}");
+    }
+    assert!(p["checklist"].get("get").is_none(), ".get() cannot be observed: it is ticked by hand only");
+    flush_db();
+}
