@@ -56,13 +56,52 @@ fn sandbox_runs_the_local_track_to_a_passing_step_6_and_stops_cleanly() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Hello, World!"));
 
+    // The lessons' commands, templated with the sandbox's endpoints, work as shown.
+    let env_data = data.to_string_lossy().to_string();
+    let env = move |k: &str| match k {
+        "MQLAB_DATA_DIR" => Some(env_data.clone()),
+        "MQLAB_CONFIG" => Some("/nonexistent".to_string()),
+        _ => None,
+    };
+    let cfg = mqlab::config::Config::load_with(&Default::default(), &env).unwrap();
+    assert_eq!(cfg.broker_url, sb.broker_url(), "the sandbox is the configuration");
+    let course = mqlab::lessons::Course::embedded().unwrap();
+    let run_lesson_command = |step: u32, starts: &str| -> String {
+        let text = mqlab::lessons::template::fill(&course.lesson(step).unwrap().text(mqlab::config::Track::Local), &cfg);
+        let lesson =
+            mqlab::lessons::Lesson::parse("x.md", &format!("+++\nstep = {step}\ntitle = \"x\"\nsummary = \"x\"\n+++\n{text}")).unwrap();
+        let cmd = lesson
+            .commands(mqlab::config::Track::Local)
+            .into_iter()
+            .find(|c| c.starts_with(starts))
+            .unwrap_or_else(|| panic!("lesson {step} shows `{starts}…`"));
+        let out = std::process::Command::new("sh").arg("-c").arg(&cmd).output().unwrap();
+        assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert_eq!(run_lesson_command(4, "redis-cli").trim(), "PONG");
+    let overview = run_lesson_command(3, "curl");
+    assert!(overview.contains("\"management_version\""), "{overview}");
+
+    // A task sent from Python, as the learner's .delay() does, gives step 6 its own evidence.
+    let py = format!(
+        "from celery import Celery\napp = Celery(broker={:?}, backend={:?})\nprint(app.send_task('tasks.add', (40, 2)).get(timeout=20))",
+        sb.broker_url(),
+        sb.result_backend()
+    );
+    let out = std::process::Command::new(common::python()).arg("-c").arg(&py).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42", "{}", String::from_utf8_lossy(&out.stderr));
+
     // Step 6 of the local track passes (the management API counts consumers every 5 s).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let out = sandbox_cmd(data).args(["--track", "local", "check", "--lesson", "6"]).output().unwrap();
         if out.status.success() {
             let text = String::from_utf8_lossy(&out.stdout);
-            assert!(text.contains("✓ tasks.roundtrip") && text.contains("✓ mgmt.celery_queue"), "{text}");
+            assert!(
+                text.contains("✓ tasks.roundtrip") && text.contains("✓ mgmt.celery_queue") && text.contains("✓ results.learner"),
+                "{text}"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "step 6 never passed:\n{}", String::from_utf8_lossy(&out.stdout));
