@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use clap::builder::TypedValueParser;
 use clap::{Parser, Subcommand};
 use serde_json::{Map, Value, json};
 
@@ -128,8 +129,8 @@ pub struct ExportArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct WorkerArgs {
-    /// Tasks run at the same time
-    #[arg(short = 'c', long, default_value_t = worker::default_concurrency())]
+    /// Tasks run at the same time (1-10000)
+    #[arg(short = 'c', long, default_value_t = worker::default_concurrency(), value_parser = clap::value_parser!(u16).range(1..=10_000).map(|v| v as usize))]
     pub concurrency: usize,
     /// Messages reserved per slot (prefetch = concurrency × multiplier; 0 = unlimited)
     #[arg(long, default_value_t = 4)]
@@ -143,8 +144,8 @@ pub struct WorkerArgs {
     /// Node name
     #[arg(short = 'n', long)]
     pub hostname: Option<String>,
-    /// How long tasks.hello works, in seconds
-    #[arg(long)]
+    /// How long tasks.hello works, in seconds (0-3600)
+    #[arg(long, value_parser = seconds(3600.0))]
     pub hello_seconds: Option<f64>,
     /// Do not store the STARTED state (Celery's task_track_started=False)
     #[arg(long)]
@@ -170,14 +171,14 @@ pub struct SubmitArgs {
     /// Keyword arguments as a JSON object
     #[arg(long, value_name = "JSON")]
     pub kwargs: Option<String>,
-    /// Send this many copies (reports the publish rate)
-    #[arg(short = 'n', long, default_value_t = 1)]
+    /// Send this many copies, up to 1,000,000 (reports the publish rate)
+    #[arg(short = 'n', long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000).map(|v| v as usize))]
     pub count: usize,
     /// Wait for the results, printing each state seen
     #[arg(short, long)]
     pub wait: bool,
-    /// Seconds to wait for results (with --wait)
-    #[arg(long, default_value_t = 10.0)]
+    /// Seconds to wait for results (with --wait; at most a week)
+    #[arg(long, default_value_t = 10.0, value_parser = seconds(604_800.0))]
     pub timeout: f64,
     /// Machine-readable output: one JSON object per line
     #[arg(long)]
@@ -185,12 +186,24 @@ pub struct SubmitArgs {
     /// Queue to send to
     #[arg(short = 'Q', long)]
     pub queue: Option<String>,
-    /// Discard the task if it has not started within this many seconds
-    #[arg(long)]
+    /// Discard the task if it has not started within this many seconds (at most a year)
+    #[arg(long, value_parser = seconds(31_536_000.0))]
     pub expires: Option<f64>,
-    /// Run the task this many seconds from now
-    #[arg(long)]
+    /// Run the task this many seconds from now (at most a year)
+    #[arg(long, value_parser = seconds(31_536_000.0))]
     pub countdown: Option<f64>,
+}
+
+/// A number of seconds: finite, not negative, at most `max` (refused by the parser, so nothing
+/// is sent with a duration that cannot be represented).
+fn seconds(max: f64) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
+    move |raw: &str| {
+        let v: f64 = raw.trim().parse().map_err(|_| format!("{raw:?} is not a number of seconds"))?;
+        if !v.is_finite() || v < 0.0 || v > max {
+            return Err(format!("{raw} is out of range: give a number of seconds from 0 to {max}"));
+        }
+        Ok(v)
+    }
 }
 
 /// Exit codes: 0 success, 1 error, 2 timed out waiting, 3 a task failed.

@@ -11,6 +11,8 @@ pub const DEFAULT_BACKEND: &str = "redis://localhost:6379/0";
 pub const DEFAULT_MANAGEMENT: &str = "http://localhost:15672";
 pub const DEFAULT_CONTEXT: &str = "rancher-desktop";
 pub const DEFAULT_NAMESPACE: &str = "messaging";
+/// Results kept at most ten years (Redis refuses expiries past its own limits).
+pub const MAX_RESULT_EXPIRES: u64 = 315_360_000;
 
 /// Which path through the lessons the learner takes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -159,6 +161,9 @@ impl Config {
         check_url("broker", &self.broker_url, &["amqp", "amqps", "pyamqp"])?;
         check_url("result backend", &self.result_backend, &["redis", "rediss"])?;
         check_url("management", &self.management_url, &["http", "https"])?;
+        if self.result_expires > MAX_RESULT_EXPIRES {
+            bail!("result_expires must be at most {MAX_RESULT_EXPIRES} seconds (10 years), got {}", self.result_expires);
+        }
         if !(0.0..=3600.0).contains(&self.hello_seconds) {
             bail!("hello_seconds must be between 0 and 3600, got {}", self.hello_seconds);
         }

@@ -279,3 +279,116 @@ async fn poison_corpus_leaves_the_worker_running_and_good_tasks_done() {
     assert!(w.wait_exit(10).unwrap().success());
     common::cleanup(&q).await;
 }
+
+/// Hardening: headers nested 10,000 levels deep (an array and a table) reach the worker's I/O
+/// thread, time limits no Duration can hold, and result keys of the wrong type. The worker stays
+/// up (with the stack it gives itself: no RUST_MIN_STACK from outside), every good task is done,
+/// each bad one is rejected or FAILURE, and no slot is held.
+#[tokio::test(flavor = "multi_thread")]
+async fn deep_headers_huge_limits_and_wrong_result_keys_stop_nothing() {
+    let q = common::queue("harden");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("w.log");
+    let child = common::mqlab(dir.path())
+        .env_remove("RUST_MIN_STACK")
+        .args(["worker", "-Q", &q, "-c", "2", "-n", &format!("h-{}", &q[q.len() - 8..])])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut w = common::Proc(child);
+    common::wait_for_file(&log, "ready.", 20);
+    let broker = common::broker();
+    let backend = ResultBackend::connect(&common::redis(), 3600).await.unwrap();
+    let id = || uuid::Uuid::new_v4().to_string();
+    let mut deep_array = json!("bottom");
+    for _ in 0..10_000 {
+        deep_array = Value::Array(vec![deep_array]);
+    }
+    let mut deep_table = json!("bottom");
+    for _ in 0..10_000 {
+        let mut m = Map::new();
+        m.insert("k".into(), deep_table);
+        deep_table = Value::Object(m);
+    }
+    let body = b"[[1, 2], {}, {}]".to_vec();
+    let (array_id, table_id) = (id(), id());
+    let mut sent = 0;
+    common::publish_raw(&broker, &q, json!({"task": "tasks.add", "id": array_id, "evil": deep_array}), &body, Some("application/json"))
+        .await;
+    common::publish_raw(&broker, &q, json!({"task": "tasks.add", "id": table_id, "evil": deep_table}), &body, Some("application/json"))
+        .await;
+    sent += 2;
+    // Time limits: a huge one is held to a year (the task finishes at once); a negative one is none.
+    let (huge_id, negative_id) = (id(), id());
+    common::publish_raw(
+        &broker,
+        &q,
+        json!({"task": "tasks.add", "id": huge_id, "timelimit": [1e30, null]}),
+        &body,
+        Some("application/json"),
+    )
+    .await;
+    common::publish_raw(
+        &broker,
+        &q,
+        json!({"task": "tasks.add", "id": negative_id, "timelimit": [-5, -1]}),
+        &body,
+        Some("application/json"),
+    )
+    .await;
+    sent += 2;
+    // Two tasks whose result keys hold a list: Redis answers WRONGTYPE; with -c 2 they would
+    // have held both slots for ever.
+    let wrong: Vec<String> = (0..2).map(|_| id()).collect();
+    {
+        let client = redis::Client::open(common::redis()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        for i in &wrong {
+            let _: () = redis::cmd("RPUSH").arg(ResultBackend::key(i)).arg("not a result").query_async(&mut c).await.unwrap();
+        }
+    }
+    for i in &wrong {
+        common::publish_raw(&broker, &q, json!({"task": "tasks.add", "id": i}), &body, Some("application/json")).await;
+    }
+    sent += wrong.len();
+    let (goods, good_ids) = burst(20, "tasks.add", json!([2, 3]));
+    publish(&broker, &q, &goods).await;
+    sent += goods.len();
+
+    let (ok, failed, pending) = wait_done(&backend, &good_ids, 60).await;
+    assert!(w.0.try_wait().unwrap().is_none(), "the worker is alive:\n{}", std::fs::read_to_string(&log).unwrap());
+    let status = |i: String| {
+        let b = &backend;
+        async move { b.get(&i).await.map(|m| m.status).ok() }
+    };
+    let mut bad_ok = 0;
+    for i in [&array_id, &table_id] {
+        let mut s = None;
+        for _ in 0..100 {
+            s = status(i.clone()).await;
+            if s == Some(TaskState::Failure) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(s, Some(TaskState::Failure), "a deep header is a DecodeError stored as FAILURE");
+        bad_ok += 1;
+    }
+    for i in [&huge_id, &negative_id] {
+        assert_eq!(status(i.clone()).await, Some(TaskState::Success), "a limit no Duration holds does not stop the task");
+        bad_ok += 1;
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let refused = wrong.iter().filter(|i| text.contains(&format!("refused the SUCCESS result of task {i}"))).count();
+    assert_eq!(refused, wrong.len(), "each WRONGTYPE result is given up with a clear line:\n{text}");
+    let done = ok + failed + bad_ok + refused;
+    let lost = sent - done - pending;
+    let dups = duplicates(&[&log]);
+    println!("hardening corpus: sent {sent} / completed {done} / lost {lost} / duplicates {dups} (good: {ok} SUCCESS, {pending} missing)");
+    assert_eq!((ok, failed, pending, lost, dups), (good_ids.len(), 0, 0, 0, 0));
+    assert_eq!(common::ready_count(&q).await, 0, "nothing is left in the queue");
+    w.signal(libc::SIGTERM);
+    assert!(w.wait_exit(15).is_some_and(|s| s.success()), "a warm stop does not hang");
+    common::cleanup(&q).await;
+}

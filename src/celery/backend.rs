@@ -123,6 +123,15 @@ impl ResultBackend {
         Ok(ResultBackend { conn, client, expires })
     }
 
+    /// Whether a Redis error means "Redis is away for now" (worth waiting for) rather than "this
+    /// command cannot succeed" (a key of another type, a refused login, a bad argument).
+    pub fn is_outage(e: &redis::RedisError) -> bool {
+        if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
+            return true;
+        }
+        matches!(e.code(), Some("LOADING" | "BUSY" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN" | "READONLY"))
+    }
+
     pub fn key(task_id: &str) -> String {
         format!("{KEY_PREFIX}{task_id}")
     }
@@ -151,7 +160,6 @@ impl ResultBackend {
         Ok(StoreOutcome::Stored)
     }
 
-    /// Reads a result; a missing key is PENDING, as in Celery.
     /// Notes task ids in a sorted set `key` (scored by time, the newest `keep` kept, expiring
     /// after a week), so a reader can tell the tasks this client sent from anyone else's.
     pub async fn mark_sent(&self, key: &str, ids: &[String], keep: usize) -> redis::RedisResult<()> {
@@ -170,6 +178,7 @@ impl ResultBackend {
         pipe.query_async::<()>(&mut conn).await
     }
 
+    /// Reads a result; a missing key is PENDING, as in Celery.
     pub async fn get(&self, task_id: &str) -> anyhow::Result<ResultMeta> {
         let mut conn = self.conn.clone();
         let raw: Option<String> = conn.get(Self::key(task_id)).await?;

@@ -222,8 +222,19 @@ impl TaskMessage {
     /// Reads a message from its AMQP properties and body (v2 when the `task` header is present,
     /// else v1).
     pub fn decode(props: &BasicProperties, body: &[u8]) -> Result<TaskMessage, DecodeError> {
-        let headers: Map<String, Value> =
-            props.headers().as_ref().map(|t| t.inner().iter().map(|(k, v)| (k.to_string(), amqp_to_json(v))).collect()).unwrap_or_default();
+        // Each header on its own: one nested too deep does not hide the task's id.
+        let mut headers: Map<String, Value> = Map::new();
+        let mut too_deep: Option<String> = None;
+        if let Some(t) = props.headers().as_ref() {
+            for (k, v) in t.inner() {
+                match amqp_to_json_bounded(v, MAX_HEADER_DEPTH) {
+                    Some(j) => {
+                        headers.insert(k.to_string(), j);
+                    }
+                    None => too_deep = Some(k.to_string()),
+                }
+            }
+        }
         let id_hint = headers
             .get("id")
             .and_then(Value::as_str)
@@ -231,6 +242,9 @@ impl TaskMessage {
             .or_else(|| props.correlation_id().as_ref().map(|c| c.to_string()));
         let task_hint = headers.get("task").and_then(Value::as_str).map(str::to_string);
         let err = |kind: DecodeErrorKind| DecodeError { kind, task_id: id_hint.clone(), task: task_hint.clone() };
+        if let Some(name) = too_deep {
+            return Err(err(DecodeErrorKind::Header(format!("header {name:?} is nested deeper than {MAX_HEADER_DEPTH} levels"))));
+        }
 
         let content_type = props.content_type().as_ref().map(|c| c.to_string());
         match content_type.as_deref() {
@@ -396,6 +410,8 @@ pub enum DecodeErrorKind {
     Body(String),
     #[error("header {0:?} is missing")]
     MissingHeader(String),
+    #[error("{0}")]
+    Header(String),
     #[error("header {name:?} should be {expected}, got {got}")]
     BadHeader { name: String, expected: String, got: String },
 }
@@ -570,7 +586,37 @@ pub fn json_to_amqp(v: &Value) -> AMQPValue {
 }
 
 /// AMQP field value → JSON, accepting every integer width, floats and both string kinds.
+/// How deep a header value may nest (Celery's own headers nest two or three levels).
+pub const MAX_HEADER_DEPTH: usize = 32;
+
+/// Like `amqp_to_json`, or None when the value nests deeper than `depth` levels.
+pub fn amqp_to_json_bounded(v: &AMQPValue, depth: usize) -> Option<Value> {
+    match v {
+        AMQPValue::FieldArray(a) => {
+            let depth = depth.checked_sub(1)?;
+            a.as_slice().iter().map(|x| amqp_to_json_bounded(x, depth)).collect::<Option<Vec<_>>>().map(Value::Array)
+        }
+        AMQPValue::FieldTable(t) => {
+            let depth = depth.checked_sub(1)?;
+            t.inner()
+                .iter()
+                .map(|(k, x)| amqp_to_json_bounded(x, depth).map(|j| (k.to_string(), j)))
+                .collect::<Option<Map<_, _>>>()
+                .map(Value::Object)
+        }
+        other => Some(amqp_to_json(other)),
+    }
+}
+
+/// An AMQP value as JSON. Arrays and tables nested deeper than `MAX_HEADER_DEPTH` become null.
 pub fn amqp_to_json(v: &AMQPValue) -> Value {
+    match v {
+        AMQPValue::FieldArray(_) | AMQPValue::FieldTable(_) => amqp_to_json_bounded(v, MAX_HEADER_DEPTH).unwrap_or(Value::Null),
+        _ => amqp_scalar(v),
+    }
+}
+
+fn amqp_scalar(v: &AMQPValue) -> Value {
     match v {
         AMQPValue::Boolean(b) => json!(b),
         AMQPValue::ShortShortInt(i) => json!(i),
@@ -585,9 +631,8 @@ pub fn amqp_to_json(v: &AMQPValue) -> Value {
         AMQPValue::DecimalValue(d) => json!(d.value as f64 / 10f64.powi(d.scale as i32)),
         AMQPValue::ShortString(s) => json!(s.as_str()),
         AMQPValue::LongString(s) => json!(String::from_utf8_lossy(s.as_bytes())),
-        AMQPValue::FieldArray(a) => Value::Array(a.as_slice().iter().map(amqp_to_json).collect()),
+        AMQPValue::FieldArray(_) | AMQPValue::FieldTable(_) => Value::Null,
         AMQPValue::Timestamp(t) => json!(t),
-        AMQPValue::FieldTable(t) => Value::Object(t.inner().iter().map(|(k, v)| (k.to_string(), amqp_to_json(v))).collect()),
         AMQPValue::ByteArray(b) => json!(String::from_utf8_lossy(b.as_slice())),
         AMQPValue::Void => Value::Null,
     }

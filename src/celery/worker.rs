@@ -90,19 +90,66 @@ pub fn default_nodename() -> String {
 /// What the worker reports as it goes (for the live views and for tests).
 #[derive(Clone, Debug, PartialEq)]
 pub enum WorkerEvent {
-    Connected { broker: String },
-    Ready { prefetch: u16 },
-    ConnectionLost { error: String },
-    BackendLost { error: String },
+    Connected {
+        broker: String,
+    },
+    Ready {
+        prefetch: u16,
+    },
+    ConnectionLost {
+        error: String,
+    },
+    BackendLost {
+        error: String,
+    },
     BackendRecovered,
-    TaskReceived { id: String, name: String, args: String, kwargs: String, redelivered: bool, at: DateTime<Utc> },
-    TaskStarted { id: String, at: DateTime<Utc> },
-    TaskSucceeded { id: String, result: String, runtime: f64, at: DateTime<Utc> },
-    TaskFailed { id: String, exception: String, traceback: Option<String>, runtime: f64, at: DateTime<Utc> },
-    TaskRejected { id: Option<String>, name: Option<String>, reason: String, at: DateTime<Utc> },
-    TaskRetried { id: String, exception: String, at: DateTime<Utc> },
-    Stopped { mode: StopMode },
-    Fatal { error: String },
+    /// Redis refused one result for good (a key of another type, a refused login…).
+    BackendRefused {
+        task_id: String,
+        error: String,
+    },
+    TaskReceived {
+        id: String,
+        name: String,
+        args: String,
+        kwargs: String,
+        redelivered: bool,
+        at: DateTime<Utc>,
+    },
+    TaskStarted {
+        id: String,
+        at: DateTime<Utc>,
+    },
+    TaskSucceeded {
+        id: String,
+        result: String,
+        runtime: f64,
+        at: DateTime<Utc>,
+    },
+    TaskFailed {
+        id: String,
+        exception: String,
+        traceback: Option<String>,
+        runtime: f64,
+        at: DateTime<Utc>,
+    },
+    TaskRejected {
+        id: Option<String>,
+        name: Option<String>,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    TaskRetried {
+        id: String,
+        exception: String,
+        at: DateTime<Utc>,
+    },
+    Stopped {
+        mode: StopMode,
+    },
+    Fatal {
+        error: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +159,9 @@ pub enum StopMode {
     /// Stop at once; unfinished messages stay unacked and the broker requeues them.
     Cold,
 }
+
+/// The longest a task may be held for its ETA or limited in time: a year.
+pub const MAX_WAIT_SECS: f64 = 31_536_000.0;
 
 /// Counters shared with whoever watches the worker.
 #[derive(Debug, Default)]
@@ -594,7 +644,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         return;
     }
     if let Some(eta) = msg.eta {
-        let wait = (eta - Utc::now()).to_std().unwrap_or_default();
+        let wait = (eta - Utc::now()).to_std().unwrap_or_default().min(Duration::from_secs_f64(MAX_WAIT_SECS));
         if !wait.is_zero() {
             debug!("Task {name}[{}] scheduled for {eta}", msg.id);
             tokio::time::sleep(wait).await;
@@ -635,8 +685,11 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         (None, Some(s)) => Some((s, true)),
         (None, None) => None,
     };
+    // A limit from the message is trusted only as far as a Duration can hold it: not finite or
+    // not positive means none, and more than a year is a year.
+    let limit = limit.filter(|(secs, _)| secs.is_finite() && *secs > 0.0).map(|(secs, soft)| (secs.min(MAX_WAIT_SECS), soft));
     let outcome = match limit {
-        Some((secs, soft)) if secs > 0.0 => match tokio::time::timeout(Duration::from_secs_f64(secs), fut).await {
+        Some((secs, soft)) => match tokio::time::timeout(Duration::from_secs_f64(secs), fut).await {
             Ok(r) => r,
             Err(_) if soft => {
                 Err(TaskError::new("SoftTimeLimitExceeded", format!("SoftTimeLimitExceeded({secs})")).in_module("billiard.exceptions"))
@@ -646,7 +699,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
                 ..TaskError::new("TimeLimitExceeded", "").in_module("billiard.exceptions")
             }),
         },
-        _ => fut.await,
+        None => fut.await,
     };
     let runtime = start.elapsed().as_secs_f64();
     match outcome {
@@ -732,6 +785,12 @@ async fn store(shared: &Shared, meta: ResultMeta) {
                 if outcome == StoreOutcome::KeptSuccess {
                     debug!("result of {} already SUCCESS; {} not stored", meta.task_id, meta.status);
                 }
+                return;
+            }
+            Err(e) if !ResultBackend::is_outage(&e) => {
+                // Waiting would not help: this result is given up, and the slot is freed.
+                error!("result backend refused the {} result of task {}: {e}; it is not stored", meta.status, meta.task_id);
+                shared.events.send(WorkerEvent::BackendRefused { task_id: meta.task_id.clone(), error: e.to_string() });
                 return;
             }
             Err(e) => {

@@ -796,6 +796,9 @@ impl App {
             }
             WorkerEvent::BackendLost { error } => self.worker.last_error = Some(format!("Redis unavailable: {error}; results wait")),
             WorkerEvent::BackendRecovered => self.worker.last_error = None,
+            WorkerEvent::BackendRefused { task_id, error } => {
+                self.worker.last_error = Some(format!("Redis refused the result of {}: {error}", &task_id[..task_id.len().min(8)]));
+            }
             WorkerEvent::Stopped { mode } => {
                 self.worker.state = if mode == StopMode::Cold { WorkerState::Killed } else { WorkerState::Stopped };
                 self.worker.active = 0;
