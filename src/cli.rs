@@ -108,6 +108,9 @@ pub struct ProgressArgs {
     /// Set the note of a lesson: --note 3 "text" (empty text removes it)
     #[arg(long, num_args = 2, value_names = ["LESSON", "TEXT"])]
     pub note: Vec<String>,
+    /// Add a line to the note of a lesson: --add-note 3 "text"
+    #[arg(long, num_args = 2, value_names = ["LESSON", "TEXT"])]
+    pub add_note: Vec<String>,
     /// Machine-readable output
     #[arg(long)]
     pub json: bool,
@@ -654,27 +657,39 @@ async fn run_check(cfg: &Config, context_explicit: bool, args: CheckArgs) -> any
 fn run_progress(cfg: &Config, args: ProgressArgs) -> anyhow::Result<i32> {
     let course = Course::load()?;
     let st = store(cfg);
-    let (mut p, warning) = st.load_or_fresh();
-    if let Some(w) = warning {
-        eprintln!("warning: {w}");
-    }
-    let changing = !args.tick.is_empty() || !args.untick.is_empty() || !args.note.is_empty();
+    use crate::lessons::progress::Change;
+    let mut changes = vec![];
     for id in &args.tick {
-        p.tick(&course, id)?;
+        course.checklist().iter().find(|i| &i.id == id).with_context(|| format!("no checklist item {id:?}"))?;
+        changes.push(Change::Tick(id.clone()));
     }
     for id in &args.untick {
-        p.untick(&course, id)?;
+        course.checklist().iter().find(|i| &i.id == id).with_context(|| format!("no checklist item {id:?}"))?;
+        changes.push(Change::Untick(id.clone()));
     }
-    for pair in args.note.chunks(2) {
-        let step: u32 = pair[0].parse().map_err(|_| anyhow::anyhow!("--note takes a lesson number first, got {:?}", pair[0]))?;
+    let step_of = |raw: &str| -> anyhow::Result<u32> {
+        let step: u32 = raw.parse().map_err(|_| anyhow::anyhow!("a note takes a lesson number first, got {raw:?}"))?;
         if course.lesson(step).is_none() {
             anyhow::bail!("there is no lesson {step}");
         }
-        p.set_note(step, &pair[1]);
+        Ok(step)
+    };
+    for pair in args.note.chunks(2) {
+        changes.push(Change::Note { step: step_of(&pair[0])?, text: pair[1].clone() });
     }
-    if changing {
-        st.save(&p)?;
+    for pair in args.add_note.chunks(2) {
+        changes.push(Change::AppendNote { step: step_of(&pair[0])?, text: pair[1].clone() });
     }
+    // Read and changed under the store's lock, so a note written meanwhile elsewhere is kept.
+    let p = if changes.is_empty() {
+        let (p, warning) = st.load_or_fresh();
+        if let Some(w) = warning {
+            eprintln!("warning: {w}");
+        }
+        p
+    } else {
+        st.apply(&course, &changes)?
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&p)?);
         return Ok(0);
@@ -788,10 +803,14 @@ async fn run_sandbox(cfg: &Config, args: SandboxArgs) -> anyhow::Result<i32> {
             Ok(0)
         }
         SandboxAction::Down => {
-            if Sandbox::down(&cfg.data_dir).await? {
-                println!("Sandbox stopped.");
-            } else {
-                println!("No sandbox is recorded; nothing to stop.");
+            match Sandbox::down(&cfg.data_dir).await? {
+                Some(report) => {
+                    for l in report.lines() {
+                        println!("{l}");
+                    }
+                    println!("The sandbox record is removed.");
+                }
+                None => println!("No sandbox is recorded; nothing to stop."),
             }
             Ok(0)
         }

@@ -37,24 +37,204 @@ fn filter(default: &str) -> EnvFilter {
     EnvFilter::try_from_env("MQLAB_LOG").unwrap_or_else(|_| EnvFilter::new(default))
 }
 
-/// Headless commands: Celery-style lines on stderr.
+/// Headless commands: Celery-style lines on stderr (colour only on a terminal).
 pub fn init_stderr(level: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter(&format!("warn,mqlab={level}")))
         .event_format(CeleryFormat)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LineLimiter::stderr())
         .try_init();
 }
 
-/// The terminal UI: append to `<data dir>/mqlab.log`.
+/// The terminal UI: append to `<data dir>/mqlab.log` (0600), rotated at `LOG_CAP` bytes, the
+/// same line repeated within `REPEAT_WINDOW` written once.
 pub fn init_file(data_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
-    std::fs::create_dir_all(data_dir)?;
+    crate::lessons::progress::private_dir(data_dir)?;
     let path = data_dir.join("mqlab.log");
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+    let log = LogFile::open(&path)?;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter("warn,mqlab=info"))
         .event_format(CeleryFormat)
-        .with_writer(std::sync::Mutex::new(file))
+        .with_writer(std::sync::Mutex::new(log))
         .try_init();
     Ok(path)
+}
+
+/// The log file is rotated (to `mqlab.log.1`) when it reaches this size.
+pub const LOG_CAP: u64 = 5 * 1024 * 1024;
+/// A line identical to one written less than this long ago is counted, not written.
+pub const REPEAT_WINDOW: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Drops a line written less than `REPEAT_WINDOW` ago, and says how many were dropped when the
+/// cause shows again later.
+#[derive(Default)]
+pub struct Repeats {
+    seen: std::collections::HashMap<String, (std::time::Instant, u32)>,
+}
+
+impl Repeats {
+    /// The line to write (None: a repeat to drop). Escape sequences (colour from a library's
+    /// message) are removed: logs are read in files and pipes.
+    pub fn filter(&mut self, line: &str, now: std::time::Instant) -> Option<String> {
+        let clean = strip_escapes(line);
+        let line = clean.as_str();
+        // The cause, without the time stamp: `[2026-…,123: ERROR/MainProcess] text`.
+        let cause = line.split_once("] ").map(|(_, rest)| rest).unwrap_or(line).trim_end().to_string();
+        if self.seen.len() > 1000 {
+            self.seen.retain(|_, (t, _)| now.duration_since(*t) < REPEAT_WINDOW);
+        }
+        match self.seen.get_mut(&cause) {
+            Some((t, n)) if now.duration_since(*t) < REPEAT_WINDOW => {
+                *n += 1;
+                None
+            }
+            Some((t, n)) => {
+                let dropped = std::mem::take(n);
+                *t = now;
+                Some(if dropped > 0 {
+                    format!("{} (the same line was dropped {dropped} time(s) since)\n", line.trim_end())
+                } else {
+                    line.to_string()
+                })
+            }
+            None => {
+                self.seen.insert(cause, (now, 0));
+                Some(line.to_string())
+            }
+        }
+    }
+}
+
+/// Text without ANSI escape sequences (`ESC [ … letter`, and lone ESCs).
+pub fn strip_escapes(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                while let Some(n) = chars.next() {
+                    if n.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// stderr with repeated lines dropped.
+pub struct LineLimiter;
+
+static STDERR_REPEATS: std::sync::Mutex<Option<Repeats>> = std::sync::Mutex::new(None);
+
+impl LineLimiter {
+    fn stderr() -> LineLimiter {
+        LineLimiter
+    }
+}
+
+impl std::io::Write for LineLimiter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let line = String::from_utf8_lossy(buf);
+        let out = {
+            let mut guard = STDERR_REPEATS.lock().unwrap_or_else(|e| e.into_inner());
+            guard.get_or_insert_with(Repeats::default).filter(&line, std::time::Instant::now())
+        };
+        if let Some(l) = out {
+            std::io::stderr().write_all(l.as_bytes())?;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// The UI's log file: private, size-capped with one rotation, repeated lines dropped.
+pub struct LogFile {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+    size: u64,
+    repeats: Repeats,
+}
+
+impl LogFile {
+    pub fn open(path: &Path) -> std::io::Result<LogFile> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let file = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        let size = file.metadata()?.len();
+        Ok(LogFile { path: path.to_path_buf(), file, size, repeats: Repeats::default() })
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let old = self.path.with_extension("log.1");
+        std::fs::rename(&self.path, &old)?;
+        let fresh = LogFile::open(&self.path)?;
+        self.file = fresh.file;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+impl std::io::Write for LogFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let line = String::from_utf8_lossy(buf).to_string();
+        if let Some(l) = self.repeats.filter(&line, std::time::Instant::now()) {
+            if self.size + l.len() as u64 > LOG_CAP {
+                self.rotate()?;
+            }
+            self.file.write_all(l.as_bytes())?;
+            self.size += l.len() as u64;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn repeats_are_dropped_and_counted() {
+        let mut r = Repeats::default();
+        let t0 = Instant::now();
+        let line = |ts: &str| format!("[2026-11-28 06:00:{ts},000: ERROR/MainProcess] login refused\n");
+        assert!(r.filter(&line("01"), t0).is_some());
+        for i in 0..56 {
+            assert!(r.filter(&line("02"), t0 + Duration::from_millis(i * 280)).is_none());
+        }
+        assert!(r.filter("[x] another cause\n", t0).is_some());
+        let later = r.filter(&line("40"), t0 + REPEAT_WINDOW + Duration::from_secs(1)).unwrap();
+        assert!(later.contains("dropped 56 time(s)"), "{later}");
+        assert_eq!(strip_escapes("\u{1b}[1;31mred\u{1b}[0m plain"), "red plain");
+    }
+
+    #[test]
+    fn the_log_file_is_private_and_rotates() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mqlab.log");
+        let mut log = LogFile::open(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let mut written = 0u64;
+        let mut i = 0;
+        while written < LOG_CAP + 1000 {
+            let l = format!("[t] line {i} {}\n", "x".repeat(200));
+            log.write_all(l.as_bytes()).unwrap();
+            written += l.len() as u64;
+            i += 1;
+        }
+        assert!(dir.path().join("mqlab.log.1").exists());
+        assert!(std::fs::metadata(&path).unwrap().len() < LOG_CAP);
+    }
 }

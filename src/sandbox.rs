@@ -101,6 +101,10 @@ async fn answers(port: u16) -> bool {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Rabbit {
     pub pid: u32,
+    /// When the process started (clock ticks after boot, from /proc): with the process group
+    /// and working directory, what tells our process from another that got the same pid later.
+    #[serde(default)]
+    pub started_at: Option<u64>,
     pub nodename: String,
     pub amqp_port: u16,
     pub management_port: u16,
@@ -112,6 +116,8 @@ pub struct Rabbit {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Redis {
     pub pid: u32,
+    #[serde(default)]
+    pub started_at: Option<u64>,
     pub port: u16,
     pub dir: PathBuf,
 }
@@ -167,8 +173,15 @@ impl Rabbit {
             .stderr(log);
         new_process_group(&mut cmd);
         let child = cmd.spawn().with_context(|| format!("cannot run {}", programs.rabbitmq_server.display()))?;
-        let rabbit =
-            Rabbit { pid: child.id(), nodename: nodename.to_string(), amqp_port, management_port, dist_port, dir: dir.to_path_buf() };
+        let rabbit = Rabbit {
+            pid: child.id(),
+            started_at: proc_start_time(child.id()),
+            nodename: nodename.to_string(),
+            amqp_port,
+            management_port,
+            dist_port,
+            dir: dir.to_path_buf(),
+        };
         if wait_ready(rabbit.pid, &[amqp_port, management_port], Duration::from_secs(60)).await {
             return Ok(rabbit);
         }
@@ -185,19 +198,28 @@ impl Rabbit {
     }
 
     pub fn is_alive(&self) -> bool {
-        alive(self.pid)
+        is_ours(self.pid, self.started_at, &self.dir) && alive(self.pid)
     }
 
-    /// Stops the node cleanly (SIGTERM to its process group) and waits for it.
-    pub async fn stop(&self) {
+    /// Stops the node cleanly (SIGTERM to its process group) and waits for it. A recorded pid
+    /// that is not this node any more (a reboot, a stale record) is left alone.
+    pub async fn stop(&self) -> Stopped {
+        if !is_ours(self.pid, self.started_at, &self.dir) {
+            return Stopped::NotOurs;
+        }
         signal_group(self.pid, libc::SIGTERM);
         wait_gone(self.pid, &[self.amqp_port, self.dist_port], Duration::from_secs(30)).await;
-        signal_group(self.pid, libc::SIGKILL);
+        if is_ours(self.pid, self.started_at, &self.dir) {
+            signal_group(self.pid, libc::SIGKILL);
+        }
+        Stopped::Stopped
     }
 
     /// Kills the node at once (a crash).
     pub fn kill(&self) {
-        signal_group(self.pid, libc::SIGKILL);
+        if is_ours(self.pid, self.started_at, &self.dir) {
+            signal_group(self.pid, libc::SIGKILL);
+        }
     }
 
     /// Starts the same node again (same ports, data and name).
@@ -230,7 +252,7 @@ impl Redis {
             .stderr(log);
         new_process_group(&mut cmd);
         let child = cmd.spawn().with_context(|| format!("cannot run {}", programs.redis_server.display()))?;
-        let r = Redis { pid: child.id(), port, dir: dir.to_path_buf() };
+        let r = Redis { pid: child.id(), started_at: proc_start_time(child.id()), port, dir: dir.to_path_buf() };
         if wait_ready(r.pid, &[port], Duration::from_secs(10)).await {
             return Ok(r);
         }
@@ -243,17 +265,25 @@ impl Redis {
     }
 
     pub fn is_alive(&self) -> bool {
-        alive(self.pid)
+        is_ours(self.pid, self.started_at, &self.dir) && alive(self.pid)
     }
 
-    pub async fn stop(&self) {
+    pub async fn stop(&self) -> Stopped {
+        if !is_ours(self.pid, self.started_at, &self.dir) {
+            return Stopped::NotOurs;
+        }
         signal_group(self.pid, libc::SIGTERM);
         wait_gone(self.pid, &[self.port], Duration::from_secs(10)).await;
-        signal_group(self.pid, libc::SIGKILL);
+        if is_ours(self.pid, self.started_at, &self.dir) {
+            signal_group(self.pid, libc::SIGKILL);
+        }
+        Stopped::Stopped
     }
 
     pub fn kill(&self) {
-        signal_group(self.pid, libc::SIGKILL);
+        if is_ours(self.pid, self.started_at, &self.dir) {
+            signal_group(self.pid, libc::SIGKILL);
+        }
     }
 
     pub async fn restart(&mut self, programs: &Programs) -> anyhow::Result<()> {
@@ -291,7 +321,51 @@ fn new_process_group(cmd: &mut Command) {
     cmd.process_group(0);
 }
 
+/// What `stop` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    Stopped,
+    /// The recorded process is not running any more, or another process has its pid now.
+    NotOurs,
+}
+
+/// The start time of a process (field 22 of /proc/<pid>/stat), and its process group (field 5).
+fn proc_stat(pid: u32) -> Option<(u64, i64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: read after the last ')'.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3.
+    let pgrp = fields.get(5 - 3)?.parse().ok()?;
+    let start = fields.get(22 - 3)?.parse().ok()?;
+    Some((start, pgrp))
+}
+
+pub fn proc_start_time(pid: u32) -> Option<u64> {
+    proc_stat(pid).map(|(s, _)| s)
+}
+
+/// Whether `pid` is still the process this sandbox started: never pid 0 or 1; the start time
+/// recorded then; leading its own process group (the one we made for it); working in its dir.
+pub fn is_ours(pid: u32, started_at: Option<u64>, dir: &Path) -> bool {
+    if pid <= 1 {
+        return false;
+    }
+    let Some(recorded) = started_at else { return false };
+    let Some((start, pgrp)) = proc_stat(pid) else { return false };
+    if start != recorded || pgrp != pid as i64 {
+        return false;
+    }
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+    let want = std::fs::canonicalize(dir).ok();
+    cwd.is_some() && cwd == want
+}
+
 fn signal_group(pid: u32, sig: i32) {
+    // Never a broadcast: kill(-1) would signal every process we may signal.
+    if pid <= 1 {
+        return;
+    }
     unsafe {
         libc::kill(-(pid as i32), sig);
     }
@@ -385,20 +459,30 @@ impl Sandbox {
         };
         progress(&format!("RabbitMQ answers on ports {} (AMQP) and {} (management)", rabbitmq.amqp_port, rabbitmq.management_port));
         let sb = Sandbox { rabbitmq, redis };
-        std::fs::write(Self::file(data_dir), serde_json::to_string_pretty(&sb)?)?;
+        let file = Self::file(data_dir);
+        let _ = std::fs::remove_file(&file);
+        let mut f = crate::lessons::progress::private_file(&file).with_context(|| format!("cannot write {}", file.display()))?;
+        std::io::Write::write_all(&mut f, serde_json::to_string_pretty(&sb)?.as_bytes())?;
         Ok((sb, true))
     }
 
-    /// Stops both and forgets them.
-    pub async fn down(data_dir: &Path) -> anyhow::Result<bool> {
-        let Some(sb) = Self::load(data_dir) else { return Ok(false) };
-        sb.stop().await;
+    /// Stops both (only if they are still the processes it started) and forgets them; says
+    /// what it did, and which of their ports still answer (another program's, then).
+    pub async fn down(data_dir: &Path) -> anyhow::Result<Option<DownReport>> {
+        let Some(sb) = Self::load(data_dir) else { return Ok(None) };
+        let (r, d) = sb.stop().await;
         let _ = std::fs::remove_file(Self::file(data_dir));
-        Ok(true)
+        let mut still_open = vec![];
+        for p in [sb.rabbitmq.amqp_port, sb.rabbitmq.management_port, sb.redis.port] {
+            if answers(p).await {
+                still_open.push(p);
+            }
+        }
+        Ok(Some(DownReport { rabbitmq: r, redis: d, still_open }))
     }
 
-    pub async fn stop(&self) {
-        tokio::join!(self.rabbitmq.stop(), self.redis.stop());
+    pub async fn stop(&self) -> (Stopped, Stopped) {
+        tokio::join!(self.rabbitmq.stop(), self.redis.stop())
     }
 
     pub async fn health(&self) -> Health {
@@ -427,6 +511,32 @@ impl Sandbox {
             self.result_backend(),
             self.rabbitmq.dir.parent().unwrap_or(&self.rabbitmq.dir).display()
         )
+    }
+}
+
+/// What `down` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DownReport {
+    pub rabbitmq: Stopped,
+    pub redis: Stopped,
+    /// Ports of the sandbox that still answer after the stop.
+    pub still_open: Vec<u16>,
+}
+
+impl DownReport {
+    pub fn lines(&self) -> Vec<String> {
+        let say = |name: &str, s: Stopped| match s {
+            Stopped::Stopped => format!("{name}: stopped"),
+            Stopped::NotOurs => {
+                format!("{name}: not running any more (its recorded process is gone or is another program now); nothing was signalled")
+            }
+        };
+        let mut out = vec![say("RabbitMQ", self.rabbitmq), say("Redis", self.redis)];
+        if !self.still_open.is_empty() {
+            let ports: Vec<String> = self.still_open.iter().map(u16::to_string).collect();
+            out.push(format!("port(s) {} still answer: another program listens there", ports.join(", ")));
+        }
+        out
     }
 }
 

@@ -384,3 +384,69 @@ fn init_never_overwrites() {
     assert!(std::fs::read_to_string(project.join("requirements.txt")).unwrap().contains("celery[redis]>=5.7"));
     assert!(!text.contains("guest@"), "the printed URL is masked: {text}");
 }
+
+/// One writer at a time: ten writers (five like the app, through the store, and five
+/// `mqlab progress --add-note` processes) × three rounds keep all thirty notes.
+#[test]
+fn concurrent_writers_lose_no_note() {
+    use mqlab::lessons::progress::Change;
+    let course = Course::embedded().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_path_buf();
+    let mut handles = vec![];
+    for w in 0..10 {
+        let data = data.clone();
+        let course = course.clone();
+        handles.push(std::thread::spawn(move || {
+            for r in 0..3 {
+                let line = format!("writer {w} round {r}");
+                if w % 2 == 0 {
+                    Store::new(&data).apply(&course, &[Change::AppendNote { step: 1 + w % 11, text: line }]).unwrap();
+                } else {
+                    let out = common::mqlab(&data).args(["progress", "--add-note", &(1 + w % 11).to_string(), &line]).output().unwrap();
+                    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                }
+            }
+        }));
+    }
+    for h in handles {
+        h.join().unwrap();
+    }
+    let p = Store::new(&data).load().unwrap();
+    let all: String = p.notes.values().cloned().collect::<Vec<_>>().join("\n");
+    let kept = (0..10).flat_map(|w| (0..3).map(move |r| format!("writer {w} round {r}"))).filter(|l| all.contains(l.as_str())).count();
+    println!("concurrent writers: {kept}/30 notes kept");
+    assert_eq!(kept, 30, "{all}");
+    // Nothing left behind but the progress and its lock, both private.
+    use std::os::unix::fs::PermissionsExt;
+    let mut names: Vec<String> = std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["progress.json", "progress.lock"]);
+    assert_eq!(std::fs::metadata(data.join("progress.json")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o077, 0, "the data dir is private");
+}
+
+/// A progress file with one byte that is not UTF-8 is kept aside, not overwritten; two damaged
+/// files in the same second get names of their own.
+#[test]
+fn damaged_files_are_kept_under_names_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    let mut p = Progress::new();
+    p.set_note(2, "my precious note");
+    store.save(&p).unwrap();
+    let mut bytes = std::fs::read(store.path()).unwrap();
+    bytes.insert(10, 0xff);
+    std::fs::write(store.path(), &bytes).unwrap();
+    let e = store.load().unwrap_err().to_string();
+    assert!(e.contains("not UTF-8") && e.contains("kept as"), "{e}");
+    std::fs::write(store.path(), "{ also broken").unwrap();
+    assert!(store.load().is_err());
+    let aside: Vec<_> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().contains("damaged")).collect();
+    assert_eq!(aside.len(), 2, "{aside:?}");
+    assert!(aside.iter().any(|a| std::fs::read(a).unwrap() == bytes), "the first damaged file is intact");
+    // The next write starts fresh and touches neither.
+    store.update(|p| p.set_note(3, "new")).unwrap();
+    assert_eq!(aside.iter().filter(|a| a.exists()).count(), 2);
+}

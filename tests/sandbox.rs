@@ -6,7 +6,7 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use mqlab::sandbox::{Part, Sandbox};
+use mqlab::sandbox::{Part, Sandbox, Stopped};
 use serde_json::Value;
 
 fn sandbox_cmd(data: &std::path::Path) -> std::process::Command {
@@ -159,7 +159,40 @@ async fn a_crashed_instance_is_detected_and_up_mends_it() {
     assert!(started, "a crashed sandbox is started again");
     let h = again.health().await;
     assert!(h.redis.ok() && h.rabbitmq.ok());
-    assert!(Sandbox::down(dir.path()).await.unwrap());
+    let report = Sandbox::down(dir.path()).await.unwrap().expect("recorded");
+    assert_eq!((report.rabbitmq, report.redis), (Stopped::Stopped, Stopped::Stopped));
+    assert!(report.still_open.is_empty(), "{report:?}");
+}
+
+/// A record left from before a reboot names pids that now belong to other programs: `down`
+/// signals none of them and says so.
+#[test]
+fn a_stale_record_touches_no_other_process() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    // An unrelated program leading its own process group, as `setsid sleep` does.
+    let mut bystander = std::process::Command::new("sleep").arg("60").process_group(0).spawn().unwrap();
+    let pid = bystander.id();
+    let sb_dir = data.join("sandbox");
+    std::fs::create_dir_all(&sb_dir).unwrap();
+    let record = serde_json::json!({
+        "rabbitmq": {"pid": pid, "started_at": 12345, "nodename": "mqlab-x@localhost", "amqp_port": 1, "management_port": 2,
+                     "dist_port": 3, "dir": sb_dir.join("rabbitmq")},
+        "redis": {"pid": 1, "port": 4, "dir": sb_dir.join("redis")}
+    });
+    std::fs::write(sb_dir.join("sandbox.json"), record.to_string()).unwrap();
+    let out = sandbox_cmd(data).args(["sandbox", "down"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("RabbitMQ: not running any more") && text.contains("Redis: not running any more"), "{text}");
+    assert!(!text.contains("stopped\n"), "{text}");
+    assert!(bystander.try_wait().unwrap().is_none(), "the unrelated process survived");
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    // pid 1 and 0 are never ours, whatever a record says.
+    assert!(!mqlab::sandbox::is_ours(1, mqlab::sandbox::proc_start_time(1), std::path::Path::new("/")));
+    assert!(!mqlab::sandbox::is_ours(0, Some(0), std::path::Path::new("/")));
 }
 
 #[test]

@@ -429,3 +429,26 @@ fn single_sends_are_recorded_together() {
 fn print_key_table() {
     print!("{}", keymap::markdown_table());
 }
+
+#[test]
+fn the_app_saves_changes_not_snapshots_and_sees_what_others_wrote() {
+    use mqlab::lessons::progress::{Change, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    let mut a = app(Track::Local);
+    key(&mut a, '3');
+    key(&mut a, 'x'); // ticks the first item by hand
+    let (seq, batch) = a.take_pending().expect("a change to save");
+    // Meanwhile the command line wrote a note.
+    store.apply(&a.course, &[Change::Note { step: 4, text: "from the CLI".into() }]).unwrap();
+    // The app's change is applied to the file as it is now, and the app sees both.
+    let saved = store.apply(&a.course, &batch).unwrap();
+    code(&mut a, KeyCode::Down);
+    key(&mut a, 'x'); // a second tick, not saved yet
+    a.handle(Event::ProgressSynced { seq, progress: Box::new(saved) });
+    assert_eq!(a.progress.notes.get(&4).map(String::as_str), Some("from the CLI"));
+    assert_eq!(a.progress.checklist.len(), 2, "the unsaved tick is still shown");
+    let (_, rest) = a.take_pending().unwrap();
+    let on_disk = store.apply(&a.course, &rest).unwrap();
+    assert_eq!((on_disk.checklist.len(), on_disk.notes.len()), (2, 1));
+}

@@ -167,8 +167,7 @@ impl Progress {
     }
 
     pub fn add_experiment(&mut self, kind: ExperimentKind, summary: impl Into<String>, figures: serde_json::Value) {
-        let figures = figures.as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
-        self.experiments.push(Experiment { kind, at: Utc::now(), summary: summary.into(), figures });
+        self.experiments.push(experiment(kind, summary, figures));
     }
 
     /// Whether an experiment a lesson asks for (see `EXPERIMENTS`) was seen.
@@ -192,6 +191,64 @@ impl Progress {
     }
 }
 
+/// One change to the progress. The app keeps its changes as these and the store applies them
+/// to what is on disk under a lock, so that the app and the command line (or two apps) never
+/// erase each other's work.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    Checks {
+        results: Vec<CheckResult>,
+        track: Track,
+    },
+    Tick(String),
+    Untick(String),
+    Note {
+        step: u32,
+        text: String,
+    },
+    /// A line added to a lesson's note.
+    AppendNote {
+        step: u32,
+        text: String,
+    },
+    Experiment(Experiment),
+    Track(Track),
+    CurrentLesson(u32),
+}
+
+impl Progress {
+    /// Applies a change; returns the checklist items it newly ticked.
+    pub fn apply(&mut self, course: &Course, c: &Change) -> Vec<String> {
+        match c {
+            Change::Checks { results, track } => return self.record_checks(results, course, *track),
+            Change::Tick(id) => {
+                let _ = self.tick(course, id);
+            }
+            Change::Untick(id) => {
+                let _ = self.untick(course, id);
+            }
+            Change::Note { step, text } => self.set_note(*step, text),
+            Change::AppendNote { step, text } => {
+                let joined = match self.notes.get(step) {
+                    Some(old) if !old.is_empty() => format!("{old}\n{text}"),
+                    _ => text.clone(),
+                };
+                self.set_note(*step, &joined);
+            }
+            Change::Experiment(e) => self.experiments.push(e.clone()),
+            Change::Track(t) => self.track = Some(*t),
+            Change::CurrentLesson(n) => self.current_lesson = *n,
+        }
+        vec![]
+    }
+}
+
+/// An experiment as recorded now.
+pub fn experiment(kind: ExperimentKind, summary: impl Into<String>, figures: serde_json::Value) -> Experiment {
+    let figures = figures.as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+    Experiment { kind, at: Utc::now(), summary: summary.into(), figures }
+}
+
 fn known_item(course: &Course, id: &str) -> anyhow::Result<()> {
     if course.checklist().iter().any(|i| i.id == id) {
         Ok(())
@@ -201,10 +258,38 @@ fn known_item(course: &Course, id: &str) -> anyhow::Result<()> {
     }
 }
 
-/// The progress file.
+/// The progress file, with one writer at a time: an advisory lock on `progress.lock` is held
+/// while the file is read, changed and replaced, so every writer works on the latest version.
 #[derive(Clone, Debug)]
 pub struct Store {
     path: PathBuf,
+}
+
+/// Files that hold notes, logs or credentials are readable by their owner only.
+pub fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
+}
+
+/// Creates `dir` (and its parents) readable by its owner only.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if dir.is_dir() {
+        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        return Ok(());
+    }
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// A name beside `path` that no file has yet: `<path>.<tag>-<time>-<pid>-<n>`.
+fn unique_beside(path: &Path, tag: &str) -> PathBuf {
+    let stamp = Utc::now().format("%Y%m%d%H%M%S%.6f");
+    let pid = std::process::id();
+    let base = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    (0u32..).map(|n| path.with_file_name(format!("{base}.{tag}-{stamp}-{pid}-{n}"))).find(|p| !p.exists()).expect("some name is free")
 }
 
 impl Store {
@@ -216,18 +301,37 @@ impl Store {
         &self.path
     }
 
-    /// Reads the progress. A missing file is a fresh start; a damaged one is moved aside (never
-    /// overwritten) and reported.
+    /// Holds the advisory lock until the returned file is dropped.
+    fn lock(&self) -> anyhow::Result<std::fs::File> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        private_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let lock_path = self.path.with_extension("lock");
+        let f = match private_file(&lock_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::fs::OpenOptions::new().write(true).open(&lock_path).with_context(|| format!("cannot open {}", lock_path.display()))?
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot create {}", lock_path.display())),
+        };
+        f.lock().with_context(|| format!("cannot lock {}", lock_path.display()))?;
+        Ok(f)
+    }
+
+    /// Reads the progress. A missing file is a fresh start; a damaged one (not UTF-8, not JSON,
+    /// not progress) is moved aside under a name of its own, never overwritten, and reported.
     pub fn load(&self) -> anyhow::Result<Progress> {
-        let text = match std::fs::read_to_string(&self.path) {
+        let bytes = match std::fs::read(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Progress::new()),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", self.path.display())),
         };
-        match serde_json::from_str(&text) {
+        let parsed = std::str::from_utf8(&bytes)
+            .map_err(|e| format!("not UTF-8: {e}"))
+            .and_then(|t| serde_json::from_str::<Progress>(t).map_err(|e| e.to_string()));
+        match parsed {
             Ok(p) => Ok(p),
             Err(e) => {
-                let aside = self.path.with_extension(format!("json.damaged-{}", Utc::now().format("%Y%m%d%H%M%S")));
+                let aside = unique_beside(&self.path, "damaged");
                 std::fs::rename(&self.path, &aside).with_context(|| format!("cannot move aside {}", self.path.display()))?;
                 anyhow::bail!(
                     "{} was damaged ({e}); it was kept as {} and a fresh progress will start",
@@ -246,26 +350,48 @@ impl Store {
         }
     }
 
-    /// Writes atomically (temporary file, then rename).
-    pub fn save(&self, p: &Progress) -> anyhow::Result<()> {
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    /// Replaces the file atomically: a temporary file of its own (0600), synced, then renamed.
+    fn write(&self, p: &Progress) -> anyhow::Result<()> {
+        use std::io::Write;
+        let tmp = unique_beside(&self.path, "tmp");
+        let mut f = private_file(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        let res = f.write_all(serde_json::to_string_pretty(p)?.as_bytes()).and_then(|_| f.sync_all());
+        if let Err(e) = res {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e).with_context(|| format!("cannot write {}", tmp.display()));
         }
-        let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_string_pretty(p)?).with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, &self.path).with_context(|| format!("cannot write {}", self.path.display()))?;
         Ok(())
     }
 
-    /// Loads, changes and saves in one go.
+    /// Saves `p` as it is (under the lock). Prefer `update` or `apply`, which keep what other
+    /// writers saved meanwhile.
+    pub fn save(&self, p: &Progress) -> anyhow::Result<()> {
+        let _lock = self.lock()?;
+        self.write(p)
+    }
+
+    /// Loads the latest version, changes it and saves it, all under the lock.
     pub fn update<T>(&self, f: impl FnOnce(&mut Progress) -> T) -> anyhow::Result<T> {
+        let _lock = self.lock()?;
         let (mut p, _) = self.load_or_fresh();
         let out = f(&mut p);
-        self.save(&p)?;
+        self.write(&p)?;
         Ok(out)
     }
 
+    /// Applies changes to the latest version; returns what is now saved.
+    pub fn apply(&self, course: &Course, changes: &[Change]) -> anyhow::Result<Progress> {
+        self.update(|p| {
+            for c in changes {
+                p.apply(course, c);
+            }
+            p.clone()
+        })
+    }
+
     pub fn reset(&self) -> anyhow::Result<()> {
+        let _lock = self.lock()?;
         match std::fs::remove_file(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -79,6 +79,26 @@ pub async fn run(cfg: Config, context_explicit: bool) -> anyhow::Result<()> {
     };
     rt.tasks.spawn(input(tx.clone()));
     rt.start_pollers();
+    // One saver, in order: each batch of changes is applied to the file under its lock, and the
+    // app gets back what the file then holds (with whatever the CLI wrote meanwhile).
+    let (save_tx, mut save_rx) = mpsc::unbounded_channel::<(u64, Vec<crate::lessons::progress::Change>)>();
+    let saver = {
+        let store = rt.store.clone();
+        let course = app.course.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some((seq, changes)) = save_rx.recv().await {
+                let (store, course) = (store.clone(), course.clone());
+                let saved = tokio::task::spawn_blocking(move || store.apply(&course, &changes)).await;
+                let ev = match saved {
+                    Ok(Ok(p)) => Event::ProgressSynced { seq, progress: Box::new(p) },
+                    Ok(Err(e)) => Event::Failed(format!("progress not saved: {e:#}")),
+                    Err(e) => Event::Failed(format!("progress not saved: {e}")),
+                };
+                let _ = tx.send(ev);
+            }
+        })
+    };
     let first: Vec<String> = if first_launch {
         // What the start screen reports: a cluster, a broker, a Redis.
         vec!["kube.api".into(), "amqp.login".into(), "redis.ping".into()]
@@ -110,10 +130,19 @@ pub async fn run(cfg: Config, context_explicit: bool) -> anyhow::Result<()> {
                 rt.exec(cmd, &app);
             }
         }
+        if let Some(batch) = app.take_pending() {
+            let _ = save_tx.send(batch);
+        }
         terminal.draw(|f| view::draw(f, &mut app))?;
     }
     app.record_sends(Utc::now(), true);
-    let _ = rt.store.save(&app.progress);
+    if let Some(batch) = app.take_pending() {
+        let _ = save_tx.send(batch);
+    }
+    drop(save_tx);
+    if tokio::time::timeout(Duration::from_secs(5), saver).await.is_err() {
+        tracing::error!("the last progress changes could not be saved within 5 s");
+    }
     rt.pollers.abort_all();
     if let Some(mut w) = rt.worker.lock().await.take() {
         // Leaving with a running worker: finish what runs (briefly), then stop.
@@ -243,15 +272,8 @@ impl Runtime {
                 });
                 self.start_pollers();
             }
-            Command::SaveProgress => {
-                let store = self.store.clone();
-                let p = app.progress.clone();
-                self.tasks.spawn_blocking(move || {
-                    if let Err(e) = store.save(&p) {
-                        let _ = tx.send(Event::Failed(format!("progress not saved: {e:#}")));
-                    }
-                });
-            }
+            // Changes reach the store through the saver (see `run`).
+            Command::SaveProgress => {}
         }
     }
 

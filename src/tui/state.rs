@@ -278,6 +278,10 @@ pub struct App {
     /// The lesson, at its current width, has code wider than the panel.
     pub lesson_wide_code: bool,
     pub lesson_max_hscroll: usize,
+    /// Progress changes not yet handed to the store, and those handed but not yet confirmed.
+    pub pending: Vec<crate::lessons::progress::Change>,
+    pub inflight: VecDeque<(u64, Vec<crate::lessons::progress::Change>)>,
+    pub save_seq: u64,
     pub(crate) text_cache: HashMap<(usize, Track, u16, usize), std::rc::Rc<Vec<MdLine>>>,
 }
 
@@ -384,6 +388,9 @@ impl App {
             wide: false,
             lesson_wide_code: false,
             lesson_max_hscroll: 0,
+            pending: vec![],
+            inflight: VecDeque::new(),
+            save_seq: 0,
             no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
             tz: *chrono::Local::now().offset(),
             text_cache: HashMap::new(),

@@ -17,7 +17,7 @@ use crate::celery::events::CeleryEvent;
 use crate::celery::worker::{StopMode, WorkerEvent};
 use crate::celery::{TaskState, pyrepr};
 use crate::config::Track;
-use crate::lessons::progress::ExperimentKind;
+use crate::lessons::progress::{Change, ExperimentKind};
 use crate::probes::{CheckResult, Status};
 
 /// What happens around the UI.
@@ -53,6 +53,11 @@ pub enum Event {
     },
     /// Management API overview.
     Overview(Overview),
+    /// The store saved the app's changes up to `seq`; `progress` is what the file now holds.
+    ProgressSynced {
+        seq: u64,
+        progress: Box<crate::lessons::progress::Progress>,
+    },
     /// The endpoints changed (a sandbox came up): the new configuration.
     ConfigChanged(Box<crate::config::Config>),
     SourceDown {
@@ -228,6 +233,10 @@ impl App {
                 self.badges.redis = Badge::Up;
                 vec![]
             }
+            Event::ProgressSynced { seq, progress } => {
+                self.synced(seq, *progress);
+                vec![]
+            }
             Event::Exported(path) => {
                 self.status = Some(format!("LEARNINGS.md written to {}", path.display()));
                 vec![]
@@ -274,7 +283,7 @@ impl App {
                 if k.code == KeyCode::Esc || (ctrl && matches!(k.code, KeyCode::Char('s') | KeyCode::Char('c'))) {
                     let text = editor.lines().join("\n");
                     let step = self.current().step;
-                    self.progress.set_note(step, &text);
+                    self.change(Change::Note { step, text: text.clone() });
                     self.modals.pop();
                     self.status = Some(format!("note for step {step} saved"));
                     return vec![Command::SaveProgress];
@@ -357,7 +366,7 @@ impl App {
     fn choose_track(&mut self, track: Track, sandbox: bool) -> Vec<Command> {
         self.modals.retain(|m| !matches!(m, Modal::Start));
         self.track = track;
-        self.progress.track = Some(track);
+        self.change(Change::Track(track));
         self.text_cache.clear();
         self.recheck_due = true;
         let mut cmds = vec![Command::SaveProgress];
@@ -402,7 +411,7 @@ impl App {
                     Track::K3s => Track::Local,
                     Track::Local => Track::K3s,
                 };
-                self.progress.track = Some(self.track);
+                self.change(Change::Track(self.track));
                 self.scroll = 0;
                 self.hscroll = 0;
                 self.recheck_due = true;
@@ -474,11 +483,10 @@ impl App {
             }
             Action::Tick => {
                 let Some(item) = self.course.checklist().get(self.checklist_selected).map(|i| i.id.clone()) else { return vec![] };
-                let course = self.course.clone();
                 if self.progress.checklist.contains_key(&item) {
-                    let _ = self.progress.untick(&course, &item);
+                    self.change(Change::Untick(item));
                 } else {
-                    let _ = self.progress.tick(&course, &item);
+                    self.change(Change::Tick(item));
                 }
                 return vec![Command::SaveProgress];
             }
@@ -572,7 +580,7 @@ impl App {
         }
         self.lesson = idx;
         self.scroll = 0;
-        self.progress.current_lesson = self.current().step;
+        self.change(Change::CurrentLesson(self.current().step));
         // A lesson's read-only checks run when it is first opened in this session; the task checks
         // (which send tasks) wait for `r`.
         let fresh: Vec<String> =
@@ -613,8 +621,7 @@ impl App {
             }
             self.checks.insert(r.id.clone(), CheckState::Done(r.clone()));
         }
-        let course = self.course.clone();
-        let newly = self.progress.record_checks(&results, &course, self.track);
+        let newly = self.change(Change::Checks { results: results.clone(), track: self.track });
         let passed = results.iter().filter(|r| r.status == Status::Pass).count();
         let mut msg = format!("{passed}/{} checks passed", results.len());
         if !newly.is_empty() {
@@ -705,6 +712,42 @@ impl App {
         vec![]
     }
 
+    /// Changes the progress here and queues the change for the store (which merges it with
+    /// what other writers saved).
+    pub fn change(&mut self, c: Change) -> Vec<String> {
+        let newly = self.progress.apply(&self.course, &c);
+        self.pending.push(c);
+        newly
+    }
+
+    fn record(&mut self, kind: ExperimentKind, summary: String, figures: Value) {
+        self.change(Change::Experiment(crate::lessons::progress::experiment(kind, summary, figures)));
+    }
+
+    /// The changes to save now, numbered; kept until the store confirms them.
+    pub fn take_pending(&mut self) -> Option<(u64, Vec<Change>)> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        self.save_seq += 1;
+        let batch = std::mem::take(&mut self.pending);
+        self.inflight.push_back((self.save_seq, batch.clone()));
+        Some((self.save_seq, batch))
+    }
+
+    /// The store saved batch `seq`: what it holds now (with other writers' work) is the
+    /// progress, plus the changes not saved yet.
+    fn synced(&mut self, seq: u64, saved: crate::lessons::progress::Progress) {
+        while self.inflight.front().is_some_and(|(n, _)| *n <= seq) {
+            self.inflight.pop_front();
+        }
+        self.progress = saved;
+        let replay: Vec<Change> = self.inflight.iter().flat_map(|(_, b)| b.iter().cloned()).chain(self.pending.iter().cloned()).collect();
+        for c in &replay {
+            self.progress.apply(&self.course, c);
+        }
+    }
+
     /// Re-runs the lesson's read-only checks when what they test changed, at most once a second.
     fn recheck(&mut self, now: DateTime<Utc>) -> Vec<Command> {
         if !self.recheck_due || self.last_recheck.is_some_and(|t| (now - t).num_milliseconds() < 1000) {
@@ -746,7 +789,7 @@ impl App {
         let failed = rows.iter().filter(|t| t.state == TaskState::Failure).count();
         let pending = n - ok - failed;
         let names: Vec<String> = by_task.iter().map(|(t, c)| format!("{c} × {t}")).collect();
-        self.progress.add_experiment(
+        self.record(
             ExperimentKind::TasksSubmitted,
             format!(
                 "Sent {} one at a time from the lab: {ok} SUCCESS, {failed} FAILURE{}",
@@ -1004,7 +1047,7 @@ impl App {
         if n == 0 {
             return vec![];
         }
-        self.progress.add_experiment(
+        self.record(
             ExperimentKind::EarlyAckLoss,
             format!("Early acks: the worker was killed with {n} task(s) running; {n} of {in_flight} in flight were lost"),
             json!({"lost": n, "in_flight": in_flight, "concurrency": self.worker.concurrency}),
@@ -1034,7 +1077,7 @@ impl App {
             let secs = ((end - b.started).num_milliseconds() as f64 / 1000.0).max(0.001);
             let ok = b.ids.iter().filter(|id| self.tasks.iter().any(|t| &t.id == *id && t.state == TaskState::Success)).count();
             let n = b.ids.len();
-            self.progress.add_experiment(
+            self.record(
                 ExperimentKind::Concurrency,
                 format!(
                     "Burst of {n} × {} at concurrency {}: {}; {ok} SUCCESS in {secs:.1} s ({:.0} tasks/s)",
@@ -1065,7 +1108,7 @@ impl App {
                 (true, _) => "The worker was killed with nothing in flight".to_string(),
                 (false, _) => "The worker was down".to_string(),
             };
-            self.progress.add_experiment(
+            self.record(
                 ExperimentKind::Recovery,
                 format!(
                     "{how}; {n} task(s) waited (peak queue depth {}); after the restart {ok} reached SUCCESS and {failed} FAILURE within {secs:.1} s, {} lost",
