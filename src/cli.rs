@@ -228,10 +228,7 @@ pub fn main() -> i32 {
     }
 }
 
-/// An error chain on one line (`a: b: c`), with any password masked.
-pub fn one_line(e: &anyhow::Error) -> String {
-    crate::lessons::export::mask_urls_in(&format!("{e:#}").replace('\n', " "))
-}
+pub use crate::redact::one_line;
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
     let mut cfg = Config::load(&cli.over)?;

@@ -219,24 +219,7 @@ fn check_url(what: &str, raw: &str, schemes: &[&str]) -> anyhow::Result<()> {
 }
 
 /// Hides the password in a URL the way Celery prints it: `amqp://admin:**@localhost:5672//`.
-pub fn mask_url(raw: &str) -> String {
-    let Some(scheme_end) = raw.find("://") else {
-        return raw.to_string();
-    };
-    let rest_start = scheme_end + 3;
-    let rest = &raw[rest_start..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return raw.to_string();
-    };
-    let userinfo = &authority[..at];
-    let masked_userinfo = match userinfo.find(':') {
-        Some(colon) => format!("{}:**", &userinfo[..colon]),
-        None => userinfo.to_string(),
-    };
-    format!("{}{}{}", &raw[..rest_start], masked_userinfo, &rest[at..])
-}
+pub use crate::redact::mask_url;
 
 /// Replaces every password of the given URLs found in `text` with `**`.
 pub fn scrub(text: &str, urls: &[&str]) -> String {
@@ -258,8 +241,11 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// An environment of its own: the data dir is one no test machine has, so no sandbox
+    /// record (or anything else of the machine's) is read.
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        map.entry("MQLAB_DATA_DIR".into()).or_insert_with(|| "/nonexistent/mqlab-test-data".into());
         move |k| map.get(k).cloned()
     }
 

@@ -4,9 +4,11 @@
 pub mod celery;
 pub mod cli;
 pub mod config;
+pub mod files;
 pub mod lessons;
 pub mod logging;
 pub mod probes;
+pub mod redact;
 pub mod sandbox;
 pub mod tui;
 

@@ -49,7 +49,7 @@ pub fn init_stderr(level: &str) {
 /// The terminal UI: append to `<data dir>/mqlab.log` (0600), rotated at `LOG_CAP` bytes, the
 /// same line repeated within `REPEAT_WINDOW` written once.
 pub fn init_file(data_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
-    crate::lessons::progress::private_dir(data_dir)?;
+    crate::files::private_dir(data_dir)?;
     let path = data_dir.join("mqlab.log");
     let log = LogFile::open(&path)?;
     let _ = tracing_subscriber::fmt()

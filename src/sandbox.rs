@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::config::mask_url;
+use crate::redact::mask_url;
 
 pub const USER: &str = "admin";
 pub const PASS: &str = "admin123";
@@ -461,7 +461,7 @@ impl Sandbox {
         let sb = Sandbox { rabbitmq, redis };
         let file = Self::file(data_dir);
         let _ = std::fs::remove_file(&file);
-        let mut f = crate::lessons::progress::private_file(&file).with_context(|| format!("cannot write {}", file.display()))?;
+        let mut f = crate::files::private_file(&file).with_context(|| format!("cannot write {}", file.display()))?;
         std::io::Write::write_all(&mut f, serde_json::to_string_pretty(&sb)?.as_bytes())?;
         Ok((sb, true))
     }

@@ -66,8 +66,26 @@ async fn celery_event_receiver_sees_heartbeats_and_task_events() {
         .spawn()
         .unwrap();
     let stdout = capture.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<String>>());
-    std::thread::sleep(Duration::from_millis(1500));
+    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = line_tx.send(l);
+        }
+    });
+    let mut lines: Vec<String> = vec![];
+    // Ready signals, not sleeps: the receiver says when it listens; the worker's heartbeat is
+    // waited for by reading what the receiver saw.
+    let mut wait_line = |lines: &mut Vec<String>, what: &dyn Fn(&str) -> bool, secs: u64| {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !lines.iter().any(|l| what(l)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "not seen within {secs}s: {lines:#?}");
+            if let Ok(l) = line_rx.recv_timeout(left) {
+                lines.push(l);
+            }
+        }
+    };
+    wait_line(&mut lines, &|l| l.contains("capture-ready"), 30);
     let log = dir.path().join("w.log");
     let mut w = common::start_worker(dir.path(), &q, &["-n", &node, "-c", "2"], &log);
     let out = common::mqlab(dir.path()).args(["submit", "tasks.add", "2", "3", "-Q", &q, "--wait", "--json"]).output().unwrap();
@@ -81,15 +99,17 @@ async fn celery_event_receiver_sees_heartbeats_and_task_events() {
     let out = common::mqlab(dir.path()).args(["submit", "tasks.flaky", "1", "-Q", &q, "--wait"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stdout).contains("RETRY"));
-    std::thread::sleep(Duration::from_millis(2500));
+    let node_hb = node.clone();
+    wait_line(&mut lines, &move |l: &str| l.contains("worker-heartbeat") && l.contains(&node_hb), 15);
     w.signal(libc::SIGTERM);
-    w.wait_exit(10);
+    assert!(w.wait_exit(10).is_some_and(|s| s.success()), "the worker stops cleanly");
     let deadline = Instant::now() + Duration::from_secs(15);
     while capture.try_wait().unwrap().is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = capture.kill();
-    let lines = reader.join().unwrap();
+    reader.join().unwrap();
+    lines.extend(line_rx.try_iter());
     let events: Vec<Value> =
         lines.iter().filter_map(|l| serde_json::from_str(l).ok()).filter(|e: &Value| e["hostname"] == node.as_str()).collect();
     let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();

@@ -484,3 +484,17 @@ async fn retries_go_back_to_the_queue_with_the_same_id_and_stop_at_max_retries()
     client.close().await;
     common::cleanup(&q).await;
 }
+
+/// The Celery engine stands alone: nothing under src/celery/ imports the app (config, probes,
+/// lessons, tui, cli, sandbox); URL redaction comes from the `redact` leaf.
+#[test]
+fn the_engine_imports_nothing_from_the_app() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/celery");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for m in ["crate::config", "crate::probes", "crate::lessons", "crate::tui", "crate::cli", "crate::sandbox"] {
+            assert!(!text.contains(m), "{} uses {m}", path.display());
+        }
+    }
+}

@@ -116,7 +116,7 @@ async fn sigkill_mid_burst_loses_nothing_with_late_acks() {
     println!(
         "SIGKILL mid-burst (late acks): sent 1000, done before kill {before}, completed {ok}, failed {failed}, lost {pending}, duplicates {dups}"
     );
-    assert_eq!((ok, failed, pending), (1000, 0, 0));
+    assert_eq!((ok, failed, pending, dups), (1000, 0, 0, 0));
     let redelivered = std::fs::read_to_string(&log2).unwrap().matches("(redelivered)").count();
     assert!(redelivered > 0, "the killed worker's unacknowledged messages came back");
     common::cleanup(&q).await;
@@ -169,11 +169,15 @@ async fn broker_restart_mid_burst_all_complete() {
     let t0 = Instant::now();
     rabbit.restart(&programs).await.unwrap();
     println!("broker restarted in {:.1}s", t0.elapsed().as_secs_f64());
+    // From the moment the broker answers again to the worker's line saying it is back.
+    let back = Instant::now();
+    common::wait_for_file(&log, "connection to broker re-established", 60);
+    println!("worker reconnected {:.2} s after the broker answered again", back.elapsed().as_secs_f64());
     let (ok, failed, pending) = wait_done(&backend, &ids, 120).await;
     let dups = duplicates(&[&log]);
     println!("broker restart mid-burst: sent 1000, completed {ok}, failed {failed}, lost {pending}, duplicates {dups}");
     let text = std::fs::read_to_string(&log).unwrap();
-    assert_eq!((ok, failed, pending), (1000, 0, 0), "{}", text.lines().rev().take(20).collect::<Vec<_>>().join("\n"));
+    assert_eq!((ok, failed, pending, dups), (1000, 0, 0, 0), "{}", text.lines().rev().take(20).collect::<Vec<_>>().join("\n"));
     assert_eq!(text.matches("connection to broker lost").count(), 1, "one line for the outage");
     assert_eq!(text.matches("connection to broker re-established").count(), 1, "one line for the recovery");
     rabbit.stop().await;
@@ -196,7 +200,7 @@ async fn redis_restart_mid_burst_all_results_stored() {
     let (ok, failed, pending) = wait_done(&backend, &ids, 120).await;
     let dups = duplicates(&[&log]);
     println!("Redis restart mid-burst: sent 1000, results stored {ok}, failed {failed}, missing {pending}, duplicates {dups}");
-    assert_eq!((ok, failed, pending), (1000, 0, 0));
+    assert_eq!((ok, failed, pending, dups), (1000, 0, 0, 0));
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(text.matches("result backend: cannot store results").count(), 1, "one line for the outage");
     assert_eq!(text.matches("result backend: connection re-established").count(), 1, "one line for the recovery");
@@ -391,4 +395,43 @@ async fn deep_headers_huge_limits_and_wrong_result_keys_stop_nothing() {
     w.signal(libc::SIGTERM);
     assert!(w.wait_exit(15).is_some_and(|s| s.success()), "a warm stop does not hang");
     common::cleanup(&q).await;
+}
+
+/// The worker waits for Redis at start, as it does for the broker, and works once it is there.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_worker_waits_for_redis_at_start() {
+    let programs = find_programs().expect("RabbitMQ and Redis programs (.ci/run installs them)");
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let redis_url = format!("redis://127.0.0.1:{port}/0");
+    let q = common::queue("waitredis");
+    let log = dir.path().join("w.log");
+    let mut w = worker(dir.path(), &common::broker(), &redis_url, &q, &["-c", "2"], &log);
+    common::wait_for_file(&log, "waiting for Redis before consuming", 20);
+    assert!(w.0.try_wait().unwrap().is_none(), "still running while Redis is away");
+    let redis = Redis::start(&programs, &dir.path().join("redis"), Some(port)).await.unwrap();
+    common::wait_for_file(&log, "ready.", 30);
+    let (msgs, ids) = burst(5, "tasks.add", json!([1, 1]));
+    publish(&common::broker(), &q, &msgs).await;
+    let backend = ResultBackend::connect(&redis_url, 3600).await.unwrap();
+    assert_eq!(wait_done(&backend, &ids, 30).await, (5, 0, 0));
+    w.signal(libc::SIGTERM);
+    assert!(w.wait_exit(15).is_some_and(|s| s.success()));
+    redis.stop().await;
+    common::cleanup(&q).await;
+}
+
+/// A queue the broker refuses (the default exchange's empty name) ends the worker with one
+/// clear error, instead of retrying for ever.
+#[test]
+fn a_refused_queue_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::mqlab(dir.path()).args(["worker", "-Q", ""]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("the broker refused to declare queue").count(), 2, "the log line and the error: {err}");
+    assert!(!err.contains('\u{1b}'), "no escape codes in a log that is not a terminal: {err:?}");
 }

@@ -7,7 +7,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
 use super::protocol::short;
-use crate::config::mask_url;
+use crate::redact::mask_url;
 
 /// Connection failures, told apart so callers can say what to do.
 #[derive(Debug, thiserror::Error)]

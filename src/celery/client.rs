@@ -28,7 +28,7 @@ impl Client {
             Some(url) => Some(
                 ResultBackend::connect(url, result_expires)
                     .await
-                    .with_context(|| format!("result backend {}", crate::config::mask_url(url)))?,
+                    .with_context(|| format!("result backend {}", crate::redact::mask_url(url)))?,
             ),
             None => None,
         };

@@ -29,7 +29,7 @@ use super::pidbox::{self, Inspect};
 use super::protocol::{TaskMessage, TaskState, short};
 use super::pyrepr;
 use super::tasks::{Registry, TaskError, TaskSettings};
-use crate::config::mask_url;
+use crate::redact::mask_url;
 
 /// Celery's default `max_retries`.
 pub const MAX_RETRIES: i64 = 3;
@@ -160,6 +160,17 @@ pub enum StopMode {
     Cold,
 }
 
+/// The first wait before reconnecting to the broker, and the longest.
+pub const RECONNECT_FIRST: Duration = Duration::from_millis(100);
+pub const RECONNECT_MAX: Duration = Duration::from_secs(1);
+
+/// `d` ± 20%, from the clock's nanoseconds (no need for a random generator here).
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|t| t.subsec_nanos()).unwrap_or(0);
+    let f = 0.8 + 0.4 * (nanos % 1000) as f64 / 1000.0;
+    d.mul_f64(f)
+}
+
 /// The longest a task may be held for its ETA or limited in time: a year.
 pub const MAX_WAIT_SECS: f64 = 31_536_000.0;
 
@@ -276,7 +287,10 @@ impl Inspect for Inspector {
 
     fn stats(&self) -> Value {
         let s = &self.0;
-        let (host, port) = crate::probes::host_port(&s.opts.broker_url, 5672);
+        let (host, port) = match url::Url::parse(&s.opts.broker_url) {
+            Ok(u) => (u.host_str().unwrap_or("localhost").to_string(), u.port().unwrap_or(5672)),
+            Err(_) => ("localhost".to_string(), 5672),
+        };
         json!({
             "total": *s.totals.lock().unwrap(),
             "pid": s.pid,
@@ -312,17 +326,52 @@ async fn run(
     events: Emitter,
     stats: Arc<WorkerStats>,
 ) -> anyhow::Result<()> {
+    // Redis may come up after the worker, as the broker may: wait for it (one line per outage),
+    // unless the answer can never change (a bad URL, a refused password).
     let backend = match &opts.result_backend {
         None => None,
-        Some(url) => match ResultBackend::connect(url, opts.result_expires).await {
-            Ok(b) => Some(b),
-            Err(e) => {
-                let msg = format!("result backend {}: {e:#}", mask_url(url));
-                error!("{msg}");
-                events.send(WorkerEvent::Fatal { error: msg.clone() });
-                return Err(anyhow::anyhow!(msg));
+        Some(url) => {
+            let mut waiting_since: Option<Instant> = None;
+            loop {
+                match ResultBackend::connect(url, opts.result_expires).await {
+                    Ok(b) => {
+                        if let Some(t) = waiting_since {
+                            info!("result backend: {} answers after {:.1} s", mask_url(url), t.elapsed().as_secs_f64());
+                            events.send(WorkerEvent::BackendRecovered);
+                        }
+                        break Some(b);
+                    }
+                    Err(e) => {
+                        let outage = e.chain().find_map(|c| c.downcast_ref::<redis::RedisError>()).is_some_and(ResultBackend::is_outage);
+                        let msg = format!("result backend {}: {}", mask_url(url), crate::redact::mask_urls_in(&format!("{e:#}")));
+                        if !outage {
+                            error!("{msg}");
+                            events.send(WorkerEvent::Fatal { error: msg.clone() });
+                            return Err(anyhow::anyhow!(msg));
+                        }
+                        if waiting_since.is_none() {
+                            warn!("{msg}; waiting for Redis before consuming");
+                            events.send(WorkerEvent::BackendLost { error: msg });
+                            waiting_since = Some(Instant::now());
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                            changed = control.changed() => {
+                                let mode = match (changed, *control.borrow()) {
+                                    (Ok(()), Control::Stop(m)) => Some(m),
+                                    (Err(_), _) => Some(StopMode::Cold),
+                                    _ => None,
+                                };
+                                if let Some(mode) = mode {
+                                    events.send(WorkerEvent::Stopped { mode });
+                                    return Ok(());
+                                }
+                            }
+                        }
+                    }
+                }
             }
-        },
+        }
     };
     let shared = Arc::new(Shared {
         registry: Registry::builtin(),
@@ -339,7 +388,9 @@ async fn run(
         outage: Mutex::new(None),
         opts,
     });
-    let mut backoff = Duration::from_secs(1);
+    // Reconnection: quick first tries, then at most a second apart (a lab's broker comes back
+    // within seconds), with jitter so that several workers do not knock in step.
+    let mut backoff = RECONNECT_FIRST;
     loop {
         if let Control::Stop(mode) = *control.borrow() {
             events.send(WorkerEvent::Stopped { mode });
@@ -355,6 +406,11 @@ async fn run(
                 events.send(WorkerEvent::Stopped { mode });
                 return Ok(());
             }
+            Err(SessionError::Refused(msg)) => {
+                error!("{msg}");
+                events.send(WorkerEvent::Fatal { error: msg.clone() });
+                return Err(anyhow::anyhow!(msg));
+            }
             Err(SessionError::Connect(e)) if e.is_permanent() => {
                 let msg = e.to_string();
                 error!("{msg}");
@@ -364,7 +420,7 @@ async fn run(
             Err(e) => {
                 let was_connected = shared.stats.connected.swap(false, Ordering::Relaxed);
                 if was_connected {
-                    backoff = Duration::from_secs(1);
+                    backoff = RECONNECT_FIRST;
                 }
                 let msg = e.to_string();
                 // One line per outage; the retries go to the debug log.
@@ -381,10 +437,10 @@ async fn run(
                 }
                 events.send(WorkerEvent::ConnectionLost { error: msg });
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(jitter(backoff)) => {}
                     _ = control.changed() => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(16));
+                backoff = (backoff * 2).min(RECONNECT_MAX);
             }
         }
     }
@@ -398,17 +454,38 @@ enum SessionError {
     Amqp(#[from] lapin::Error),
     #[error("{0}")]
     Lost(String),
+    /// The broker refused to set up the queue or the consumer: retrying would be refused too.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A refusal no retry can change (403 access refused, 404 not found, 406 precondition failed
+/// while declaring or consuming), as a sentence.
+fn refusal(e: &lapin::Error, what: &str) -> Option<String> {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    let lapin::ErrorKind::ProtocolError(amqp) = e.kind() else { return None };
+    match amqp.kind() {
+        AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED | AMQPSoftError::NOTFOUND | AMQPSoftError::PRECONDITIONFAILED) => {
+            Some(format!("the broker refused to {what}: {}", amqp.get_message()))
+        }
+        _ => None,
+    }
 }
 
 async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -> Result<StopMode, SessionError> {
     let opts = &shared.opts;
     let conn = broker::connect(&opts.broker_url, &format!("mqlab worker {}", opts.hostname)).await?;
     let ch = conn.create_channel().await?;
-    broker::declare_task_queue(&ch, &opts.queue).await?;
+    broker::declare_task_queue(&ch, &opts.queue)
+        .await
+        .map_err(|e| refusal(&e, &format!("declare queue {:?}", opts.queue)).map(SessionError::Refused).unwrap_or(SessionError::Amqp(e)))?;
     let prefetch = opts.prefetch_count();
     ch.basic_qos(prefetch, BasicQosOptions { global: false }).await?;
     let tag = format!("{}-{}", opts.hostname, uuid::Uuid::new_v4().simple());
-    let mut consumer = ch.basic_consume(short(&opts.queue), short(&tag), BasicConsumeOptions::default(), FieldTable::default()).await?;
+    let mut consumer =
+        ch.basic_consume(short(&opts.queue), short(&tag), BasicConsumeOptions::default(), FieldTable::default()).await.map_err(|e| {
+            refusal(&e, &format!("consume from queue {:?}", opts.queue)).map(SessionError::Refused).unwrap_or(SessionError::Amqp(e))
+        })?;
     let publisher = conn.create_channel().await?;
     // Events and remote control, so Celery's tools see this worker.
     let ev_channel = conn.create_channel().await?;

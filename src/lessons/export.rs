@@ -175,22 +175,7 @@ pub fn scrub_secrets(text: &str, cfg: &Config) -> String {
 }
 
 /// `scheme://user:secret@host` → `scheme://user:**@host`, for every URL in a text.
-pub fn mask_urls_in(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        let start = rest[..i].rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.')).map(|j| j + 1).unwrap_or(0);
-        let end = rest[i..]
-            .find(|c: char| c.is_whitespace() || matches!(c, ')' | ']' | '`' | '"' | '\'' | '>' | ','))
-            .map(|j| i + j)
-            .unwrap_or(rest.len());
-        out.push_str(&rest[..start]);
-        out.push_str(&mask_url(&rest[start..end]));
-        rest = &rest[end..];
-    }
-    out.push_str(rest);
-    out
-}
+pub use crate::redact::mask_urls_in;
 
 #[cfg(test)]
 mod tests {

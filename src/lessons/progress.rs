@@ -265,32 +265,8 @@ pub struct Store {
     path: PathBuf,
 }
 
-/// Files that hold notes, logs or credentials are readable by their owner only.
-pub fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
-}
-
-/// Creates `dir` (and its parents) readable by its owner only.
-pub fn private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    if dir.is_dir() {
-        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-        }
-        return Ok(());
-    }
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
-}
-
-/// A name beside `path` that no file has yet: `<path>.<tag>-<time>-<pid>-<n>`.
-fn unique_beside(path: &Path, tag: &str) -> PathBuf {
-    let stamp = Utc::now().format("%Y%m%d%H%M%S%.6f");
-    let pid = std::process::id();
-    let base = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    (0u32..).map(|n| path.with_file_name(format!("{base}.{tag}-{stamp}-{pid}-{n}"))).find(|p| !p.exists()).expect("some name is free")
-}
+use crate::files::unique_beside;
+pub use crate::files::{private_dir, private_file};
 
 impl Store {
     pub fn new(data_dir: &Path) -> Self {

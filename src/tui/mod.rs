@@ -226,7 +226,7 @@ impl Runtime {
                                 if kept > 0 { format!(", {kept} already there and kept") } else { String::new() }
                             ))
                         }
-                        Err(e) => Event::Failed(crate::cli::one_line(&e)),
+                        Err(e) => Event::Failed(crate::redact::one_line(&e)),
                     };
                     let _ = tx.send(ev);
                 });
@@ -256,7 +256,7 @@ impl Runtime {
                             )));
                             Event::ConfigChanged(Box::new(next))
                         }
-                        Err(e) => Event::Failed(format!("sandbox: {}", crate::cli::one_line(&e))),
+                        Err(e) => Event::Failed(format!("sandbox: {}", crate::redact::one_line(&e))),
                     };
                     let _ = tx.send(ev);
                 });
@@ -358,7 +358,7 @@ async fn submit(
         match Client::connect(&cfg.broker_url, Some(&cfg.result_backend), &cfg.queue, cfg.result_expires).await {
             Ok(c) => *guard = Some(c.log_sent_ids(crate::probes::learner::SENT_LOG_KEY)),
             Err(e) => {
-                let _ = tx.send(Event::SubmitFailed(crate::cli::one_line(&e)));
+                let _ = tx.send(Event::SubmitFailed(crate::redact::one_line(&e)));
                 return;
             }
         }
@@ -368,7 +368,7 @@ async fn submit(
         Ok(w) => w,
         Err(e) => {
             *guard = None;
-            let _ = tx.send(Event::SubmitFailed(crate::cli::one_line(&e)));
+            let _ = tx.send(Event::SubmitFailed(crate::redact::one_line(&e)));
             return;
         }
     };
@@ -376,7 +376,7 @@ async fn submit(
     let _ = tx.send(Event::Submitted(msgs.iter().map(|m| update::row_for(m, &cfg.queue, now)).collect()));
     if let Err(e) = client.publish(&msgs).await {
         *guard = None;
-        let _ = tx.send(Event::SubmitFailed(crate::cli::one_line(&e)));
+        let _ = tx.send(Event::SubmitFailed(crate::redact::one_line(&e)));
         return;
     }
     drop(guard);
