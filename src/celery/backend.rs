@@ -214,9 +214,16 @@ impl ResultBackend {
             pubsub.subscribe(keys).await?;
         }
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
+        // The forwarder (and with it the subscription's connection) ends with the watcher: when
+        // the watcher is dropped (aborted), or its receiver is gone.
+        let forwarder = tokio::spawn(async move {
             let mut stream = pubsub.into_on_message();
-            while let Some(msg) = stream.next().await {
+            loop {
+                let msg = tokio::select! {
+                    m = stream.next() => m,
+                    _ = tx.closed() => break,
+                };
+                let Some(msg) = msg else { break };
                 let Ok(payload) = msg.get_payload::<String>() else {
                     continue;
                 };
@@ -227,7 +234,7 @@ impl ResultBackend {
                 }
             }
         });
-        Ok(ResultWatcher { rx, backend: self.clone(), pending: ids.iter().cloned().collect() })
+        Ok(ResultWatcher { rx, backend: self.clone(), pending: ids.iter().cloned().collect(), forwarder })
     }
 }
 
@@ -236,6 +243,13 @@ pub struct ResultWatcher {
     rx: tokio::sync::mpsc::UnboundedReceiver<ResultMeta>,
     backend: ResultBackend,
     pending: HashSet<String>,
+    forwarder: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ResultWatcher {
+    fn drop(&mut self) {
+        self.forwarder.abort();
+    }
 }
 
 impl ResultWatcher {

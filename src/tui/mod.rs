@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinSet;
 
-use crate::celery::client::{Client, follow};
+use crate::celery::client::Client;
 use crate::celery::protocol::TaskMessage;
 use crate::celery::worker::{self, StopMode, WorkerHandle, WorkerOptions};
 use crate::config::Config;
@@ -152,6 +152,12 @@ pub async fn run(cfg: Config, context_explicit: bool) -> anyhow::Result<()> {
             let _ = tokio::time::timeout(Duration::from_secs(2), w.wait()).await;
         }
     }
+    tracing::info!(
+        "at exit: {} background task(s) and {} poller(s) owned by the UI, {} open file(s)",
+        rt.tasks.len(),
+        rt.pollers.len(),
+        std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+    );
     rt.tasks.shutdown().await;
     Ok(())
 }
@@ -284,6 +290,7 @@ impl Runtime {
         self.pollers.spawn(amqp_depth(cfg.clone(), tx.clone()));
         self.pollers.spawn(management(cfg.clone(), tx.clone()));
         self.pollers.spawn(celery_events(cfg.clone(), tx.clone()));
+        self.pollers.spawn(results_monitor(cfg.clone(), tx.clone()));
         self.pollers.spawn(redis_ping(cfg, tx));
     }
 
@@ -294,7 +301,7 @@ impl Runtime {
         opts.concurrency = concurrency;
         opts.acks_late = acks_late;
         opts.queue = self.cfg.queue.clone();
-        opts.hostname = format!("mqlab@{}", crate::celery::protocol::hostname());
+        opts.hostname = format!("mqlab-{}@{}", std::process::id(), crate::celery::protocol::hostname());
         opts.result_expires = self.cfg.result_expires;
         opts.settings.hello_delay = Duration::from_secs_f64(self.cfg.hello_seconds);
         self.tasks.spawn(async move {
@@ -344,6 +351,8 @@ impl Runtime {
     }
 }
 
+/// Sends tasks over the app's one shared client (one AMQP connection, one Redis connection for
+/// noting ids). Results come back through the results monitor, not a subscription per send.
 async fn submit(
     cfg: Config,
     slot: Arc<Mutex<Option<Client>>>,
@@ -364,27 +373,43 @@ async fn submit(
         }
     }
     let client = guard.as_ref().expect("connected above");
-    let mut watcher = match client.watch(&msgs).await {
-        Ok(w) => w,
-        Err(e) => {
-            *guard = None;
-            let _ = tx.send(Event::SubmitFailed(crate::redact::one_line(&e)));
-            return;
-        }
-    };
     let now = Utc::now();
     let _ = tx.send(Event::Submitted(msgs.iter().map(|m| update::row_for(m, &cfg.queue, now)).collect()));
     if let Err(e) = client.publish(&msgs).await {
-        *guard = None;
+        if let Some(c) = guard.take() {
+            c.close().await;
+        }
         let _ = tx.send(Event::SubmitFailed(crate::redact::one_line(&e)));
-        return;
     }
-    drop(guard);
-    // Ends when every result is in, or when the UI is gone.
-    let _ = follow(&mut watcher, Some(Duration::from_secs(3600)), |m| {
-        let _ = tx.send(Event::Result(m.clone()));
-    })
-    .await;
+}
+
+/// Every result stored in Redis, by anyone (this app's tasks, the learner's): one pattern
+/// subscription on `celery-task-meta-*`, which Celery's Redis backend publishes each state on.
+async fn results_monitor(c: Config, tx: mpsc::UnboundedSender<Event>) {
+    loop {
+        let sub = async {
+            let client = redis::Client::open(c.result_backend.as_str()).ok()?;
+            let mut ps = client.get_async_pubsub().await.ok()?;
+            ps.psubscribe(format!("{}*", crate::celery::backend::KEY_PREFIX)).await.ok()?;
+            Some(ps)
+        }
+        .await;
+        if let Some(ps) = sub {
+            let mut stream = ps.into_on_message();
+            while let Some(msg) = stream.next().await {
+                let Ok(payload) = msg.get_payload::<String>() else { continue };
+                if let Ok(meta) = serde_json::from_str::<crate::celery::backend::ResultMeta>(&payload)
+                    && tx.send(Event::Result(meta)).is_err()
+                {
+                    return;
+                }
+            }
+        }
+        if tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 async fn input(tx: mpsc::UnboundedSender<Event>) {

@@ -165,6 +165,13 @@ pub struct Badges {
     pub redis: Badge,
 }
 
+/// How a watched task ended (kept apart from the table, which holds only the newest rows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Done(TaskState, DateTime<Utc>),
+    Lost,
+}
+
 /// A burst being timed for the concurrency experiment.
 #[derive(Clone, Debug)]
 pub struct BurstWatch {
@@ -227,6 +234,8 @@ pub struct App {
     /// A check re-run is wanted (something it tests changed); done at most once a second.
     pub recheck_due: bool,
     pub last_recheck: Option<DateTime<Utc>>,
+    /// Checks started by a re-run nobody asked for: their results do not take the status line.
+    pub quiet_checks: std::collections::HashSet<String>,
     /// Management API overview (exchanges, queues, consumers...), with when it was read.
     pub overview: Option<(Overview, DateTime<Utc>)>,
     /// When the last fast AMQP reading and management sample arrived.
@@ -264,6 +273,8 @@ pub struct App {
     pub workers: BTreeMap<String, SeenWorker>,
     /// Tasks sent by this app and not yet recorded as a single-send experiment.
     pub sends: SendTally,
+    /// How each task an experiment watches ended (bursts, recoveries, single sends).
+    pub outcomes: HashMap<String, Outcome>,
     pub no_color: bool,
     /// Offset used to show times (the local one; tests pin it).
     pub tz: chrono::FixedOffset,
@@ -300,6 +311,8 @@ pub struct SeenWorker {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SendTally {
     pub ids: Vec<String>,
+    /// Task name of each send.
+    pub names: Vec<String>,
     pub first: Option<DateTime<Utc>>,
 }
 
@@ -317,7 +330,8 @@ pub struct Overview {
     pub exchange_names: Vec<(String, String)>,
 }
 
-pub const MAX_TASKS: usize = 500;
+/// The task table keeps the newest this many rows.
+pub const MAX_TASKS: usize = 10_000;
 pub const HISTORY: usize = 240;
 
 impl App {
@@ -345,6 +359,7 @@ impl App {
             sandbox_available: false,
             recheck_due: false,
             last_recheck: None,
+            quiet_checks: Default::default(),
             overview: None,
             depth_at: None,
             sample_at: None,
@@ -382,8 +397,9 @@ impl App {
             offered_sandbox: false,
             workers: BTreeMap::new(),
             sends: SendTally::default(),
+            outcomes: HashMap::new(),
             live: None,
-            own_hostname: format!("mqlab@{}", crate::celery::protocol::hostname()),
+            own_hostname: format!("mqlab-{}@{}", std::process::id(), crate::celery::protocol::hostname()),
             events_from: Default::default(),
             wide: false,
             lesson_wide_code: false,

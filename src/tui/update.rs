@@ -593,6 +593,9 @@ impl App {
     }
 
     pub fn run_checks(&mut self, ids: Vec<String>) -> Vec<Command> {
+        for id in &ids {
+            self.quiet_checks.remove(id);
+        }
         if ids.is_empty() {
             self.status = Some("this lesson is read, not checked".into());
             return vec![];
@@ -622,6 +625,13 @@ impl App {
             self.checks.insert(r.id.clone(), CheckState::Done(r.clone()));
         }
         let newly = self.change(Change::Checks { results: results.clone(), track: self.track });
+        // Checks re-run by themselves report in the panel, not over the status line (unless
+        // they tick something).
+        let removed: Vec<bool> = results.iter().map(|r| self.quiet_checks.remove(&r.id)).collect();
+        let quiet = !removed.is_empty() && removed.iter().all(|q| *q);
+        if quiet && newly.is_empty() {
+            return vec![Command::SaveProgress];
+        }
         let passed = results.iter().filter(|r| r.status == Status::Pass).count();
         let mut msg = format!("{passed}/{} checks passed", results.len());
         if !newly.is_empty() {
@@ -698,6 +708,7 @@ impl App {
             let first = rows.first().and_then(|r| r.times.get(&TaskState::Pending).copied()).unwrap_or_else(Utc::now);
             self.sends.first.get_or_insert(first);
             self.sends.ids.extend(rows.iter().map(|r| r.id.clone()));
+            self.sends.names.extend(rows.iter().map(|r| r.name.clone()));
         }
         if let Some(first) = rows.first() {
             self.status = Some(if n == 1 { format!("sent {}{}", first.name, first.args) } else { format!("sent {n} × {}", first.name) });
@@ -748,6 +759,19 @@ impl App {
         }
     }
 
+    /// Keeps only the outcomes an experiment still waits on.
+    fn forget_outcomes(&mut self) {
+        let mut keep: std::collections::HashSet<&String> = self.sends.ids.iter().collect();
+        for b in &self.bursts {
+            keep.extend(b.ids.iter());
+        }
+        if let Some(r) = &self.recovery {
+            keep.extend(r.ids.iter());
+        }
+        let keep: std::collections::HashSet<String> = keep.into_iter().cloned().collect();
+        self.outcomes.retain(|id, _| keep.contains(id));
+    }
+
     /// Re-runs the lesson's read-only checks when what they test changed, at most once a second.
     fn recheck(&mut self, now: DateTime<Utc>) -> Vec<Command> {
         if !self.recheck_due || self.last_recheck.is_some_and(|t| (now - t).num_milliseconds() < 1000) {
@@ -766,6 +790,7 @@ impl App {
         for id in &ids {
             self.checks.insert(id.clone(), CheckState::Running);
         }
+        self.quiet_checks.extend(ids.iter().cloned());
         vec![Command::RunChecks(ids)]
     }
 
@@ -774,19 +799,19 @@ impl App {
         if self.sends.ids.is_empty() {
             return vec![];
         }
-        let rows: Vec<&TaskRow> = self.sends.ids.iter().filter_map(|id| self.tasks.iter().find(|t| &t.id == id)).collect();
-        let done = rows.iter().all(|t| t.state.is_ready() || t.lost);
+        let ended = |id: &String| self.outcomes.get(id).copied();
+        let done = self.sends.ids.iter().all(|id| ended(id).is_some());
         let quiet = self.sends.first.is_some_and(|f| (now - f).num_seconds() >= 5);
         if !(force || done && quiet) {
             return vec![];
         }
         let n = self.sends.ids.len();
         let mut by_task: BTreeMap<&str, usize> = BTreeMap::new();
-        for r in &rows {
-            *by_task.entry(r.name.as_str()).or_default() += 1;
+        for name in &self.sends.names {
+            *by_task.entry(name.as_str()).or_default() += 1;
         }
-        let ok = rows.iter().filter(|t| t.state == TaskState::Success).count();
-        let failed = rows.iter().filter(|t| t.state == TaskState::Failure).count();
+        let ok = self.sends.ids.iter().filter(|id| matches!(ended(id), Some(Outcome::Done(TaskState::Success, _)))).count();
+        let failed = self.sends.ids.iter().filter(|id| matches!(ended(id), Some(Outcome::Done(TaskState::Failure, _)))).count();
         let pending = n - ok - failed;
         let names: Vec<String> = by_task.iter().map(|(t, c)| format!("{c} × {t}")).collect();
         self.record(
@@ -803,6 +828,12 @@ impl App {
     }
 
     fn set_state(&mut self, id: &str, state: TaskState, at: DateTime<Utc>) -> bool {
+        if state.is_ready() || state == TaskState::Rejected {
+            self.outcomes.entry(id.to_string()).or_insert(Outcome::Done(state, at));
+            if self.outcomes.len() > 4 * MAX_TASKS {
+                self.forget_outcomes();
+            }
+        }
         let Some(row) = self.task_mut(id) else { return false };
         row.times.entry(state).or_insert(at);
         // States only move forward; a late STARTED does not hide a SUCCESS.
@@ -821,7 +852,15 @@ impl App {
                 let was_killed = std::mem::take(&mut self.killed_since_ready);
                 self.worker.state = WorkerState::Running;
                 self.worker.last_error = None;
-                let pending: Vec<String> = self.tasks.iter().filter(|t| !t.state.is_ready() && !t.lost).map(|t| t.id.clone()).collect();
+                // The tasks this app sent, or its worker held, that have not finished (other
+                // workers' tasks seen through events are theirs to recover).
+                let own = self.own_hostname.clone();
+                let pending: Vec<String> = self
+                    .tasks
+                    .iter()
+                    .filter(|t| !t.state.is_ready() && !t.lost && (t.raw.is_some() || t.worker.as_ref() == Some(&own)))
+                    .map(|t| t.id.clone())
+                    .collect();
                 if was_down && !pending.is_empty() && self.recovery.is_none() {
                     self.recovery = Some(RecoveryWatch {
                         ids: pending,
@@ -858,6 +897,13 @@ impl App {
                 self.worker.last_error = Some(error);
             }
             WorkerEvent::TaskReceived { id, name, args, kwargs, at, .. } => {
+                // Received by this app's worker (events from other workers name theirs after).
+                let own = self.own_hostname.clone();
+                if let Some(row) = self.task_mut(&id)
+                    && row.worker.is_none()
+                {
+                    row.worker = Some(own);
+                }
                 if !self.set_state(&id, TaskState::Received, at) {
                     // A task sent by someone else (a Python client): it shows up too.
                     let mut times = std::collections::BTreeMap::new();
@@ -983,7 +1029,7 @@ impl App {
     fn result(&mut self, meta: ResultMeta) -> Vec<Command> {
         let now = Utc::now();
         if !self.set_state(&meta.task_id, meta.status, now) {
-            return vec![];
+            return if meta.status.is_ready() { self.after_ready() } else { vec![] };
         }
         let stored = serde_json::to_value(&meta).ok();
         if let Some(row) = self.task_mut(&meta.task_id) {
@@ -1039,6 +1085,8 @@ impl App {
         }
         for i in &running {
             self.tasks[*i].lost = true;
+            let id = self.tasks[*i].id.clone();
+            self.outcomes.insert(id, Outcome::Lost);
         }
         let n = running.len();
         self.status = Some(format!(
@@ -1058,7 +1106,9 @@ impl App {
     /// Records experiments whose tasks have all finished.
     fn after_ready(&mut self) -> Vec<Command> {
         let mut cmds = vec![];
-        let ready = |app: &App, id: &String| app.tasks.iter().any(|t| &t.id == id && (t.state.is_ready() || t.lost));
+        let ready = |app: &App, id: &String| app.outcomes.contains_key(id);
+        let success = |app: &App, id: &String| matches!(app.outcomes.get(id), Some(Outcome::Done(TaskState::Success, _)));
+        let failure = |app: &App, id: &String| matches!(app.outcomes.get(id), Some(Outcome::Done(TaskState::Failure, _)));
         let mut done_bursts = vec![];
         for (i, b) in self.bursts.iter().enumerate() {
             if b.ids.iter().all(|id| ready(self, id)) {
@@ -1070,12 +1120,14 @@ impl App {
             let end = b
                 .ids
                 .iter()
-                .filter_map(|id| self.tasks.iter().find(|t| &t.id == id))
-                .filter_map(|t| t.times.iter().filter(|(s, _)| s.is_ready()).map(|(_, t)| *t).max())
+                .filter_map(|id| match self.outcomes.get(id) {
+                    Some(Outcome::Done(_, at)) => Some(*at),
+                    _ => None,
+                })
                 .max()
                 .unwrap_or_else(Utc::now);
             let secs = ((end - b.started).num_milliseconds() as f64 / 1000.0).max(0.001);
-            let ok = b.ids.iter().filter(|id| self.tasks.iter().any(|t| &t.id == *id && t.state == TaskState::Success)).count();
+            let ok = b.ids.iter().filter(|id| success(self, id)).count();
             let n = b.ids.len();
             self.record(
                 ExperimentKind::Concurrency,
@@ -1099,8 +1151,8 @@ impl App {
             && r.ids.iter().all(|id| ready(self, id))
         {
             let r = self.recovery.take().unwrap();
-            let ok = r.ids.iter().filter(|id| self.tasks.iter().any(|t| &t.id == *id && t.state == TaskState::Success)).count();
-            let failed = r.ids.iter().filter(|id| self.tasks.iter().any(|t| &t.id == *id && t.state == TaskState::Failure)).count();
+            let ok = r.ids.iter().filter(|id| success(self, id)).count();
+            let failed = r.ids.iter().filter(|id| failure(self, id)).count();
             let secs = (Utc::now() - r.restarted).num_milliseconds() as f64 / 1000.0;
             let n = r.ids.len();
             let how = match (r.killed, r.in_flight_at_kill) {

@@ -731,8 +731,14 @@ fn draw_tasks(f: &mut Frame, app: &App, area: Rect, focused: bool, compact: bool
     let full = area.width >= 100 && !compact;
     let mid = area.width >= 76 && !compact;
     let visible = app.visible_tasks();
+    // Only the rows on screen are built (the table may hold 10,000).
+    let height = area.height.saturating_sub(3).max(1) as usize;
+    let selected = app.selected_task.min(visible.len().saturating_sub(1));
+    let offset = if focused { selected.saturating_sub(height - 1) } else { 0 };
     let rows: Vec<Row> = visible
         .iter()
+        .skip(offset)
+        .take(height)
         .map(|i| {
             let t = &app.tasks[*i];
             let sent = t.times.get(&TaskState::Pending).or_else(|| t.times.get(&TaskState::Received));
@@ -743,12 +749,12 @@ fn draw_tasks(f: &mut Frame, app: &App, area: Rect, focused: bool, compact: bool
             } else {
                 Span::styled(t.state.as_str(), state_style(t.state))
             };
-            let mut cells = vec![
-                Cell::from(t.id.chars().take(8).collect::<String>()),
-                Cell::from(t.name.trim_start_matches("tasks.").to_string()),
-                Cell::from(t.args.clone()),
-                Cell::from(state),
-            ];
+            let mut cells =
+                vec![Cell::from(t.id.chars().take(8).collect::<String>()), Cell::from(t.name.trim_start_matches("tasks.").to_string())];
+            if !compact {
+                cells.push(Cell::from(t.args.clone()));
+            }
+            cells.push(Cell::from(state));
             if mid {
                 cells.push(Cell::from(sent.map(|s| clock(app, *s)).unwrap_or_default()));
                 cells.push(Cell::from(delta(sent, started)));
@@ -761,8 +767,14 @@ fn draw_tasks(f: &mut Frame, app: &App, area: Rect, focused: bool, compact: bool
             Row::new(cells)
         })
         .collect();
-    let mut widths = vec![Constraint::Length(8), Constraint::Length(6), Constraint::Length(10), Constraint::Length(8)];
-    let mut header = vec!["id", "task", "args", "state"];
+    let (mut widths, mut header) = if compact {
+        (vec![Constraint::Length(8), Constraint::Length(6), Constraint::Length(8)], vec!["id", "task", "state"])
+    } else {
+        (
+            vec![Constraint::Length(8), Constraint::Length(6), Constraint::Length(10), Constraint::Length(8)],
+            vec!["id", "task", "args", "state"],
+        )
+    };
     if mid {
         widths.extend([Constraint::Length(12), Constraint::Length(8)]);
         header.extend(["sent", "started"]);
@@ -788,7 +800,7 @@ fn draw_tasks(f: &mut Frame, app: &App, area: Rect, focused: bool, compact: bool
         .block(panel(title, focused));
     let mut state = TableState::default();
     if focused && !visible.is_empty() {
-        state.select(Some(app.selected_task.min(visible.len() - 1)));
+        state.select(Some(selected - offset));
     }
     f.render_stateful_widget(table, area, &mut state);
 }

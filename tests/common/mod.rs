@@ -174,3 +174,48 @@ pub async fn publish_raw(broker: &str, queue: &str, headers: serde_json::Value, 
     ch.basic_publish("".into(), queue.into(), Default::default(), body, props).await.unwrap().await.unwrap();
     let _ = conn.close(200, "bye".into()).await;
 }
+
+/// A vhost of its own on the local RabbitMQ (guest may use it), deleted when dropped: isolates
+/// what every worker on a broker sees (events, heartbeats) from the other tests.
+pub struct Vhost {
+    pub name: String,
+}
+
+/// One management API call, on a thread of its own (callers may be inside a runtime).
+fn management_call(method: &str, path: &str, body: Option<serde_json::Value>) -> u16 {
+    let (method, url) = (method.to_string(), format!("{}{path}", management()));
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let c = reqwest::Client::new();
+            let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let mut r = c.request(m, url).basic_auth("guest", Some("guest"));
+            if let Some(b) = body {
+                r = r.json(&b);
+            }
+            r.send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+impl Vhost {
+    pub fn new(test: &str) -> Vhost {
+        let name = format!("mqlab-{test}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        assert_eq!(management_call("PUT", &format!("/api/vhosts/{name}"), None) / 100, 2, "create vhost {name}");
+        let perms = serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"});
+        assert_eq!(management_call("PUT", &format!("/api/permissions/{name}/guest"), Some(perms)) / 100, 2);
+        Vhost { name }
+    }
+
+    pub fn broker(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
+    }
+}
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        management_call("DELETE", &format!("/api/vhosts/{}", self.name), None);
+    }
+}
