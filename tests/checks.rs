@@ -110,7 +110,8 @@ async fn image_pull_backoff_points_at_bitnamilegacy() {
     );
     let r = get(&rs, "kube.redis_pod");
     assert_eq!(r.status, Status::Fail);
-    assert!(r.detail.contains("ErrImagePull") && r.hint.as_ref().unwrap().contains("bitnamilegacy/redis"), "{r:?}");
+    let hint = r.hint.as_ref().unwrap();
+    assert!(r.detail.contains("ErrImagePull") && hint.contains("helm repo update") && hint.contains("helm install redis"), "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -301,4 +302,82 @@ async fn task_checks_go_through_a_real_worker() {
     w.stop(mqlab::celery::worker::StopMode::Warm);
     w.wait().await.unwrap();
     common::cleanup(&q).await;
+}
+
+/// Pod verdicts read from real-shaped pods: a Terminating pod is not ready, an OOMKilled one says
+/// so with its limit, and image pull hints follow the image's repository and the kubelet's words.
+#[test]
+fn sharper_pod_verdicts() {
+    use k8s_openapi::api::core::v1::Pod;
+    use mqlab::probes::kube::{PodVerdict, image_pull_hint, pod_verdict};
+    let pod = |extra_meta: serde_json::Value, container: serde_json::Value, limit: Option<&str>| -> Pod {
+        let mut meta = serde_json::json!({"name": "rabbitmq-0", "namespace": "messaging"});
+        for (k, v) in extra_meta.as_object().unwrap() {
+            meta[k] = v.clone();
+        }
+        let resources = match limit {
+            Some(l) => serde_json::json!({"limits": {"memory": l}}),
+            None => serde_json::json!({}),
+        };
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": meta,
+            "spec": {"containers": [{"name": "rabbitmq", "image": "docker.io/bitnamilegacy/rabbitmq:4.1.3-debian-12-r1", "resources": resources}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}], "containerStatuses": [container]}
+        }))
+        .unwrap()
+    };
+    let running = serde_json::json!({"name": "rabbitmq", "image": "x", "imageID": "", "ready": true, "restartCount": 0,
+        "state": {"running": {"startedAt": "2026-11-27T08:50:05Z"}}});
+    assert!(matches!(pod_verdict(&pod(serde_json::json!({}), running.clone(), None)), PodVerdict::Ready { .. }));
+    let deleting = pod(serde_json::json!({"deletionTimestamp": "2026-11-27T09:00:00Z", "deletionGracePeriodSeconds": 30}), running, None);
+    assert!(matches!(pod_verdict(&deleting), PodVerdict::Terminating { .. }), "a Terminating pod never passes");
+    let oom = serde_json::json!({"name": "rabbitmq", "image": "x", "imageID": "", "ready": true, "restartCount": 3,
+        "state": {"running": {"startedAt": "2026-11-27T08:59:05Z"}},
+        "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled", "startedAt": "2026-11-27T08:50:05Z", "finishedAt": "2026-11-27T08:59:00Z"}}});
+    match pod_verdict(&pod(serde_json::json!({}), oom, Some("384Mi"))) {
+        PodVerdict::OomKilled { restarts, limit } => assert_eq!((restarts, limit.as_deref()), (3, Some("384Mi"))),
+        other => panic!("{other:?}"),
+    }
+    let not_found =
+        image_pull_hint("rabbitmq", "docker.io/bitnami/rabbitmq:4.1.3-debian-12-r1", "failed to resolve reference: not found", "messaging");
+    assert!(
+        not_found.contains("moved to docker.io/bitnamilegacy") && not_found.contains("--set image.tag=4.1.3-debian-12-r1"),
+        "{not_found}"
+    );
+    let legacy = image_pull_hint("rabbitmq", "docker.io/bitnamilegacy/rabbitmq:9.9.9", "not found", "messaging");
+    assert!(legacy.contains("is not in docker.io/bitnamilegacy") && !legacy.contains("moved to"), "{legacy}");
+    let limited = image_pull_hint(
+        "redis",
+        "docker.io/bitnami/redis:latest",
+        "429 Too Many Requests - Server message: toomanyrequests: You have reached your pull rate limit",
+        "messaging",
+    );
+    assert!(limited.contains("rate limit"), "{limited}");
+    let auth = image_pull_hint(
+        "redis",
+        "registry.example/redis:8",
+        "pull access denied, repository does not exist or may require authorization: unauthorized",
+        "messaging",
+    );
+    assert!(auth.contains("unauthorized"), "{auth}");
+}
+
+/// One source for the install commands: the lessons show exactly the commands the hints give.
+#[test]
+fn lessons_and_hints_give_the_same_helm_commands() {
+    use mqlab::probes::kube::{helm_rabbitmq, helm_redis, one_line};
+    let env = |k: &str| match k {
+        "MQLAB_CONFIG" => Some("/nonexistent".to_string()),
+        "MQLAB_DATA_DIR" => Some("/nonexistent-data".to_string()),
+        _ => None,
+    };
+    let cfg = mqlab::config::Config::load_with(&Default::default(), &env).unwrap();
+    let course = mqlab::lessons::Course::embedded().unwrap();
+    let commands = |step: u32| course.lesson(step).unwrap().commands_with(mqlab::config::Track::K3s, &cfg);
+    assert!(commands(2).iter().any(|c| c.contains(&helm_rabbitmq("messaging"))), "{:#?}", commands(2));
+    assert!(commands(4).iter().any(|c| c.contains(&helm_redis("messaging"))));
+    assert!(one_line(&helm_rabbitmq("messaging")).starts_with(
+        "helm install rabbitmq bitnami/rabbitmq --namespace messaging --set image.repository=bitnamilegacy/rabbitmq --set image.tag="
+    ));
+    assert!(!helm_redis("messaging").contains("bitnamilegacy"), "Redis uses the chart's own image");
 }

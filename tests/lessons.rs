@@ -38,15 +38,22 @@ fn lesson_files_are_valid() {
 #[test]
 fn lessons_are_right_for_today() {
     let course = Course::embedded().unwrap();
+    let env = |k: &str| match k {
+        "MQLAB_CONFIG" => Some("/nonexistent".to_string()),
+        "MQLAB_DATA_DIR" => Some("/nonexistent-data".to_string()),
+        _ => None,
+    };
+    let cfg = Config::load_with(&Overrides::default(), &env).unwrap();
     let l2 = course.lesson(2).unwrap();
-    let cmds = l2.commands(Track::K3s).join("\n");
+    let cmds = l2.commands_with(Track::K3s, &cfg).join("\n");
     assert!(cmds.contains("--set image.repository=bitnamilegacy/rabbitmq"), "{cmds}");
     assert!(cmds.contains("global.security.allowInsecureImages=true"));
     assert!(cmds.contains("kubectl logs -f statefulset/rabbitmq -n messaging"));
     assert!(!cmds.contains("deployment/rabbitmq"));
     assert!(l2.text(Track::K3s).contains("ImagePullBackOff"));
-    let l4 = course.lesson(4).unwrap().commands(Track::K3s).join("\n");
-    assert!(l4.contains("bitnamilegacy/redis") && l4.contains("svc/redis-master"), "{l4}");
+    assert!(cmds.contains("--set image.tag=4.1.3-debian-12-r1") && cmds.contains("metrics.enabled=true"), "{cmds}");
+    let l4 = course.lesson(4).unwrap().commands_with(Track::K3s, &cfg).join("\n");
+    assert!(!l4.contains("bitnamilegacy/redis") && l4.contains("svc/redis-master") && l4.contains("architecture=standalone"), "{l4}");
     // Experiment 2's snippet is valid Python (the original lacked a comma before indent=2).
     let l9 = course.lesson(9).unwrap().text(Track::K3s);
     assert!(l9.contains("}, indent=2))") && !l9.contains("}indent=2"));

@@ -124,7 +124,8 @@ fn no_prose_line_is_cut_mid_word() {
                         continue;
                     }
                     assert!(shown <= width as usize, "{}: {text:?} is wider than {width}", l.file);
-                    for tok in text.split_whitespace() {
+                    // A long URL is shortened with an explicit "…" (not cut): such tokens are fine.
+                    for tok in text.split_whitespace().filter(|t| !t.contains('…')) {
                         assert!(whole.contains(tok), "{} at {w}×{h}: {tok:?} is a piece of a word, in {text:?}", l.file);
                     }
                 }

@@ -211,9 +211,19 @@ impl Lesson {
         out.trim().to_string() + "\n"
     }
 
-    /// The shell commands of the lesson (the ```sh blocks), for one track.
+    /// The shell commands as the learner sees them: filled with the live configuration.
+    pub fn commands_with(&self, track: Track, cfg: &crate::config::Config) -> Vec<String> {
+        commands_of(&template::fill(&self.text(track), cfg))
+    }
+
+    /// The shell commands of the lesson (the ```sh blocks), for one track, unfilled.
     pub fn commands(&self, track: Track) -> Vec<String> {
-        let text = self.text(track);
+        commands_of(&self.text(track))
+    }
+}
+
+fn commands_of(text: &str) -> Vec<String> {
+    {
         let mut out = vec![];
         let mut current: Option<String> = None;
         for line in text.lines() {

@@ -78,6 +78,8 @@ fn values_with(cfg: &Config, reveal: bool) -> Vec<(&'static str, String)> {
         ("queue", cfg.queue.clone()),
         ("namespace", cfg.namespace.clone()),
         ("context", cfg.kube_context.clone()),
+        ("helm_rabbitmq", crate::probes::kube::helm_rabbitmq(&cfg.namespace)),
+        ("helm_redis", crate::probes::kube::helm_redis(&cfg.namespace)),
     ]
 }
 
@@ -112,6 +114,8 @@ pub fn unknown(text: &str) -> Vec<String> {
         "queue",
         "namespace",
         "context",
+        "helm_rabbitmq",
+        "helm_redis",
     ]
     .to_vec();
     let mut out = vec![];

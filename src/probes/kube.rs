@@ -9,9 +9,45 @@ use kube::{Api, Client};
 
 use super::{Outcome, Probes, error_chain};
 
-/// The Helm commands that work today (Bitnami's free images moved to `bitnamilegacy` in 2025).
-pub const HELM_RABBITMQ: &str = "helm install rabbitmq bitnami/rabbitmq --namespace messaging --set image.repository=bitnamilegacy/rabbitmq --set global.security.allowInsecureImages=true --set auth.username=admin --set auth.password=admin123 --set persistence.enabled=false";
-pub const HELM_REDIS: &str = "helm install redis bitnami/redis --namespace messaging --set image.repository=bitnamilegacy/redis --set global.security.allowInsecureImages=true --set auth.enabled=false --set architecture=standalone --set master.persistence.enabled=false";
+/// The RabbitMQ image that pulls today: Bitnami's free images moved to `bitnamilegacy` in 2025
+/// (this tag answered on 2026-09-27), frozen there without updates; pinned so the command does
+/// not drift when the chart's default tag moves on.
+pub const RABBITMQ_IMAGE_REPOSITORY: &str = "bitnamilegacy/rabbitmq";
+pub const RABBITMQ_IMAGE_TAG: &str = "4.1.3-debian-12-r1";
+
+/// The Helm install of RabbitMQ, as the lesson shows it (one option per line). The lessons and
+/// the hints both use this text: there is one source.
+pub fn helm_rabbitmq(namespace: &str) -> String {
+    format!(
+        "helm install rabbitmq bitnami/rabbitmq --namespace {namespace} \\\n  \
+         --set image.repository={RABBITMQ_IMAGE_REPOSITORY} \\\n  \
+         --set image.tag={RABBITMQ_IMAGE_TAG} \\\n  \
+         --set global.security.allowInsecureImages=true \\\n  \
+         --set auth.username=admin --set auth.password=admin123 \\\n  \
+         --set persistence.enabled=false \\\n  \
+         --set metrics.enabled=true"
+    )
+}
+
+/// The Helm install of Redis: its image is still in Bitnami's free catalogue, so the chart's own
+/// image is used (no override to a frozen tag).
+pub fn helm_redis(namespace: &str) -> String {
+    format!(
+        "helm install redis bitnami/redis --namespace {namespace} \\\n  \
+         --set auth.enabled=false \\\n  \
+         --set architecture=standalone \\\n  \
+         --set master.persistence.enabled=false"
+    )
+}
+
+/// A multi-line command on one line (for hints).
+pub fn one_line(cmd: &str) -> String {
+    cmd.replace(" \\\n  ", " ")
+}
+
+fn helm_for(app: &str, namespace: &str) -> String {
+    one_line(&if app == "rabbitmq" { helm_rabbitmq(namespace) } else { helm_redis(namespace) })
+}
 
 /// Added to the hints of a cluster that is not there at all.
 pub const NO_CLUSTER: &str =
@@ -175,20 +211,96 @@ pub async fn namespace(p: &Probes) -> Outcome {
 /// What a pod's status says, in the learner's terms.
 #[derive(Debug, PartialEq)]
 pub enum PodVerdict {
-    Ready { restarts: i32 },
-    ImagePull { reason: String, image: String, message: String },
-    CrashLoop { restarts: i32, container: String },
-    Waiting { reason: String, message: String },
-    NotReady { phase: String, detail: String },
+    Ready {
+        restarts: i32,
+    },
+    ImagePull {
+        reason: String,
+        image: String,
+        message: String,
+    },
+    CrashLoop {
+        restarts: i32,
+        container: String,
+    },
+    Waiting {
+        reason: String,
+        message: String,
+    },
+    NotReady {
+        phase: String,
+        detail: String,
+    },
+    /// The pod has a deletion time: it is on its way out.
+    Terminating {
+        since: String,
+    },
+    /// A container was killed for memory (now or in its last run).
+    OomKilled {
+        restarts: i32,
+        limit: Option<String>,
+    },
+}
+
+/// What to do about an image that does not pull, from the image's repository and the kubelet's
+/// message: not found, a pull rate limit, or refused credentials.
+pub fn image_pull_hint(app: &str, image: &str, message: &str, namespace: &str) -> String {
+    let m = message.to_ascii_lowercase();
+    if m.contains("toomanyrequests") || m.contains("rate limit") {
+        return "Docker Hub's pull rate limit for anonymous pulls was reached: wait (the limit resets within hours) or log in to Docker Hub in Rancher Desktop, then delete the pod so it pulls again".to_string();
+    }
+    if m.contains("unauthorized") || m.contains("authentication required") || m.contains("denied") {
+        return format!(
+            "the registry refused to hand out {image} (unauthorized): the image is private or moved; check the name, or log in to the registry"
+        );
+    }
+    if image.contains("bitnamilegacy/") {
+        return format!(
+            "{image} is not in docker.io/bitnamilegacy (the frozen legacy repository has no such tag): install with the tag the lesson pins: helm uninstall {app} -n {namespace}; {}",
+            helm_for(app, namespace)
+        );
+    }
+    if app == "redis" && image.contains("bitnami/redis:") && !image.ends_with(":latest") {
+        return format!(
+            "Bitnami's free catalogue keeps only bitnami/redis:latest, which current charts use; this chart pins a tag that is gone. Update the chart list and reinstall: helm repo update; helm uninstall redis -n {namespace}; {}",
+            helm_for(app, namespace)
+        );
+    }
+    if image.contains("bitnami/") {
+        return format!(
+            "Bitnami's free images moved to docker.io/bitnamilegacy in August 2025, so the chart's default image no longer exists. Reinstall: helm uninstall {app} -n {namespace}; {}",
+            helm_for(app, namespace)
+        );
+    }
+    format!("the image {image} does not pull: `kubectl describe pod -n {namespace}` shows the kubelet's message; {message}")
 }
 
 /// Reads a pod's phase, conditions and container states.
 pub fn pod_verdict(pod: &Pod) -> PodVerdict {
+    if let Some(t) = &pod.metadata.deletion_timestamp {
+        return PodVerdict::Terminating { since: t.0.to_string() };
+    }
     let status = pod.status.clone().unwrap_or_default();
     let phase = status.phase.clone().unwrap_or_else(|| "Unknown".into());
     let containers = status.container_statuses.clone().unwrap_or_default();
     let init = status.init_container_statuses.clone().unwrap_or_default();
     let restarts: i32 = containers.iter().map(|c| c.restart_count).sum();
+    let oom = |c: &k8s_openapi::api::core::v1::ContainerStatus| {
+        let last = c.last_state.as_ref().and_then(|s| s.terminated.as_ref()).and_then(|t| t.reason.clone());
+        let now = c.state.as_ref().and_then(|s| s.terminated.as_ref()).and_then(|t| t.reason.clone());
+        last.as_deref() == Some("OOMKilled") || now.as_deref() == Some("OOMKilled")
+    };
+    if let Some(c) = init.iter().chain(containers.iter()).find(|c| oom(c)) {
+        let limit = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.iter().find(|x| x.name == c.name))
+            .and_then(|x| x.resources.as_ref())
+            .and_then(|r| r.limits.as_ref())
+            .and_then(|l| l.get("memory"))
+            .map(|q| q.0.clone());
+        return PodVerdict::OomKilled { restarts: c.restart_count, limit };
+    }
     for c in init.iter().chain(containers.iter()) {
         if let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) {
             let reason = w.reason.clone().unwrap_or_default();
@@ -242,7 +354,7 @@ async fn find_pod(p: &Probes, app: &str) -> Result<(Client, Pod), Outcome> {
         Some(pod) => Ok((client, pod)),
         None => Err(Outcome::fail(
             format!("no pod labelled app.kubernetes.io/name={app} in namespace {ns}"),
-            format!("install it: {}", if app == "rabbitmq" { HELM_RABBITMQ } else { HELM_REDIS }),
+            format!("install it: {}", helm_for(app, ns)),
         )),
     }
 }
@@ -266,12 +378,25 @@ async fn pod_check(p: &Probes, app: &str) -> Outcome {
             let r = if restarts > 0 { format!(", {restarts} restart(s)") } else { String::new() };
             Outcome::pass(format!("{name} Running and Ready{r}")).fact(&format!("{app}_pod"), name)
         }
-        PodVerdict::ImagePull { reason, image, .. } => Outcome::fail(
-            format!("{name}: {reason} for image {image}"),
+        PodVerdict::ImagePull { reason, image, message } => {
+            Outcome::fail(format!("{name}: {reason} for image {image}"), image_pull_hint(app, &image, &message, &p.cfg.namespace))
+        }
+        PodVerdict::Terminating { since } => Outcome::fail(
+            format!("{name} is being deleted (Terminating since {since})"),
             format!(
-                "Bitnami's free images moved to docker.io/bitnamilegacy in August 2025, so the chart's default image no longer exists. Reinstall: helm uninstall {app} -n {ns}; {cmd}",
-                ns = p.cfg.namespace,
-                cmd = if app == "rabbitmq" { HELM_RABBITMQ } else { HELM_REDIS }
+                "wait until it is gone (`kubectl get pods -n {ns} -w`); a pod on its way out does not serve, so install again afterwards if you uninstalled: {}",
+                helm_for(app, &p.cfg.namespace),
+                ns = p.cfg.namespace
+            ),
+        ),
+        PodVerdict::OomKilled { restarts, limit } => Outcome::fail(
+            format!(
+                "{name}: killed for using too much memory (OOMKilled), {restarts} restart(s){}",
+                limit.map(|l| format!("; its memory limit is {l}")).unwrap_or_default()
+            ),
+            format!(
+                "the chart's resourcesPreset (micro: 384Mi for RabbitMQ) is too small here: helm upgrade {app} bitnami/{app} -n {} --reuse-values --set resourcesPreset=small; and give Rancher Desktop's VM 4 GB or more",
+                p.cfg.namespace
             ),
         ),
         PodVerdict::CrashLoop { restarts, container } => {
@@ -358,6 +483,13 @@ pub async fn services(p: &Probes) -> Outcome {
     if missing.is_empty() {
         Outcome::pass(format!("services {}", found.join(", ")))
     } else {
-        Outcome::fail(missing.join("; "), format!("the Helm releases create these services: {HELM_RABBITMQ} / {HELM_REDIS}"))
+        Outcome::fail(
+            missing.join("; "),
+            format!(
+                "the Helm releases create these services: {} / {}",
+                helm_for("rabbitmq", &p.cfg.namespace),
+                helm_for("redis", &p.cfg.namespace)
+            ),
+        )
     }
 }

@@ -490,7 +490,8 @@ impl Renderer {
                     if !url.starts_with('#') && shown != url {
                         self.space();
                         self.push_style(|_| Style::default().fg(Color::DarkGray));
-                        self.text(&format!("({url})"));
+                        let shown_url = shorten_url(&url, self.width.saturating_sub(8));
+                        self.text(&format!("({shown_url})"));
                         self.styles.pop();
                     }
                 }
@@ -519,6 +520,27 @@ impl Renderer {
             _ => {}
         }
     }
+}
+
+/// A URL that fits `max` columns: scheme dropped, then the middle of the path elided
+/// (`docs.example.org/…/page.html#part`), never cut mid-way without a marker.
+pub fn shorten_url(url: &str, max: usize) -> String {
+    if url.width() <= max {
+        return url.to_string();
+    }
+    let bare = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    if bare.width() <= max {
+        return bare.to_string();
+    }
+    let (host, path) = bare.split_once('/').unwrap_or((bare, ""));
+    let last = path.rsplit('/').next().unwrap_or("");
+    let short = format!("{host}/…/{last}");
+    if short.width() <= max {
+        return short;
+    }
+    let last = last.split('#').next().unwrap_or(last);
+    let short = format!("{host}/…/{last}");
+    if short.width() <= max { short } else { format!("{host}/…") }
 }
 
 /// Wraps plain text between words to `width` columns (a longer word is broken).
