@@ -212,6 +212,7 @@ fn seconds(max: f64) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sy
 /// Exit codes: 0 success, 1 error, 2 timed out waiting, 3 a task failed.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    crate::tls::ensure_provider();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

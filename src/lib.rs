@@ -10,6 +10,7 @@ pub mod logging;
 pub mod probes;
 pub mod redact;
 pub mod sandbox;
+pub mod tls;
 pub mod tui;
 
 /// When the process started (set first thing in `main`), for start-up measurements.

@@ -381,3 +381,19 @@ fn lessons_and_hints_give_the_same_helm_commands() {
     ));
     assert!(!helm_redis("messaging").contains("bitnamilegacy"), "Redis uses the chart's own image");
 }
+
+/// One crypto provider (ring) serves every TLS client: building them does not panic for want of
+/// a provider, and no second provider is compiled in.
+#[test]
+fn tls_clients_build_with_the_one_provider() {
+    mqlab::tls::ensure_provider();
+    assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+    reqwest::Client::builder().build().expect("reqwest builds its TLS config");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let cfg = kube::Config::new("https://127.0.0.1:1".parse().unwrap());
+        kube::Client::try_from(cfg).expect("kube builds its TLS connector");
+    });
+    let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock")).unwrap();
+    assert!(!lock.contains("name = \"aws-lc-rs\""), "a second, C-built provider is in the build");
+}

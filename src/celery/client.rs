@@ -88,6 +88,37 @@ impl Client {
         Ok(())
     }
 
+    /// Sends a remote-control command to every worker (Celery's `app.control.broadcast` without a
+    /// reply), e.g. `revoke` with `{"task_id": id, "terminate": false}`.
+    pub async fn broadcast(&self, method: &str, arguments: serde_json::Value) -> anyhow::Result<()> {
+        use lapin::types::{AMQPValue, FieldTable};
+        self.channel
+            .exchange_declare(
+                short(super::pidbox::EXCHANGE),
+                lapin::ExchangeKind::Fanout,
+                lapin::options::ExchangeDeclareOptions { durable: false, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await
+            .context("declare the control exchange")?;
+        let body = serde_json::json!({"method": method, "arguments": arguments, "destination": null, "pattern": null, "matcher": null});
+        let expires = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0) + 30.0;
+        let mut headers = FieldTable::default();
+        headers.insert(short("clock"), AMQPValue::LongInt(1));
+        headers.insert(short("expires"), AMQPValue::Double(expires));
+        let props = lapin::BasicProperties::default()
+            .with_content_type(short("application/json"))
+            .with_content_encoding(short("utf-8"))
+            .with_headers(headers);
+        let confirm = self
+            .channel
+            .basic_publish(short(super::pidbox::EXCHANGE), short(""), BasicPublishOptions::default(), body.to_string().as_bytes(), props)
+            .await
+            .context("publish the control command")?;
+        confirm.await.context("the broker did not confirm the control command")?;
+        Ok(())
+    }
+
     pub async fn close(self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.conn.close(200, short("bye"))).await;
     }

@@ -23,7 +23,19 @@ pub trait Inspect: Send + Sync {
     fn stats(&self) -> Value;
     fn active(&self) -> Value;
     fn registered(&self) -> Vec<String>;
+    /// Flags tasks as revoked (and stops those running when `terminate`); the reply.
+    fn revoke(&self, ids: &[String], terminate: bool, signal: &str) -> Value;
+    fn revoked(&self) -> Vec<String>;
     fn shutdown(&self);
+}
+
+/// `task_id` as Celery sends it: one id or a list of ids.
+fn task_ids(args: &Value) -> Vec<String> {
+    match args.get("task_id") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+        _ => vec![],
+    }
 }
 
 /// Declares the mailbox in the form that works on RabbitMQ 3.x and 4.x: a non-durable fanout
@@ -66,11 +78,25 @@ pub fn answer(req: &Value, worker: &dyn Inspect, clock: &Clock) -> Value {
     let method = req.get("method").and_then(Value::as_str).unwrap_or("");
     match method {
         "ping" => json!({"ok": "pong"}),
-        "hello" => json!({"revoked": {}, "clock": clock.now()}),
+        "hello" => {
+            let revoked: serde_json::Map<String, Value> = worker.revoked().into_iter().map(|id| (id, json!(true))).collect();
+            json!({"revoked": revoked, "clock": clock.now()})
+        }
         "clock" => json!({"clock": clock.now()}),
         "stats" => worker.stats(),
         "active" => worker.active(),
-        "reserved" | "scheduled" | "revoked" => json!([]),
+        "reserved" | "scheduled" => json!([]),
+        "revoked" => json!(worker.revoked()),
+        "revoke" | "terminate" => {
+            let args = req.get("arguments").cloned().unwrap_or(Value::Null);
+            let ids = task_ids(&args);
+            if ids.is_empty() {
+                return json!({"error": "no task_id given"});
+            }
+            let terminate = method == "terminate" || args.get("terminate").and_then(Value::as_bool).unwrap_or(false);
+            let signal = args.get("signal").and_then(Value::as_str).unwrap_or("SIGTERM");
+            worker.revoke(&ids, terminate, signal)
+        }
         "registered" => json!(worker.registered()),
         "report" => json!({"ok": format!("mqlab {} worker {}", env!("CARGO_PKG_VERSION"), worker.nodename())}),
         "shutdown" => {
@@ -102,8 +128,11 @@ pub async fn serve(ch: Channel, queue: String, worker: Arc<dyn Inspect>, clock: 
         }
         if let Some(headers) = d.properties.headers().as_ref()
             && let Some(exp) = headers.inner().get("expires").map(amqp_to_json).and_then(|v| v.as_f64())
+            && exp > 0.0
             && exp < chrono::Utc::now().timestamp() as f64
         {
+            // kombu: an `expires` of 0 (no timeout given, as AsyncResult.revoke() sends) never
+            // expires.
             continue;
         }
         let method = req.get("method").and_then(Value::as_str).unwrap_or("?").to_string();

@@ -17,7 +17,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use serde_json::json;
@@ -107,6 +107,11 @@ pub enum WorkerEvent {
     BackendRefused {
         task_id: String,
         error: String,
+    },
+    /// Revoked: not run, or stopped (terminate).
+    TaskRevoked {
+        id: String,
+        at: DateTime<Utc>,
     },
     TaskReceived {
         id: String,
@@ -259,6 +264,43 @@ struct Shared {
     started: Instant,
     /// Since when the broker has been unreachable.
     outage: Mutex<Option<Instant>>,
+    /// Revoked task ids (bounded, as Celery's LimitedSet), checked on receipt and before a run.
+    revoked: Mutex<Revoked>,
+    /// Running tasks that a `revoke(terminate=True)` can stop.
+    terminators: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
+}
+
+/// The revoked ids, oldest dropped first past `MAX_REVOKED` (Celery keeps 50,000).
+#[derive(Default)]
+pub struct Revoked {
+    order: std::collections::VecDeque<String>,
+    at: HashMap<String, f64>,
+}
+
+pub const MAX_REVOKED: usize = 50_000;
+
+impl Revoked {
+    pub fn add(&mut self, id: &str) {
+        if self.at.contains_key(id) {
+            return;
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        self.at.insert(id.to_string(), now);
+        self.order.push_back(id.to_string());
+        while self.order.len() > MAX_REVOKED {
+            if let Some(old) = self.order.pop_front() {
+                self.at.remove(&old);
+            }
+        }
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.at.contains_key(id)
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.order.iter().cloned().collect()
+    }
 }
 
 /// What one broker connection provides to the task runs.
@@ -311,6 +353,40 @@ impl Inspect for Inspector {
 
     fn registered(&self) -> Vec<String> {
         self.0.registry.names().iter().map(|n| n.to_string()).collect()
+    }
+
+    fn revoke(&self, ids: &[String], terminate: bool, signal: &str) -> Value {
+        let s = &self.0;
+        {
+            let mut r = s.revoked.lock().unwrap();
+            for id in ids {
+                r.add(id);
+            }
+        }
+        let mut terminated = vec![];
+        if terminate {
+            let t = s.terminators.lock().unwrap();
+            for id in ids {
+                if let Some(n) = t.get(id) {
+                    n.notify_one();
+                    terminated.push(id.clone());
+                }
+            }
+        }
+        info!(
+            "Tasks flagged as revoked: {}{}",
+            ids.join(", "),
+            if terminate { format!(" (terminate with {signal})") } else { String::new() }
+        );
+        if terminate && !terminated.is_empty() {
+            json!({"ok": format!("terminate: {}", terminated.join(", "))})
+        } else {
+            json!({"ok": format!("tasks {} flagged as revoked", ids.join(", "))})
+        }
+    }
+
+    fn revoked(&self) -> Vec<String> {
+        self.0.revoked.lock().unwrap().ids()
     }
 
     fn shutdown(&self) {
@@ -386,6 +462,8 @@ async fn run(
         control: control_tx,
         started: Instant::now(),
         outage: Mutex::new(None),
+        revoked: Mutex::new(Revoked::default()),
+        terminators: Mutex::new(HashMap::new()),
         opts,
     });
     // Reconnection: quick first tries, then at most a second apart (a lab's broker comes back
@@ -710,6 +788,9 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         ack(&d, &shared.stats).await;
         return;
     }
+    if revoked(&shared, &ctx, &d, &msg.id, &name, stores).await {
+        return;
+    }
     if let Some(exp) = msg.expires
         && exp <= Utc::now()
     {
@@ -735,6 +816,10 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         }
         return;
     };
+    // Revoked while it waited for its ETA or a slot.
+    if revoked(&shared, &ctx, &d, &msg.id, &name, stores).await {
+        return;
+    }
     shared.stats.active.fetch_add(1, Ordering::Relaxed);
     if !shared.opts.acks_late {
         ack(&d, &shared.stats).await;
@@ -765,20 +850,44 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
     // A limit from the message is trusted only as far as a Duration can hold it: not finite or
     // not positive means none, and more than a year is a year.
     let limit = limit.filter(|(secs, _)| secs.is_finite() && *secs > 0.0).map(|(secs, soft)| (secs.min(MAX_WAIT_SECS), soft));
-    let outcome = match limit {
-        Some((secs, soft)) => match tokio::time::timeout(Duration::from_secs_f64(secs), fut).await {
-            Ok(r) => r,
-            Err(_) if soft => {
-                Err(TaskError::new("SoftTimeLimitExceeded", format!("SoftTimeLimitExceeded({secs})")).in_module("billiard.exceptions"))
-            }
-            Err(_) => Err(TaskError {
-                args: vec![serde_json::json!(secs)],
-                ..TaskError::new("TimeLimitExceeded", "").in_module("billiard.exceptions")
-            }),
-        },
-        None => fut.await,
+    let stop = Arc::new(tokio::sync::Notify::new());
+    shared.terminators.lock().unwrap().insert(msg.id.clone(), stop.clone());
+    let limited = async move {
+        match limit {
+            Some((secs, soft)) => match tokio::time::timeout(Duration::from_secs_f64(secs), fut).await {
+                Ok(r) => r,
+                Err(_) if soft => {
+                    Err(TaskError::new("SoftTimeLimitExceeded", format!("SoftTimeLimitExceeded({secs})")).in_module("billiard.exceptions"))
+                }
+                Err(_) => Err(TaskError {
+                    args: vec![serde_json::json!(secs)],
+                    ..TaskError::new("TimeLimitExceeded", "").in_module("billiard.exceptions")
+                }),
+            },
+            None => fut.await,
+        }
     };
+    let outcome = tokio::select! {
+        o = limited => Some(o),
+        _ = stop.notified() => None,
+    };
+    shared.terminators.lock().unwrap().remove(&msg.id);
     let runtime = start.elapsed().as_secs_f64();
+    let Some(outcome) = outcome else {
+        // revoke(terminate=True): the run is stopped where it is.
+        info!("Terminating {}: task {name} revoked with terminate", msg.id);
+        if stores {
+            store(&shared, ResultMeta::revoked(&msg.id, "terminated")).await;
+        }
+        ctx.task_event(&shared, "task-revoked", json!({"uuid": msg.id, "terminated": true, "signum": 15, "expired": false}));
+        shared.events.send(WorkerEvent::TaskRevoked { id: msg.id.clone(), at: Utc::now() });
+        if shared.opts.acks_late {
+            ack(&d, &shared.stats).await;
+        }
+        shared.active.lock().unwrap().remove(&msg.id);
+        shared.stats.active.fetch_sub(1, Ordering::Relaxed);
+        return;
+    };
     match outcome {
         Ok(value) => {
             dispatch_followers(&shared, publisher, &msg, &value).await;
@@ -880,6 +989,22 @@ async fn store(shared: &Shared, meta: ResultMeta) {
             }
         }
     }
+}
+
+/// A revoked task is not run: REVOKED is stored, `task-revoked` sent, the message acknowledged
+/// (as Celery does). True when it was revoked.
+async fn revoked(shared: &Arc<Shared>, ctx: &Arc<Session>, d: &Delivery, id: &str, name: &str, stores: bool) -> bool {
+    if !shared.revoked.lock().unwrap().contains(id) {
+        return false;
+    }
+    info!("Discarding revoked task: {name}[{id}]");
+    if stores {
+        store(shared, ResultMeta::revoked(id, "revoked")).await;
+    }
+    ctx.task_event(shared, "task-revoked", json!({"uuid": id, "terminated": false, "signum": null, "expired": false}));
+    shared.events.send(WorkerEvent::TaskRevoked { id: id.to_string(), at: Utc::now() });
+    ack(d, &shared.stats).await;
+    true
 }
 
 /// One delivery fewer held unacknowledged (never below zero: a session that ended reset it).

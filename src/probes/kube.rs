@@ -68,6 +68,7 @@ fn read_kubeconfig(p: &Probes) -> Result<Kubeconfig, Outcome> {
 
 /// A client for the selected context.
 pub async fn client(p: &Probes) -> Result<Client, Outcome> {
+    crate::tls::ensure_provider();
     let kc = read_kubeconfig(p)?;
     let ctx = &p.cfg.kube_context;
     if !kc.contexts.iter().any(|c| &c.name == ctx) {

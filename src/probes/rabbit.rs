@@ -27,11 +27,14 @@ pub fn vhost_of(broker_url: &str) -> String {
 /// A management API client with short timeouts.
 pub fn management_client(p: &Probes) -> MgmtClient<String, String, String> {
     let (base, user, pass) = p.cfg.management_login();
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(4))
-        .build()
-        .expect("reqwest client builds");
+    let http = {
+        crate::tls::ensure_provider();
+        reqwest::Client::builder()
+    }
+    .connect_timeout(Duration::from_secs(2))
+    .timeout(Duration::from_secs(4))
+    .build()
+    .expect("reqwest client builds");
     rabbitmq_http_client::api::ClientBuilder::new()
         .with_endpoint(format!("{base}/api"))
         .with_basic_auth_credentials(user, pass)
@@ -152,7 +155,12 @@ pub async fn mgmt_login(p: &Probes) -> Outcome {
 /// `GET /api/overview` as JSON.
 pub async fn raw_overview(p: &Probes) -> anyhow::Result<serde_json::Value> {
     let (base, user, pass) = p.cfg.management_login();
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(4)).build()?;
+    let http = {
+        crate::tls::ensure_provider();
+        reqwest::Client::builder()
+    }
+    .timeout(Duration::from_secs(4))
+    .build()?;
     let r = http.get(format!("{base}/api/overview")).basic_auth(user, Some(pass)).send().await?.error_for_status()?;
     Ok(r.json().await?)
 }

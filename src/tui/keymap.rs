@@ -46,6 +46,7 @@ pub enum Action {
     Sandbox,
     Filter,
     Follow,
+    Revoke,
     Init,
 }
 
@@ -292,6 +293,14 @@ pub const KEYMAP: &[Binding] = &[
         scope: Scope::Tasks,
         help: "follow the newest task on / off",
         hint: "follow",
+    },
+    Binding {
+        keys: &[k('X')],
+        label: "X",
+        action: Action::Revoke,
+        scope: Scope::Tasks,
+        help: "revoke the selected task: every worker drops it (celery control revoke)",
+        hint: "revoke",
     },
     Binding {
         keys: &[k('x'), code(KeyCode::Enter)],

@@ -5,6 +5,7 @@
 pub mod keymap;
 pub mod markdown;
 pub mod state;
+pub mod svg;
 pub mod update;
 pub mod view;
 
@@ -278,6 +279,30 @@ impl Runtime {
                 });
                 self.start_pollers();
             }
+            Command::Revoke(id) => {
+                let client = self.client.clone();
+                let cfg = self.cfg.clone();
+                self.tasks.spawn(async move {
+                    let mut guard = client.lock().await;
+                    if guard.is_none() {
+                        match Client::connect(&cfg.broker_url, Some(&cfg.result_backend), &cfg.queue, cfg.result_expires).await {
+                            Ok(c) => *guard = Some(c.log_sent_ids(crate::probes::learner::SENT_LOG_KEY)),
+                            Err(e) => {
+                                let _ = tx.send(Event::Failed(format!("revoke not sent: {}", crate::redact::one_line(&e))));
+                                return;
+                            }
+                        }
+                    }
+                    let sent = guard
+                        .as_ref()
+                        .expect("connected above")
+                        .broadcast("revoke", serde_json::json!({"task_id": id, "terminate": false, "signal": "SIGTERM"}))
+                        .await;
+                    if let Err(e) = sent {
+                        let _ = tx.send(Event::Failed(format!("revoke not sent: {}", crate::redact::one_line(&e))));
+                    }
+                });
+            }
             // Changes reach the store through the saver (see `run`).
             Command::SaveProgress => {}
         }
@@ -472,7 +497,14 @@ async fn amqp_depth(c: Config, t: mpsc::UnboundedSender<Event>) {
 /// The management API every 5 s: the queue (rates are the broker's 5 s figures) and the overview.
 async fn management(c: Config, t: mpsc::UnboundedSender<Event>) {
     let (base, user, pass) = c.management_login();
-    let Ok(http) = reqwest::Client::builder().timeout(Duration::from_secs(3)).build() else { return };
+    let Ok(http) = {
+        crate::tls::ensure_provider();
+        reqwest::Client::builder()
+    }
+    .timeout(Duration::from_secs(3))
+    .build() else {
+        return;
+    };
     let vhost = crate::probes::rabbit::vhost_of(&c.broker_url);
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20");
     let queue_url = format!("{base}/api/queues/{}/{}", enc(&vhost), enc(&c.queue));

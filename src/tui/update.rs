@@ -106,6 +106,8 @@ pub enum Command {
     Init(PathBuf),
     /// Endpoints changed (a sandbox came up): restart pollers and a running worker on them.
     Reconfigure,
+    /// Ask every worker to drop this task (a `revoke` broadcast).
+    Revoke(String),
 }
 
 const SUBMIT_TASKS: [&str; 3] = ["tasks.hello", "tasks.add", "tasks.divide"];
@@ -480,6 +482,17 @@ impl App {
                     self.selected_task = 0;
                 }
                 self.status = Some(if self.follow { "following the newest task".into() } else { "not following".into() });
+            }
+            Action::Revoke => {
+                let Some(t) = self.selected() else { return vec![] };
+                if t.state.is_ready() || t.lost {
+                    self.status = Some(format!("{} already finished ({}): nothing to revoke", t.name, t.state.as_str()));
+                    return vec![];
+                }
+                let id = t.id.clone();
+                self.status =
+                    Some(format!("revoke sent for {}: workers will not run it (one already running finishes)", &id[..id.len().min(8)]));
+                return vec![Command::Revoke(id)];
             }
             Action::Tick => {
                 let Some(item) = self.course.checklist().get(self.checklist_selected).map(|i| i.id.clone()) else { return vec![] };
@@ -932,6 +945,10 @@ impl App {
             WorkerEvent::TaskStarted { id, at } => {
                 self.set_state(&id, TaskState::Started, at);
             }
+            WorkerEvent::TaskRevoked { id, at } => {
+                self.set_state(&id, TaskState::Revoked, at);
+                return self.after_ready();
+            }
             WorkerEvent::TaskSucceeded { id, result, runtime, at } => {
                 if self.set_state(&id, TaskState::Success, at)
                     && let Some(row) = self.task_mut(&id)
@@ -998,6 +1015,7 @@ impl App {
                 at,
             },
             "task-retried" => WorkerEvent::TaskRetried { id: id.clone(), exception: text("exception"), at },
+            "task-revoked" => WorkerEvent::TaskRevoked { id: id.clone(), at },
             "worker-online" | "worker-heartbeat" => {
                 let software = format!("{} {}", text("sw_ident"), text("sw_ver")).trim().to_string();
                 let n = |k: &str| ev.fields.get(k).and_then(Value::as_u64).unwrap_or(0);

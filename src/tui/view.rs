@@ -653,28 +653,32 @@ fn draw_worker(f: &mut Frame, app: &App, area: Rect, focused: bool) {
         WorkerState::Killed | WorkerState::Failed => Color::Red,
         _ => Color::Yellow,
     };
+    let narrow = area.width < 76;
     let line1 = Line::from(vec![
         Span::styled(format!("{} ", w.state.label().to_uppercase()), Style::default().fg(color).add_modifier(Modifier::BOLD)),
         Span::raw(format!(
-            "c={} · acks {} · done {} ({} failed) · running {} · holding {}",
+            "c={} · acks {} · done {}{} · running {} · holding {}",
             w.concurrency,
             if w.acks_late { "late" } else { "early" },
             w.processed,
-            w.failed,
+            if w.failed > 0 { format!(" ({} failed)", w.failed) } else { String::new() },
             w.active,
             w.unacked
         )),
     ]);
-    let line2 = match &w.last_error {
-        Some(e) => Line::from(Span::styled(e.clone(), Style::default().fg(Color::Red))),
-        None => Line::from(Span::styled(
-            "w start · s stop · K kill · W restart · +/- concurrency · a acks",
-            Style::default().fg(Color::DarkGray),
-        )),
-    };
-    let line3 =
-        Line::from(Span::styled("h hello · A add · d divide · b 20×hello · B 100×add · e arguments", Style::default().fg(Color::DarkGray)));
-    f.render_widget(Paragraph::new(vec![line1, line2, line3]).block(panel(" Worker pool (this app's) ".into(), focused)), area);
+    let hint = |t: &str| Line::from(Span::styled(t.to_string(), Style::default().fg(Color::DarkGray)));
+    let mut lines = vec![line1];
+    match &w.last_error {
+        Some(e) => lines.push(Line::from(Span::styled(e.clone(), Style::default().fg(Color::Red)))),
+        None if narrow => lines.push(hint("w start · s stop · K kill · W restart · +/- · a acks")),
+        None => lines.push(hint("w start · s stop · K kill · W restart · +/- concurrency · a acks")),
+    }
+    if narrow {
+        lines.push(hint("send: h hello · A add · d divide · b/B bursts"));
+    } else {
+        lines.push(hint("h hello · A add · d divide · b 20×hello · B 100×add · e arguments"));
+    }
+    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }).block(panel(" Worker pool (this app's) ".into(), focused)), area);
 }
 
 fn draw_chart(f: &mut Frame, app: &App, area: Rect) {

@@ -41,3 +41,9 @@ def add_task(x: int, y: int):
 @app.task(name="tasks.divide")
 def divide_task(x: int, y: int):
     return x / y
+
+
+@app.task(name="tasks.sleep")
+def sleep_task(seconds: float):
+    time.sleep(seconds)
+    return seconds
