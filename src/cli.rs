@@ -19,8 +19,15 @@ use crate::lessons::progress::{ExperimentKind, Store};
 use crate::probes::{self, Probes, Status};
 use anyhow::Context;
 
+/// The version, and what this build speaks.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (Celery message protocol v2 and v1, Redis result backend; AMQP 0-9-1 via lapin 4; TLS: rustls with ring; \
+     Kubernetes API 1.37 via kube 5; lessons embedded)"
+);
+
 #[derive(Debug, Parser)]
-#[command(name = "mqlab", version, about = "Learn message queues by doing: RabbitMQ, Redis and Celery, live.")]
+#[command(name = "mqlab", version = VERSION, about = "Learn message queues by doing: RabbitMQ, Redis and Celery, live.")]
 pub struct Cli {
     #[command(flatten)]
     pub over: Overrides,
@@ -47,6 +54,13 @@ pub enum Command {
     /// Write the curriculum's Python project (celery_app.py, submit_task.py, requirements.txt,
     /// .gitignore) filled in with your broker and backend; existing files are never overwritten
     Init(InitArgs),
+    /// Print shell completions: mqlab completions bash > ~/.local/share/bash-completion/completions/mqlab
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): mqlab man > mqlab.1 && man ./mqlab.1
+    Man,
 }
 
 #[derive(Debug, clap::Args)]
@@ -251,6 +265,16 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Export(args)) => run_export(&cfg, args),
         Some(Command::Sandbox(args)) => run_sandbox(&cfg, args).await,
         Some(Command::Init(args)) => run_init(&cfg, args),
+        Some(Command::Completions { shell }) => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "mqlab", &mut std::io::stdout());
+            Ok(0)
+        }
+        Some(Command::Man) => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(0)
+        }
         None => {
             use std::io::IsTerminal;
             if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
@@ -774,6 +798,10 @@ fn run_export(cfg: &Config, args: ExportArgs) -> anyhow::Result<i32> {
         let kept = export::write(std::path::Path::new(&args.output), &md).with_context(|| format!("cannot write {}", args.output))?;
         let shown = std::fs::canonicalize(&args.output).unwrap_or_else(|_| args.output.clone().into());
         eprintln!("Wrote {}", shown.display());
+        let dir = shown.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+        for chart in export::write_charts(&dir, &p)? {
+            eprintln!("Wrote {}", chart.display());
+        }
         if let Some(k) = kept {
             eprintln!("The previous version is kept as {}", k.display());
         }

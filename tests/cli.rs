@@ -94,3 +94,73 @@ fn a_second_signal_is_a_cold_shutdown_that_requeues() {
     assert!(requeued, "the unfinished task went back to the queue");
     rt.block_on(common::cleanup(&q));
 }
+
+/// Completions for three shells, a man page, and a version that says what the build speaks.
+#[test]
+fn completions_man_page_and_version() {
+    let dir = tempfile::tempdir().unwrap();
+    for (shell, marker) in [("bash", "complete -F"), ("zsh", "#compdef mqlab"), ("fish", "complete -c mqlab")] {
+        let out = common::mqlab(dir.path()).args(["completions", shell]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && text.contains(marker) && text.contains("sandbox"), "{shell}: {text}");
+    }
+    let man = common::mqlab(dir.path()).arg("man").output().unwrap();
+    let text = String::from_utf8_lossy(&man.stdout);
+    assert!(text.contains(".TH mqlab 1") && text.contains("SUBCOMMANDS"), "{text}");
+    let v = common::mqlab(dir.path()).arg("--version").output().unwrap();
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert!(text.starts_with(&format!("mqlab {}", env!("CARGO_PKG_VERSION"))) && text.contains("rustls with ring"), "{text}");
+}
+
+/// The export draws the learner's own charts from what was recorded, and none without it.
+#[test]
+fn export_writes_charts_from_recorded_experiments() {
+    use mqlab::lessons::progress::{ExperimentKind, Progress, Store, experiment};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    // Nothing recorded: no chart.
+    let run = |data: &std::path::Path| {
+        let o = common::mqlab(data).args(["export", "-o"]).arg(out_dir.join("LEARNINGS.md")).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(&data);
+    assert!(!out_dir.join("learnings-recovery.svg").exists() && !out_dir.join("learnings-throughput.svg").exists());
+    let mut p = Progress::new();
+    let mut rec = experiment(
+        ExperimentKind::Recovery,
+        "The worker was killed with 4 message(s) unacknowledged; 20 task(s) waited (peak queue depth 20)",
+        serde_json::json!({"tasks": 20, "succeeded": 20, "failed": 0, "peak_depth": 20, "seconds": 8.5, "in_flight_at_kill": 4, "down_at": 2.0, "up_at": 9.0}),
+    );
+    rec.series = (0..30).map(|i| [i as f64 * 0.5, if (4..18).contains(&i) { 20.0 } else { 0.0 }, if i < 4 { 4.0 } else { 0.0 }]).collect();
+    p.experiments.push(rec);
+    for (c, secs) in [(4, 10.2), (16, 2.9)] {
+        p.experiments.push(experiment(
+            ExperimentKind::Concurrency,
+            format!("Burst of 20 × tasks.hello at concurrency {c}"),
+            serde_json::json!({"count": 20, "succeeded": 20, "concurrency": c, "seconds": secs, "peak_depth": 20, "drained": 1}),
+        ));
+    }
+    p.experiments.push(experiment(
+        ExperimentKind::EarlyAckLoss,
+        "Early acks: 4 of 20 lost",
+        serde_json::json!({"lost": 4, "in_flight": 4}),
+    ));
+    Store::new(&data).save(&p).unwrap();
+    run(&data);
+    let md = std::fs::read_to_string(out_dir.join("LEARNINGS.md")).unwrap();
+    for (file, title_bits) in [
+        ("learnings-recovery.svg", vec!["peak depth 20", "20 of 20 tasks done 8.5 s after the restart"]),
+        ("learnings-throughput.svg", vec!["c=4: 2.0/s", "c=16: 6.9/s"]),
+        ("learnings-acks.svg", vec!["early acks: 4 of 4 lost", "late acks: 0 of 4 lost"]),
+    ] {
+        let svg = std::fs::read_to_string(out_dir.join(file)).unwrap_or_else(|_| panic!("{file} written"));
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{file}");
+        let title = svg.split("<title>").nth(1).unwrap().split("</title>").next().unwrap();
+        for bit in title_bits {
+            assert!(title.contains(bit), "{file}: {title:?} lacks {bit:?}");
+        }
+        assert!(md.contains(&format!("]({file})")), "LEARNINGS.md links {file}");
+    }
+}

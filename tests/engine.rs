@@ -46,6 +46,7 @@ async fn run_tasks(client: &Client, msgs: &[TaskMessage], secs: u64) -> (Vec<Res
 }
 
 async fn mgmt_get(path: &str) -> Value {
+    mqlab::tls::ensure_provider();
     let c = reqwest::Client::new();
     for _ in 0..50 {
         let r = c.get(format!("{}/api/{path}", common::management())).basic_auth("guest", Some("guest")).send().await.unwrap();

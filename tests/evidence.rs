@@ -17,6 +17,7 @@ fn mgmt(method: reqwest::Method, path: &str, body: Option<Value>) -> u16 {
     let (base, user, pass) = ("http://127.0.0.1:15672", "guest", "guest");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
+        mqlab::tls::ensure_provider();
         let c = reqwest::Client::new();
         let mut r = c.request(method, format!("{base}{path}")).basic_auth(user, Some(pass));
         if let Some(b) = body {

@@ -389,6 +389,8 @@ fn a_late_ack_kill_is_a_recovery_that_lesson_7_counts() {
     key(&mut a, 'K');
     a.handle(Event::Worker(WorkerEvent::Stopped { mode: StopMode::Cold }));
     assert_eq!(a.tasks.iter().filter(|t| t.lost).count(), 0, "late acks lose nothing");
+    a.handle(Event::Depth { ready: 20, consumers: 0, at: t(1000) });
+    a.handle(Event::Depth { ready: 20, consumers: 0, at: t(1500) });
     key(&mut a, 'w');
     a.handle(Event::Worker(WorkerEvent::Ready { prefetch: 16 }));
     for i in 0..20 {
@@ -403,6 +405,9 @@ fn a_late_ack_kill_is_a_recovery_that_lesson_7_counts() {
     assert!(a.progress.experiment_seen("recovery"));
     let rec = a.progress.experiments.iter().find(|e| e.kind == ExperimentKind::Recovery).unwrap();
     assert!(rec.summary.starts_with("The worker was killed with 4 message(s) unacknowledged"), "{}", rec.summary);
+    // Its curve is kept for the export's chart: the depth readings around the outage.
+    assert!(rec.series.len() >= 2 && rec.figures.contains_key("down_at"), "{rec:?}");
+    assert!(rec.series.iter().any(|p| p[1] == 20.0));
 }
 
 #[test]

@@ -102,6 +102,19 @@ pub fn render(progress: &Progress, course: &Course, cfg: &Config) -> String {
 
     // What the checks of this track saw when they passed.
     let on_track = |id: &str| course.all_checks(track).iter().any(|c| c == id);
+    let charts = super::charts::all(progress);
+    if !charts.is_empty() {
+        let _ = writeln!(md, "### My Charts\n");
+        for (file, _) in &charts {
+            let what = match file.as_str() {
+                "learnings-recovery.svg" => "Queue depth through my recovery experiment",
+                "learnings-throughput.svg" => "Throughput of my bursts by concurrency",
+                _ => "A killed worker: early against late acks",
+            };
+            let _ = writeln!(md, "![{what}]({file})\n");
+        }
+    }
+
     let passed: Vec<(&String, &super::progress::CheckRecord)> =
         progress.checks.iter().filter(|(id, r)| r.passed_at.is_some() && on_track(id)).collect();
     if !passed.is_empty() {
@@ -133,6 +146,18 @@ pub fn render(progress: &Progress, course: &Course, cfg: &Config) -> String {
         }
     }
     scrub_secrets(&md, cfg)
+}
+
+/// Writes the charts the recorded experiments allow beside LEARNINGS.md (in `dir`); returns
+/// their paths. No experiment, no chart.
+pub fn write_charts(dir: &std::path::Path, progress: &super::progress::Progress) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut out = vec![];
+    for (name, svg) in super::charts::all(progress) {
+        let path = dir.join(name);
+        std::fs::write(&path, svg).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        out.push(path);
+    }
+    Ok(out)
 }
 
 /// Writes LEARNINGS.md. An existing, different file is kept beside it

@@ -4,6 +4,7 @@
 //!
 //! Text between `::: k3s` (or `::: local`) and `:::` is shown on that track only.
 
+pub mod charts;
 pub mod export;
 pub mod progress;
 pub mod project;

@@ -65,7 +65,14 @@ pub struct Experiment {
     pub summary: String,
     #[serde(default)]
     pub figures: BTreeMap<String, serde_json::Value>,
+    /// What the queue did during it: [seconds from its start, ready, unacked], at most
+    /// `MAX_SERIES` points (for the charts beside LEARNINGS.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<[f64; 3]>,
 }
+
+/// The most points an experiment keeps of its time series.
+pub const MAX_SERIES: usize = 240;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
@@ -246,7 +253,7 @@ impl Progress {
 /// An experiment as recorded now.
 pub fn experiment(kind: ExperimentKind, summary: impl Into<String>, figures: serde_json::Value) -> Experiment {
     let figures = figures.as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
-    Experiment { kind, at: Utc::now(), summary: summary.into(), figures }
+    Experiment { kind, at: Utc::now(), summary: summary.into(), figures, series: vec![] }
 }
 
 fn known_item(course: &Course, id: &str) -> anyhow::Result<()> {

@@ -208,7 +208,12 @@ impl Runtime {
             }
             Command::Export(path) => {
                 let md = export::render(&app.progress, &app.course, &app.cfg);
+                let progress = app.progress.clone();
                 self.tasks.spawn_blocking(move || {
+                    let dir = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+                    if let Err(e) = export::write_charts(&dir, &progress) {
+                        let _ = tx.send(Event::Failed(format!("charts not written: {e:#}")));
+                    }
                     let _ = match export::write(&path, &md) {
                         Ok(None) => tx.send(Event::Exported(path)),
                         Ok(Some(kept)) => tx.send(Event::Notice(format!(

@@ -210,6 +210,9 @@ pub struct RecoveryWatch {
     pub in_flight_at_kill: usize,
     /// Killed (a crash), not stopped.
     pub killed: bool,
+    /// When the worker went down and came back (seconds since the app started).
+    pub down_at: Option<f64>,
+    pub up_at: f64,
 }
 
 pub struct App {
@@ -268,6 +271,8 @@ pub struct App {
     pub killed_in_flight: usize,
     /// The worker was killed (not stopped) since it was last ready.
     pub killed_since_ready: bool,
+    /// When the worker last stopped (seconds since the app started).
+    pub down_at: Option<f64>,
     pub offered_sandbox: bool,
     /// Workers seen on the broker by their events.
     pub workers: BTreeMap<String, SeenWorker>,
@@ -394,6 +399,7 @@ impl App {
             peak_depth_while_down: 0,
             killed_in_flight: 0,
             killed_since_ready: false,
+            down_at: None,
             offered_sandbox: false,
             workers: BTreeMap::new(),
             sends: SendTally::default(),

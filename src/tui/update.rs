@@ -745,7 +745,25 @@ impl App {
     }
 
     fn record(&mut self, kind: ExperimentKind, summary: String, figures: Value) {
-        self.change(Change::Experiment(crate::lessons::progress::experiment(kind, summary, figures)));
+        self.record_series(kind, summary, figures, vec![]);
+    }
+
+    fn record_series(&mut self, kind: ExperimentKind, summary: String, figures: Value, series: Vec<[f64; 3]>) {
+        let mut e = crate::lessons::progress::experiment(kind, summary, figures);
+        e.series = series;
+        self.change(Change::Experiment(e));
+    }
+
+    /// The depth readings from `from` (seconds since the app started) on, relative to `from`,
+    /// thinned to at most `MAX_SERIES` points.
+    fn series_since(&self, from: f64) -> Vec<[f64; 3]> {
+        let pts: Vec<[f64; 3]> = self.depth.iter().filter(|d| d.0 >= from).map(|d| [d.0 - from, d.1 as f64, d.2 as f64]).collect();
+        let max = crate::lessons::progress::MAX_SERIES;
+        if pts.len() <= max {
+            return pts;
+        }
+        let step = pts.len().div_ceil(max);
+        pts.into_iter().step_by(step).collect()
     }
 
     /// The changes to save now, numbered; kept until the store confirms them.
@@ -881,6 +899,8 @@ impl App {
                         peak_depth: self.peak_depth_while_down,
                         in_flight_at_kill: std::mem::take(&mut self.killed_in_flight),
                         killed: was_killed,
+                        down_at: self.down_at,
+                        up_at: self.depth.back().map(|d| d.0).unwrap_or(0.0),
                     });
                 }
                 self.peak_depth_while_down = 0;
@@ -895,6 +915,8 @@ impl App {
                 self.worker.last_error = Some(format!("Redis refused the result of {}: {error}", &task_id[..task_id.len().min(8)]));
             }
             WorkerEvent::Stopped { mode } => {
+                // On the depth readings' clock: the outage starts after the last reading.
+                self.down_at = Some(self.depth.back().map(|d| d.0).unwrap_or(0.0));
                 self.worker.state = if mode == StopMode::Cold { WorkerState::Killed } else { WorkerState::Stopped };
                 self.worker.active = 0;
                 self.worker.unacked = 0;
@@ -1147,7 +1169,8 @@ impl App {
             let secs = ((end - b.started).num_milliseconds() as f64 / 1000.0).max(0.001);
             let ok = b.ids.iter().filter(|id| success(self, id)).count();
             let n = b.ids.len();
-            self.record(
+            let series = self.series_since(self.seconds_since_start(b.started) - 1.0);
+            self.record_series(
                 ExperimentKind::Concurrency,
                 format!(
                     "Burst of {n} × {} at concurrency {}: {}; {ok} SUCCESS in {secs:.1} s ({:.0} tasks/s)",
@@ -1161,6 +1184,7 @@ impl App {
                     n as f64 / secs
                 ),
                 json!({"task": b.task, "count": n, "succeeded": ok, "concurrency": b.concurrency, "seconds": secs, "peak_depth": b.peak_depth, "drained": 1}),
+                series,
             );
             self.status = Some(format!("burst of {n} finished in {secs:.1} s"));
             cmds.push(Command::SaveProgress);
@@ -1178,14 +1202,23 @@ impl App {
                 (true, _) => "The worker was killed with nothing in flight".to_string(),
                 (false, _) => "The worker was down".to_string(),
             };
-            self.record(
+            // The queue from a little before the worker went down to now.
+            let from = (r.down_at.unwrap_or(r.up_at) - 2.0).max(0.0);
+            let series = self.series_since(from);
+            let mut figures = json!({"tasks": n, "succeeded": ok, "failed": failed, "peak_depth": r.peak_depth, "seconds": secs, "in_flight_at_kill": r.in_flight_at_kill});
+            if let Some(d) = r.down_at {
+                figures["down_at"] = json!(d - from);
+                figures["up_at"] = json!(r.up_at - from);
+            }
+            self.record_series(
                 ExperimentKind::Recovery,
                 format!(
                     "{how}; {n} task(s) waited (peak queue depth {}); after the restart {ok} reached SUCCESS and {failed} FAILURE within {secs:.1} s, {} lost",
                     r.peak_depth,
                     n - ok - failed
                 ),
-                json!({"tasks": n, "succeeded": ok, "failed": failed, "peak_depth": r.peak_depth, "seconds": secs, "in_flight_at_kill": r.in_flight_at_kill}),
+                figures,
+                series,
             );
             self.status = Some(format!("recovery: all {n} waiting tasks finished after the restart"));
             cmds.push(Command::SaveProgress);

@@ -187,6 +187,7 @@ fn management_call(method: &str, path: &str, body: Option<serde_json::Value>) ->
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
+            mqlab::tls::ensure_provider();
             let c = reqwest::Client::new();
             let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
             let mut r = c.request(m, url).basic_auth("guest", Some("guest"));

@@ -1,0 +1,199 @@
+//! The learner's own charts for LEARNINGS.md, drawn as SVG from what was recorded: queue depth
+//! through a recovery, throughput by concurrency, early against late acks. No experiment, no
+//! chart.
+
+use std::fmt::Write;
+
+use super::progress::{Experiment, ExperimentKind, Progress};
+
+const W: f64 = 640.0;
+const H: f64 = 300.0;
+const L: f64 = 56.0;
+const R: f64 = 16.0;
+const T: f64 = 44.0;
+const B: f64 = 40.0;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+fn frame(title: &str, out: &mut String) {
+    let _ = write!(
+        out,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <title>{t}</title>\n<rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\n\
+         <text x=\"{L}\" y=\"22\" font-size=\"14\" font-weight=\"bold\">{t}</text>\n",
+        t = esc(title)
+    );
+}
+
+fn axes(out: &mut String, x_label: &str, y_max: f64, y_label: &str) {
+    let (x0, y0, x1, y1) = (L, H - B, W - R, T);
+    let _ = writeln!(out, "<line x1=\"{x0}\" y1=\"{y0}\" x2=\"{x1}\" y2=\"{y0}\" stroke=\"#444\"/>");
+    let _ = writeln!(out, "<line x1=\"{x0}\" y1=\"{y0}\" x2=\"{x0}\" y2=\"{y1}\" stroke=\"#444\"/>");
+    let _ = writeln!(out, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>", (x0 + x1) / 2.0, H - 8.0, esc(x_label));
+    let _ = writeln!(out, "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{:.0}</text>", x0 - 6.0, y1 + 4.0, y_max);
+    let _ = writeln!(out, "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">0</text>", x0 - 6.0, y0 + 4.0);
+    let _ = writeln!(
+        out,
+        "<text x=\"14\" y=\"{}\" transform=\"rotate(-90 14 {})\" text-anchor=\"middle\">{}</text>",
+        (y0 + y1) / 2.0,
+        (y0 + y1) / 2.0,
+        esc(y_label)
+    );
+}
+
+fn nice_max(v: f64) -> f64 {
+    if v <= 4.0 {
+        4.0
+    } else {
+        let p = 10f64.powf(v.log10().floor());
+        (v / p).ceil() * p
+    }
+}
+
+/// Queue depth (ready, unacked) over time through a recorded recovery.
+pub fn recovery_chart(e: &Experiment) -> Option<String> {
+    if e.kind != ExperimentKind::Recovery || e.series.len() < 2 {
+        return None;
+    }
+    let t_max = e.series.iter().map(|p| p[0]).fold(1.0, f64::max);
+    let y_max = nice_max(e.series.iter().map(|p| p[1].max(p[2])).fold(0.0, f64::max));
+    let x = |t: f64| L + (W - L - R) * t / t_max;
+    let y = |v: f64| (H - B) - (H - B - T) * v / y_max;
+    let num = |k: &str| e.figures.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
+    let title = format!(
+        "Recovery: peak depth {:.0}, {:.0} of {:.0} tasks done {:.1} s after the restart",
+        num("peak_depth"),
+        num("succeeded"),
+        num("tasks"),
+        num("seconds")
+    );
+    let mut out = String::new();
+    frame(&title, &mut out);
+    axes(&mut out, &format!("seconds ({:.0} s recorded)", t_max), y_max, "messages");
+    // The worker's downtime, when recorded.
+    if let (Some(down), Some(up)) = (e.figures.get("down_at").and_then(|v| v.as_f64()), e.figures.get("up_at").and_then(|v| v.as_f64())) {
+        let _ = writeln!(
+            out,
+            "<rect x=\"{:.1}\" y=\"{T}\" width=\"{:.1}\" height=\"{}\" fill=\"#fde2e2\"/><text x=\"{:.1}\" y=\"{}\" fill=\"#b00\">worker down</text>",
+            x(down),
+            (x(up) - x(down)).max(1.0),
+            H - B - T,
+            x(down) + 4.0,
+            T + 14.0
+        );
+    }
+    for (i, (name, color)) in [("ready", "#c98f00"), ("unacked", "#b03fa0")].iter().enumerate() {
+        let pts: Vec<String> = e.series.iter().map(|p| format!("{:.1},{:.1}", x(p[0]), y(p[i + 1]))).collect();
+        let _ = writeln!(out, "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>", pts.join(" "));
+        let _ = writeln!(out, "<text x=\"{}\" y=\"{}\" fill=\"{color}\">{name}</text>", W - R - 70.0, T + 14.0 + i as f64 * 16.0);
+    }
+    out.push_str("</svg>\n");
+    Some(out)
+}
+
+/// Throughput of the recorded bursts, by concurrency (the best run at each).
+pub fn throughput_chart(p: &Progress) -> Option<String> {
+    let mut by_c: std::collections::BTreeMap<u64, f64> = std::collections::BTreeMap::new();
+    for e in p.experiments.iter().filter(|e| e.kind == ExperimentKind::Concurrency) {
+        let c = e.figures.get("concurrency").and_then(|v| v.as_u64()).unwrap_or(0);
+        let n = e.figures.get("count").and_then(|v| v.as_f64()).unwrap_or(0.0);
+        let s = e.figures.get("seconds").and_then(|v| v.as_f64()).unwrap_or(0.0);
+        if c > 0 && s > 0.0 {
+            let rate = n / s;
+            let best = by_c.entry(c).or_insert(0.0);
+            *best = best.max(rate);
+        }
+    }
+    if by_c.is_empty() {
+        return None;
+    }
+    let y_max = nice_max(by_c.values().cloned().fold(0.0, f64::max));
+    let summary: Vec<String> = by_c.iter().map(|(c, r)| format!("c={c}: {r:.1}/s")).collect();
+    let mut out = String::new();
+    frame(&format!("Throughput by concurrency — {}", summary.join(", ")), &mut out);
+    axes(&mut out, "concurrency", y_max, "tasks per second");
+    let slot = (W - L - R) / by_c.len() as f64;
+    for (i, (c, r)) in by_c.iter().enumerate() {
+        let h = (H - B - T) * r / y_max;
+        let x = L + slot * i as f64 + slot * 0.2;
+        let _ = writeln!(out, "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"#3b82c4\"/>", H - B - h, slot * 0.6);
+        let _ = writeln!(out, "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{r:.1}</text>", x + slot * 0.3, H - B - h - 4.0);
+        let _ = writeln!(out, "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{c}</text>", x + slot * 0.3, H - B + 14.0);
+    }
+    out.push_str("</svg>\n");
+    Some(out)
+}
+
+/// Early against late acks after a kill: tasks lost and tasks recovered, as recorded.
+pub fn acks_chart(p: &Progress) -> Option<String> {
+    let early = p.experiments.iter().rev().find(|e| e.kind == ExperimentKind::EarlyAckLoss);
+    let late =
+        p.experiments.iter().rev().find(|e| {
+            e.kind == ExperimentKind::Recovery && e.figures.get("in_flight_at_kill").and_then(|v| v.as_f64()).unwrap_or(0.0) >= 1.0
+        });
+    if early.is_none() && late.is_none() {
+        return None;
+    }
+    let num = |e: &Experiment, k: &str| e.figures.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
+    // (label, in flight at the kill, lost)
+    let mut bars = vec![];
+    if let Some(e) = early {
+        bars.push(("early acks", num(e, "in_flight"), num(e, "lost")));
+    }
+    if let Some(e) = late {
+        let lost = num(e, "tasks") - num(e, "succeeded") - num(e, "failed");
+        bars.push(("late acks", num(e, "in_flight_at_kill"), lost.max(0.0)));
+    }
+    let y_max = nice_max(bars.iter().map(|b| b.1).fold(0.0, f64::max));
+    let summary: Vec<String> = bars.iter().map(|b| format!("{}: {:.0} of {:.0} lost", b.0, b.2, b.1)).collect();
+    let mut out = String::new();
+    frame(&format!("A killed worker — {}", summary.join("; ")), &mut out);
+    axes(&mut out, "ack mode", y_max, "tasks in flight at the kill");
+    let slot = (W - L - R) / bars.len() as f64;
+    for (i, (label, inflight, lost)) in bars.iter().enumerate() {
+        let x = L + slot * i as f64 + slot * 0.25;
+        let h_all = (H - B - T) * inflight / y_max;
+        let h_lost = (H - B - T) * lost / y_max;
+        let _ = writeln!(
+            out,
+            "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h_all:.1}\" fill=\"#6cc070\"/>",
+            H - B - h_all,
+            slot * 0.5
+        );
+        let _ = writeln!(
+            out,
+            "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h_lost:.1}\" fill=\"#d9534f\"/>",
+            H - B - h_lost,
+            slot * 0.5
+        );
+        let _ = writeln!(
+            out,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{label}: {lost:.0} lost</text>",
+            x + slot * 0.25,
+            H - B + 14.0
+        );
+    }
+    let _ = writeln!(out, "<text x=\"{}\" y=\"{}\" fill=\"#6cc070\">recovered</text>", W - R - 80.0, T + 14.0);
+    let _ = writeln!(out, "<text x=\"{}\" y=\"{}\" fill=\"#d9534f\">lost</text>", W - R - 80.0, T + 30.0);
+    out.push_str("</svg>\n");
+    Some(out)
+}
+
+/// Every chart the recorded experiments allow: (file name, SVG).
+pub fn all(p: &Progress) -> Vec<(String, String)> {
+    let mut out = vec![];
+    if let Some(e) = p.experiments.iter().rev().find(|e| e.kind == ExperimentKind::Recovery && e.series.len() >= 2)
+        && let Some(svg) = recovery_chart(e)
+    {
+        out.push(("learnings-recovery.svg".to_string(), svg));
+    }
+    if let Some(svg) = throughput_chart(p) {
+        out.push(("learnings-throughput.svg".to_string(), svg));
+    }
+    if let Some(svg) = acks_chart(p) {
+        out.push(("learnings-acks.svg".to_string(), svg));
+    }
+    out
+}
