@@ -17,6 +17,22 @@ use super::tasks::TaskError;
 
 pub const KEY_PREFIX: &str = "celery-task-meta-";
 
+/// One result stored as Celery does, atomically: keep a stored SUCCESS, else SETEX (or SET
+/// when results never expire) and PUBLISH on the key's channel. Errors come back as text.
+const STORE_SCRIPT: &str = r#"
+local cur = redis.pcall('GET', KEYS[1])
+if type(cur) == 'table' and cur['err'] then return 'ERR ' .. cur['err'] end
+if cur then
+  local ok, m = pcall(cjson.decode, cur)
+  if ok and type(m) == 'table' and m['status'] == 'SUCCESS' then return 'KEPT' end
+end
+local r
+if tonumber(ARGV[2]) > 0 then r = redis.pcall('SETEX', KEYS[1], ARGV[2], ARGV[1]) else r = redis.pcall('SET', KEYS[1], ARGV[1]) end
+if type(r) == 'table' and r['err'] then return 'ERR ' .. r['err'] end
+redis.call('PUBLISH', KEYS[1], ARGV[1])
+return 'OK'
+"#;
+
 /// A stored result, field for field as Celery writes it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ResultMeta {
@@ -160,6 +176,27 @@ impl ResultBackend {
         Ok(StoreOutcome::Stored)
     }
 
+    /// Stores many states in one round trip, each as `store` does (a stored SUCCESS is never
+    /// overwritten; SETEX then PUBLISH), by a script per result so that one result's error (a
+    /// key of another type) fails that result only. Ok(per result: Ok(outcome) or Err(reason)).
+    pub async fn store_many(&self, metas: &[ResultMeta]) -> redis::RedisResult<Vec<Result<StoreOutcome, String>>> {
+        let mut pipe = redis::pipe();
+        for meta in metas {
+            let value = serde_json::to_string(meta).expect("result meta serializes");
+            pipe.cmd("EVAL").arg(STORE_SCRIPT).arg(1).arg(Self::key(&meta.task_id)).arg(value).arg(self.expires);
+        }
+        let mut conn = self.conn.clone();
+        let replies: Vec<String> = pipe.query_async(&mut conn).await?;
+        Ok(replies
+            .into_iter()
+            .map(|r| match r.as_str() {
+                "OK" => Ok(StoreOutcome::Stored),
+                "KEPT" => Ok(StoreOutcome::KeptSuccess),
+                other => Err(other.trim_start_matches("ERR ").to_string()),
+            })
+            .collect())
+    }
+
     /// Notes task ids in a sorted set `key` (scored by time, the newest `keep` kept, expiring
     /// after a week), so a reader can tell the tasks this client sent from anyone else's.
     pub async fn mark_sent(&self, key: &str, ids: &[String], keep: usize) -> redis::RedisResult<()> {
@@ -234,7 +271,11 @@ impl ResultBackend {
                 }
             }
         });
-        Ok(ResultWatcher { rx, backend: self.clone(), pending: ids.iter().cloned().collect(), forwarder })
+        let mut w = ResultWatcher { rx, backend: self.clone(), pending: ids.iter().cloned().collect(), forwarder, snapshot: None };
+        // What is stored already, read right after subscribing (so before the caller publishes):
+        // everything later comes through the subscription, in order.
+        w.snapshot = Some(w.read_stored().await?);
+        Ok(w)
     }
 }
 
@@ -244,6 +285,8 @@ pub struct ResultWatcher {
     backend: ResultBackend,
     pending: HashSet<String>,
     forwarder: tokio::task::JoinHandle<()>,
+    /// The states stored when the subscription began, handed out by the first `poll_once`.
+    snapshot: Option<Vec<ResultMeta>>,
 }
 
 impl Drop for ResultWatcher {
@@ -256,6 +299,13 @@ impl ResultWatcher {
     /// One GET of everything still pending (what Celery does once before draining pub/sub), so a
     /// result stored before the subscription is seen too.
     pub async fn poll_once(&mut self) -> anyhow::Result<Vec<ResultMeta>> {
+        if let Some(s) = self.snapshot.take() {
+            return Ok(s);
+        }
+        self.read_stored().await
+    }
+
+    async fn read_stored(&mut self) -> anyhow::Result<Vec<ResultMeta>> {
         let ids: Vec<String> = self.pending.iter().cloned().collect();
         let mut out = vec![];
         for chunk in ids.chunks(1000) {

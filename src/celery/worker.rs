@@ -251,7 +251,6 @@ struct Shared {
     opts: WorkerOptions,
     registry: Registry,
     backend: Option<ResultBackend>,
-    backend_down: AtomicBool,
     stats: Arc<WorkerStats>,
     events: Emitter,
     pid: u32,
@@ -264,6 +263,8 @@ struct Shared {
     started: Instant,
     /// Since when the broker has been unreachable.
     outage: Mutex<Option<Instant>>,
+    /// The ordered result writer (present with a result backend).
+    writer: Option<mpsc::UnboundedSender<WriteJob>>,
     /// Revoked task ids (bounded, as Celery's LimitedSet), checked on receipt and before a run.
     revoked: Mutex<Revoked>,
     /// Running tasks that a `revoke(terminate=True)` can stop.
@@ -449,10 +450,21 @@ async fn run(
             }
         }
     };
+    // Result writes leave the task slots: one ordered writer batches them (see `write_loop`).
+    // The writer ends by itself once the worker's shared state (the last sender) is gone, after
+    // writing what was queued.
+    let (writer_tx, _writer_task) = match &backend {
+        Some(b) => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let down = Arc::new(AtomicBool::new(false));
+            (Some(tx), Some(tokio::spawn(write_loop(b.clone(), events.clone(), down, rx))))
+        }
+        None => (None, None),
+    };
     let shared = Arc::new(Shared {
         registry: Registry::builtin(),
         backend,
-        backend_down: AtomicBool::new(false),
+        writer: writer_tx,
         stats,
         events: events.clone(),
         pid: std::process::id(),
@@ -810,7 +822,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
     }
     // Waits for a free slot; a closed semaphore means a warm shutdown began before this task
     // started, so the message goes back to the queue.
-    let Ok(_permit) = slots.acquire_owned().await else {
+    let Ok(permit) = slots.acquire_owned().await else {
         if d.acker.reject(BasicRejectOptions { requeue: true }).await.is_ok() {
             settled(&shared.stats);
         }
@@ -825,7 +837,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         ack(&d, &shared.stats).await;
     }
     if stores && shared.opts.track_started {
-        store(&shared, ResultMeta::started(&msg.id, shared.pid, &shared.opts.hostname)).await;
+        store_later(&shared, ResultMeta::started(&msg.id, shared.pid, &shared.opts.hostname));
     }
     shared.active.lock().unwrap().insert(
         msg.id.clone(),
@@ -873,6 +885,11 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
     };
     shared.terminators.lock().unwrap().remove(&msg.id);
     let runtime = start.elapsed().as_secs_f64();
+    // The run is over: its slot is free for the next task while this one's result is stored
+    // and its message acknowledged.
+    drop(permit);
+    shared.active.lock().unwrap().remove(&msg.id);
+    shared.stats.active.fetch_sub(1, Ordering::Relaxed);
     let Some(outcome) = outcome else {
         // revoke(terminate=True): the run is stopped where it is.
         info!("Terminating {}: task {name} revoked with terminate", msg.id);
@@ -884,8 +901,6 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         if shared.opts.acks_late {
             ack(&d, &shared.stats).await;
         }
-        shared.active.lock().unwrap().remove(&msg.id);
-        shared.stats.active.fetch_sub(1, Ordering::Relaxed);
         return;
     };
     match outcome {
@@ -923,8 +938,6 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
             if shared.opts.acks_late {
                 ack(&d, &shared.stats).await;
             }
-            shared.active.lock().unwrap().remove(&msg.id);
-            shared.stats.active.fetch_sub(1, Ordering::Relaxed);
             return;
         }
         Err(err) => {
@@ -949,43 +962,80 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
     if shared.opts.acks_late {
         ack(&d, &shared.stats).await;
     }
-    shared.active.lock().unwrap().remove(&msg.id);
     *shared.totals.lock().unwrap().entry(msg.task.clone()).or_insert(0) += 1;
-    shared.stats.active.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Stores a result, retrying while Redis is away so that (with late acks) the message is acked
 /// only once its result is safe. One log line when Redis goes away and one when it is back.
+/// Stores a result through the ordered writer and waits until it is stored (or given up).
 async fn store(shared: &Shared, meta: ResultMeta) {
-    let Some(backend) = &shared.backend else {
-        return;
-    };
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match backend.store(&meta).await {
-            Ok(outcome) => {
-                if shared.backend_down.swap(false, Ordering::Relaxed) {
-                    info!("result backend: connection re-established; storing results again");
-                    shared.events.send(WorkerEvent::BackendRecovered);
-                }
-                if outcome == StoreOutcome::KeptSuccess {
-                    debug!("result of {} already SUCCESS; {} not stored", meta.task_id, meta.status);
-                }
-                return;
+    let Some(w) = &shared.writer else { return };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if w.send(WriteJob { meta, done: Some(tx) }).is_ok() {
+        let _ = rx.await;
+    }
+}
+
+/// Queues a result for the ordered writer without waiting (STARTED: the task runs meanwhile;
+/// the writer keeps the order, so SUCCESS is never published before it).
+fn store_later(shared: &Shared, meta: ResultMeta) {
+    if let Some(w) = &shared.writer {
+        let _ = w.send(WriteJob { meta, done: None });
+    }
+}
+
+/// A result to write, and who waits for it.
+struct WriteJob {
+    meta: ResultMeta,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// The one result writer: takes every waiting result (up to 512) and stores them in one Redis
+/// round trip, in the order they came. Redis away: the batch waits and is retried (one log line
+/// per outage). A result Redis refuses for good (a key of another type, a refused login, a bad
+/// expiry) is given up with a clear line, and its slot is free.
+async fn write_loop(backend: ResultBackend, events: Emitter, down: Arc<AtomicBool>, mut rx: mpsc::UnboundedReceiver<WriteJob>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 512 {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
             }
-            Err(e) if !ResultBackend::is_outage(&e) => {
-                // Waiting would not help: this result is given up, and the slot is freed.
-                error!("result backend refused the {} result of task {}: {e}; it is not stored", meta.status, meta.task_id);
-                shared.events.send(WorkerEvent::BackendRefused { task_id: meta.task_id.clone(), error: e.to_string() });
-                return;
-            }
-            Err(e) => {
-                if !shared.backend_down.swap(true, Ordering::Relaxed) {
-                    warn!("result backend: cannot store results ({e}); retrying until Redis is back");
-                    shared.events.send(WorkerEvent::BackendLost { error: e.to_string() });
+        }
+        let metas: Vec<ResultMeta> = batch.iter().map(|j| j.meta.clone()).collect();
+        let mut delay = Duration::from_millis(200);
+        let outcomes = loop {
+            match backend.store_many(&metas).await {
+                Ok(o) => {
+                    if down.swap(false, Ordering::Relaxed) {
+                        info!("result backend: connection re-established; storing results again");
+                        events.send(WorkerEvent::BackendRecovered);
+                    }
+                    break o;
                 }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+                Err(e) if !ResultBackend::is_outage(&e) => break vec![Err(e.to_string()); metas.len()],
+                Err(e) => {
+                    if !down.swap(true, Ordering::Relaxed) {
+                        warn!("result backend: cannot store results ({e}); retrying until Redis is back");
+                        events.send(WorkerEvent::BackendLost { error: e.to_string() });
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        for (job, outcome) in batch.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(StoreOutcome::KeptSuccess) => debug!("result of {} already SUCCESS; {} not stored", job.meta.task_id, job.meta.status),
+                Ok(StoreOutcome::Stored) => {}
+                Err(e) => {
+                    error!("result backend refused the {} result of task {}: {e}; it is not stored", job.meta.status, job.meta.task_id);
+                    events.send(WorkerEvent::BackendRefused { task_id: job.meta.task_id.clone(), error: e });
+                }
+            }
+            if let Some(d) = job.done {
+                let _ = d.send(());
             }
         }
     }
