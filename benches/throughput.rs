@@ -93,7 +93,7 @@ fn main() {
     // MQLAB_BENCH_EVENTS=1 turns task events on in both workers.
     let events = std::env::var("MQLAB_BENCH_EVENTS").is_ok_and(|v| v == "1");
     let ev = if events { "task events on" } else { "no task events" };
-    let rs = rt.block_on(measure(&format!("mqlab worker -c {mqlab_c} (prefetch ×4, late acks, {ev})"), n, |q| {
+    let run_mqlab = || rt.block_on(measure(&format!("mqlab worker -c {mqlab_c} (prefetch ×4, late acks, {ev})"), n, |q| {
         Command::new(&bin)
             .args([
                 "--broker",
@@ -117,7 +117,7 @@ fn main() {
             .spawn()
             .unwrap()
     }));
-    let py = rt.block_on(measure(&format!("celery worker -P prefork -c {py_c} (prefetch ×4, early acks, {ev})"), n, |q| {
+    let run_py = || rt.block_on(measure(&format!("celery worker -P prefork -c {py_c} (prefetch ×4, early acks, {ev})"), n, |q| {
         Command::new(venv.join("bin/celery"))
             .args([
                 "-A",
@@ -144,8 +144,27 @@ fn main() {
             .spawn()
             .expect("the Python venv (.venv) with celery[redis] is needed")
     }));
-    for r in [&rs, &py] {
-        println!("  {:<52} {:>9.0} tasks/s  ({} SUCCESS, {} FAILURE)", r.label, r.tasks_per_s, r.completed, r.failed);
+    // Rounds in alternating order (mqlab first, then Python first, ...): median, min and max.
+    let rounds: usize = std::env::var("MQLAB_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let (mut ms, mut ps) = (vec![], vec![]);
+    for r in 0..rounds {
+        if r % 2 == 0 {
+            ms.push(run_mqlab());
+            ps.push(run_py());
+        } else {
+            ps.push(run_py());
+            ms.push(run_mqlab());
+        }
     }
-    println!("  ratio mqlab / Python Celery: {:.1}×", rs.tasks_per_s / py.tasks_per_s);
+    let stat = |runs: &[Run]| -> (f64, f64, f64) {
+        let mut v: Vec<f64> = runs.iter().map(|r| r.tasks_per_s).collect();
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        (v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    for runs in [&ms, &ps] {
+        let (med, min, max) = stat(runs);
+        let lost: usize = runs.iter().map(|r| n - r.completed - r.failed).sum();
+        println!("  {:<60} median {:>7.0} tasks/s  (min {:.0}, max {:.0}; {} rounds, {} not completed)", runs[0].label, med, min, max, runs.len(), lost);
+    }
+    println!("  ratio of medians mqlab / Python Celery: {:.1}×", stat(&ms).0 / stat(&ps).0);
 }
