@@ -68,3 +68,36 @@ fn revoke_every_form_on_both_workers() {
     assert_revoke_outcomes("mqlab", &mqlab);
     println!("revoke, Python Celery: {python}\nrevoke, mqlab: {mqlab}");
 }
+
+fn run_script(script: &str, q: &str, args: &[&str]) -> Value {
+    let out = Command::new(common::python())
+        .arg(script)
+        .args(args)
+        .current_dir(common::python_dir())
+        .env("CELERY_BROKER_URL", common::broker())
+        .env("CELERY_RESULT_BACKEND", common::redis())
+        .env("MQLAB_TEST_QUEUE", q)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(String::from_utf8_lossy(&out.stdout).lines().last().unwrap().as_bytes()).unwrap()
+}
+
+/// Compressed task bodies (zlib, gzip, bzip2, lzma), as Celery's task_compression sends them:
+/// the same outcomes on both workers.
+#[test]
+fn compressed_messages_on_both_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = common::queue("zip-py");
+    let node = format!("pyz-{}@{}", &q[q.len() - 8..], mqlab::celery::protocol::hostname());
+    let py = python_worker(&q, &node, &dir.path().join("py.log"));
+    let python = run_script("compressed.py", &q, &[]);
+    drop(py);
+    let q = common::queue("zip-mq");
+    let _w = common::start_worker(dir.path(), &q, &["-c", "2"], &dir.path().join("mq.log"));
+    let mqlab = run_script("compressed.py", &q, &[]);
+    for m in ["zlib", "gzip", "bzip2", "lzma"] {
+        assert_eq!(python[m], serde_json::json!({"result": 42, "state": "SUCCESS"}), "Python Celery, {m}: {python}");
+        assert_eq!(mqlab[m], python[m], "mqlab, {m}: {mqlab}");
+    }
+}

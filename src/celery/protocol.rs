@@ -257,6 +257,15 @@ impl TaskMessage {
                 return Err(err(DecodeErrorKind::ContentEncoding(enc)));
             }
         }
+        // kombu's compression (task_compression): the body is compressed, the header names how.
+        let inflated;
+        let body = match headers.get("compression").and_then(Value::as_str) {
+            Some(kind) => {
+                inflated = decompress(kind, body).map_err(|e| err(DecodeErrorKind::Body(e)))?;
+                inflated.as_slice()
+            }
+            None => body,
+        };
         let raw: Value = serde_json::from_slice(body).map_err(|e| err(DecodeErrorKind::Json(e.to_string())))?;
         let body = kombu_decode(raw).map_err(|e| err(DecodeErrorKind::Json(e)))?;
         let reply_to = props.reply_to().as_ref().map(|s| s.to_string()).unwrap_or_default();
@@ -586,6 +595,48 @@ pub fn json_to_amqp(v: &Value) -> AMQPValue {
 }
 
 /// AMQP field value → JSON, accepting every integer width, floats and both string kinds.
+/// The largest body a compressed one may expand to (a small message cannot become a huge one).
+pub const MAX_INFLATED: u64 = 64 * 1024 * 1024;
+
+/// Expands a body compressed as kombu does: `application/x-gzip` (zlib, kombu's `zlib`/`gzip`),
+/// `application/x-bz2` (bzip2), `application/x-lzma` (xz/lzma).
+pub fn decompress(kind: &str, body: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let too_big = || format!("the body expands past {} MiB", MAX_INFLATED / 1024 / 1024);
+    match kind {
+        "application/x-gzip" | "zlib" | "gzip" => {
+            flate2::read::ZlibDecoder::new(body).take(MAX_INFLATED + 1).read_to_end(&mut out).map_err(|e| format!("zlib: {e}"))?;
+        }
+        "application/x-bz2" | "bzip2" | "bzip" => {
+            bzip2::read::BzDecoder::new(body).take(MAX_INFLATED + 1).read_to_end(&mut out).map_err(|e| format!("bzip2: {e}"))?;
+        }
+        "application/x-lzma" | "lzma" | "xz" => {
+            /// Refuses to grow past the limit.
+            struct Capped<'a>(&'a mut Vec<u8>);
+            impl std::io::Write for Capped<'_> {
+                fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                    if (self.0.len() + buf.len()) as u64 > MAX_INFLATED {
+                        return Err(std::io::Error::other("too big"));
+                    }
+                    self.0.extend_from_slice(buf);
+                    Ok(buf.len())
+                }
+                fn flush(&mut self) -> std::io::Result<()> {
+                    Ok(())
+                }
+            }
+            let mut input = std::io::BufReader::new(body);
+            lzma_rs::xz_decompress(&mut input, &mut Capped(&mut out)).map_err(|e| format!("xz: {e}"))?;
+        }
+        other => return Err(format!("compression {other:?} is not supported (zlib, bzip2 and lzma are)")),
+    }
+    if out.len() as u64 > MAX_INFLATED {
+        return Err(too_big());
+    }
+    Ok(out)
+}
+
 /// How deep a header value may nest (Celery's own headers nest two or three levels).
 pub const MAX_HEADER_DEPTH: usize = 32;
 
@@ -763,4 +814,20 @@ mod tests {
         assert!(parse_time("2026-11-27T21:40:46Z").is_some());
         assert!(parse_time("tomorrow").is_none());
     }
+
+    #[test]
+    fn a_compressed_body_cannot_expand_without_bound() {
+        use std::io::Write;
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1024 * 1024];
+        for _ in 0..80 {
+            z.write_all(&zeros).unwrap();
+        }
+        let bomb = z.finish().unwrap();
+        assert!(bomb.len() < 200_000);
+        let e = decompress("application/x-gzip", &bomb).unwrap_err();
+        assert!(e.contains("expands past 64 MiB"), "{e}");
+        assert!(decompress("application/x-snappy", b"x").unwrap_err().contains("not supported"));
+    }
+
 }
