@@ -8,9 +8,14 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 fn python_worker(q: &str, node: &str, log: &std::path::Path) -> common::Proc {
+    python_worker_with(q, node, log, &[])
+}
+
+fn python_worker_with(q: &str, node: &str, log: &std::path::Path, extra: &[&str]) -> common::Proc {
     let celery = common::python().parent().unwrap().join("celery");
     let child = Command::new(celery)
         .args(["-A", "celery_app", "worker", "-c", "2", "-l", "info", "--without-mingle", "--without-gossip", "-n", node])
+        .args(extra)
         .current_dir(common::python_dir())
         .env("CELERY_BROKER_URL", common::broker())
         .env("CELERY_RESULT_BACKEND", common::redis())
@@ -100,4 +105,71 @@ fn compressed_messages_on_both_workers() {
         assert_eq!(python[m], serde_json::json!({"result": 42, "state": "SUCCESS"}), "Python Celery, {m}: {python}");
         assert_eq!(mqlab[m], python[m], "mqlab, {m}: {mqlab}");
     }
+}
+
+/// `-Q a,b` consumes both queues, on both workers.
+#[test]
+fn comma_separated_queues_on_both_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (common::queue("qa"), common::queue("qb"));
+    let both = format!("{a},{b}");
+    let node = format!("pyq-{}@{}", &a[a.len() - 8..], mqlab::celery::protocol::hostname());
+    let py = python_worker_with(&a, &node, &dir.path().join("py.log"), &["-Q", &both]);
+    let python = run_script("queues.py", &a, &[&a, &b]);
+    drop(py);
+    let (a2, b2) = (common::queue("qa"), common::queue("qb"));
+    let node2 = format!("mqq-{}@{}", &a2[a2.len() - 8..], mqlab::celery::protocol::hostname());
+    let _w = common::start_worker(dir.path(), &format!("{a2},{b2}"), &["-n", &node2, "-c", "2"], &dir.path().join("mq.log"));
+    let mqlab = run_script("queues.py", &a2, &[&a2, &b2]);
+    assert_eq!(python, serde_json::json!({"a": 3, "b": 7}));
+    assert_eq!(mqlab, python);
+}
+
+/// A queue that already exists with other arguments (a priority queue) is consumed as it is,
+/// and the broker hands out the waiting messages by priority.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_existing_priority_queue_is_consumed_in_priority_order() {
+    use lapin::options::QueueDeclareOptions;
+    use lapin::types::{AMQPValue, FieldTable};
+    let q = common::queue("prio");
+    let conn = lapin::Connection::connect(&common::broker(), Default::default()).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let mut args = FieldTable::default();
+    args.insert("x-max-priority".into(), AMQPValue::ShortShortUInt(10));
+    ch.queue_declare(q.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, args).await.unwrap();
+    // The submitter declares the plain queue too, and copes the same way (a passive declare).
+    let client = mqlab::celery::client::Client::connect(&common::broker(), Some(&common::redis()), &q, 3600).await.unwrap();
+    let mut msgs = vec![];
+    for i in 0..6 {
+        let mut m = mqlab::celery::protocol::TaskMessage::new("tasks.add", vec![serde_json::json!(i), serde_json::json!(0)], Default::default());
+        m.priority = if i == 5 { 9 } else { 0 };
+        msgs.push(m);
+    }
+    client.publish(&msgs).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("w.log");
+    let mut w = common::start_worker(dir.path(), &q, &["-c", "1", "--prefetch-multiplier", "1"], &log);
+    let backend = mqlab::celery::backend::ResultBackend::connect(&common::redis(), 3600).await.unwrap();
+    assert!(
+        common::eventually(20, || async {
+            let mut done = 0;
+            for m in &msgs {
+                if backend.get(&m.id).await.map(|r| r.status.is_ready()).unwrap_or(false) {
+                    done += 1;
+                }
+            }
+            done == msgs.len()
+        })
+        .await,
+        "every task ran:\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("consuming it as it is"), "{text}");
+    let first = text.lines().find(|l| l.contains("] received")).unwrap();
+    assert!(first.contains(&msgs[5].id), "the priority 9 task is handed out first: {first}");
+    w.signal(libc::SIGTERM);
+    assert!(w.wait_exit(10).is_some_and(|s| s.success()));
+    let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
+    let _ = conn.close(200, "bye".into()).await;
 }

@@ -75,6 +75,12 @@ fn classify(detail: &str, url: String) -> ConnectError {
 
 /// Declares what Celery declares for a task queue named `queue`: a durable direct exchange of the
 /// same name, the durable queue, and the binding with routing key = queue name.
+/// The broker's 406: a declaration that does not match what exists (the channel is closed).
+pub fn is_precondition_failed(e: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    matches!(e.kind(), lapin::ErrorKind::ProtocolError(a) if matches!(a.kind(), AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)))
+}
+
 pub async fn declare_task_queue(ch: &Channel, queue: &str) -> lapin::Result<()> {
     ch.exchange_declare(
         short(queue),

@@ -72,6 +72,12 @@ impl WorkerOptions {
         }
     }
 
+    /// The queues to consume: `-Q a,b` is two (blank names dropped; none left is the one named).
+    pub fn queues(&self) -> Vec<String> {
+        let qs: Vec<String> = self.queue.split(',').map(|q| q.trim().to_string()).filter(|q| !q.is_empty()).collect();
+        if qs.is_empty() { vec![self.queue.clone()] } else { qs }
+    }
+
     /// `concurrency × multiplier`, as Celery computes it (0 = no limit).
     pub fn prefetch_count(&self) -> u16 {
         (self.concurrency as u64 * self.prefetch_multiplier as u64).min(u16::MAX as u64) as u16
@@ -566,16 +572,39 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
     let opts = &shared.opts;
     let conn = broker::connect(&opts.broker_url, &format!("mqlab worker {}", opts.hostname)).await?;
     let ch = conn.create_channel().await?;
-    broker::declare_task_queue(&ch, &opts.queue)
-        .await
-        .map_err(|e| refusal(&e, &format!("declare queue {:?}", opts.queue)).map(SessionError::Refused).unwrap_or(SessionError::Amqp(e)))?;
+    // `-Q a,b` consumes each queue, as Celery does.
+    let queues = opts.queues();
+    // Declarations on a channel of their own: a queue that exists with other arguments (say
+    // x-max-priority) makes the broker close the channel that declared it; it is then used as
+    // it is (a passive declare), the way a Celery worker with matching settings would.
+    let mut setup = conn.create_channel().await?;
+    for q in &queues {
+        match broker::declare_task_queue(&setup, q).await {
+            Ok(()) => {}
+            Err(e) if broker::is_precondition_failed(&e) => {
+                setup = conn.create_channel().await?;
+                setup
+                    .queue_declare(short(q), lapin::options::QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
+                    .await
+                    .map_err(|e| refusal(&e, &format!("use queue {q:?}")).map(SessionError::Refused).unwrap_or(SessionError::Amqp(e)))?;
+                info!("queue {q:?} exists with other arguments than a plain Celery queue; consuming it as it is");
+            }
+            Err(e) => return Err(refusal(&e, &format!("declare queue {q:?}")).map(SessionError::Refused).unwrap_or(SessionError::Amqp(e))),
+        }
+    }
+    let _ = setup.close(200, short("declared")).await;
     let prefetch = opts.prefetch_count();
     ch.basic_qos(prefetch, BasicQosOptions { global: false }).await?;
-    let tag = format!("{}-{}", opts.hostname, uuid::Uuid::new_v4().simple());
-    let mut consumer =
-        ch.basic_consume(short(&opts.queue), short(&tag), BasicConsumeOptions::default(), FieldTable::default()).await.map_err(|e| {
-            refusal(&e, &format!("consume from queue {:?}", opts.queue)).map(SessionError::Refused).unwrap_or(SessionError::Amqp(e))
+    let mut consumers = vec![];
+    for q in &queues {
+        let tag = format!("{}-{}-{}", opts.hostname, q, uuid::Uuid::new_v4().simple());
+        let c = ch.basic_consume(short(q), short(&tag), BasicConsumeOptions::default(), FieldTable::default()).await.map_err(|e| {
+            refusal(&e, &format!("consume from queue {q:?}")).map(SessionError::Refused).unwrap_or(SessionError::Amqp(e))
         })?;
+        consumers.push(c);
+    }
+    let tags: Vec<String> = consumers.iter().map(|c| c.tag().to_string()).collect();
+    let mut consumer = futures_util::stream::select_all(consumers);
     let publisher = conn.create_channel().await?;
     // Events and remote control, so Celery's tools see this worker.
     let ev_channel = conn.create_channel().await?;
@@ -650,7 +679,9 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
     match outcome {
         Ok(StopMode::Warm) => {
             info!("worker: warm shutdown: waiting for {} task(s) to finish", shared.stats.active.load(Ordering::Relaxed));
-            let _ = ch.basic_cancel(short(&tag), BasicCancelOptions::default()).await;
+            for tag in &tags {
+                let _ = ch.basic_cancel(short(tag), BasicCancelOptions::default()).await;
+            }
             // Prefetched messages that never started go back to the queue now.
             slots.close();
             loop {
@@ -923,7 +954,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
             again.retries += 1;
             again.eta = Some(Utc::now() + chrono::Duration::from_std(countdown).unwrap_or_default());
             let res = publisher
-                .basic_publish(short(""), short(&shared.opts.queue), BasicPublishOptions::default(), &again.body(), again.properties())
+                .basic_publish(short(""), d.routing_key.as_str().into(), BasicPublishOptions::default(), &again.body(), again.properties())
                 .await;
             if let Err(e) = res {
                 error!("Task {name}[{}]: could not send the retry: {e}", msg.id);
