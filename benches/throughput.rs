@@ -93,57 +93,61 @@ fn main() {
     // MQLAB_BENCH_EVENTS=1 turns task events on in both workers.
     let events = std::env::var("MQLAB_BENCH_EVENTS").is_ok_and(|v| v == "1");
     let ev = if events { "task events on" } else { "no task events" };
-    let run_mqlab = || rt.block_on(measure(&format!("mqlab worker -c {mqlab_c} (prefetch ×4, late acks, {ev})"), n, |q| {
-        Command::new(&bin)
-            .args([
-                "--broker",
-                BROKER,
-                "--result-backend",
-                REDIS,
-                "worker",
-                "-Q",
-                q,
-                "-c",
-                &mqlab_c,
-                "-l",
-                "warning",
-                if events { "--events" } else { "--no-events" },
-                "-n",
-                &format!("bench-{q}"),
-            ])
-            .env("MQLAB_CONFIG", "/nonexistent")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    }));
-    let run_py = || rt.block_on(measure(&format!("celery worker -P prefork -c {py_c} (prefetch ×4, early acks, {ev})"), n, |q| {
-        Command::new(venv.join("bin/celery"))
-            .args([
-                "-A",
-                "celery_app",
-                "worker",
-                "-P",
-                "prefork",
-                "-c",
-                &py_c,
-                "-l",
-                "warning",
-                "--without-mingle",
-                "--without-gossip",
-                "-n",
-                &format!("bench-py-{q}@%h"),
-            ])
-            .args(if events { vec!["-E"] } else { vec![] })
-            .current_dir(root().join("tests/python"))
-            .env("CELERY_BROKER_URL", BROKER)
-            .env("CELERY_RESULT_BACKEND", REDIS)
-            .env("MQLAB_TEST_QUEUE", q)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the Python venv (.venv) with celery[redis] is needed")
-    }));
+    let run_mqlab = || {
+        rt.block_on(measure(&format!("mqlab worker -c {mqlab_c} (prefetch ×4, late acks, {ev})"), n, |q| {
+            Command::new(&bin)
+                .args([
+                    "--broker",
+                    BROKER,
+                    "--result-backend",
+                    REDIS,
+                    "worker",
+                    "-Q",
+                    q,
+                    "-c",
+                    &mqlab_c,
+                    "-l",
+                    "warning",
+                    if events { "--events" } else { "--no-events" },
+                    "-n",
+                    &format!("bench-{q}"),
+                ])
+                .env("MQLAB_CONFIG", "/nonexistent")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        }))
+    };
+    let run_py = || {
+        rt.block_on(measure(&format!("celery worker -P prefork -c {py_c} (prefetch ×4, early acks, {ev})"), n, |q| {
+            Command::new(venv.join("bin/celery"))
+                .args([
+                    "-A",
+                    "celery_app",
+                    "worker",
+                    "-P",
+                    "prefork",
+                    "-c",
+                    &py_c,
+                    "-l",
+                    "warning",
+                    "--without-mingle",
+                    "--without-gossip",
+                    "-n",
+                    &format!("bench-py-{q}@%h"),
+                ])
+                .args(if events { vec!["-E"] } else { vec![] })
+                .current_dir(root().join("tests/python"))
+                .env("CELERY_BROKER_URL", BROKER)
+                .env("CELERY_RESULT_BACKEND", REDIS)
+                .env("MQLAB_TEST_QUEUE", q)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("the Python venv (.venv) with celery[redis] is needed")
+        }))
+    };
     // Rounds in alternating order (mqlab first, then Python first, ...): median, min and max.
     let rounds: usize = std::env::var("MQLAB_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     let (mut ms, mut ps) = (vec![], vec![]);
@@ -164,7 +168,15 @@ fn main() {
     for runs in [&ms, &ps] {
         let (med, min, max) = stat(runs);
         let lost: usize = runs.iter().map(|r| n - r.completed - r.failed).sum();
-        println!("  {:<60} median {:>7.0} tasks/s  (min {:.0}, max {:.0}; {} rounds, {} not completed)", runs[0].label, med, min, max, runs.len(), lost);
+        println!(
+            "  {:<60} median {:>7.0} tasks/s  (min {:.0}, max {:.0}; {} rounds, {} not completed)",
+            runs[0].label,
+            med,
+            min,
+            max,
+            runs.len(),
+            lost
+        );
     }
     println!("  ratio of medians mqlab / Python Celery: {:.1}×", stat(&ms).0 / stat(&ps).0);
 }

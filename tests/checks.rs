@@ -397,3 +397,38 @@ fn tls_clients_build_with_the_one_provider() {
     let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock")).unwrap();
     assert!(!lock.contains("name = \"aws-lc-rs\""), "a second, C-built provider is in the build");
 }
+
+/// A kubeconfig that is not a file, and an exec plugin that hangs: the cluster checks answer
+/// within their timeout with a clear failure, instead of reading for ever or blocking.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_exec_plugin_or_a_device_as_kubeconfig_cannot_stall_the_checks() {
+    let mut p = Probes::new(config(Track::K3s));
+    p.kubeconfig = Some("/dev/zero".into());
+    let t0 = std::time::Instant::now();
+    let r = p.run("kube.context").await;
+    assert_eq!(r.status, Status::Fail);
+    assert!(r.detail.contains("not a regular file"), "{r:?}");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(2));
+
+    let fake = FakeKube::start(Scenario::Healthy);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: rancher-desktop\nclusters:\n- name: rd\n  cluster:\n    server: http://127.0.0.1:{}\n\
+             contexts:\n- name: rancher-desktop\n  context:\n    cluster: rd\n    user: slow\nusers:\n- name: slow\n  user:\n    exec:\n      \
+             apiVersion: client.authentication.k8s.io/v1beta1\n      command: sh\n      args: [\"-c\", \"sleep 12; echo '{{}}'\"]\n      interactiveMode: Never\n",
+            fake.port
+        ),
+    )
+    .unwrap();
+    let mut p = Probes::new(config(Track::K3s));
+    p.kubeconfig = Some(path);
+    let t0 = std::time::Instant::now();
+    let r = p.run("kube.api").await;
+    let took = t0.elapsed();
+    println!("a 12 s exec plugin: kube.api answered {:?} after {:.1} s", r.status, took.as_secs_f64());
+    assert_eq!(r.status, Status::Fail, "{r:?}");
+    assert!(took < std::time::Duration::from_secs(8), "the 5 s timeout fired: {took:?}");
+}

@@ -141,7 +141,8 @@ async fn an_existing_priority_queue_is_consumed_in_priority_order() {
     let client = mqlab::celery::client::Client::connect(&common::broker(), Some(&common::redis()), &q, 3600).await.unwrap();
     let mut msgs = vec![];
     for i in 0..6 {
-        let mut m = mqlab::celery::protocol::TaskMessage::new("tasks.add", vec![serde_json::json!(i), serde_json::json!(0)], Default::default());
+        let mut m =
+            mqlab::celery::protocol::TaskMessage::new("tasks.add", vec![serde_json::json!(i), serde_json::json!(0)], Default::default());
         m.priority = if i == 5 { 9 } else { 0 };
         msgs.push(m);
     }

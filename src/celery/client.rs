@@ -41,7 +41,11 @@ impl Client {
             }
             channel = conn.create_channel().await?;
             channel
-                .queue_declare(short(queue), lapin::options::QueueDeclareOptions { passive: true, ..Default::default() }, Default::default())
+                .queue_declare(
+                    short(queue),
+                    lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
+                    Default::default(),
+                )
                 .await?;
         }
         channel.confirm_select(ConfirmSelectOptions::default()).await?;

@@ -829,5 +829,4 @@ mod tests {
         assert!(e.contains("expands past 64 MiB"), "{e}");
         assert!(decompress("application/x-snappy", b"x").unwrap_err().contains("not supported"));
     }
-
 }

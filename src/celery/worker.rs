@@ -584,7 +584,11 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
             Err(e) if broker::is_precondition_failed(&e) => {
                 setup = conn.create_channel().await?;
                 setup
-                    .queue_declare(short(q), lapin::options::QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
+                    .queue_declare(
+                        short(q),
+                        lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
+                        FieldTable::default(),
+                    )
                     .await
                     .map_err(|e| refusal(&e, &format!("use queue {q:?}")).map(SessionError::Refused).unwrap_or(SessionError::Amqp(e)))?;
                 info!("queue {q:?} exists with other arguments than a plain Celery queue; consuming it as it is");
@@ -598,9 +602,10 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
     let mut consumers = vec![];
     for q in &queues {
         let tag = format!("{}-{}-{}", opts.hostname, q, uuid::Uuid::new_v4().simple());
-        let c = ch.basic_consume(short(q), short(&tag), BasicConsumeOptions::default(), FieldTable::default()).await.map_err(|e| {
-            refusal(&e, &format!("consume from queue {q:?}")).map(SessionError::Refused).unwrap_or(SessionError::Amqp(e))
-        })?;
+        let c = ch
+            .basic_consume(short(q), short(&tag), BasicConsumeOptions::default(), FieldTable::default())
+            .await
+            .map_err(|e| refusal(&e, &format!("consume from queue {q:?}")).map(SessionError::Refused).unwrap_or(SessionError::Amqp(e)))?;
         consumers.push(c);
     }
     let tags: Vec<String> = consumers.iter().map(|c| c.tag().to_string()).collect();

@@ -53,7 +53,39 @@ fn helm_for(app: &str, namespace: &str) -> String {
 pub const NO_CLUSTER: &str =
     ". No cluster on this machine? Switch to the local track: T in the app (or --track local); S starts a private RabbitMQ and Redis";
 
+/// The largest kubeconfig read (a real one is a few KiB).
+pub const MAX_KUBECONFIG: u64 = 4 * 1024 * 1024;
+
+/// Refuses what is not a plain file of reasonable size (`KUBECONFIG=/dev/zero` would be read
+/// until memory runs out).
+fn check_kubeconfig_files(p: &Probes) -> Result<(), Outcome> {
+    let paths: Vec<std::path::PathBuf> = match &p.kubeconfig {
+        Some(path) => vec![path.clone()],
+        None => match std::env::var_os("KUBECONFIG") {
+            Some(v) => std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect(),
+            None => vec![],
+        },
+    };
+    for path in paths {
+        let Ok(meta) = std::fs::metadata(&path) else { continue };
+        if !meta.is_file() {
+            return Err(Outcome::fail(
+                format!("the kubeconfig {} is not a regular file", path.display()),
+                format!("point KUBECONFIG at the file Rancher Desktop writes (~/.kube/config){NO_CLUSTER}"),
+            ));
+        }
+        if meta.len() > MAX_KUBECONFIG {
+            return Err(Outcome::fail(
+                format!("the kubeconfig {} is {} MiB, too big to be one", path.display(), meta.len() / 1024 / 1024),
+                "point KUBECONFIG at the file Rancher Desktop writes (~/.kube/config)".to_string(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn read_kubeconfig(p: &Probes) -> Result<Kubeconfig, Outcome> {
+    check_kubeconfig_files(p)?;
     let res = match &p.kubeconfig {
         Some(path) => Kubeconfig::read_from(path),
         None => Kubeconfig::read(),

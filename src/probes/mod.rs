@@ -167,34 +167,54 @@ impl Probes {
     }
 
     /// Runs one check with its timeout.
+    async fn run_body(&self, id: &str) -> Outcome {
+        match id {
+            "kube.context" => kube::context(self).await,
+            "kube.api" => kube::api(self).await,
+            "kube.node_ready" => kube::node_ready(self).await,
+            "kube.namespace" => kube::namespace(self).await,
+            "kube.rabbitmq_pod" => kube::rabbitmq_pod(self).await,
+            "kube.rabbitmq_log" => kube::rabbitmq_log(self).await,
+            "kube.redis_pod" => kube::redis_pod(self).await,
+            "kube.services" => kube::services(self).await,
+            "ports.local" => rabbit::local_ports(self).await,
+            "amqp.login" => rabbit::amqp_login(self).await,
+            "mgmt.login" => rabbit::mgmt_login(self).await,
+            "mgmt.exchanges" => rabbit::mgmt_exchanges(self).await,
+            "mgmt.celery_queue" => rabbit::mgmt_celery_queue(self).await,
+            "redis.ping" => redis::ping(self).await,
+            "tasks.roundtrip" => tasks::roundtrip(self).await,
+            "tasks.failure" => tasks::failure(self).await,
+            "celery.py_worker" => learner::py_worker(self).await,
+            "results.learner" => learner::results(self).await,
+            "results.learner_failure" => learner::failures(self).await,
+            _ => Outcome::fail("check not implemented", "report this as a bug"),
+        }
+    }
+
     pub async fn run(&self, id: &str) -> CheckResult {
         let started = Instant::now();
         let Some(info) = info(id) else {
             return finish(id, "unknown check", Outcome::fail(format!("no check named {id:?}"), "see `mqlab check --list`"), started);
         };
         let body = async {
-            match id {
-                "kube.context" => kube::context(self).await,
-                "kube.api" => kube::api(self).await,
-                "kube.node_ready" => kube::node_ready(self).await,
-                "kube.namespace" => kube::namespace(self).await,
-                "kube.rabbitmq_pod" => kube::rabbitmq_pod(self).await,
-                "kube.rabbitmq_log" => kube::rabbitmq_log(self).await,
-                "kube.redis_pod" => kube::redis_pod(self).await,
-                "kube.services" => kube::services(self).await,
-                "ports.local" => rabbit::local_ports(self).await,
-                "amqp.login" => rabbit::amqp_login(self).await,
-                "mgmt.login" => rabbit::mgmt_login(self).await,
-                "mgmt.exchanges" => rabbit::mgmt_exchanges(self).await,
-                "mgmt.celery_queue" => rabbit::mgmt_celery_queue(self).await,
-                "redis.ping" => redis::ping(self).await,
-                "tasks.roundtrip" => tasks::roundtrip(self).await,
-                "tasks.failure" => tasks::failure(self).await,
-                "celery.py_worker" => learner::py_worker(self).await,
-                "results.learner" => learner::results(self).await,
-                "results.learner_failure" => learner::failures(self).await,
-                _ => Outcome::fail("check not implemented", "report this as a bug"),
+            if info.group == Group::Kube {
+                // Reading the kubeconfig and running its exec plugin block: the cluster checks run
+                // on a thread of their own, so the timeout below can always fire.
+                let me = self.clone();
+                let id = id.to_string();
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                    let out = match rt {
+                        Ok(rt) => rt.block_on(me.run_body(&id)),
+                        Err(e) => Outcome::fail(format!("cannot start a runtime: {e}"), "report this as a bug"),
+                    };
+                    let _ = tx.send(out);
+                });
+                return rx.await.unwrap_or_else(|_| Outcome::fail("the cluster check stopped", "report this as a bug"));
             }
+            self.run_body(id).await
         };
         let outcome = match tokio::time::timeout(info.timeout, body).await {
             Ok(o) => o,
