@@ -174,3 +174,36 @@ async fn an_existing_priority_queue_is_consumed_in_priority_order() {
     let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
     let _ = conn.close(200, "bye".into()).await;
 }
+
+/// Tasks waiting for their ETA: an expiry within the wait revokes them, and `inspect
+/// scheduled`, `query_task`, `active_queues` and `conf` (what Flower asks) answer alike; a warm
+/// stop hands a waiting task back to the queue at once.
+#[test]
+fn eta_tasks_and_inspect_on_both_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = common::queue("eta-py");
+    let node = format!("pye-{}@{}", &q[q.len() - 8..], mqlab::celery::protocol::hostname());
+    let py = python_worker(&q, &node, &dir.path().join("py.log"));
+    let mut python = run_script("eta.py", &q, &[&node]);
+    drop(py);
+    let q2 = common::queue("eta-mq");
+    let node2 = format!("mqe-{}@{}", &q2[q2.len() - 8..], mqlab::celery::protocol::hostname());
+    let mut w = common::start_worker(dir.path(), &q2, &["-n", &node2, "-c", "2"], &dir.path().join("mq.log"));
+    let mut mqlab = run_script("eta.py", &q2, &[&node2]);
+    // A warm stop while a task waits 60 s for its ETA: out at once, the task back in the queue.
+    let t0 = std::time::Instant::now();
+    w.signal(libc::SIGTERM);
+    assert!(w.wait_exit(15).is_some_and(|s| s.success()));
+    let took = t0.elapsed().as_secs_f64();
+    println!("warm stop holding a 60 s ETA task: {took:.1} s");
+    assert!(took < 5.0, "{took}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(rt.block_on(common::ready_count(&q2)), 1, "the waiting task is back in the queue");
+    for v in [&mut python, &mut mqlab] {
+        v["active_queues"] = serde_json::json!(v["active_queues"].as_array().unwrap().len());
+        v.as_object_mut().unwrap().remove("held");
+    }
+    assert_eq!(python["expired_in_wait"]["state"], "REVOKED", "{python}");
+    assert_eq!(mqlab, python, "mqlab: {mqlab}\nPython Celery: {python}");
+    rt.block_on(common::cleanup(&q2));
+}

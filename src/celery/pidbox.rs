@@ -26,6 +26,13 @@ pub trait Inspect: Send + Sync {
     /// Flags tasks as revoked (and stops those running when `terminate`); the reply.
     fn revoke(&self, ids: &[String], terminate: bool, signal: &str) -> Value;
     fn revoked(&self) -> Vec<String>;
+    /// Received and waiting for a slot (`inspect reserved`).
+    fn reserved(&self) -> Value;
+    /// Waiting for their ETA (`inspect scheduled`).
+    fn scheduled(&self) -> Value;
+    fn query_task(&self, ids: &[String]) -> Value;
+    fn active_queues(&self) -> Value;
+    fn conf(&self) -> Value;
     fn shutdown(&self);
 }
 
@@ -85,7 +92,19 @@ pub fn answer(req: &Value, worker: &dyn Inspect, clock: &Clock) -> Value {
         "clock" => json!({"clock": clock.now()}),
         "stats" => worker.stats(),
         "active" => worker.active(),
-        "reserved" | "scheduled" => json!([]),
+        "reserved" => worker.reserved(),
+        "scheduled" => worker.scheduled(),
+        "active_queues" => worker.active_queues(),
+        "conf" => worker.conf(),
+        "query_task" => {
+            let args = req.get("arguments").cloned().unwrap_or(Value::Null);
+            let ids = match args.get("ids") {
+                Some(Value::String(s)) => vec![s.clone()],
+                Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+                _ => task_ids(&args),
+            };
+            worker.query_task(&ids)
+        }
         "revoked" => json!(worker.revoked()),
         "revoke" | "terminate" => {
             let args = req.get("arguments").cloned().unwrap_or(Value::Null);

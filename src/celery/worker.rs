@@ -273,6 +273,12 @@ struct Shared {
     writer: Option<mpsc::UnboundedSender<WriteJob>>,
     /// Revoked task ids (bounded, as Celery's LimitedSet), checked on receipt and before a run.
     revoked: Mutex<Revoked>,
+    /// Received, not started yet (`inspect reserved`), with their ETA if they wait for one
+    /// (`inspect scheduled`).
+    reserved: Mutex<BTreeMap<String, (Value, Option<DateTime<Utc>>)>>,
+    /// Wakes the tasks waiting for their ETA when a warm shutdown begins (they go back to the
+    /// queue at once instead of holding the shutdown).
+    stopping: tokio::sync::Notify,
     /// Running tasks that a `revoke(terminate=True)` can stop.
     terminators: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
 }
@@ -396,6 +402,83 @@ impl Inspect for Inspector {
         self.0.revoked.lock().unwrap().ids()
     }
 
+    fn reserved(&self) -> Value {
+        Value::Array(
+            self.0
+                .reserved
+                .lock()
+                .unwrap()
+                .values()
+                .filter(|(_, eta)| eta.is_none_or(|e| e <= Utc::now()))
+                .map(|(r, _)| r.clone())
+                .collect(),
+        )
+    }
+
+    fn scheduled(&self) -> Value {
+        Value::Array(
+            self.0
+                .reserved
+                .lock()
+                .unwrap()
+                .values()
+                .filter_map(|(r, eta)| {
+                    eta.filter(|e| *e > Utc::now())
+                        .map(|e| json!({"eta": super::protocol::iso(e), "priority": r.pointer("/delivery_info/priority"), "request": r}))
+                })
+                .collect(),
+        )
+    }
+
+    fn query_task(&self, ids: &[String]) -> Value {
+        let s = &self.0;
+        let mut out = serde_json::Map::new();
+        for id in ids {
+            if let Some(r) = s.active.lock().unwrap().get(id) {
+                out.insert(id.clone(), json!(["active", r]));
+            } else if let Some((r, eta)) = s.reserved.lock().unwrap().get(id) {
+                let state = if eta.is_some_and(|e| e > Utc::now()) { "scheduled" } else { "reserved" };
+                out.insert(id.clone(), json!([state, r]));
+            }
+        }
+        Value::Object(out)
+    }
+
+    fn active_queues(&self) -> Value {
+        Value::Array(
+            self.0
+                .opts
+                .queues()
+                .iter()
+                .map(|q| {
+                    json!({"name": q, "exchange": {"name": q, "type": "direct", "durable": true, "auto_delete": false, "delivery_mode": null,
+                        "arguments": null, "no_declare": false, "passive": false, "internal": false},
+                        "routing_key": q, "queue_arguments": null, "binding_arguments": null, "consumer_arguments": null,
+                        "durable": true, "exclusive": false, "auto_delete": false, "no_ack": false, "alias": null, "bindings": [],
+                        "no_declare": null, "expires": null, "message_ttl": null, "max_length": null, "max_length_bytes": null, "max_priority": null})
+                })
+                .collect(),
+        )
+    }
+
+    fn conf(&self) -> Value {
+        let o = &self.0.opts;
+        json!({
+            "broker_url": mask_url(&o.broker_url),
+            "result_backend": o.result_backend.as_deref().map(mask_url),
+            "worker_concurrency": o.concurrency,
+            "worker_prefetch_multiplier": o.prefetch_multiplier,
+            "task_acks_late": o.acks_late,
+            "task_track_started": o.track_started,
+            "worker_send_task_events": o.task_events,
+            "result_expires": o.result_expires,
+            "task_default_queue": o.queue,
+            "task_serializer": "json",
+            "result_serializer": "json",
+            "accept_content": ["json"],
+        })
+    }
+
     fn shutdown(&self) {
         tracing::warn!("worker: remote shutdown requested; warm shutdown");
         let _ = self.0.control.send(Control::Stop(StopMode::Warm));
@@ -481,6 +564,8 @@ async fn run(
         started: Instant::now(),
         outage: Mutex::new(None),
         revoked: Mutex::new(Revoked::default()),
+        reserved: Mutex::new(BTreeMap::new()),
+        stopping: tokio::sync::Notify::new(),
         terminators: Mutex::new(HashMap::new()),
         opts,
     });
@@ -687,8 +772,10 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
             for tag in &tags {
                 let _ = ch.basic_cancel(short(tag), BasicCancelOptions::default()).await;
             }
-            // Prefetched messages that never started go back to the queue now.
+            // Prefetched messages that never started go back to the queue now, those waiting for
+            // their ETA too.
             slots.close();
+            shared.stopping.notify_waiters();
             loop {
                 tokio::select! {
                     next = running.join_next() => if next.is_none() { break },
@@ -849,21 +936,52 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         ack(&d, &shared.stats).await;
         return;
     }
+    let request = json!({"id": msg.id, "name": name, "args": msg.args, "kwargs": msg.kwargs, "type": msg.task, "hostname": shared.opts.hostname,
+        "time_start": null, "acknowledged": false, "worker_pid": null,
+        "delivery_info": {"exchange": d.exchange.as_str(), "routing_key": d.routing_key.as_str(), "priority": msg.priority, "redelivered": d.redelivered}});
+    shared.reserved.lock().unwrap().insert(msg.id.clone(), (request, msg.eta));
     if let Some(eta) = msg.eta {
         let wait = (eta - Utc::now()).to_std().unwrap_or_default().min(Duration::from_secs_f64(MAX_WAIT_SECS));
         if !wait.is_zero() {
             debug!("Task {name}[{}] scheduled for {eta}", msg.id);
-            tokio::time::sleep(wait).await;
+            let stopping = shared.stopping.notified();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stopping => {
+                    // A warm shutdown: back to the queue now, for the next worker.
+                    shared.reserved.lock().unwrap().remove(&msg.id);
+                    if d.acker.reject(BasicRejectOptions { requeue: true }).await.is_ok() {
+                        settled(&shared.stats);
+                    }
+                    return;
+                }
+            }
+        }
+        // Its expiry is checked again now that it is due (expires may fall within the wait).
+        if let Some(exp) = msg.expires
+            && exp <= Utc::now()
+        {
+            shared.reserved.lock().unwrap().remove(&msg.id);
+            info!("Discarding revoked task: {name}[{}] (expired at {exp} while waiting for its ETA)", msg.id);
+            if stores {
+                store(&shared, ResultMeta::revoked(&msg.id, "expired")).await;
+            }
+            ctx.task_event(&shared, "task-revoked", json!({"uuid": msg.id, "terminated": false, "signum": null, "expired": true}));
+            shared.events.send(WorkerEvent::TaskRevoked { id: msg.id.clone(), at: Utc::now() });
+            ack(&d, &shared.stats).await;
+            return;
         }
     }
     // Waits for a free slot; a closed semaphore means a warm shutdown began before this task
     // started, so the message goes back to the queue.
     let Ok(permit) = slots.acquire_owned().await else {
+        shared.reserved.lock().unwrap().remove(&msg.id);
         if d.acker.reject(BasicRejectOptions { requeue: true }).await.is_ok() {
             settled(&shared.stats);
         }
         return;
     };
+    shared.reserved.lock().unwrap().remove(&msg.id);
     // Revoked while it waited for its ETA or a slot.
     if revoked(&shared, &ctx, &d, &msg.id, &name, stores).await {
         return;
