@@ -207,3 +207,23 @@ fn eta_tasks_and_inspect_on_both_workers() {
     assert_eq!(mqlab, python, "mqlab: {mqlab}\nPython Celery: {python}");
     rt.block_on(common::cleanup(&q2));
 }
+
+/// A failure's errback (`link_error`) runs with the failed task's id, and the rest of its chain
+/// is FAILURE too: the same on both workers.
+#[test]
+fn errbacks_and_failed_chains_on_both_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = common::queue("eb-py");
+    let node = format!("pyb-{}@{}", &q[q.len() - 8..], mqlab::celery::protocol::hostname());
+    let py = python_worker(&q, &node, &dir.path().join("py.log"));
+    let python = run_script("canvas_failure.py", &q, &[]);
+    drop(py);
+    let q2 = common::queue("eb-mq");
+    let _w = common::start_worker(dir.path(), &q2, &["-c", "2"], &dir.path().join("mq.log"));
+    let mqlab = run_script("canvas_failure.py", &q2, &[]);
+    assert_eq!(
+        python,
+        serde_json::json!({"errback_got_failed_id": true, "chain_states": ["FAILURE", "FAILURE"], "second_raises": "ZeroDivisionError"})
+    );
+    assert_eq!(mqlab, python);
+}

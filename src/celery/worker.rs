@@ -1099,9 +1099,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
                 store(&shared, ResultMeta::failure(&msg.id, &err)).await;
             }
             error!("Task {name}[{}] raised unexpected: {}\n{}", msg.id, err.repr(), err.traceback.clone().unwrap_or_default().trim_end());
-            if msg.embed.errbacks.as_ref().is_some_and(|e| !e.is_empty()) {
-                warn!("Task {name}[{}]: errbacks (link_error) are not run by this worker", msg.id);
-            }
+            dispatch_failure(&shared, publisher, &msg, &err, stores).await;
             shared.stats.failed.fetch_add(1, Ordering::Relaxed);
             ctx.task_event(&shared, "task-failed", json!({"uuid": msg.id, "exception": err.repr(), "traceback": err.traceback}));
             shared.events.send(WorkerEvent::TaskFailed {
@@ -1263,11 +1261,45 @@ async fn dispatch_followers(shared: &Shared, publisher: &Channel, msg: &TaskMess
         {
             next.embed.chain = Some(rest);
         }
-        let queue = options.get("queue").and_then(Value::as_str).unwrap_or(&shared.opts.queue).to_string();
+        let default_queue = shared.opts.queues().into_iter().next().unwrap_or_default();
+        let queue = options.get("queue").and_then(Value::as_str).unwrap_or(&default_queue).to_string();
         let res = publisher.basic_publish(short(""), short(&queue), BasicPublishOptions::default(), &next.body(), next.properties()).await;
         match res {
             Ok(_) => info!("Task {}[{}] sent {task}[{}] (chain/callback)", msg.task, msg.id, next.id),
             Err(e) => error!("Task {}[{}]: could not send follow-up {task}: {e}", msg.task, msg.id),
+        }
+    }
+}
+
+/// After a failure, as Celery's backend does: the tasks still to come in the chain are stored
+/// as FAILURE with the same exception (they will never run), and each errback (`link_error`)
+/// is sent with the failed task's id as its first argument.
+async fn dispatch_failure(shared: &Shared, publisher: &Channel, msg: &TaskMessage, err: &TaskError, stores: bool) {
+    if stores {
+        for sig in msg.embed.chain.iter().flatten() {
+            if let Some(id) = sig.pointer("/options/task_id").and_then(Value::as_str) {
+                store(shared, ResultMeta::failure(id, err)).await;
+                info!("Task {}[{}] failed: {} in its chain is marked FAILURE too", msg.task, msg.id, id);
+            }
+        }
+    }
+    for sig in msg.embed.errbacks.iter().flatten() {
+        let Some(task) = sig.get("task").and_then(Value::as_str) else { continue };
+        let immutable = sig.get("immutable").and_then(Value::as_bool).unwrap_or(false);
+        let mut args: Vec<Value> = if immutable { vec![] } else { vec![Value::String(msg.id.clone())] };
+        args.extend(sig.get("args").and_then(Value::as_array).cloned().unwrap_or_default());
+        let kwargs: Map<String, Value> = sig.get("kwargs").and_then(Value::as_object).cloned().unwrap_or_default();
+        let mut eb = TaskMessage::new(task, args, kwargs);
+        if let Some(id) = sig.pointer("/options/task_id").and_then(Value::as_str) {
+            eb.id = id.to_string();
+        }
+        eb.root_id = msg.root_id.clone();
+        eb.parent_id = Some(msg.id.clone());
+        let default_queue = shared.opts.queues().into_iter().next().unwrap_or_default();
+        let queue = sig.pointer("/options/queue").and_then(Value::as_str).unwrap_or(&default_queue).to_string();
+        match publisher.basic_publish(short(""), short(&queue), BasicPublishOptions::default(), &eb.body(), eb.properties()).await {
+            Ok(_) => info!("Task {}[{}] failed: sent its errback {task}[{}]", msg.task, msg.id, eb.id),
+            Err(e) => error!("Task {}[{}]: could not send errback {task}: {e}", msg.task, msg.id),
         }
     }
 }

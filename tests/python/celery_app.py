@@ -47,3 +47,8 @@ def divide_task(x: int, y: int):
 def sleep_task(seconds: float):
     time.sleep(seconds)
     return seconds
+
+
+@app.task(name="tasks.echo")
+def echo_task(value):
+    return value
