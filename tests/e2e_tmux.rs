@@ -73,6 +73,19 @@ fn wait_file(path: &Path, needle: &str, secs: u64) -> String {
     }
 }
 
+/// The environment of a session against the test services (broker in `vhost`).
+fn services_env(vhost: &common::Vhost, data: &Path, config: &Path) -> Vec<String> {
+    vec![
+        format!("MQLAB_BROKER_URL={}", vhost.broker()),
+        format!("MQLAB_RESULT_BACKEND={}", common::redis()),
+        format!("MQLAB_MANAGEMENT_URL={}", common::management()),
+        format!("MQLAB_DATA_DIR={}", data.display()),
+        format!("MQLAB_CONFIG={}", config.display()),
+        "PS1=$ ".to_string(),
+        "TERM=xterm-256color".to_string(),
+    ]
+}
+
 fn start_session(tmux: &Tmux, cwd: &Path, env: &[String], w: u16, h: u16) {
     let (w, h) = (w.to_string(), h.to_string());
     let mut args = vec!["new-session", "-d", "-s", "e2e", "-x", &w, "-y", &h, "-c"];
@@ -109,15 +122,7 @@ async fn a_learner_session_in_a_real_terminal() {
     std::fs::write(&config, format!("queue = \"{q}\"\nhello_seconds = 2\ntrack = \"local\"\n")).unwrap();
     let tmux = Tmux { socket: format!("mqlab-{}", &q[q.len() - 8..]) };
     let vhost = common::Vhost::new("e2e");
-    let env = [
-        format!("MQLAB_BROKER_URL={}", vhost.broker()),
-        format!("MQLAB_RESULT_BACKEND={}", common::redis()),
-        format!("MQLAB_MANAGEMENT_URL={}", common::management()),
-        format!("MQLAB_DATA_DIR={}", data.display()),
-        format!("MQLAB_CONFIG={}", config.display()),
-        "PS1=$ ".to_string(),
-        "TERM=xterm-256color".to_string(),
-    ];
+    let env = services_env(&vhost, &data, &config);
     start_session(&tmux, dir.path(), &env, 120, 40);
     tmux.keys(&[common::bin(), "Enter"]);
     tmux.wait_for("step 1/11", 10);
@@ -252,15 +257,7 @@ async fn a_thousand_sends_leave_nothing_behind() {
     std::fs::write(&config, format!("queue = \"{q}\"\ntrack = \"local\"\n")).unwrap();
     let tmux = Tmux { socket: format!("mqlab-k-{}", &q[q.len() - 8..]) };
     let vhost = common::Vhost::new("e2e1000");
-    let env = [
-        format!("MQLAB_BROKER_URL={}", vhost.broker()),
-        format!("MQLAB_RESULT_BACKEND={}", common::redis()),
-        format!("MQLAB_MANAGEMENT_URL={}", common::management()),
-        format!("MQLAB_DATA_DIR={}", data.display()),
-        format!("MQLAB_CONFIG={}", config.display()),
-        "PS1=$ ".to_string(),
-        "TERM=xterm-256color".to_string(),
-    ];
+    let env = services_env(&vhost, &data, &config);
     start_session(&tmux, dir.path(), &env, 140, 40);
     tmux.keys(&[common::bin(), "Enter"]);
     tmux.wait_for("step 1/11", 10);

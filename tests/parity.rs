@@ -29,19 +29,6 @@ fn python_worker_with(q: &str, node: &str, log: &std::path::Path, extra: &[&str]
     p
 }
 
-fn run_revoke_script(q: &str, node: &str) -> Value {
-    let out = Command::new(common::python())
-        .args(["revoke.py", node])
-        .current_dir(common::python_dir())
-        .env("CELERY_BROKER_URL", common::broker())
-        .env("CELERY_RESULT_BACKEND", common::redis())
-        .env("MQLAB_TEST_QUEUE", q)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(String::from_utf8_lossy(&out.stdout).lines().last().unwrap().as_bytes()).unwrap()
-}
-
 fn assert_revoke_outcomes(who: &str, v: &Value) {
     assert_eq!(v["eta"]["state"], "REVOKED", "{who}: a task revoked while waiting for its ETA: {v}");
     assert_eq!(v["terminate"]["state"], "REVOKED", "{who}: a running task revoked with terminate: {v}");
@@ -60,7 +47,7 @@ fn revoke_every_form_on_both_workers() {
     let dir = tempfile::tempdir().unwrap();
     let node = format!("py-{}@{}", &q[q.len() - 8..], mqlab::celery::protocol::hostname());
     let py = python_worker(&q, &node, &dir.path().join("py.log"));
-    let python = run_revoke_script(&q, &node);
+    let python = run_script("revoke.py", &q, &[&node]);
     drop(py);
     assert_revoke_outcomes("Python Celery", &python);
 
@@ -69,7 +56,7 @@ fn revoke_every_form_on_both_workers() {
     let node = format!("mq-{}@{}", &q[q.len() - 8..], mqlab::celery::protocol::hostname());
     let log = dir.path().join("mq.log");
     let _w = common::start_worker(dir.path(), &q, &["-n", &node, "-c", "2"], &log);
-    let mqlab = run_revoke_script(&q, &node);
+    let mqlab = run_script("revoke.py", &q, &[&node]);
     assert_revoke_outcomes("mqlab", &mqlab);
     println!("revoke, Python Celery: {python}\nrevoke, mqlab: {mqlab}");
 }

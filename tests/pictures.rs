@@ -221,6 +221,10 @@ fn the_readme_pictures_are_current() {
     let write = std::env::var_os("MQLAB_WRITE_PICTURES").is_some();
     let mut stale = vec![];
     for (name, title, mut a, w, h) in scenes() {
+        // The picture is taken just after the last reading.
+        if let Some(at) = a.depth_at {
+            a.clock = at + chrono::Duration::milliseconds(500);
+        }
         let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
         term.draw(|f| mqlab::tui::view::draw(f, &mut a)).unwrap();
         let svg = mqlab::tui::svg::buffer_to_svg(term.backend().buffer(), title);

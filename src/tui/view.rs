@@ -689,7 +689,13 @@ fn draw_chart(f: &mut Frame, app: &App, area: Rect) {
         FigureSource::Live => "live",
         FigureSource::Sample => "5 s sample",
     };
-    let title = format!(" Queue {} · ready {ready} · unacked {unacked} ({src}) · consumers {consumers} · AMQP every 0.5 s ", app.cfg.queue);
+    // A reading that stopped coming says how old it is.
+    let stale = match app.depth_at {
+        Some(at) if (app.clock - at).num_seconds() >= 3 => format!(" · last reading {}", age(app.clock, at)),
+        _ => String::new(),
+    };
+    let title =
+        format!(" Queue {} · ready {ready} · unacked {unacked} ({src}) · consumers {consumers} · AMQP every 0.5 s{stale} ", app.cfg.queue);
     let block = panel(title, false);
     if app.badges.amqp == Badge::Down {
         let msg = if app.track == Track::K3s {
