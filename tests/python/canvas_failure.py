@@ -1,5 +1,6 @@
 # A failing task's errback (link_error) and the rest of its chain.
 import json
+import time
 import uuid
 
 from celery import chain
@@ -20,6 +21,12 @@ try:
 except ZeroDivisionError:
     pass
 first = c.parent
+# .get() re-raises the parent's error at once; the worker marks the rest of the chain a moment
+# later: wait for it (up to 10 s).
+for _ in range(100):
+    if c.state != "PENDING":
+        break
+    time.sleep(0.1)
 out["chain_states"] = [first.state, c.state]
 try:
     c.get(timeout=5, propagate=True)
