@@ -49,14 +49,34 @@ pub async fn py_worker(p: &Probes) -> Outcome {
         }
         _ => {
             let seen = if others.is_empty() { String::new() } else { format!(" (seen: {}, not Python Celery)", others.join(", ")) };
-            Outcome::fail(
-                format!("no Python Celery worker sent a heartbeat in 4.5 s{seen}"),
-                "start yours in the project folder (`mqlab init` writes it): `celery -A celery_app worker --loglevel=info`. \
-                 If it loops on (541) INTERNAL_ERROR, its Celery is older than 5.7 and RabbitMQ is 4.3 or newer: \
-                 use Python ≥ 3.10 and `pip install \"celery[redis]>=5.7\"`",
-            )
+            // On RabbitMQ 4.3 and newer, Celery older than 5.7 cannot start: say so when it is
+            // the broker in use.
+            let version: Option<String> = super::rabbit::raw_overview(p)
+                .await
+                .ok()
+                .and_then(|o| o.get("rabbitmq_version").and_then(|v| v.as_str()).map(str::to_string));
+            let hint = match version {
+                Some(v) if refuses_old_celery(&v) => format!(
+                    "this broker is RabbitMQ {v}, which refuses the queues Celery older than 5.7 declares: such a worker loops on \
+                     (541) INTERNAL_ERROR. Use Python ≥ 3.10 and `pip install \"celery[redis]>=5.7\"`, then start it in the project \
+                     folder: `celery -A celery_app worker --loglevel=info`"
+                ),
+                _ => "start yours in the project folder (`mqlab init` writes it): `celery -A celery_app worker --loglevel=info`. \
+                      If it loops on (541) INTERNAL_ERROR, its Celery is older than 5.7 and RabbitMQ is 4.3 or newer: \
+                      use Python ≥ 3.10 and `pip install \"celery[redis]>=5.7\"`"
+                    .to_string(),
+            };
+            Outcome::fail(format!("no Python Celery worker sent a heartbeat in 4.5 s{seen}"), hint)
         }
     }
+}
+
+/// RabbitMQ 4.3 and newer refuse transient non-exclusive queues and global QoS by default,
+/// which Celery before 5.7 uses.
+pub fn refuses_old_celery(version: &str) -> bool {
+    let mut parts = version.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (4, 3)
 }
 
 /// Results stored in Redis for task ids mqlab never sent, newest reads first.
@@ -147,5 +167,17 @@ pub async fn failures(p: &Probes) -> Outcome {
             "no FAILURE in Redis comes from a task you sent yourself",
             "send one that fails from Python, as Step 9.4 does: `divide.delay(10, 0)`, then catch the exception that .get() re-raises",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn which_rabbitmq_refuses_old_celery() {
+        for (v, refuses) in
+            [("3.10.8", false), ("4.0.5", false), ("4.1.3", false), ("4.2.0", false), ("4.3.0", true), ("4.3.5", true), ("5.0.0", true)]
+        {
+            assert_eq!(super::refuses_old_celery(v), refuses, "{v}");
+        }
     }
 }
