@@ -281,7 +281,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 eprintln!("mqlab's interactive lessons need a terminal; for scripts use a command (see `mqlab --help`)");
                 return Ok(1);
             }
-            crate::tui::run(cfg, context_explicit).await?;
+            crate::tui::run(cfg, cli.over.clone(), context_explicit).await?;
             Ok(0)
         }
     }

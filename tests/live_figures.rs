@@ -30,6 +30,18 @@ fn rabbitmqctl(queue: &str) -> Option<(u64, u64)> {
     })
 }
 
+/// The app's reading, as the runtime makes it: a queue declare for ready and consumers, the
+/// worker's counter for unacked, fed through the update function.
+async fn reading(app: &mut App, ch: &lapin::Channel, q: &str, stats: &mqlab::celery::worker::WorkerStats) -> (u64, u64) {
+    let d = ch
+        .queue_declare(q.into(), lapin::options::QueueDeclareOptions { passive: true, ..Default::default() }, Default::default())
+        .await
+        .unwrap();
+    app.handle(Event::WorkerStats { processed: 0, failed: 0, active: 0, unacked: stats.unacked.load(Ordering::Relaxed) });
+    app.handle(Event::Depth { ready: d.message_count() as u64, consumers: d.consumer_count() as u64, at: Utc::now() });
+    (app.live.unwrap().ready, app.unacked_now().0)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_labs_figures_match_rabbitmqctl_during_a_drain() {
     let q = common::queue("livefig");
@@ -63,25 +75,10 @@ async fn the_labs_figures_match_rabbitmqctl_during_a_drain() {
     }
     let conn = lapin::Connection::connect(&common::broker(), Default::default()).await.unwrap();
     let ch = conn.create_channel().await.unwrap();
-    // The app's reading, as the runtime makes it: a queue declare for ready and consumers, the
-    // worker's counter for unacked.
-    let read = |app: &mut App, ready: u64, consumers: u64, unacked: usize| -> (u64, u64) {
-        app.handle(Event::WorkerStats { processed: 0, failed: 0, active: 0, unacked });
-        app.handle(Event::Depth { ready, consumers, at: Utc::now() });
-        (app.live.unwrap().ready, app.unacked_now().0)
-    };
     let mut samples = vec![];
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let q1 = ch
-            .queue_declare(
-                q.as_str().into(),
-                lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
-                Default::default(),
-            )
-            .await
-            .unwrap();
-        let before = read(&mut app, q1.message_count() as u64, q1.consumer_count() as u64, handle.stats.unacked.load(Ordering::Relaxed));
+        let before = reading(&mut app, &ch, &q, &handle.stats).await;
         let broker = tokio::task::spawn_blocking({
             let q = q.clone();
             move || rabbitmqctl(&q)
@@ -89,15 +86,7 @@ async fn the_labs_figures_match_rabbitmqctl_during_a_drain() {
         .await
         .unwrap()
         .expect("rabbitmqctl lists the queue");
-        let q2 = ch
-            .queue_declare(
-                q.as_str().into(),
-                lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
-                Default::default(),
-            )
-            .await
-            .unwrap();
-        let after = read(&mut app, q2.message_count() as u64, q2.consumer_count() as u64, handle.stats.unacked.load(Ordering::Relaxed));
+        let after = reading(&mut app, &ch, &q, &handle.stats).await;
         let within = |v: u64, a: u64, b: u64| a.min(b) <= v && v <= a.max(b);
         let matched = within(broker.0, before.0, after.0) && within(broker.1, before.1, after.1);
         samples.push((before, broker, after, matched));

@@ -94,6 +94,34 @@ pub async fn declare_task_queue(ch: &Channel, queue: &str) -> lapin::Result<()> 
     Ok(())
 }
 
+/// What `declare_or_use` found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Declared {
+    /// Declared as Celery declares it (or it was already so).
+    AsCelery,
+    /// It exists with other arguments (say x-max-priority) and is used as it is.
+    Existing,
+}
+
+/// Declares a task queue as Celery does, on a channel of its own: a queue that exists with
+/// other arguments makes the broker close the declaring channel (406), and is then used as it
+/// is (a passive declare), as a Celery client or worker with matching settings would.
+pub async fn declare_or_use(conn: &lapin::Connection, queue: &str) -> lapin::Result<Declared> {
+    let setup = conn.create_channel().await?;
+    let found = match declare_task_queue(&setup, queue).await {
+        Ok(()) => Declared::AsCelery,
+        Err(e) if is_precondition_failed(&e) => {
+            let again = conn.create_channel().await?;
+            again.queue_declare(short(queue), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await?;
+            let _ = again.close(200, short("declared")).await;
+            return Ok(Declared::Existing);
+        }
+        Err(e) => return Err(e),
+    };
+    let _ = setup.close(200, short("declared")).await;
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,21 +33,9 @@ impl Client {
             None => None,
         };
         let conn = broker::connect(broker_url, "mqlab submit").await?;
-        let mut channel = conn.create_channel().await?;
-        if let Err(e) = broker::declare_task_queue(&channel, queue).await {
-            // A queue that exists with other arguments (a priority queue): use it as it is.
-            if !broker::is_precondition_failed(&e) {
-                return Err(e.into());
-            }
-            channel = conn.create_channel().await?;
-            channel
-                .queue_declare(
-                    short(queue),
-                    lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
-                    Default::default(),
-                )
-                .await?;
-        }
+        // A queue that exists with other arguments (a priority queue) is used as it is.
+        broker::declare_or_use(&conn, queue).await?;
+        let channel = conn.create_channel().await?;
         channel.confirm_select(ConfirmSelectOptions::default()).await?;
         Ok(Client { conn, channel, queue: queue.to_string(), backend, sent_log: None })
     }

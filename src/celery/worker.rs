@@ -659,29 +659,14 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
     let ch = conn.create_channel().await?;
     // `-Q a,b` consumes each queue, as Celery does.
     let queues = opts.queues();
-    // Declarations on a channel of their own: a queue that exists with other arguments (say
-    // x-max-priority) makes the broker close the channel that declared it; it is then used as
-    // it is (a passive declare), the way a Celery worker with matching settings would.
-    let mut setup = conn.create_channel().await?;
     for q in &queues {
-        match broker::declare_task_queue(&setup, q).await {
-            Ok(()) => {}
-            Err(e) if broker::is_precondition_failed(&e) => {
-                setup = conn.create_channel().await?;
-                setup
-                    .queue_declare(
-                        short(q),
-                        lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
-                        FieldTable::default(),
-                    )
-                    .await
-                    .map_err(|e| refusal(&e, &format!("use queue {q:?}")).map(SessionError::Refused).unwrap_or(SessionError::Amqp(e)))?;
-                info!("queue {q:?} exists with other arguments than a plain Celery queue; consuming it as it is");
-            }
-            Err(e) => return Err(refusal(&e, &format!("declare queue {q:?}")).map(SessionError::Refused).unwrap_or(SessionError::Amqp(e))),
+        let declared = broker::declare_or_use(&conn, q)
+            .await
+            .map_err(|e| refusal(&e, &format!("declare queue {q:?}")).map(SessionError::Refused).unwrap_or(SessionError::Amqp(e)))?;
+        if declared == broker::Declared::Existing {
+            info!("queue {q:?} exists with other arguments than a plain Celery queue; consuming it as it is");
         }
     }
-    let _ = setup.close(200, short("declared")).await;
     let prefetch = opts.prefetch_count();
     ch.basic_qos(prefetch, BasicQosOptions { global: false }).await?;
     let mut consumers = vec![];

@@ -18,8 +18,15 @@ pub fn values(cfg: &Config) -> Vec<(&'static str, String)> {
 
 /// Like `fill`, with the real password everywhere: only for files written for the learner.
 pub fn fill_revealed(text: &str, cfg: &Config) -> String {
+    fill_with(text, values_with(cfg, true))
+}
+
+fn fill_with(text: &str, values: Vec<(&'static str, String)>) -> String {
+    if !text.contains("{{") {
+        return text.to_string();
+    }
     let mut out = text.to_string();
-    for (k, v) in values_with(cfg, true) {
+    for (k, v) in values {
         out = out.replace(&format!("{{{{{k}}}}}"), &v);
     }
     out
@@ -86,48 +93,19 @@ fn values_with(cfg: &Config, reveal: bool) -> Vec<(&'static str, String)> {
 /// Fills every `{{name}}` the lesson uses. Unknown names stay as written (the lesson tests
 /// catch them).
 pub fn fill(text: &str, cfg: &Config) -> String {
-    if !text.contains("{{") {
-        return text.to_string();
-    }
-    let mut out = text.to_string();
-    for (k, v) in values(cfg) {
-        out = out.replace(&format!("{{{{{k}}}}}"), &v);
-    }
-    out
+    fill_with(text, values(cfg))
 }
 
-/// Placeholders in `text` that `fill` does not know.
-pub fn unknown(text: &str) -> Vec<String> {
-    let known: Vec<&str> = [
-        "broker_url",
-        "amqp_host",
-        "amqp_port",
-        "vhost",
-        "user",
-        "password",
-        "mgmt_url",
-        "mgmt_port",
-        "backend_url",
-        "redis_host",
-        "redis_port",
-        "redis_db",
-        "queue",
-        "namespace",
-        "context",
-        "helm_rabbitmq",
-        "helm_redis",
-    ]
-    .to_vec();
+/// Placeholders in `text` that `fill` does not know (those it leaves as written).
+pub fn unknown(text: &str, cfg: &Config) -> Vec<String> {
+    let filled = fill(text, cfg);
     let mut out = vec![];
-    let mut rest = text;
+    let mut rest = filled.as_str();
     while let Some(i) = rest.find("{{") {
         let after = &rest[i + 2..];
         match after.find("}}") {
             Some(j) => {
-                let name = &after[..j];
-                if !known.contains(&name) {
-                    out.push(name.to_string());
-                }
+                out.push(after[..j].to_string());
                 rest = &after[j + 2..];
             }
             None => break,

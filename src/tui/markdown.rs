@@ -180,7 +180,6 @@ impl Renderer {
     /// Wraps the collected words into lines.
     fn flush(&mut self) {
         if self.words.is_empty() {
-            self.bullet = None.or(self.bullet.take());
             return;
         }
         let words = std::mem::take(&mut self.words);

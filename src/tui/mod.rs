@@ -43,7 +43,7 @@ impl Drop for RestoreGuard {
 }
 
 /// Starts the UI and runs it until the learner quits.
-pub async fn run(cfg: Config, context_explicit: bool) -> anyhow::Result<()> {
+pub async fn run(cfg: Config, over: crate::config::Overrides, context_explicit: bool) -> anyhow::Result<()> {
     let log_path = crate::logging::init_file(&cfg.data_dir)?;
     tracing::info!("mqlab UI starting; log at {}", log_path.display());
     let course = Course::load()?;
@@ -77,6 +77,7 @@ pub async fn run(cfg: Config, context_explicit: bool) -> anyhow::Result<()> {
         client: Arc::new(Mutex::new(None)),
         tasks: JoinSet::new(),
         pollers: JoinSet::new(),
+        over,
     };
     rt.tasks.spawn(input(tx.clone()));
     rt.start_pollers();
@@ -175,6 +176,8 @@ struct Runtime {
     client: Arc<Mutex<Option<Client>>>,
     tasks: JoinSet<()>,
     pollers: JoinSet<()>,
+    /// The command line's settings, to load the configuration again as on a start.
+    over: crate::config::Overrides,
 }
 
 impl Runtime {
@@ -245,29 +248,28 @@ impl Runtime {
             }
             Command::SandboxUp => {
                 let cfg = self.cfg.clone();
+                let over = self.over.clone();
                 self.tasks.spawn(async move {
                     let ev = match crate::sandbox::Sandbox::up(&cfg.data_dir, |step| tracing::info!("sandbox: {step}")).await {
-                        Ok((sb, _)) => {
-                            // The sandbox comes before the config file and the defaults; flags and
-                            // the environment still win (as on the next start).
-                            let mut next = cfg.clone();
-                            let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-                            if env("MQLAB_BROKER_URL").or_else(|| env("CELERY_BROKER_URL")).is_none() {
-                                next.broker_url = sb.broker_url();
+                        // The configuration is loaded again, as on the next start: the recorded
+                        // sandbox comes before the config file and the defaults; flags and the
+                        // environment still win.
+                        Ok(_) => match Config::load(&over) {
+                            Ok(mut next) => {
+                                next.track = cfg.track;
+                                next.track_explicit = cfg.track_explicit;
+                                let _ = tx.send(Event::Notice(format!(
+                                    "sandbox running: RabbitMQ {} and Redis {}, in use now (mqlab sandbox down stops them)",
+                                    crate::config::mask_url(&next.broker_url),
+                                    crate::config::mask_url(&next.result_backend)
+                                )));
+                                Event::ConfigChanged(Box::new(next))
                             }
-                            if env("MQLAB_RESULT_BACKEND").or_else(|| env("CELERY_RESULT_BACKEND")).is_none() {
-                                next.result_backend = sb.result_backend();
-                            }
-                            if env("MQLAB_MANAGEMENT_URL").is_none() {
-                                next.management_url = sb.management_url();
-                            }
-                            let _ = tx.send(Event::Notice(format!(
-                                "sandbox running: RabbitMQ {} and Redis {}, in use now (mqlab sandbox down stops them)",
-                                crate::config::mask_url(&next.broker_url),
-                                crate::config::mask_url(&next.result_backend)
-                            )));
-                            Event::ConfigChanged(Box::new(next))
-                        }
+                            Err(e) => Event::Failed(format!(
+                                "sandbox running, but the configuration does not load: {}",
+                                crate::redact::one_line(&e)
+                            )),
+                        },
                         Err(e) => Event::Failed(format!("sandbox: {}", crate::redact::one_line(&e))),
                     };
                     let _ = tx.send(ev);
@@ -289,20 +291,10 @@ impl Runtime {
                 let cfg = self.cfg.clone();
                 self.tasks.spawn(async move {
                     let mut guard = client.lock().await;
-                    if guard.is_none() {
-                        match Client::connect(&cfg.broker_url, Some(&cfg.result_backend), &cfg.queue, cfg.result_expires).await {
-                            Ok(c) => *guard = Some(c.log_sent_ids(crate::probes::learner::SENT_LOG_KEY)),
-                            Err(e) => {
-                                let _ = tx.send(Event::Failed(format!("revoke not sent: {}", crate::redact::one_line(&e))));
-                                return;
-                            }
-                        }
-                    }
-                    let sent = guard
-                        .as_ref()
-                        .expect("connected above")
-                        .broadcast("revoke", serde_json::json!({"task_id": id, "terminate": false, "signal": "SIGTERM"}))
-                        .await;
+                    let sent = match connected(&mut guard, &cfg).await {
+                        Ok(c) => c.broadcast("revoke", serde_json::json!({"task_id": id, "terminate": false, "signal": "SIGTERM"})).await,
+                        Err(e) => Err(e),
+                    };
                     if let Err(e) = sent {
                         let _ = tx.send(Event::Failed(format!("revoke not sent: {}", crate::redact::one_line(&e))));
                     }
@@ -381,6 +373,15 @@ impl Runtime {
     }
 }
 
+/// The app's one shared client, connected on first use (it notes the ids it sends).
+async fn connected<'a>(slot: &'a mut Option<Client>, cfg: &Config) -> anyhow::Result<&'a Client> {
+    if slot.is_none() {
+        let c = Client::connect(&cfg.broker_url, Some(&cfg.result_backend), &cfg.queue, cfg.result_expires).await?;
+        *slot = Some(c.log_sent_ids(crate::probes::learner::SENT_LOG_KEY));
+    }
+    Ok(slot.as_ref().expect("connected above"))
+}
+
 /// Sends tasks over the app's one shared client (one AMQP connection, one Redis connection for
 /// noting ids). Results come back through the results monitor, not a subscription per send.
 async fn submit(
@@ -393,16 +394,13 @@ async fn submit(
 ) {
     let msgs: Vec<TaskMessage> = (0..count).map(|_| TaskMessage::new(task.clone(), args.clone(), Map::new())).collect();
     let mut guard = slot.lock().await;
-    if guard.is_none() {
-        match Client::connect(&cfg.broker_url, Some(&cfg.result_backend), &cfg.queue, cfg.result_expires).await {
-            Ok(c) => *guard = Some(c.log_sent_ids(crate::probes::learner::SENT_LOG_KEY)),
-            Err(e) => {
-                let _ = tx.send(Event::SubmitFailed(crate::redact::one_line(&e)));
-                return;
-            }
+    let client = match connected(&mut guard, &cfg).await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = tx.send(Event::SubmitFailed(crate::redact::one_line(&e)));
+            return;
         }
-    }
-    let client = guard.as_ref().expect("connected above");
+    };
     let now = Utc::now();
     let _ = tx.send(Event::Submitted(msgs.iter().map(|m| update::row_for(m, &cfg.queue, now)).collect()));
     if let Err(e) = client.publish(&msgs).await {
