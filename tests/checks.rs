@@ -242,7 +242,7 @@ async fn broker_and_redis_checks_against_the_real_services() {
 
     // Wrong credentials.
     let mut bad = config(Track::K3s);
-    bad.broker_url = "amqp://admin:admin123@127.0.0.1:5672//".into();
+    bad.broker_url = common::broker_as("admin", "admin123", "");
     let pb = Probes::new(bad);
     let r = pb.run("amqp.login").await;
     assert_eq!(r.status, Status::Fail);

@@ -9,7 +9,7 @@ fn worker_banner_masks_passwords_and_sigterm_is_a_warm_shutdown() {
     let log = dir.path().join("w.log");
     let mut w = common::start_worker(dir.path(), &q, &["-c", "3", "--prefetch-multiplier", "2", "--acks-early"], &log);
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains("transport:   amqp://guest:**@127.0.0.1:5672//"), "{text}");
+    assert!(text.contains(&format!("transport:   amqp://guest:**@{}//", common::broker_addr())), "{text}");
     assert!(!text.contains("guest:guest"), "{text}");
     assert!(text.contains("concurrency: 3"), "{text}");
     assert!(text.contains("prefetch:    6"), "{text}");
@@ -54,7 +54,7 @@ fn submit_reports_bulk_rates_timeouts_and_bad_input() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("error: invalid broker URL") && err.lines().count() == 1 && !err.contains("s3cret"), "{err}");
     let out = common::mqlab(dir.path())
-        .env("MQLAB_BROKER_URL", "amqp://guest:bad@127.0.0.1:5672//")
+        .env("MQLAB_BROKER_URL", common::broker_as("guest", "bad", ""))
         .args(["submit", "tasks.add", "1", "2"])
         .output()
         .unwrap();

@@ -75,7 +75,7 @@ async fn celery_event_receiver_sees_heartbeats_and_task_events() {
     let mut lines: Vec<String> = vec![];
     // Ready signals, not sleeps: the receiver says when it listens; the worker's heartbeat is
     // waited for by reading what the receiver saw.
-    let mut wait_line = |lines: &mut Vec<String>, what: &dyn Fn(&str) -> bool, secs: u64| {
+    let wait_line = |lines: &mut Vec<String>, what: &dyn Fn(&str) -> bool, secs: u64| {
         let deadline = Instant::now() + Duration::from_secs(secs);
         while !lines.iter().any(|l| what(l)) {
             let left = deadline.saturating_duration_since(Instant::now());

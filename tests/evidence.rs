@@ -14,7 +14,7 @@ use serde_json::Value;
 const REDIS_DB: &str = "redis://127.0.0.1:6379/12";
 
 fn mgmt(method: reqwest::Method, path: &str, body: Option<Value>) -> u16 {
-    let (base, user, pass) = ("http://127.0.0.1:15672", "guest", "guest");
+    let (base, user, pass) = (common::management(), "guest", "guest");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         mqlab::tls::ensure_provider();
@@ -71,7 +71,7 @@ fn the_learners_own_python_ticks_the_python_items_and_mqlab_never_does() {
     let _vhost = Vhost(name.clone());
     let perms = serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"});
     assert_eq!(mgmt(reqwest::Method::PUT, &format!("/api/permissions/{name}/guest"), Some(perms)) / 100, 2);
-    let broker = format!("amqp://guest:guest@127.0.0.1:5672/{name}");
+    let broker = common::broker_as("guest", "guest", &name);
     flush_db();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

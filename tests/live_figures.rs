@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -20,7 +19,7 @@ use mqlab::tui::update::Event;
 use serde_json::json;
 
 fn rabbitmqctl(queue: &str) -> Option<(u64, u64)> {
-    let out = Command::new("rabbitmqctl")
+    let out = common::rabbitmqctl()
         .args(["list_queues", "-q", "--no-table-headers", "name", "messages_ready", "messages_unacknowledged"])
         .output()
         .ok()?;

@@ -11,8 +11,44 @@ use std::time::{Duration, Instant};
 use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 
+/// True in `tests/rabbitmq4.rs`, which runs the broker-facing test files again against RabbitMQ 4
+/// (Debian 13's 4.0 with RabbitMQ 4.3's defaults: transient non-exclusive queues and global QoS
+/// denied), started by `.ci/run` in a chroot on 127.0.0.1:5673, management on 15673.
+pub fn on_rabbitmq4() -> bool {
+    module_path!().starts_with("rabbitmq4::")
+}
+
+/// Where `.ci/run` puts RabbitMQ 4's chroot (`MQLAB_RABBITMQ4_ROOT` to move it).
+pub fn rabbitmq4_root() -> PathBuf {
+    std::env::var_os("MQLAB_RABBITMQ4_ROOT").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/tmp/mqlab-rabbitmq4"))
+}
+
+fn rabbitmq4_up() {
+    use std::sync::OnceLock;
+    static UP: OnceLock<bool> = OnceLock::new();
+    let up = *UP.get_or_init(|| std::net::TcpStream::connect_timeout(&"127.0.0.1:5673".parse().unwrap(), Duration::from_secs(2)).is_ok());
+    assert!(up, "RabbitMQ 4 is not running on 127.0.0.1:5673: `.ci/run` starts it (Debian 13's rabbitmq-server in a chroot)");
+}
+
 pub fn broker() -> String {
+    if on_rabbitmq4() {
+        rabbitmq4_up();
+        return "amqp://guest:guest@127.0.0.1:5673//".into();
+    }
     std::env::var("MQLAB_TEST_BROKER").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672//".into())
+}
+
+/// The test broker's URL with other credentials and vhost (`""` is the default vhost `/`).
+pub fn broker_as(user: &str, pass: &str, vhost: &str) -> String {
+    let b = broker();
+    let rest = b.split_once('@').map(|(_, r)| r).unwrap_or("127.0.0.1:5672/");
+    let host = rest.split('/').next().unwrap_or(rest);
+    if vhost.is_empty() { format!("amqp://{user}:{pass}@{host}//") } else { format!("amqp://{user}:{pass}@{host}/{vhost}") }
+}
+
+/// `host:port` of the test broker's AMQP listener.
+pub fn broker_addr() -> String {
+    broker_as("u", "p", "").trim_start_matches("amqp://u:p@").trim_end_matches("//").to_string()
 }
 
 /// Redis database 9 keeps test results away from a learner's database 0.
@@ -21,7 +57,28 @@ pub fn redis() -> String {
 }
 
 pub fn management() -> String {
+    if on_rabbitmq4() {
+        rabbitmq4_up();
+        return "http://127.0.0.1:15673".into();
+    }
     std::env::var("MQLAB_TEST_MANAGEMENT").unwrap_or_else(|_| "http://127.0.0.1:15672".into())
+}
+
+/// `rabbitmqctl` for the test broker (the chroot's own for RabbitMQ 4).
+pub fn rabbitmqctl() -> Command {
+    if on_rabbitmq4() {
+        let mut c = Command::new("chroot");
+        c.arg(rabbitmq4_root()).args([
+            "env",
+            "HOME=/var/lib/rabbitmq",
+            "ERL_EPMD_PORT=4370",
+            "/usr/lib/rabbitmq/bin/rabbitmqctl",
+            "-n",
+            "rabbit4@localhost",
+        ]);
+        return c;
+    }
+    Command::new("rabbitmqctl")
 }
 
 /// A queue name of its own for one test.
@@ -211,7 +268,7 @@ impl Vhost {
     }
 
     pub fn broker(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
+        broker_as("guest", "guest", &self.name)
     }
 }
 
