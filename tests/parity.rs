@@ -195,6 +195,41 @@ fn eta_tasks_and_inspect_on_both_workers() {
     rt.block_on(common::cleanup(&q2));
 }
 
+/// Twelve tasks waiting 30 s for their ETA (more than a `-c 2` worker's prefetch of 8), then one
+/// plain add: the add does not wait behind them, and `inspect scheduled` lists all twelve; the
+/// same on Python Celery with RabbitMQ 3 (global QoS), while on RabbitMQ 4 Celery's add waits.
+#[test]
+fn waiting_eta_tasks_do_not_hold_back_the_others_on_both_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = common::queue("etapf-py");
+    let node = format!("pyp-{}@{}", &q[q.len() - 8..], mqlab::celery::protocol::hostname());
+    let py = python_worker(&q, &node, &dir.path().join("py.log"));
+    let python = run_script("eta_prefetch.py", &q, &[&node]);
+    drop(py);
+    let q2 = common::queue("etapf-mq");
+    let node2 = format!("mqp-{}@{}", &q2[q2.len() - 8..], mqlab::celery::protocol::hostname());
+    let _w = common::start_worker(dir.path(), &q2, &["-n", &node2, "-c", "2"], &dir.path().join("mq.log"));
+    let mqlab = run_script("eta_prefetch.py", &q2, &[&node2]);
+    println!("an add behind 12 waiting ETA tasks, Python Celery: {python}\nmqlab: {mqlab}");
+    let all_twelve = Value::from(vec![true; 12]);
+    assert_eq!(mqlab["value"], 10, "{mqlab}");
+    assert_eq!(mqlab["fast"], true, "mqlab: the add waited behind the ETA tasks: {mqlab}");
+    assert_eq!(mqlab["scheduled"], all_twelve, "mqlab: inspect scheduled lists the twelve: {mqlab}");
+    if common::on_rabbitmq4() {
+        // Celery raises a global QoS for each waiting task; without global QoS (RabbitMQ 4) its
+        // prefetch stays full of them and the add times out behind them. mqlab's fresh consumers
+        // need no global QoS.
+        assert_eq!(python["fast"], false, "Python Celery on RabbitMQ 4: {python}");
+    } else {
+        assert_eq!(python["value"], 10, "{python}");
+        assert_eq!(python["fast"], true, "Python Celery: {python}");
+        assert_eq!(python["scheduled"], all_twelve, "Python Celery: {python}");
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(common::cleanup(&q));
+    rt.block_on(common::cleanup(&q2));
+}
+
 /// A failure's errback (`link_error`) runs with the failed task's id, and the rest of its chain
 /// is FAILURE too: the same on both workers.
 #[test]

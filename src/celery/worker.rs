@@ -321,6 +321,9 @@ struct Session {
     publisher: Channel,
     events: Dispatcher,
     task_events: Option<mpsc::UnboundedSender<Value>>,
+    /// Tells the session loop that a consumer now holds a task waiting for its ETA (the
+    /// consumer's tag), so a fresh consumer takes over the prefetch.
+    holds: mpsc::UnboundedSender<Arc<str>>,
 }
 
 impl Session {
@@ -669,17 +672,15 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
     }
     let prefetch = opts.prefetch_count();
     ch.basic_qos(prefetch, BasicQosOptions { global: false }).await?;
-    let mut consumers = vec![];
+    // One consumer per queue at a time. Tasks waiting for their ETA stay unacknowledged (late-ack
+    // safety) but must not fill the prefetch: RabbitMQ applies a per-consumer prefetch to the
+    // consumers started after it, so when the current consumer holds such a task it is
+    // cancelled (its deliveries stay ours to ack) and a new one takes over with a full prefetch.
+    let mut feeds = Feeds { current: HashMap::new(), queue_of: HashMap::new(), cancelled: Default::default(), streams: Default::default() };
     for q in &queues {
-        let tag = format!("{}-{}-{}", opts.hostname, q, uuid::Uuid::new_v4().simple());
-        let c = ch
-            .basic_consume(short(q), short(&tag), BasicConsumeOptions::default(), FieldTable::default())
-            .await
-            .map_err(|e| refusal(&e, &format!("consume from queue {q:?}")).map(SessionError::Refused).unwrap_or(SessionError::Amqp(e)))?;
-        consumers.push(c);
+        feeds.consume(&ch, q, &opts.hostname).await?;
     }
-    let tags: Vec<String> = consumers.iter().map(|c| c.tag().to_string()).collect();
-    let mut consumer = futures_util::stream::select_all(consumers);
+    let (holds_tx, mut holds) = mpsc::unbounded_channel::<Arc<str>>();
     let publisher = conn.create_channel().await?;
     // Events and remote control, so Celery's tools see this worker.
     let ev_channel = conn.create_channel().await?;
@@ -710,7 +711,7 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
         })
     };
     let task_events = opts.task_events.then(|| dispatcher.task_buffer());
-    let session_ctx = Arc::new(Session { publisher, events: dispatcher.clone(), task_events });
+    let session_ctx = Arc::new(Session { publisher, events: dispatcher.clone(), task_events, holds: holds_tx });
     shared.stats.connected.store(true, Ordering::Relaxed);
     let recovered = shared.outage.lock().unwrap().take();
     match recovered {
@@ -737,24 +738,36 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
                 };
                 break Ok(mode);
             }
-            delivery = consumer.next() => match delivery {
+            delivery = feeds.streams.next() => match delivery {
                 None => break Err(SessionError::Lost("the broker closed the consumer".into())),
-                Some(Err(e)) => break Err(SessionError::Amqp(e)),
-                Some(Ok(d)) => {
+                Some((tag, None)) => {
+                    // A consumer we cancelled ends here; any other was cancelled by the broker.
+                    if !feeds.cancelled.remove(&*tag) {
+                        break Err(SessionError::Lost(format!("the broker cancelled the consumer of queue {:?}", feeds.queue_of.get(&*tag).cloned().unwrap_or_default())));
+                    }
+                    feeds.queue_of.remove(&*tag);
+                }
+                Some((_, Some(Err(e)))) => break Err(SessionError::Amqp(e)),
+                Some((tag, Some(Ok(d)))) => {
                     shared.stats.unacked.fetch_add(1, Ordering::Relaxed);
                     let shared = shared.clone();
                     let slots = slots.clone();
                     let ctx = session_ctx.clone();
-                    running.spawn(async move { handle_delivery(shared, slots, ctx, d).await });
+                    running.spawn(async move { handle_delivery(shared, slots, ctx, tag, d).await });
                 }
             },
+            Some(tag) = holds.recv() => {
+                if let Err(e) = feeds.renew(&ch, &tag, &opts.hostname).await {
+                    break Err(e);
+                }
+            }
             Some(_) = running.join_next(), if !running.is_empty() => {}
         }
     };
     match outcome {
         Ok(StopMode::Warm) => {
             info!("worker: warm shutdown: waiting for {} task(s) to finish", shared.stats.active.load(Ordering::Relaxed));
-            for tag in &tags {
+            for tag in feeds.current.values() {
                 let _ = ch.basic_cancel(short(tag), BasicCancelOptions::default()).await;
             }
             // Prefetched messages that never started go back to the queue now, those waiting for
@@ -830,7 +843,46 @@ async fn close(conn: &Connection) {
     let _ = tokio::time::timeout(Duration::from_secs(2), conn.close(200, short("worker shutdown"))).await;
 }
 
-async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Session>, d: Delivery) {
+/// The consumers of one session: the current one per queue, and the deliveries of all of them
+/// (each stream tagged with its consumer and ended by `None`).
+struct Feeds {
+    current: HashMap<String, Arc<str>>,
+    queue_of: HashMap<Arc<str>, String>,
+    cancelled: std::collections::HashSet<Arc<str>>,
+    streams: futures_util::stream::SelectAll<futures_util::stream::BoxStream<'static, (Arc<str>, Option<lapin::Result<Delivery>>)>>,
+}
+
+impl Feeds {
+    async fn consume(&mut self, ch: &Channel, q: &str, hostname: &str) -> Result<(), SessionError> {
+        let tag = format!("{hostname}-{q}-{}", uuid::Uuid::new_v4().simple());
+        let c = ch
+            .basic_consume(short(q), short(&tag), BasicConsumeOptions::default(), FieldTable::default())
+            .await
+            .map_err(|e| refusal(&e, &format!("consume from queue {q:?}")).map(SessionError::Refused).unwrap_or(SessionError::Amqp(e)))?;
+        let tag: Arc<str> = Arc::from(c.tag().as_str());
+        let (t, end) = (tag.clone(), tag.clone());
+        let stream = c.map(move |d| (t.clone(), Some(d))).chain(futures_util::stream::once(async move { (end, None) }));
+        self.streams.push(stream.boxed());
+        self.queue_of.insert(tag.clone(), q.to_string());
+        self.current.insert(q.to_string(), tag);
+        Ok(())
+    }
+
+    /// A task from consumer `tag` waits for its ETA: if that consumer is still the current one
+    /// of its queue, a new consumer takes over (once per consumer).
+    async fn renew(&mut self, ch: &Channel, tag: &Arc<str>, hostname: &str) -> Result<(), SessionError> {
+        let Some(q) = self.queue_of.get(tag).cloned() else { return Ok(()) };
+        if self.current.get(&q) != Some(tag) {
+            return Ok(());
+        }
+        debug!("a task waits for its ETA: consumer {tag} hands queue {q:?} to a new consumer");
+        self.cancelled.insert(tag.clone());
+        ch.basic_cancel(short(tag), BasicCancelOptions::default()).await?;
+        self.consume(ch, &q, hostname).await
+    }
+}
+
+async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Session>, tag: Arc<str>, d: Delivery) {
     let publisher = &ctx.publisher;
     let now = Utc::now();
     let msg = match TaskMessage::decode(&d.properties, &d.data) {
@@ -929,6 +981,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         let wait = (eta - Utc::now()).to_std().unwrap_or_default().min(Duration::from_secs_f64(MAX_WAIT_SECS));
         if !wait.is_zero() {
             debug!("Task {name}[{}] scheduled for {eta}", msg.id);
+            let _ = ctx.holds.send(tag);
             let stopping = shared.stopping.notified();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
