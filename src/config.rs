@@ -124,24 +124,33 @@ impl Config {
         let track = given.unwrap_or_default();
         // A running sandbox (`mqlab sandbox up`) comes before the config file.
         let sandbox = crate::sandbox::Sandbox::load(&data_dir);
-        let sb = |f: fn(&crate::sandbox::Sandbox) -> String, file: &Option<String>| sandbox.as_ref().map(f).or_else(|| file.clone());
+        // Running port-forwards (`mqlab forward`, or F in the app) move the cluster's local
+        // ports when theirs were taken; they apply to the config file's URLs and the defaults.
+        let forwards = if sandbox.is_none() { crate::forward::Recorded::load(&data_dir) } else { None };
+        let sb = |f: fn(&crate::sandbox::Sandbox) -> String, file: &Option<String>, default: &str| {
+            sandbox
+                .as_ref()
+                .map(f)
+                .or_else(|| forwards.as_ref().map(|r| r.apply(file.as_deref().unwrap_or(default))))
+                .or_else(|| file.clone())
+        };
         let cfg = Config {
             broker_url: pick(
                 &over.broker,
                 &["MQLAB_BROKER_URL", "CELERY_BROKER_URL"],
-                &sb(|s| s.broker_url(), &file.broker_url),
+                &sb(|s| s.broker_url(), &file.broker_url, DEFAULT_BROKER),
                 DEFAULT_BROKER,
             ),
             result_backend: pick(
                 &over.result_backend,
                 &["MQLAB_RESULT_BACKEND", "CELERY_RESULT_BACKEND"],
-                &sb(|s| s.result_backend(), &file.result_backend),
+                &sb(|s| s.result_backend(), &file.result_backend, DEFAULT_BACKEND),
                 DEFAULT_BACKEND,
             ),
             management_url: pick(
                 &over.management_url,
                 &["MQLAB_MANAGEMENT_URL"],
-                &sb(|s| s.management_url(), &file.management_url),
+                &sb(|s| s.management_url(), &file.management_url, DEFAULT_MANAGEMENT),
                 DEFAULT_MANAGEMENT,
             ),
             kube_context: pick(&over.context, &["MQLAB_KUBE_CONTEXT"], &file.kube_context, DEFAULT_CONTEXT),

@@ -5,6 +5,7 @@ pub mod celery;
 pub mod cli;
 pub mod config;
 pub mod files;
+pub mod forward;
 pub mod lessons;
 pub mod logging;
 pub mod probes;

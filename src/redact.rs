@@ -32,6 +32,21 @@ pub fn one_line(e: &anyhow::Error) -> String {
     mask_urls_in(&format!("{e:#}").replace('\n', " "))
 }
 
+/// An error and its causes on one line, each cause once (`a: b: c`), with any password masked.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    mask_urls_in(&s.replace('\n', " "))
+}
+
 /// Every URL in a text, masked.
 pub fn mask_urls_in(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

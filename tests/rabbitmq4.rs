@@ -30,6 +30,9 @@ mod evidence;
 #[path = "live_figures.rs"]
 mod live_figures;
 
+#[path = "forward.rs"]
+mod forward;
+
 mod denied_features {
     //! The chroot's broker really denies what RabbitMQ 4.3 denies, so the tests above prove
     //! something: a transient non-exclusive queue is refused there.

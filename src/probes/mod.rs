@@ -279,20 +279,7 @@ fn finish(id: &str, title: &str, o: Outcome, started: Instant) -> CheckResult {
     }
 }
 
-/// An error and its causes on one line, each cause once (`a: b: c`).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let t = inner.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = inner.source();
-    }
-    s.replace('\n', " ")
-}
+pub(crate) use crate::redact::error_chain;
 
 /// Host and port of a URL, with a default port.
 pub(crate) fn host_port(raw: &str, default_port: u16) -> (String, u16) {

@@ -24,6 +24,50 @@ pub struct FakeKube {
     pub port: u16,
     pub dir: tempfile::TempDir,
     pub requests: Arc<Mutex<Vec<String>>>,
+    /// What can change while it runs (pod restarts, port-forward streams).
+    pub live: Arc<Live>,
+}
+
+/// The changing part of the fake cluster: each app's pod generation (a new uid after a restart),
+/// whether it is Ready, and the port-forward streams open to it.
+pub struct Live {
+    state: Mutex<std::collections::HashMap<String, (u32, bool)>>,
+    /// Dropping every open port-forward stream of an app (its pod went away).
+    drops: tokio::sync::broadcast::Sender<String>,
+    /// Port-forward streams opened so far.
+    pub streams: std::sync::atomic::AtomicU64,
+    /// Where a pod's container port really is (the CI's RabbitMQ and Redis by default).
+    pub upstream: Mutex<std::collections::HashMap<u16, u16>>,
+}
+
+impl Live {
+    fn new() -> Live {
+        Live {
+            state: Mutex::new(Default::default()),
+            drops: tokio::sync::broadcast::channel(16).0,
+            streams: Default::default(),
+            upstream: Mutex::new(Default::default()),
+        }
+    }
+
+    /// (generation, ready) of an app's pod.
+    fn pod_state(&self, app: &str) -> (u32, bool) {
+        *self.state.lock().unwrap().get(app).unwrap_or(&(0, true))
+    }
+
+    /// The pod of `app` ("rabbitmq", "redis") goes away as on a restart: its streams are cut and
+    /// it is not Ready; `ready_again` brings a new pod (a new uid) up.
+    pub fn restart(&self, app: &str) {
+        let mut st = self.state.lock().unwrap();
+        let e = st.entry(app.to_string()).or_insert((0, true));
+        *e = (e.0 + 1, false);
+        drop(st);
+        let _ = self.drops.send(app.to_string());
+    }
+
+    pub fn ready_again(&self, app: &str) {
+        self.state.lock().unwrap().entry(app.to_string()).or_insert((0, true)).1 = true;
+    }
 }
 
 impl FakeKube {
@@ -34,6 +78,8 @@ impl FakeKube {
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(vec![]));
         let log = requests.clone();
+        let live = Arc::new(Live::new());
+        let shared = live.clone();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
@@ -41,11 +87,11 @@ impl FakeKube {
                 loop {
                     let Ok((sock, _)) = listener.accept().await else { return };
                     let log = log.clone();
-                    tokio::spawn(serve(sock, scenario, log));
+                    tokio::spawn(serve(sock, scenario, log, shared.clone()));
                 }
             });
         });
-        FakeKube { port, dir: tempfile::tempdir().unwrap(), requests }
+        FakeKube { port, dir: tempfile::tempdir().unwrap(), requests, live }
     }
 
     /// A kubeconfig whose `rancher-desktop` context points here (current unless told otherwise).
@@ -73,7 +119,7 @@ pub fn kubeconfig_for(dir: &tempfile::TempDir, server: &str, current: &str, cont
     path
 }
 
-async fn serve(mut sock: tokio::net::TcpStream, scenario: Scenario, log: Arc<Mutex<Vec<String>>>) {
+async fn serve(mut sock: tokio::net::TcpStream, scenario: Scenario, log: Arc<Mutex<Vec<String>>>, live: Arc<Live>) {
     let mut buf = Vec::new();
     loop {
         let head_end = loop {
@@ -90,7 +136,10 @@ async fn serve(mut sock: tokio::net::TcpStream, scenario: Scenario, log: Arc<Mut
         buf.drain(..head_end);
         let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
         log.lock().unwrap().push(target.clone());
-        let (status, ctype, body) = route(scenario, &target);
+        if target.contains("/portforward") && head.to_ascii_lowercase().contains("upgrade: websocket") {
+            return port_forward(sock, scenario, &head, &target, live).await;
+        }
+        let (status, ctype, body) = route(scenario, &target, &live);
         let reason = if status == 200 { "OK" } else { "Not Found" };
         let resp = format!("HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n", body.len());
         if sock.write_all(resp.as_bytes()).await.is_err() || sock.write_all(body.as_bytes()).await.is_err() {
@@ -110,7 +159,7 @@ fn ok(v: Value) -> (u16, &'static str, String) {
     (200, "application/json", v.to_string())
 }
 
-fn route(s: Scenario, target: &str) -> (u16, &'static str, String) {
+fn route(s: Scenario, target: &str, live: &Live) -> (u16, &'static str, String) {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let query = percent_decode(query);
     match path {
@@ -145,10 +194,10 @@ fn route(s: Scenario, target: &str) -> (u16, &'static str, String) {
                 },
                 [_, "pods"] => {
                     let selector = query.split('&').find_map(|kv| kv.strip_prefix("labelSelector=")).unwrap_or("");
-                    let items: Vec<Value> = pods(s).into_iter().filter(|p| matches_selector(p, selector)).collect();
+                    let items: Vec<Value> = pods(s, live).into_iter().filter(|p| matches_selector(p, selector)).collect();
                     ok(json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "4711"}, "items": items}))
                 }
-                [_, "pods", name] => match pods(s).into_iter().find(|p| p["metadata"]["name"] == *name) {
+                [_, "pods", name] => match pods(s, live).into_iter().find(|p| p["metadata"]["name"] == *name) {
                     Some(p) => ok(p),
                     None => not_found("pods", name),
                 },
@@ -247,7 +296,13 @@ fn pod(name: &str, app: &str, component: Option<&str>, image: &str, state: Value
         "metadata": {"name": name, "generateName": format!("{}-", name.trim_end_matches("-0")), "namespace": "messaging", "uid": format!("uid-{name}"),
             "resourceVersion": "4600", "creationTimestamp": "2026-11-27T08:50:00Z", "labels": labels,
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": name.trim_end_matches("-0"), "uid": format!("uid-sts-{app}"), "controller": true, "blockOwnerDeletion": true}]},
-        "spec": {"containers": [{"name": app, "image": image, "ports": [{"containerPort": if app == "rabbitmq" { 5672 } else { 6379 }, "protocol": "TCP"}]}],
+        "spec": {"containers": [{"name": app, "image": image, "ports": if app == "rabbitmq" {
+                json!([{"name": "amqp", "containerPort": 5672, "protocol": "TCP"}, {"name": "dist", "containerPort": 25672, "protocol": "TCP"},
+                    {"name": "stats", "containerPort": 15672, "protocol": "TCP"}, {"name": "epmd", "containerPort": 4369, "protocol": "TCP"},
+                    {"name": "metrics", "containerPort": 9419, "protocol": "TCP"}])
+            } else {
+                json!([{"name": "redis", "containerPort": 6379, "protocol": "TCP"}])
+            }}],
             "restartPolicy": "Always", "nodeName": "lima-rancher-desktop", "serviceAccountName": app},
         "status": {"phase": phase,
             "conditions": [
@@ -263,7 +318,7 @@ fn pod(name: &str, app: &str, component: Option<&str>, image: &str, state: Value
                 "image": image, "imageID": if ready { format!("{image}@sha256:0f3c") } else { String::new() }, "started": ready}]}})
 }
 
-fn pods(s: Scenario) -> Vec<Value> {
+fn pods(s: Scenario, live: &Live) -> Vec<Value> {
     let running = json!({"running": {"startedAt": "2026-11-27T08:50:05Z"}});
     let rabbit_image = "docker.io/bitnamilegacy/rabbitmq:4.1.3-debian-12-r1";
     let redis_image = "docker.io/bitnamilegacy/redis:8.2.1-debian-12-r0";
@@ -289,7 +344,10 @@ fn pods(s: Scenario) -> Vec<Value> {
             "Running",
         ),
         Scenario::RabbitStarting => pod("rabbitmq-0", "rabbitmq", None, rabbit_image, running.clone(), false, 0, "Running"),
-        _ => pod("rabbitmq-0", "rabbitmq", None, rabbit_image, running.clone(), true, 0, "Running"),
+        _ => {
+            let (generation, ready) = live.pod_state("rabbitmq");
+            regenerate(pod("rabbitmq-0", "rabbitmq", None, rabbit_image, running.clone(), ready, 0, "Running"), generation)
+        }
     };
     let redis = match s {
         Scenario::ImagePullBackOff => pod(
@@ -302,7 +360,10 @@ fn pods(s: Scenario) -> Vec<Value> {
             0,
             "Pending",
         ),
-        _ => pod("redis-master-0", "redis", Some("master"), redis_image, running, true, 0, "Running"),
+        _ => {
+            let (generation, ready) = live.pod_state("redis");
+            regenerate(pod("redis-master-0", "redis", Some("master"), redis_image, running, ready, 0, "Running"), generation)
+        }
     };
     vec![rabbit, redis]
 }
@@ -351,4 +412,116 @@ fn services() -> Vec<Value> {
         ),
         svc("redis-master", "redis", json!([{"name": "tcp-redis", "protocol": "TCP", "port": 6379, "targetPort": "redis"}])),
     ]
+}
+
+/// A pod after `generation` restarts: a new uid (a StatefulSet pod keeps its name).
+fn regenerate(mut pod: Value, generation: u32) -> Value {
+    if generation > 0 {
+        let uid = format!("{}-{generation}", pod["metadata"]["uid"].as_str().unwrap_or("uid"));
+        pod["metadata"]["uid"] = json!(uid);
+    }
+    pod
+}
+
+/// The port-forward subresource as the API server serves it to kube-rs and kubectl over
+/// WebSocket (`v4.channel.k8s.io`): for each port, a data channel (2i) and an error channel
+/// (2i+1), each opened by a frame carrying the port number (little-endian), then frames whose
+/// first byte is the channel. The bytes go to the CI's real service behind that container port.
+async fn port_forward(mut sock: tokio::net::TcpStream, s: Scenario, head: &str, target: &str, live: Arc<Live>) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let header = |name: &str| {
+        head.lines().find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string()))
+    };
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let pod_name = path.trim_end_matches("/portforward").rsplit('/').next().unwrap_or("").to_string();
+    let app = if pod_name.starts_with("redis") { "redis" } else { "rabbitmq" };
+    let pod = pods(s, &live).into_iter().find(|p| p["metadata"]["name"] == pod_name.as_str());
+    let (generation, ready) = live.pod_state(app);
+    let Some(pod) = pod.filter(|_| ready) else {
+        let (status, _, body) = not_found("pods", &pod_name);
+        let _ = sock.write_all(format!("HTTP/1.1 {status} Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes()).await;
+        return;
+    };
+    let _ = pod;
+    let ports: Vec<u16> = percent_decode(query)
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("ports="))
+        .map(|v| v.split(',').filter_map(|p| p.parse().ok()).collect())
+        .unwrap_or_default();
+    let (Some(key), Some(&port)) = (header("sec-websocket-key"), ports.first()) else { return };
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let resp = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n"
+    );
+    if sock.write_all(resp.as_bytes()).await.is_err() {
+        return;
+    }
+    let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(sock, tokio_tungstenite::tungstenite::protocol::Role::Server, None).await;
+    let (mut tx, mut rx) = ws.split();
+    let [lo, hi] = port.to_le_bytes();
+    if tx.send(Message::binary(vec![0, lo, hi])).await.is_err() || tx.send(Message::binary(vec![1, lo, hi])).await.is_err() {
+        return;
+    }
+    live.streams.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let real = live.upstream.lock().unwrap().get(&port).copied().unwrap_or(port);
+    let upstream = match tokio::net::TcpStream::connect(("127.0.0.1", real)).await {
+        Ok(u) => u,
+        Err(e) => {
+            let mut msg = vec![1u8];
+            msg.extend(format!("error forwarding port {port} to pod {pod_name}, uid : failed to connect to localhost:{port}: {e}").into_bytes());
+            let _ = tx.send(Message::binary(msg)).await;
+            let _ = tx.send(Message::Close(None)).await;
+            return;
+        }
+    };
+    let (mut ur, mut uw) = upstream.into_split();
+    let mut drops = live.drops.subscribe();
+    let to_pod = async {
+        while let Some(Ok(m)) = rx.next().await {
+            match m {
+                Message::Binary(b) if b.len() > 1 && b[0] == 0 => {
+                    if uw.write_all(&b[1..]).await.is_err() {
+                        break;
+                    }
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+        let _ = uw.shutdown().await;
+    };
+    let from_pod = async {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match ur.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let mut frame = Vec::with_capacity(n + 1);
+                    frame.push(0u8);
+                    frame.extend_from_slice(&buf[..n]);
+                    if tx.send(Message::binary(frame)).await.is_err() {
+                        return tx;
+                    }
+                }
+            }
+        }
+        tx
+    };
+    let dropped = async {
+        loop {
+            match drops.recv().await {
+                Ok(a) if a == app => return,
+                Ok(_) => {}
+                Err(_) => return std::future::pending().await,
+            }
+        }
+    };
+    let _ = generation;
+    tokio::select! {
+        // The pod went away: the stream ends without a goodbye, as when the kubelet's goes.
+        _ = dropped => {}
+        _ = to_pod => {}
+        mut tx = from_pod => { let _ = tx.send(Message::Close(None)).await; }
+    }
 }

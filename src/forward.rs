@@ -1,0 +1,434 @@
+//! Port-forwards to the cluster's RabbitMQ and Redis, what `kubectl port-forward svc/…` does,
+//! built in: each local connection is carried over the Kubernetes API's WebSocket port-forward
+//! protocol (kube-rs `Api::<Pod>::portforward`) to a Ready pod behind the service. A watcher
+//! follows the pods: when one restarts or its stream breaks, open connections are closed and the
+//! next ones go to the new pod, with one log line per outage and one per recovery.
+//!
+//! Listening is on 127.0.0.1 only. A local port already taken (a local RabbitMQ on 5672, say)
+//! gives the next free one; the ports in use are recorded in `forwards.json` in the data dir, so
+//! the configuration, the lesson commands and the checks of every mqlab on this machine use them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{Api, ListParams};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+/// One forward: a local port for a port of a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// What it carries, as shown to the learner.
+    pub name: &'static str,
+    pub service: &'static str,
+    /// The service's port, also the local port asked for first.
+    pub port: u16,
+}
+
+/// The three forwards the curriculum opens by hand (Steps 3-5).
+pub const TARGETS: [Target; 3] = [
+    Target { name: "AMQP", service: "rabbitmq", port: 5672 },
+    Target { name: "management", service: "rabbitmq", port: 15672 },
+    Target { name: "Redis", service: "redis-master", port: 6379 },
+];
+
+/// What a forward is doing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Looking for a Ready pod behind the service.
+    Connecting,
+    /// Traffic goes to this pod.
+    Up { pod: String },
+    /// No pod to forward to right now (why); retried with backoff.
+    Down { error: String },
+}
+
+/// Counters of one forward, shared with whoever shows them.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Bytes from local clients to the pod.
+    pub sent: AtomicU64,
+    /// Bytes from the pod to local clients.
+    pub received: AtomicU64,
+    /// Connections open now.
+    pub open: AtomicU64,
+    /// Connections carried so far.
+    pub connections: AtomicU64,
+    /// Times traffic moved to a new pod (or came back) after an outage.
+    pub reconnects: AtomicU64,
+}
+
+/// A forward as its owner sees it.
+#[derive(Clone, Debug)]
+pub struct Forward {
+    pub target: Target,
+    /// The local port it listens on (127.0.0.1).
+    pub local: u16,
+    pub state: State,
+    pub counters: Arc<Counters>,
+}
+
+/// What the forwards report.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// All listeners are bound (ports recorded in `forwards.json`).
+    Listening(Vec<Forward>),
+    /// One forward's state changed.
+    State { name: &'static str, state: State },
+    /// The forwards cannot start (no listener could be bound).
+    Failed(String),
+}
+
+/// The ports recorded while forwards run, read by the configuration of every mqlab.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Recorded {
+    pub pid: u32,
+    pub namespace: String,
+    /// Service port → local port.
+    pub ports: BTreeMap<u16, u16>,
+}
+
+impl Recorded {
+    pub fn file(data_dir: &Path) -> PathBuf {
+        data_dir.join("forwards.json")
+    }
+
+    /// The record, when the process that made it still runs and its first port answers.
+    pub fn load(data_dir: &Path) -> Option<Recorded> {
+        let text = std::fs::read_to_string(Self::file(data_dir)).ok()?;
+        let r: Recorded = serde_json::from_str(&text).ok()?;
+        let alive = unsafe { libc::kill(r.pid as i32, 0) == 0 };
+        let port = *r.ports.values().next()?;
+        let answers = std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300)).is_ok();
+        (alive && answers).then_some(r)
+    }
+
+    /// `url` with its port moved to the forward's local one, when the URL points at this
+    /// machine on a forwarded service port; otherwise `url` as it is.
+    pub fn apply(&self, url: &str) -> String {
+        let Ok(mut u) = url::Url::parse(url) else { return url.to_string() };
+        let local_host = matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+        let Some(port) = u.port_or_known_default() else { return url.to_string() };
+        match self.ports.get(&port) {
+            Some(&local) if local_host && local != port => {
+                let _ = u.set_port(Some(local));
+                u.to_string()
+            }
+            _ => url.to_string(),
+        }
+    }
+
+    fn save(&self, data_dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(data_dir)?;
+        std::fs::write(Self::file(data_dir), serde_json::to_vec_pretty(self).unwrap_or_default())
+    }
+
+    /// Removes the record if it is this process's.
+    fn remove(data_dir: &Path) {
+        let path = Self::file(data_dir);
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && serde_json::from_str::<Recorded>(&text).is_ok_and(|r| r.pid == std::process::id())
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Binds 127.0.0.1:`wanted`, or the next free port after it.
+pub async fn bind_free(wanted: u16) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for p in (wanted..=wanted.saturating_add(100)).filter(|p| *p != 0) {
+        match TcpListener::bind(("127.0.0.1", p)).await {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    match TcpListener::bind(("127.0.0.1", 0)).await {
+        Ok(l) => Ok(l),
+        Err(e) => Err(last.unwrap_or(e)),
+    }
+}
+
+/// Runs the forwards until `stop` turns true (or its sender is dropped); the ports are recorded
+/// in `data_dir` meanwhile.
+pub async fn run(client: kube::Client, namespace: String, data_dir: PathBuf, events: mpsc::UnboundedSender<Event>, mut stop: watch::Receiver<bool>) {
+    let mut forwards = vec![];
+    let mut listeners = vec![];
+    for t in TARGETS {
+        match bind_free(t.port).await {
+            Ok(l) => {
+                let local = l.local_addr().map(|a| a.port()).unwrap_or(0);
+                if local != t.port {
+                    warn!("forward {}: 127.0.0.1:{} is taken (a local service?), listening on 127.0.0.1:{local} instead", t.name, t.port);
+                }
+                forwards.push(Forward { target: t, local, state: State::Connecting, counters: Arc::default() });
+                listeners.push(l);
+            }
+            Err(e) => {
+                let _ = events.send(Event::Failed(format!("cannot listen for {} on 127.0.0.1: {e}", t.name)));
+                return;
+            }
+        }
+    }
+    let record = Recorded {
+        pid: std::process::id(),
+        namespace: namespace.clone(),
+        ports: forwards.iter().map(|f| (f.target.port, f.local)).collect(),
+    };
+    if let Err(e) = record.save(&data_dir) {
+        warn!("forwards: cannot record the ports in {}: {e}", data_dir.display());
+    }
+    for f in &forwards {
+        info!("forward {}: 127.0.0.1:{} → svc/{} port {} (namespace {namespace})", f.target.name, f.local, f.target.service, f.target.port);
+    }
+    let _ = events.send(Event::Listening(forwards.clone()));
+    let mut set = JoinSet::new();
+    for (f, l) in forwards.into_iter().zip(listeners) {
+        set.spawn(serve(client.clone(), namespace.clone(), f, l, events.clone()));
+    }
+    loop {
+        tokio::select! {
+            changed = stop.changed() => if changed.is_err() || *stop.borrow() { break },
+            done = set.join_next() => if done.is_none() { break },
+        }
+    }
+    set.shutdown().await;
+    Recorded::remove(&data_dir);
+    info!("forwards stopped");
+}
+
+/// Where a service's port leads: a Ready pod and its container port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub pod: String,
+    pub uid: String,
+    pub port: u16,
+}
+
+/// Finds a Ready pod behind `target.service` (its selector) and the container port its
+/// `targetPort` names.
+pub async fn resolve(client: &kube::Client, namespace: &str, target: &Target) -> Result<Endpoint, String> {
+    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let svc = services.get(target.service).await.map_err(|e| match &e {
+        kube::Error::Api(s) if s.code == 404 => format!("service {} not found in namespace {namespace} (is it deployed?)", target.service),
+        _ => format!("cannot read service {}: {}", target.service, crate::redact::error_chain(&e)),
+    })?;
+    let spec = svc.spec.unwrap_or_default();
+    let selector = spec.selector.unwrap_or_default();
+    if selector.is_empty() {
+        return Err(format!("service {} has no selector", target.service));
+    }
+    let sport = spec
+        .ports
+        .unwrap_or_default()
+        .into_iter()
+        .find(|p| p.port == i32::from(target.port))
+        .ok_or_else(|| format!("service {} has no port {}", target.service, target.port))?;
+    let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let list = pods
+        .list(&ListParams::default().labels(&labels.join(",")))
+        .await
+        .map_err(|e| format!("cannot list the pods of {}: {}", target.service, crate::redact::error_chain(&e)))?;
+    let mut ready: Vec<Pod> = list.items.into_iter().filter(pod_ready).collect();
+    ready.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let pod = ready.into_iter().next().ok_or_else(|| format!("no Ready pod behind service {} yet", target.service))?;
+    let port = match sport.target_port {
+        None => target.port,
+        Some(IntOrString::Int(p)) => u16::try_from(p).map_err(|_| format!("service {} targets port {p}", target.service))?,
+        Some(IntOrString::String(name)) => pod
+            .spec
+            .as_ref()
+            .into_iter()
+            .flat_map(|s| s.containers.iter())
+            .flat_map(|c| c.ports.iter().flatten())
+            .find(|p| p.name.as_deref() == Some(name.as_str()))
+            .and_then(|p| u16::try_from(p.container_port).ok())
+            .ok_or_else(|| format!("no container port named {name:?} in the pods of {}", target.service))?,
+    };
+    Ok(Endpoint { pod: pod.metadata.name.unwrap_or_default(), uid: pod.metadata.uid.unwrap_or_default(), port })
+}
+
+fn pod_ready(p: &Pod) -> bool {
+    p.metadata.deletion_timestamp.is_none()
+        && p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The delay before retry `n` (from 0) after an outage: 0.25 s, 0.5 s, 1 s, 2 s, then 4 s.
+pub fn backoff(n: u32) -> Duration {
+    Duration::from_millis(250u64 << n.min(4))
+}
+
+/// One forward: the watcher keeps the endpoint, the listener carries connections to it.
+async fn serve(client: kube::Client, namespace: String, f: Forward, listener: TcpListener, events: mpsc::UnboundedSender<Event>) {
+    let (endpoint_tx, endpoint_rx) = watch::channel::<Option<Endpoint>>(None);
+    let (broken_tx, broken_rx) = mpsc::unbounded_channel::<String>();
+    let mut tasks = JoinSet::new();
+    tasks.spawn(watch_endpoint(client.clone(), namespace.clone(), f.clone(), endpoint_tx, broken_rx, events));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((sock, _)) = accepted else { continue };
+                let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+                tasks.spawn(carry(pods, sock, endpoint_rx.clone(), f.counters.clone(), broken_tx.clone(), f.target.name));
+            }
+            Some(_) = tasks.join_next() => {}
+        }
+    }
+}
+
+/// Follows the pod behind the service: checks it every second while up, retries with backoff
+/// while down, and reacts at once when a connection's stream breaks.
+async fn watch_endpoint(
+    client: kube::Client,
+    namespace: String,
+    f: Forward,
+    endpoint: watch::Sender<Option<Endpoint>>,
+    mut broken: mpsc::UnboundedReceiver<String>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    let name = f.target.name;
+    let mut outage: Option<(Instant, u32)> = None;
+    let mut last_error = String::new();
+    loop {
+        let found = resolve(&client, &namespace, &f.target).await;
+        let current = endpoint.borrow().clone();
+        match found {
+            Ok(ep) => {
+                if current.as_ref() != Some(&ep) {
+                    if let Some((since, _)) = outage.take() {
+                        f.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+                        info!("forward {name}: traffic flows again, to pod {} (after {:.1} s)", ep.pod, since.elapsed().as_secs_f64());
+                    } else if let Some(old) = &current {
+                        f.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+                        info!("forward {name}: pod {} replaced by {}; open connections closed", old.pod, ep.pod);
+                    } else {
+                        info!("forward {name}: 127.0.0.1:{} → pod {} port {}", f.local, ep.pod, ep.port);
+                    }
+                    let _ = events.send(Event::State { name, state: State::Up { pod: ep.pod.clone() } });
+                    endpoint.send_replace(Some(ep));
+                }
+            }
+            Err(e) => {
+                if current.is_some() || outage.is_none() {
+                    let since = outage.map(|o| o.0).unwrap_or_else(Instant::now);
+                    if outage.is_none() || e != last_error {
+                        warn!("forward {name}: {e}; retrying");
+                    }
+                    outage = Some((since, outage.map(|o| o.1).unwrap_or(0)));
+                    let _ = events.send(Event::State { name, state: State::Down { error: e.clone() } });
+                    endpoint.send_replace(None);
+                }
+                last_error = e;
+            }
+        }
+        let wait = match &mut outage {
+            Some((_, n)) => {
+                let d = backoff(*n);
+                *n += 1;
+                d
+            }
+            None => Duration::from_secs(1),
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            Some(why) = broken.recv() => {
+                // A stream broke: look again at once (the pod may be gone).
+                if outage.is_none() {
+                    warn!("forward {name}: stream broken ({why}); reconnecting");
+                    outage = Some((Instant::now(), 0));
+                    last_error = why;
+                    let _ = events.send(Event::State { name, state: State::Connecting });
+                    endpoint.send_replace(None);
+                }
+                while broken.try_recv().is_ok() {}
+            }
+        }
+    }
+}
+
+/// Carries one local connection to the current pod; closes it when the pod changes.
+async fn carry(
+    pods: Api<Pod>,
+    mut sock: TcpStream,
+    mut endpoint: watch::Receiver<Option<Endpoint>>,
+    counters: Arc<Counters>,
+    broken: mpsc::UnboundedSender<String>,
+    name: &'static str,
+) {
+    // Wait briefly for a pod (a client reconnecting during a restart), then give up cleanly.
+    let found = match tokio::time::timeout(Duration::from_secs(10), endpoint.wait_for(Option::is_some)).await {
+        Ok(Ok(ep)) => ep.clone(),
+        _ => None,
+    };
+    let Some(ep) = found else {
+        let _ = sock.shutdown().await;
+        return;
+    };
+    let mut pf = match pods.portforward(&ep.pod, &[ep.port]).await {
+        Ok(pf) => pf,
+        Err(e) => {
+            let _ = broken.send(format!("pod {}: {}", ep.pod, crate::redact::error_chain(&e)));
+            let _ = sock.shutdown().await;
+            return;
+        }
+    };
+    let Some(upstream) = pf.take_stream(ep.port) else { return };
+    let error = pf.take_error(ep.port);
+    counters.connections.fetch_add(1, Ordering::Relaxed);
+    counters.open.fetch_add(1, Ordering::Relaxed);
+    let (mut lr, mut lw) = sock.split();
+    let (mut ur, mut uw) = tokio::io::split(upstream);
+    let up = pump(&mut lr, &mut uw, &counters.sent);
+    let down = pump(&mut ur, &mut lw, &counters.received);
+    let moved = async {
+        // The pod changed or went away: this connection ends.
+        let _ = endpoint.wait_for(|now| now.as_ref() != Some(&ep)).await.map(|_| ());
+    };
+    let pod_error = async {
+        match error {
+            Some(e) => e.await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = async { tokio::join!(up, down) } => {}
+        _ = moved => {}
+        Some(e) = pod_error => {
+            let _ = broken.send(format!("pod {}: {e}", ep.pod));
+        }
+    }
+    let _ = lw.shutdown().await;
+    pf.abort();
+    counters.open.fetch_sub(1, Ordering::Relaxed);
+    tracing::debug!("forward {name}: a connection to pod {} closed", ep.pod);
+}
+
+/// Copies one direction until EOF or an error, counting bytes; shuts the writer down at the end.
+async fn pump<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(r: &mut R, w: &mut W, count: &AtomicU64) {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if w.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+                count.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        }
+    }
+    let _ = w.shutdown().await;
+}

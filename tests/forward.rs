@@ -1,0 +1,235 @@
+//! The built-in port-forwards against a fake Kubernetes API that speaks the WebSocket
+//! port-forward protocol and carries the bytes to this machine's real RabbitMQ and Redis: a real
+//! Celery task and a real PING go through the forwards, a pod restart is survived, a taken local
+//! port moves the forward to the next free one, and the management API behind the forward is
+//! told apart from a local broker.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::fake_kube::{FakeKube, Scenario};
+use mqlab::celery::client::{Client, follow};
+use mqlab::celery::protocol::{TaskMessage, TaskState};
+use mqlab::celery::worker::{self, StopMode, WorkerOptions};
+use mqlab::config::{Config, Overrides, Track};
+use mqlab::forward::{Event, Forward, Recorded, State};
+use mqlab::probes::Probes;
+use serde_json::{Map, json};
+use tokio::sync::{mpsc, watch};
+
+fn probes(fake: &FakeKube, data: &std::path::Path) -> Probes {
+    let data = data.to_path_buf();
+    let env = move |k: &str| match k {
+        "MQLAB_CONFIG" => Some("/nonexistent/config.toml".to_string()),
+        "MQLAB_DATA_DIR" => Some(data.to_string_lossy().to_string()),
+        _ => None,
+    };
+    let cfg = Config::load_with(&Overrides { track: Some(Track::K3s), ..Default::default() }, &env).unwrap();
+    let mut p = Probes::new(cfg);
+    p.kubeconfig = Some(fake.kubeconfig("rancher-desktop"));
+    p
+}
+
+struct Running {
+    forwards: Vec<Forward>,
+    events: mpsc::UnboundedReceiver<Event>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    fn local(&self, name: &str) -> u16 {
+        self.forwards.iter().find(|f| f.target.name == name).unwrap().local
+    }
+
+    fn forward(&self, name: &str) -> &Forward {
+        self.forwards.iter().find(|f| f.target.name == name).unwrap()
+    }
+
+    /// Waits for a state of one forward that `want` accepts; returns it.
+    async fn wait_state(&mut self, name: &str, secs: u64, want: impl Fn(&State) -> bool) -> State {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(Event::State { name: n, state })) if n == name && want(&state) => return state,
+                Ok(Some(_)) => {}
+                _ => panic!("forward {name}: the state did not come within {secs} s"),
+            }
+        }
+    }
+}
+
+async fn start(fake: &FakeKube, data: &std::path::Path) -> Running {
+    let p = probes(fake, data);
+    let client = mqlab::probes::kube::client(&p).await.unwrap_or_else(|o| panic!("{o:?}"));
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(mqlab::forward::run(client, "messaging".into(), data.to_path_buf(), tx, stop_rx));
+    let forwards = match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+        Ok(Some(Event::Listening(f))) => f,
+        other => panic!("no listeners: {other:?}"),
+    };
+    let mut r = Running { forwards, events, stop, task };
+    // Each forward finds its Ready pod.
+    let mut up = std::collections::HashSet::new();
+    while up.len() < 3 {
+        match tokio::time::timeout(Duration::from_secs(10), r.events.recv()).await {
+            Ok(Some(Event::State { name, state: State::Up { pod } })) => {
+                assert_eq!(pod, if name == "Redis" { "redis-master-0" } else { "rabbitmq-0" });
+                up.insert(name);
+            }
+            Ok(Some(_)) => {}
+            other => panic!("forwards not up: {other:?}"),
+        }
+    }
+    r
+}
+
+/// One tasks.add through the broker and the result backend at these URLs.
+async fn add_through(broker: &str, redis: &str, queue: &str, x: i64) -> (TaskState, serde_json::Value) {
+    let client = Client::connect(broker, Some(redis), queue, 600).await.unwrap();
+    let m = TaskMessage::new("tasks.add", vec![json!(x), json!(1)], Map::new());
+    let mut watcher = client.watch(std::slice::from_ref(&m)).await.unwrap();
+    client.publish(std::slice::from_ref(&m)).await.unwrap();
+    let mut last = None;
+    let done = follow(&mut watcher, Some(Duration::from_secs(20)), |meta| last = Some((meta.status, meta.result.clone()))).await.unwrap();
+    assert!(done, "tasks.add({x}, 1) did not finish through the forwards");
+    client.close().await;
+    last.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_celery_task_and_a_ping_go_through_the_forwards_and_survive_a_pod_restart() {
+    let fake = FakeKube::start(Scenario::Healthy);
+    // The fake pods' container ports lead to the test broker (RabbitMQ 3 or 4) and Redis.
+    let (amqp_real, mgmt_real) = (
+        common::broker_addr().rsplit(':').next().unwrap().parse::<u16>().unwrap(),
+        common::management().rsplit(':').next().unwrap().parse::<u16>().unwrap(),
+    );
+    fake.live.upstream.lock().unwrap().extend([(5672, amqp_real), (15672, mgmt_real)]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut fw = start(&fake, dir.path()).await;
+    let (amqp, mgmt, redis) = (fw.local("AMQP"), fw.local("management"), fw.local("Redis"));
+
+    // 5672 and 6379 are this machine's own RabbitMQ and Redis: the forwards took the next free
+    // ports, recorded them, and the configuration follows them.
+    assert_ne!(amqp, 5672);
+    assert_ne!(redis, 6379);
+    let rec = Recorded::load(dir.path()).expect("the ports are recorded while the forwards run");
+    assert_eq!(rec.ports[&5672], amqp);
+    assert_eq!(rec.apply("amqp://admin:admin123@localhost:5672//"), format!("amqp://admin:admin123@localhost:{amqp}//"));
+    assert_eq!(rec.apply("amqp://admin:admin123@rabbit.example:5672//"), "amqp://admin:admin123@rabbit.example:5672//");
+    let cfg = probes(&fake, dir.path()).cfg;
+    assert!(cfg.broker_url.ends_with(&format!(":{amqp}//")), "{}", cfg.broker_url);
+    assert!(cfg.management_url.contains(&format!(":{mgmt}")), "{}", cfg.management_url);
+    assert!(cfg.result_backend.contains(&format!(":{redis}/")), "{}", cfg.result_backend);
+
+    // A real PING, a real management call and a real Celery task through the forwards.
+    let r = redis::Client::open(format!("redis://127.0.0.1:{redis}/9")).unwrap();
+    let mut c = r.get_multiplexed_async_connection().await.unwrap();
+    let pong: String = redis::cmd("PING").query_async(&mut c).await.unwrap();
+    assert_eq!(pong, "PONG");
+    let overview: serde_json::Value = {
+        mqlab::tls::ensure_provider();
+        let resp = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{mgmt}/api/overview"))
+            .basic_auth("guest", Some("guest"))
+            .send()
+            .await
+            .unwrap();
+        resp.json().await.unwrap()
+    };
+    assert!(overview["node"].as_str().unwrap().starts_with("rabbit"), "{overview}");
+    let broker = format!("amqp://guest:guest@127.0.0.1:{amqp}//");
+    let backend = format!("redis://127.0.0.1:{redis}/9");
+    let q = common::queue("forward");
+    let mut o = WorkerOptions::new(&broker, Some(backend.clone()));
+    o.queue = q.clone();
+    o.hostname = format!("celery@fw-{q}");
+    let mut w = worker::spawn(o, None);
+    assert_eq!(add_through(&broker, &backend, &q, 41).await, (TaskState::Success, json!(42)));
+    let carried = fw.forward("AMQP").counters.connections.load(Ordering::Relaxed);
+    assert!(carried >= 2, "the worker's and the client's connections went through: {carried}");
+    assert!(fw.forward("AMQP").counters.received.load(Ordering::Relaxed) > 0);
+
+    // The RabbitMQ pod restarts: its streams are cut, it is not Ready for a moment, then a new
+    // pod (new uid) is. The forward says so, recovers, and the worker's next task succeeds.
+    let streams_before = fake.live.streams.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    fake.live.restart("rabbitmq");
+    fw.wait_state("AMQP", 10, |s| !matches!(s, State::Up { .. })).await;
+    fake.live.ready_again("rabbitmq");
+    fw.wait_state("AMQP", 10, |s| matches!(s, State::Up { .. })).await;
+    // Traffic flows again when a new AMQP connection through the forward logs in.
+    let back = loop {
+        if lapin::Connection::connect(&broker, Default::default()).await.is_ok() {
+            break t0.elapsed();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(15), "no AMQP through the forward after the restart");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    println!("pod restart: traffic flowed again {:.2} s after the streams were cut", back.as_secs_f64());
+    assert!(fw.forward("AMQP").counters.reconnects.load(Ordering::Relaxed) >= 1);
+    assert_eq!(add_through(&broker, &backend, &q, 99).await, (TaskState::Success, json!(100)));
+    assert!(fake.live.streams.load(Ordering::Relaxed) > streams_before, "new streams to the new pod");
+
+    // Bytes/s through one forward against a direct connection: a 10 MB Redis value round trip.
+    let value = vec![b'x'; 10 * 1024 * 1024];
+    let key = format!("mqlab-test-forward-{q}");
+    let mut rates = vec![];
+    for url in [format!("redis://127.0.0.1:{redis}/9"), common::redis()] {
+        let mut c = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let t = Instant::now();
+        let _: () = redis::cmd("SET").arg(&key).arg(&value).query_async(&mut c).await.unwrap();
+        let back: Vec<u8> = redis::cmd("GET").arg(&key).query_async(&mut c).await.unwrap();
+        assert_eq!(back.len(), value.len());
+        rates.push(2.0 * value.len() as f64 / t.elapsed().as_secs_f64() / 1e6);
+    }
+    let _: () = redis::cmd("DEL").arg(&key).query_async(&mut c).await.unwrap();
+    println!("10 MB Redis value round trip: {:.0} MB/s through the forward, {:.0} MB/s direct", rates[0], rates[1]);
+
+    w.stop(StopMode::Warm);
+    let _ = tokio::time::timeout(Duration::from_secs(10), w.wait()).await;
+    common::cleanup(&q).await;
+    fw.stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), fw.task).await.expect("the forwards stop").unwrap();
+    assert!(Recorded::load(dir.path()).is_none(), "the record goes with the forwards");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", amqp)).is_err(), "nothing listens any more");
+}
+
+/// A forward whose service has no Ready pod says so and retries; when the pod is Ready the
+/// forward comes up without being restarted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forward_waits_for_its_pod() {
+    let fake = FakeKube::start(Scenario::Healthy);
+    fake.live.restart("redis");
+    let dir = tempfile::tempdir().unwrap();
+    let p = probes(&fake, dir.path());
+    let client = mqlab::probes::kube::client(&p).await.unwrap_or_else(|o| panic!("{o:?}"));
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(mqlab::forward::run(client, "messaging".into(), dir.path().to_path_buf(), tx, stop_rx));
+    let mut saw_down = None;
+    let t0 = Instant::now();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await.expect("events") {
+            Some(Event::State { name: "Redis", state: State::Down { error } }) if saw_down.is_none() => {
+                assert!(error.contains("no Ready pod behind service redis-master"), "{error}");
+                saw_down = Some(t0.elapsed());
+                fake.live.ready_again("redis");
+            }
+            Some(Event::State { name: "Redis", state: State::Up { pod } }) => {
+                assert!(saw_down.is_some());
+                assert_eq!(pod, "redis-master-0");
+                break;
+            }
+            Some(_) => {}
+            None => panic!("events ended"),
+        }
+    }
+    println!("Redis pod Ready → forward up in {:.2} s", (t0.elapsed() - saw_down.unwrap()).as_secs_f64());
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
