@@ -51,6 +51,10 @@ pub enum Command {
     Export(ExportArgs),
     /// Private RabbitMQ and Redis on this machine, for the local track
     Sandbox(SandboxArgs),
+    /// Forward the cluster's RabbitMQ (AMQP 5672, management 15672) and Redis (6379) to
+    /// 127.0.0.1, as `kubectl port-forward svc/...` does, kept up across pod restarts, until
+    /// Ctrl-C; a local port already taken moves to the next free one, which mqlab then uses
+    Forward,
     /// Write the curriculum's Python project (celery_app.py, submit_task.py, requirements.txt,
     /// .gitignore) filled in with your broker and backend; existing files are never overwritten
     Init(InitArgs),
@@ -264,6 +268,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Reset(args)) => run_reset(&cfg, args),
         Some(Command::Export(args)) => run_export(&cfg, args),
         Some(Command::Sandbox(args)) => run_sandbox(&cfg, args).await,
+        Some(Command::Forward) => run_forward(&cfg, context_explicit).await,
         Some(Command::Init(args)) => run_init(&cfg, args),
         Some(Command::Completions { shell }) => {
             use clap::CommandFactory;
@@ -806,6 +811,51 @@ fn run_export(cfg: &Config, args: ExportArgs) -> anyhow::Result<i32> {
             eprintln!("The previous version is kept as {}", k.display());
         }
     }
+    Ok(0)
+}
+
+async fn run_forward(cfg: &Config, context_explicit: bool) -> anyhow::Result<i32> {
+    use crate::forward::Event;
+    crate::logging::init_stderr("info");
+    let mut probes = Probes::new(cfg.clone());
+    probes.context_explicit = context_explicit;
+    let client = match crate::probes::kube::client(&probes).await {
+        Ok(c) => c,
+        Err(o) => {
+            eprintln!("error: {}", o.detail);
+            if let Some(h) = o.hint {
+                eprintln!("  → {h}");
+            }
+            return Ok(1);
+        }
+    };
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let mut task = tokio::spawn(crate::forward::run(client, cfg.namespace.clone(), cfg.data_dir.clone(), tx, stop_rx));
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(Event::Listening(fw)) => {
+                    println!("Forwarding from context {} (namespace {}), until Ctrl-C:", cfg.kube_context, cfg.namespace);
+                    for f in &fw {
+                        let moved = if f.local != f.target.port { format!("   ({} is taken on this machine)", f.target.port) } else { String::new() };
+                        println!("  {:<11} 127.0.0.1:{:<5} → svc/{} port {}{moved}", f.target.name, f.local, f.target.service, f.target.port);
+                    }
+                    println!("mqlab's commands, checks and lessons on this machine use these ports while this runs.");
+                }
+                Some(Event::Failed(e)) => {
+                    eprintln!("error: {e}");
+                    return Ok(1);
+                }
+                Some(Event::State { .. }) => {}
+                None => break,
+            },
+            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut task => return Ok(1),
+        }
+    }
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     Ok(0)
 }
 

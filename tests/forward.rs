@@ -233,3 +233,134 @@ async fn a_forward_waits_for_its_pod() {
     stop.send(true).unwrap();
     task.await.unwrap();
 }
+
+/// A stand-in for the chart's management API behind the forward: answers as the cluster's node.
+fn cluster_management_stub() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader, Write};
+        for sock in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(sock.try_clone().unwrap());
+                let mut sock = sock;
+                loop {
+                    let mut first = String::new();
+                    if reader.read_line(&mut first).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                        line.clear();
+                    }
+                    let body = if first.contains("/api/whoami") {
+                        json!({"name": "admin", "tags": ["administrator"], "is_internal_user": true})
+                    } else if first.contains("/api/overview") {
+                        json!({"management_version": "4.1.3", "rabbitmq_version": "4.1.3", "erlang_version": "27.3.4.1",
+                            "node": "rabbit@rabbitmq-0.rabbitmq-headless.messaging.svc.cluster.local", "cluster_name": "rabbit@rabbitmq-0.rabbitmq-headless.messaging.svc.cluster.local"})
+                    } else {
+                        json!({"error": "Object Not Found", "reason": "Not Found"})
+                    }
+                    .to_string();
+                    let status = if body.contains("Not Found") { "404 Not Found" } else { "200 OK" };
+                    let resp = format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                    if sock.write_all(resp.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// `mqlab forward` as a learner runs it: it prints the ports, the checks of another mqlab use
+/// them (the management API answering as the cluster's node), Ctrl-C stops it cleanly; without
+/// the forward, the machine's own RabbitMQ on 15672 is named as what answers.
+#[test]
+fn mqlab_forward_runs_until_ctrl_c_and_the_checks_follow_its_ports() {
+    use std::io::BufRead;
+    let fake = FakeKube::start(Scenario::Healthy);
+    let stub = cluster_management_stub();
+    let amqp_real = common::broker_addr().rsplit(':').next().unwrap().parse::<u16>().unwrap();
+    fake.live.upstream.lock().unwrap().extend([(5672, amqp_real), (15672, stub)]);
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("config.toml");
+    std::fs::write(
+        &conf,
+        "broker_url = \"amqp://guest:guest@localhost:5672//\"\nresult_backend = \"redis://localhost:6379/9\"\nmanagement_url = \"http://guest:guest@localhost:15672\"\ntrack = \"k3s\"\n",
+    )
+    .unwrap();
+    let mqlab = || {
+        let mut c = std::process::Command::new(common::bin());
+        c.env("MQLAB_DATA_DIR", dir.path())
+            .env("MQLAB_CONFIG", &conf)
+            .env("KUBECONFIG", fake.kubeconfig("rancher-desktop"))
+            .env_remove("MQLAB_BROKER_URL")
+            .env_remove("MQLAB_RESULT_BACKEND")
+            .env_remove("MQLAB_MANAGEMENT_URL")
+            .env_remove("CELERY_BROKER_URL")
+            .env_remove("CELERY_RESULT_BACKEND");
+        c
+    };
+    let child = mqlab().arg("forward").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut fw = common::Proc(child);
+    let mut out = std::io::BufReader::new(fw.0.stdout.take().unwrap());
+    let mut printed = String::new();
+    while !printed.contains("use these ports") {
+        let mut l = String::new();
+        assert!(out.read_line(&mut l).unwrap() > 0, "mqlab forward ended: {printed}");
+        printed.push_str(&l);
+    }
+    println!("{printed}");
+    let port_of = |name: &str| -> u16 {
+        let line = printed.lines().find(|l| l.trim_start().starts_with(name)).unwrap();
+        line.split("127.0.0.1:").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let (amqp, mgmt, redis) = (port_of("AMQP"), port_of("management"), port_of("Redis"));
+    assert!(printed.contains("(5672 is taken on this machine)"), "{printed}");
+
+    let check = |ids: &[&str]| -> serde_json::Value {
+        let mut c = mqlab();
+        c.args(["check", "--json"]);
+        for id in ids {
+            c.args(["--id", id]);
+        }
+        let o = c.output().unwrap();
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)))
+    };
+    let v = check(&["amqp.login", "mgmt.login", "redis.ping", "ports.local"]);
+    for r in v["results"].as_array().unwrap() {
+        assert_eq!(r["status"], "pass", "{r}");
+    }
+    let detail = |v: &serde_json::Value, id: &str| v["results"].as_array().unwrap().iter().find(|r| r["id"] == id).unwrap()["detail"].to_string();
+    assert!(detail(&v, "amqp.login").contains(&format!(":{amqp}/")), "{v}");
+    assert!(detail(&v, "mgmt.login").contains(&format!(":{mgmt} as admin: RabbitMQ 4.1.3")), "{v}");
+    assert!(detail(&v, "ports.local").contains(&format!("Redis {redis}")), "{v}");
+
+    // Ctrl-C: a clean stop, the record removed, the ports closed.
+    fw.signal(libc::SIGINT);
+    let st = fw.wait_exit(10).expect("mqlab forward stops on Ctrl-C");
+    assert!(st.success(), "{st:?}");
+    assert!(!dir.path().join("forwards.json").exists());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", amqp)).is_err());
+
+    // Without the forward, 15672 is this machine's RabbitMQ (guest/guest there): named as such.
+    if !common::on_rabbitmq4() {
+        let v = check(&["mgmt.login"]);
+        let r = &v["results"][0];
+        assert_eq!(r["status"], "fail", "{r}");
+        assert!(r["detail"].as_str().unwrap().contains("not the cluster's rabbitmq-0: a RabbitMQ of this machine holds port 15672"), "{r}");
+        assert!(r["hint"].as_str().unwrap().contains("mqlab forward"), "{r}");
+    }
+}
+
+#[test]
+fn cluster_node_names() {
+    use mqlab::probes::rabbit::is_cluster_node;
+    assert!(is_cluster_node("rabbit@rabbitmq-0.rabbitmq-headless.messaging.svc.cluster.local"));
+    assert!(is_cluster_node("rabbit@rabbitmq-0"));
+    assert!(!is_cluster_node("rabbit@my-laptop"));
+    assert!(!is_cluster_node("rabbit@localhost"));
+    assert!(!is_cluster_node("rabbit@rabbitmq"));
+}

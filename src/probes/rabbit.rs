@@ -47,7 +47,10 @@ fn port_forward_hint(p: &Probes, port: u16) -> String {
     match p.track() {
         Track::K3s => {
             let svc = if port == 6379 { "redis-master" } else { "rabbitmq" };
-            format!("start the port-forward and leave it running: kubectl port-forward svc/{svc} -n {} {port}:{port}", p.cfg.namespace)
+            format!(
+                "start mqlab's forwards and leave them running: F in the app, or `mqlab forward` (by hand: kubectl port-forward svc/{svc} -n {} {port}:{port})",
+                p.cfg.namespace
+            )
         }
         Track::Local => match port {
             6379 => "start Redis: `mqlab sandbox up`, or `redis-server --daemonize yes`".to_string(),
@@ -148,8 +151,32 @@ pub async fn mgmt_login(p: &Probes) -> Outcome {
         let ev = v.get("erlang_version").and_then(|x| x.as_str()).unwrap_or("?").to_string();
         o.detail = format!("logged in to {base} as {user}: RabbitMQ {rv}, Erlang {ev}");
         o = o.fact("rabbitmq_version", rv).fact("erlang_version", ev);
+        // On the cluster track the broker must be the chart's pod (its node is
+        // rabbit@rabbitmq-0.rabbitmq-headless…), not a RabbitMQ of this machine on the same port.
+        if p.track() == Track::K3s
+            && let Some(node) = v.get("node").and_then(|x| x.as_str())
+        {
+            o = o.fact("node", node);
+            if !is_cluster_node(node) {
+                let (_, port) = host_port(&base, 15672);
+                return Outcome::fail(
+                    format!("{base} answers as node {node}, not the cluster's rabbitmq-0: a RabbitMQ of this machine holds port {port}"),
+                    "stop the local broker (`sudo systemctl stop rabbitmq-server`, or `brew services stop rabbitmq`), or use mqlab's forwards (F in the app, or `mqlab forward`): they take the next free port and mqlab follows",
+                );
+            }
+        }
     }
     o
+}
+
+/// Whether a node name is the Bitnami chart's pod (`rabbit@rabbitmq-0.rabbitmq-headless.<ns>…`,
+/// or the short `rabbit@rabbitmq-0`).
+pub fn is_cluster_node(node: &str) -> bool {
+    node.split_once('@').is_some_and(|(_, host)| {
+        let pod = host.split('.').next().unwrap_or("");
+        pod.rsplit_once('-').is_some_and(|(set, ordinal)| !set.is_empty() && ordinal.chars().all(|c| c.is_ascii_digit()) && !ordinal.is_empty())
+            && host.contains("rabbitmq")
+    })
 }
 
 /// `GET /api/overview` as JSON.
