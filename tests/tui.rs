@@ -429,3 +429,39 @@ fn the_sandbox_is_offered_when_nothing_answers_on_the_local_track() {
     assert!(a.status.as_deref().unwrap().contains("press S to start a private RabbitMQ and Redis"), "{:?}", a.status);
     assert_eq!(key(&mut a, 'S'), vec![Command::SandboxUp]);
 }
+
+#[test]
+fn port_forwards_start_and_stop_on_f_and_show_their_state() {
+    use mqlab::forward::{Event as F, Forward, State, TARGETS};
+    let mut a = app();
+    // Step 1 on the cluster track, wide: the Cluster panel says how to start them.
+    assert!(screen(&mut a, 160, 40).contains("Port-forwards: off. F starts"));
+    assert_eq!(key(&mut a, 'F'), vec![Command::StartForwards]);
+    assert!(a.forwards.is_some());
+    assert!(screen(&mut a, 160, 40).contains("starting port-forwards"));
+    let list: Vec<Forward> = TARGETS
+        .iter()
+        .map(|t| Forward { target: *t, local: if t.port == 5672 { 5673 } else { t.port }, state: State::Connecting, counters: Default::default() })
+        .collect();
+    list[0].counters.received.store(3 * 1024, std::sync::atomic::Ordering::Relaxed);
+    a.handle(Event::Forward(F::Listening(list)));
+    assert!(a.status.as_deref().unwrap().contains("AMQP 127.0.0.1:5673 (5672 was taken)"), "{:?}", a.status);
+    a.handle(Event::Forward(F::State { name: "AMQP", state: State::Up { pod: "rabbitmq-0".into() } }));
+    a.handle(Event::Forward(F::State { name: "Redis", state: State::Down { error: "no Ready pod behind service redis-master yet".into() } }));
+    assert_eq!(a.status.as_deref(), Some("forward Redis: no Ready pod behind service redis-master yet; retrying"));
+    let s = screen(&mut a, 160, 40);
+    assert!(s.contains("AMQP       127.0.0.1:5673  → rabbitmq-0"), "{s}");
+    assert!(s.contains("↓3.0 KiB") && s.contains("5672 was taken"), "{s}");
+    assert!(s.contains("Redis      127.0.0.1:6379  no Ready pod"), "{s}");
+    a.handle(Event::Forward(F::State { name: "Redis", state: State::Up { pod: "redis-master-0".into() } }));
+    assert_eq!(a.status.as_deref(), Some("forward Redis: up again, to pod redis-master-0"));
+    // F again stops them; the runtime says when they ended.
+    assert_eq!(key(&mut a, 'F'), vec![Command::StopForwards]);
+    a.handle(Event::ForwardsStopped);
+    assert!(a.forwards.is_none());
+    assert_eq!(a.status.as_deref(), Some("port-forwards stopped"));
+    // On the local track there is nothing to forward.
+    key(&mut a, 'T');
+    assert!(key(&mut a, 'F').is_empty());
+    assert!(a.status.as_deref().unwrap().contains("cluster track"));
+}

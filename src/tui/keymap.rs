@@ -48,6 +48,7 @@ pub enum Action {
     Follow,
     Revoke,
     Init,
+    Forwards,
 }
 
 /// Where a binding applies.
@@ -316,6 +317,14 @@ pub const KEYMAP: &[Binding] = &[
         action: Action::Sandbox,
         scope: Scope::Global,
         help: "start a private RabbitMQ and Redis and use them now (local track)",
+        hint: "",
+    },
+    Binding {
+        keys: &[k('F')],
+        label: "F",
+        action: Action::Forwards,
+        scope: Scope::Global,
+        help: "start / stop mqlab's port-forwards to the cluster's RabbitMQ and Redis (cluster track)",
         hint: "",
     },
     Binding {

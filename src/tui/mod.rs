@@ -78,6 +78,7 @@ pub async fn run(cfg: Config, over: crate::config::Overrides, context_explicit: 
         tasks: JoinSet::new(),
         pollers: JoinSet::new(),
         over,
+        forwards: None,
     };
     rt.tasks.spawn(input(tx.clone()));
     rt.start_pollers();
@@ -146,6 +147,9 @@ pub async fn run(cfg: Config, over: crate::config::Overrides, context_explicit: 
         tracing::error!("the last progress changes could not be saved within 5 s");
     }
     rt.pollers.abort_all();
+    if let Some(stop) = rt.forwards.take() {
+        let _ = stop.send(true);
+    }
     if let Some(mut w) = rt.worker.lock().await.take() {
         // Leaving with a running worker: finish what runs (briefly), then stop.
         w.stop(StopMode::Warm);
@@ -164,6 +168,50 @@ pub async fn run(cfg: Config, over: crate::config::Overrides, context_explicit: 
     Ok(())
 }
 
+/// Runs the port-forwards (on a thread of their own: building the cluster client reads the
+/// kubeconfig and may run its exec plugin, which blocks) and passes their events on; when they
+/// listen and when they end, the configuration is loaded again, as on a start, so that the ports
+/// they recorded are used (or no longer).
+async fn forwards(probes: Probes, over: crate::config::Overrides, stop: tokio::sync::watch::Receiver<bool>, tx: mpsc::UnboundedSender<Event>) {
+    use crate::forward::Event as F;
+    let (fw_tx, mut fw_rx) = mpsc::unbounded_channel();
+    let (track, explicit) = (probes.cfg.track, probes.cfg.track_explicit);
+    let mut current = probes.cfg.clone();
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async move {
+            match crate::probes::kube::client(&probes).await {
+                Ok(c) => crate::forward::run(c, probes.cfg.namespace.clone(), probes.cfg.data_dir.clone(), fw_tx, stop).await,
+                Err(o) => {
+                    let hint = o.hint.map(|h| format!(" ({h})")).unwrap_or_default();
+                    let _ = fw_tx.send(F::Failed(format!("{}{hint}", o.detail)));
+                }
+            }
+        });
+    });
+    let reload = |current: &mut Config| {
+        if let Ok(mut next) = Config::load(&over) {
+            next.track = track;
+            next.track_explicit = explicit;
+            let same = (&next.broker_url, &next.result_backend, &next.management_url)
+                == (&current.broker_url, &current.result_backend, &current.management_url);
+            if !same {
+                *current = next.clone();
+                let _ = tx.send(Event::ConfigChanged(Box::new(next)));
+            }
+        }
+    };
+    while let Some(ev) = fw_rx.recv().await {
+        let listening = matches!(ev, F::Listening(_));
+        let _ = tx.send(Event::Forward(ev));
+        if listening {
+            reload(&mut current);
+        }
+    }
+    let _ = tx.send(Event::ForwardsStopped);
+    reload(&mut current);
+}
+
 /// Carries out the update function's commands. Every task it starts is owned here (dropped,
 /// and so cancelled, when the UI ends): `tasks` for one-off work, `pollers` for the live
 /// readings, which restart when the endpoints change.
@@ -178,6 +226,8 @@ struct Runtime {
     pollers: JoinSet<()>,
     /// The command line's settings, to load the configuration again as on a start.
     over: crate::config::Overrides,
+    /// Stops the port-forwards, while they run.
+    forwards: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Runtime {
@@ -299,6 +349,19 @@ impl Runtime {
                         let _ = tx.send(Event::Failed(format!("revoke not sent: {}", crate::redact::one_line(&e))));
                     }
                 });
+            }
+            Command::StartForwards => {
+                let (stop, stop_rx) = tokio::sync::watch::channel(false);
+                self.forwards = Some(stop);
+                let mut probes = self.probes.clone();
+                probes.cfg = app.cfg.clone();
+                probes.cfg.track = app.track;
+                self.tasks.spawn(forwards(probes, self.over.clone(), stop_rx, tx));
+            }
+            Command::StopForwards => {
+                if let Some(stop) = self.forwards.take() {
+                    let _ = stop.send(true);
+                }
             }
             // Changes reach the store through the saver (see `run`).
             Command::SaveProgress => {}

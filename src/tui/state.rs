@@ -215,6 +215,13 @@ pub struct RecoveryWatch {
     pub up_at: f64,
 }
 
+/// The port-forwards as the app shows them.
+#[derive(Clone, Debug, Default)]
+pub struct Forwards {
+    /// Empty while they start.
+    pub list: Vec<crate::forward::Forward>,
+}
+
 pub struct App {
     pub cfg: Config,
     pub course: Course,
@@ -274,6 +281,8 @@ pub struct App {
     /// When the worker last stopped (seconds since the app started).
     pub down_at: Option<f64>,
     pub offered_sandbox: bool,
+    /// mqlab's port-forwards to the cluster, when started (F): each forward with its state.
+    pub forwards: Option<Forwards>,
     /// Workers seen on the broker by their events.
     pub workers: BTreeMap<String, SeenWorker>,
     /// Tasks sent by this app and not yet recorded as a single-send experiment.
@@ -401,6 +410,7 @@ impl App {
             killed_since_ready: false,
             down_at: None,
             offered_sandbox: false,
+            forwards: None,
             workers: BTreeMap::new(),
             sends: SendTally::default(),
             outcomes: HashMap::new(),

@@ -71,6 +71,10 @@ pub enum Event {
     Notice(String),
     /// An event from any worker on the broker (celeryev).
     Celery(CeleryEvent),
+    /// From the port-forwards.
+    Forward(crate::forward::Event),
+    /// The port-forwards ended (stopped, or could not start).
+    ForwardsStopped,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,6 +112,9 @@ pub enum Command {
     Reconfigure,
     /// Ask every worker to drop this task (a `revoke` broadcast).
     Revoke(String),
+    /// Start mqlab's port-forwards to the cluster (`mqlab forward`).
+    StartForwards,
+    StopForwards,
 }
 
 const SUBMIT_TASKS: [&str; 3] = ["tasks.hello", "tasks.add", "tasks.divide"];
@@ -244,6 +251,16 @@ impl App {
                 vec![]
             }
             Event::Celery(ev) => self.celery_event(ev),
+            Event::Forward(ev) => {
+                self.forward_event(ev);
+                vec![]
+            }
+            Event::ForwardsStopped => {
+                if self.forwards.take().is_some_and(|f| !f.list.is_empty()) {
+                    self.status = Some("port-forwards stopped".into());
+                }
+                vec![]
+            }
             Event::Failed(e) | Event::Notice(e) => {
                 self.status = Some(e);
                 vec![]
@@ -511,8 +528,56 @@ impl App {
                 let dir = std::env::current_dir().unwrap_or_default().join("phase1-celery");
                 return vec![Command::Init(dir)];
             }
+            Action::Forwards => {
+                if self.forwards.is_some() {
+                    self.status = Some("stopping the port-forwards…".into());
+                    return vec![Command::StopForwards];
+                }
+                if self.track == Track::Local {
+                    self.status = Some("port-forwards are for the cluster track: T switches to it".into());
+                    return vec![];
+                }
+                self.forwards = Some(Default::default());
+                self.status = Some(format!("starting port-forwards to the cluster (namespace {})…", self.cfg.namespace));
+                return vec![Command::StartForwards];
+            }
         }
         vec![]
+    }
+
+    fn forward_event(&mut self, ev: crate::forward::Event) {
+        use crate::forward::{Event as F, State};
+        match ev {
+            F::Listening(list) => {
+                let ports: Vec<String> = list
+                    .iter()
+                    .map(|f| {
+                        let moved = if f.local != f.target.port { format!(" ({} was taken)", f.target.port) } else { String::new() };
+                        format!("{} 127.0.0.1:{}{moved}", f.target.name, f.local)
+                    })
+                    .collect();
+                self.status = Some(format!("port-forwards listening: {} (F stops them)", ports.join(", ")));
+                self.forwards = Some(super::state::Forwards { list });
+            }
+            F::State { name, state } => {
+                let Some(fw) = self.forwards.as_mut() else { return };
+                let Some(f) = fw.list.iter_mut().find(|f| f.target.name == name) else { return };
+                let was_down = matches!(f.state, State::Down { .. });
+                match &state {
+                    State::Down { error } if !was_down => self.status = Some(format!("forward {name}: {error}; retrying")),
+                    State::Up { pod } if was_down => self.status = Some(format!("forward {name}: up again, to pod {pod}")),
+                    _ => {}
+                }
+                if matches!(state, State::Up { .. }) {
+                    self.recheck_due = true;
+                }
+                f.state = state;
+            }
+            F::Failed(e) => {
+                self.forwards = None;
+                self.status = Some(format!("port-forwards: {e}"));
+            }
+        }
     }
 
     /// Tab order: lesson text, its checks, the live panel (when shown), the lab, the checklist.

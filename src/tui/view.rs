@@ -461,6 +461,9 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect, focused: bool, ids: &[&str]
         lines.push(live(app.badges.management, &format!("management {}", mask_url(&app.cfg.management_url)), app.sample_at));
         lines.push(live(app.badges.redis, &format!("Redis {}", mask_url(&app.cfg.result_backend)), None));
         lines.push(Line::from(""));
+    } else {
+        lines.extend(forward_lines(app, width));
+        lines.push(Line::from(""));
     }
     for id in ids {
         let title = probes::info(id).map(|i| i.title).unwrap_or(id);
@@ -495,11 +498,61 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect, focused: bool, ids: &[&str]
     f.render_widget(Paragraph::new(lines).block(panel(title.to_string(), focused)), area);
 }
 
+/// The port-forwards: each one's local port, pod, state, bytes and reconnects; or how to start them.
+fn forward_lines(app: &App, width: usize) -> Vec<Line<'static>> {
+    use crate::forward::State;
+    let dim = Style::default().fg(Color::DarkGray);
+    let Some(fw) = &app.forwards else {
+        return markdown::wrap_plain("Port-forwards: off. F starts mqlab's (AMQP, management, Redis), kept up across pod restarts.", width)
+            .into_iter()
+            .map(|l| Line::from(Span::styled(l, dim)))
+            .collect();
+    };
+    if fw.list.is_empty() {
+        return vec![Line::from(Span::styled(format!("{} starting port-forwards…", SPINNER[app.spinner % SPINNER.len()]), dim))];
+    }
+    let mut lines = vec![Line::from(Span::styled("Port-forwards (F stops)", Style::default().bold()))];
+    for f in &fw.list {
+        let c = &f.counters;
+        let (mark, color, what) = match &f.state {
+            State::Up { pod } => ("●", Color::Green, format!("→ {pod}")),
+            State::Connecting => ("○", Color::Yellow, "connecting…".to_string()),
+            State::Down { error } => ("✗", Color::Red, error.clone()),
+        };
+        let load = std::sync::atomic::Ordering::Relaxed;
+        lines.push(Line::from(vec![
+            Span::styled(format!("{mark} "), Style::default().fg(color)),
+            Span::raw(format!("{:<10} 127.0.0.1:{:<5} ", f.target.name, f.local)),
+            Span::raw(what),
+        ]));
+        let moved = if f.local != f.target.port { format!(" · {} was taken", f.target.port) } else { String::new() };
+        lines.push(Line::from(Span::styled(
+            format!(
+                "  ↑{} ↓{} · {} open · {} reconnect(s){moved}",
+                human_bytes(c.sent.load(load)),
+                human_bytes(c.received.load(load)),
+                c.open.load(load),
+                c.reconnects.load(load)
+            ),
+            dim,
+        )));
+    }
+    lines
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        0..1024 => format!("{n} B"),
+        1024..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),
+        _ => format!("{:.1} MiB", n as f64 / 1_048_576.0),
+    }
+}
+
 fn draw_management(f: &mut Frame, app: &App, area: Rect, focused: bool) {
     let block = panel(" Management API · 5 s samples ".into(), focused);
     if app.badges.management == Badge::Down {
         let msg = if app.track == Track::K3s {
-            "The management API does not answer. Is port 15672 forwarded (kubectl port-forward) and the pod ready?"
+            "The management API does not answer. Is port 15672 forwarded (F starts mqlab's forwards) and the pod ready?"
         } else {
             "The management API does not answer. Is the rabbitmq_management plugin enabled?"
         };
