@@ -4,7 +4,7 @@
 //! follows the pods: when one restarts or its stream breaks, open connections are closed and the
 //! next ones go to the new pod, with one log line per outage and one per recovery.
 //!
-//! Listening is on 127.0.0.1 only. A local port already taken (a local RabbitMQ on 5672, say)
+//! Listening is on the loopback addresses only (127.0.0.1 and ::1). A local port already taken (a local RabbitMQ on 5672, say)
 //! gives the next free one; the ports in use are recorded in `forwards.json` in the data dir, so
 //! the configuration, the lesson commands and the checks of every mqlab on this machine use them.
 
@@ -143,18 +143,27 @@ impl Recorded {
     }
 }
 
-/// Binds 127.0.0.1:`wanted`, or the next free port after it.
-pub async fn bind_free(wanted: u16) -> std::io::Result<TcpListener> {
+/// Binds `wanted` on both loopback addresses (as `kubectl port-forward` does: "localhost" may
+/// resolve to either), or the next port free on both. Without IPv6, 127.0.0.1 alone.
+pub async fn bind_free(wanted: u16) -> std::io::Result<Vec<TcpListener>> {
     let mut last = None;
     for p in (wanted..=wanted.saturating_add(100)).filter(|p| *p != 0) {
-        match TcpListener::bind(("127.0.0.1", p)).await {
-            Ok(l) => return Ok(l),
+        match bind_loopbacks(p).await {
+            Ok(ls) => return Ok(ls),
             Err(e) => last = Some(e),
         }
     }
-    match TcpListener::bind(("127.0.0.1", 0)).await {
-        Ok(l) => Ok(l),
-        Err(e) => Err(last.unwrap_or(e)),
+    Err(last.unwrap_or_else(|| std::io::Error::other("no port to try")))
+}
+
+async fn bind_loopbacks(port: u16) -> std::io::Result<Vec<TcpListener>> {
+    let v4 = TcpListener::bind(("127.0.0.1", port)).await?;
+    match TcpListener::bind(("::1", port)).await {
+        Ok(v6) => Ok(vec![v4, v6]),
+        // No IPv6 loopback on this machine: 127.0.0.1 is all "localhost" can mean.
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::Unsupported) => Ok(vec![v4]),
+        Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) || e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Ok(vec![v4]),
+        Err(e) => Err(e),
     }
 }
 
@@ -166,7 +175,7 @@ pub async fn run(client: kube::Client, namespace: String, data_dir: PathBuf, eve
     for t in TARGETS {
         match bind_free(t.port).await {
             Ok(l) => {
-                let local = l.local_addr().map(|a| a.port()).unwrap_or(0);
+                let local = l[0].local_addr().map(|a| a.port()).unwrap_or(0);
                 if local != t.port {
                     warn!("forward {}: 127.0.0.1:{} is taken (a local service?), listening on 127.0.0.1:{local} instead", t.name, t.port);
                 }
@@ -271,16 +280,27 @@ pub fn backoff(n: u32) -> Duration {
     Duration::from_millis(250u64 << n.min(4))
 }
 
-/// One forward: the watcher keeps the endpoint, the listener carries connections to it.
-async fn serve(client: kube::Client, namespace: String, f: Forward, listener: TcpListener, events: mpsc::UnboundedSender<Event>) {
+/// One forward: the watcher keeps the endpoint, the listeners carry connections to it.
+async fn serve(client: kube::Client, namespace: String, f: Forward, listeners: Vec<TcpListener>, events: mpsc::UnboundedSender<Event>) {
     let (endpoint_tx, endpoint_rx) = watch::channel::<Option<Endpoint>>(None);
     let (broken_tx, broken_rx) = mpsc::unbounded_channel::<String>();
     let mut tasks = JoinSet::new();
     tasks.spawn(watch_endpoint(client.clone(), namespace.clone(), f.clone(), endpoint_tx, broken_rx, events));
+    let (conn_tx, mut conns) = mpsc::unbounded_channel::<TcpStream>();
+    for l in listeners {
+        let conn_tx = conn_tx.clone();
+        tasks.spawn(async move {
+            while let Ok((sock, _)) = l.accept().await {
+                if conn_tx.send(sock).is_err() {
+                    return;
+                }
+            }
+        });
+    }
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((sock, _)) = accepted else { continue };
+            accepted = conns.recv() => {
+                let Some(sock) = accepted else { return };
                 let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
                 tasks.spawn(carry(pods, sock, endpoint_rx.clone(), f.counters.clone(), broken_tx.clone(), f.target.name));
             }

@@ -292,3 +292,54 @@ async fn a_thousand_sends_leave_nothing_behind() {
     println!("{line}");
     common::cleanup(&q).await;
 }
+
+/// The cluster track with a fake cluster: F starts the forwards, the Cluster panel shows them
+/// up with their pods, the lesson's commands follow a port that moved (this machine's own
+/// RabbitMQ holds 5672 and 15672), and F stops them.
+#[test]
+fn forwards_from_the_app() {
+    use common::fake_kube::{FakeKube, Scenario};
+    let fake = FakeKube::start(Scenario::Healthy);
+    let amqp_real = common::broker_addr().rsplit(':').next().unwrap().parse::<u16>().unwrap();
+    let mgmt_real = common::management().rsplit(':').next().unwrap().parse::<u16>().unwrap();
+    fake.live.upstream.lock().unwrap().extend([(5672, amqp_real), (15672, mgmt_real)]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "broker_url = \"amqp://guest:guest@localhost:5672//\"\nresult_backend = \"redis://localhost:6379/9\"\nmanagement_url = \"http://guest:guest@localhost:15672\"\ntrack = \"k3s\"\n",
+    )
+    .unwrap();
+    let tmux = Tmux { socket: format!("mqlab-fw-{}", std::process::id()) };
+    let env = [
+        format!("MQLAB_DATA_DIR={}", data.display()),
+        format!("MQLAB_CONFIG={}", config.display()),
+        format!("KUBECONFIG={}", fake.kubeconfig("rancher-desktop").display()),
+        "PS1=$ ".to_string(),
+        "TERM=xterm-256color".to_string(),
+    ];
+    start_session(&tmux, dir.path(), &env, 160, 45);
+    tmux.keys(&["env -u MQLAB_BROKER_URL -u MQLAB_RESULT_BACKEND -u MQLAB_MANAGEMENT_URL -u CELERY_BROKER_URL -u CELERY_RESULT_BACKEND ", common::bin(), "Enter"]);
+    tmux.wait_for("Port-forwards: off", 15);
+    tmux.keys(&["F"]);
+    let line = tmux.wait_line(|l| l.contains("AMQP") && l.contains("→ rabbitmq-0"), 15);
+    let amqp: u16 = line.split("127.0.0.1:").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert_ne!(amqp, 5672, "{line}");
+    tmux.wait_line(|l| l.contains("Redis") && l.contains("→ redis-master-0"), 15);
+    let mgmt_line = tmux.wait_line(|l| l.contains("management") && l.contains("→ rabbitmq-0"), 15);
+    let mgmt: u16 = mgmt_line.split("127.0.0.1:").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    // Lesson 3's command names the forward's port.
+    tmux.keys(&["]", "]"]);
+    tmux.wait_for(&format!("kubectl port-forward svc/rabbitmq -n messaging {mgmt}:15672"), 10);
+    tmux.keys(&["F", "[", "["]);
+    tmux.wait_for("Port-forwards: off", 10);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while data.join("forwards.json").exists() || std::net::TcpStream::connect(("127.0.0.1", amqp)).is_ok() {
+        assert!(Instant::now() < deadline, "the forwards did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tmux.keys(&["q"]);
+    tmux.wait_for("$", 10);
+    assert!(!data.join("forwards.json").exists());
+}

@@ -364,3 +364,21 @@ fn cluster_node_names() {
     assert!(!is_cluster_node("rabbit@localhost"));
     assert!(!is_cluster_node("rabbit@rabbitmq"));
 }
+
+/// A port some other program holds on either loopback address is not used: "localhost" could
+/// resolve to that program. kubectl too listens on both.
+#[tokio::test]
+async fn a_port_taken_on_either_loopback_moves_the_forward() {
+    for other in ["127.0.0.1:0", "[::1]:0"] {
+        let Ok(held) = std::net::TcpListener::bind(other) else {
+            assert!(other.starts_with('['), "127.0.0.1 always binds");
+            continue; // no IPv6 loopback on this machine
+        };
+        let port = held.local_addr().unwrap().port();
+        let ls = mqlab::forward::bind_free(port).await.unwrap();
+        let got = ls[0].local_addr().unwrap().port();
+        assert_ne!(got, port, "{other} holds {port}");
+        assert!(ls.iter().all(|l| l.local_addr().unwrap().port() == got));
+        assert!(ls.iter().all(|l| l.local_addr().unwrap().ip().is_loopback()));
+    }
+}
