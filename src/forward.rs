@@ -61,7 +61,7 @@ pub struct Counters {
     pub received: AtomicU64,
     /// Connections open now.
     pub open: AtomicU64,
-    /// Connections carried so far.
+    /// Connections accepted so far.
     pub connections: AtomicU64,
     /// Times traffic moved to a new pod (or came back) after an outage.
     pub reconnects: AtomicU64,
@@ -200,9 +200,10 @@ pub async fn run(client: kube::Client, namespace: String, data_dir: PathBuf, eve
         info!("forward {}: 127.0.0.1:{} → svc/{} port {} (namespace {namespace})", f.target.name, f.local, f.target.service, f.target.port);
     }
     let _ = events.send(Event::Listening(forwards.clone()));
+    let (quit, quitting) = watch::channel(false);
     let mut set = JoinSet::new();
     for (f, l) in forwards.into_iter().zip(listeners) {
-        set.spawn(serve(client.clone(), namespace.clone(), f, l, events.clone()));
+        set.spawn(serve(client.clone(), namespace.clone(), f, l, events.clone(), quitting.clone()));
     }
     loop {
         tokio::select! {
@@ -210,7 +211,9 @@ pub async fn run(client: kube::Client, namespace: String, data_dir: PathBuf, eve
             done = set.join_next() => if done.is_none() { break },
         }
     }
-    set.shutdown().await;
+    // Each forward closes its listeners and connections before this returns.
+    let _ = quit.send(true);
+    while set.join_next().await.is_some() {}
     Recorded::remove(&data_dir);
     info!("forwards stopped");
 }
@@ -281,7 +284,14 @@ pub fn backoff(n: u32) -> Duration {
 }
 
 /// One forward: the watcher keeps the endpoint, the listeners carry connections to it.
-async fn serve(client: kube::Client, namespace: String, f: Forward, listeners: Vec<TcpListener>, events: mpsc::UnboundedSender<Event>) {
+async fn serve(
+    client: kube::Client,
+    namespace: String,
+    f: Forward,
+    listeners: Vec<TcpListener>,
+    events: mpsc::UnboundedSender<Event>,
+    mut quit: watch::Receiver<bool>,
+) {
     let (endpoint_tx, endpoint_rx) = watch::channel::<Option<Endpoint>>(None);
     let (broken_tx, broken_rx) = mpsc::unbounded_channel::<String>();
     let mut tasks = JoinSet::new();
@@ -299,14 +309,17 @@ async fn serve(client: kube::Client, namespace: String, f: Forward, listeners: V
     }
     loop {
         tokio::select! {
+            _ = quit.changed() => break,
             accepted = conns.recv() => {
-                let Some(sock) = accepted else { return };
+                let Some(sock) = accepted else { break };
+                f.counters.connections.fetch_add(1, Ordering::Relaxed);
                 let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
                 tasks.spawn(carry(pods, sock, endpoint_rx.clone(), f.counters.clone(), broken_tx.clone(), f.target.name));
             }
             Some(_) = tasks.join_next() => {}
         }
     }
+    tasks.shutdown().await;
 }
 
 /// Follows the pod behind the service: checks it every second while up, retries with backoff
@@ -407,7 +420,6 @@ async fn carry(
     };
     let Some(upstream) = pf.take_stream(ep.port) else { return };
     let error = pf.take_error(ep.port);
-    counters.connections.fetch_add(1, Ordering::Relaxed);
     counters.open.fetch_add(1, Ordering::Relaxed);
     let (mut lr, mut lw) = sock.split();
     let (mut ur, mut uw) = tokio::io::split(upstream);
