@@ -465,3 +465,50 @@ fn port_forwards_start_and_stop_on_f_and_show_their_state() {
     assert!(key(&mut a, 'F').is_empty());
     assert!(a.status.as_deref().unwrap().contains("cluster track"));
 }
+
+#[test]
+fn a_lesson_command_is_shown_then_run_copied_or_cancelled() {
+    use mqlab::tui::state::{Modal, ShellDone};
+    let mut a = app();
+    // Step 1 on the cluster track has one runnable block.
+    assert_eq!(key(&mut a, '!'), vec![]);
+    assert!(matches!(a.modals.last(), Some(Modal::Commands { selected: 0 })));
+    let s = screen(&mut a, 120, 40);
+    assert!(s.contains("▶ kubectl config use-context rancher-desktop") && s.contains("Enter runs it"), "{s}");
+    // y copies (OSC 52) and closes.
+    assert_eq!(key(&mut a, 'y'), vec![Command::Copy("kubectl config use-context rancher-desktop\nkubectl get nodes".into())]);
+    assert!(a.modals.is_empty());
+    // Enter runs it, the output streams in, the exit code and duration end it.
+    key(&mut a, '!');
+    let cmds = code(&mut a, KeyCode::Enter);
+    assert_eq!(
+        cmds,
+        vec![Command::RunShell {
+            run: "kubectl config use-context rancher-desktop\nkubectl get nodes".into(),
+            shown: "kubectl config use-context rancher-desktop\nkubectl get nodes".into()
+        }]
+    );
+    assert!(matches!(a.modals.last(), Some(Modal::Output { .. })));
+    a.handle(Event::ShellOutput(vec!["Switched to context \"rancher-desktop\".".into(), "NAME                   STATUS   ROLES".into()]));
+    let s = screen(&mut a, 120, 40);
+    assert!(s.contains("$ kubectl get nodes") && s.contains("Switched to context") && s.contains("c cancels"), "{s}");
+    // While it runs, a second run is refused, and c cancels.
+    assert_eq!(key(&mut a, 'c'), vec![Command::CancelShell]);
+    a.handle(Event::ShellDone(ShellDone { code: None, secs: 1.5, cancelled: true }));
+    assert!(screen(&mut a, 120, 40).contains("cancelled after 1.50 s"));
+    assert!(a.status.as_deref().unwrap().starts_with("cancelled after 1.5 s"));
+    key(&mut a, 'q');
+    key(&mut a, '!');
+    code(&mut a, KeyCode::Enter);
+    a.handle(Event::ShellDone(ShellDone { code: Some(0), secs: 0.25, cancelled: false }));
+    assert!(screen(&mut a, 120, 40).contains("exit 0 · 0.25 s"));
+    assert!(a.recheck_due, "a command may change what the checks see");
+    // A step without runnable commands says so.
+    code(&mut a, KeyCode::Esc);
+    for _ in 0..7 {
+        key(&mut a, ']');
+    }
+    assert_eq!(a.current().step, 8);
+    assert!(key(&mut a, '!').is_empty());
+    assert_eq!(a.status.as_deref(), Some("this step has no command to run from here"));
+}

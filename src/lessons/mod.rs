@@ -8,6 +8,7 @@ pub mod charts;
 pub mod export;
 pub mod progress;
 pub mod project;
+pub mod run;
 pub mod template;
 
 use std::path::Path;
@@ -217,6 +218,33 @@ impl Lesson {
         commands_of(&template::fill(&self.text(track), cfg))
     }
 
+    /// The commands of this step that can be run from the app (```` ```sh run ```` blocks), as
+    /// shown (passwords other than the curriculum's masked) and as run (the real ones).
+    pub fn runnable(&self, track: Track, cfg: &crate::config::Config) -> Vec<Runnable> {
+        let text = self.text(track);
+        let mut out = vec![];
+        let mut current: Option<String> = None;
+        for line in text.lines() {
+            let t = line.trim_start();
+            match &mut current {
+                None if t.starts_with("```") && t.trim_start_matches('`').split_whitespace().skip(1).any(|w| w == "run") => {
+                    current = Some(String::new())
+                }
+                Some(block) if t.starts_with("```") => {
+                    let raw = block.trim_end().to_string();
+                    out.push(Runnable { shown: template::fill(&raw, cfg), run: template::fill_revealed(&raw, cfg) });
+                    current = None;
+                }
+                Some(block) => {
+                    block.push_str(line);
+                    block.push('\n');
+                }
+                None => {}
+            }
+        }
+        out
+    }
+
     /// The shell commands of the lesson (the ```sh blocks), for one track, unfilled.
     pub fn commands(&self, track: Track) -> Vec<String> {
         commands_of(&self.text(track))
@@ -244,6 +272,15 @@ fn commands_of(text: &str) -> Vec<String> {
         }
         out
     }
+}
+
+/// A command a lesson lets the learner run from the app.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Runnable {
+    /// What the screen shows.
+    pub shown: String,
+    /// What runs (`sh -c`), with the real password where the screen masks it.
+    pub run: String,
 }
 
 /// All lessons, in step order.

@@ -49,6 +49,7 @@ pub enum Action {
     Revoke,
     Init,
     Forwards,
+    RunCommand,
 }
 
 /// Where a binding applies.
@@ -318,6 +319,14 @@ pub const KEYMAP: &[Binding] = &[
         scope: Scope::Global,
         help: "start a private RabbitMQ and Redis and use them now (local track)",
         hint: "",
+    },
+    Binding {
+        keys: &[k('!')],
+        label: "!",
+        action: Action::RunCommand,
+        scope: Scope::Lesson,
+        help: "run or copy one of this step's commands: it is shown first; Enter runs it here (output, exit code, duration; c cancels), y copies it (OSC 52)",
+        hint: "run",
     },
     Binding {
         keys: &[k('F')],

@@ -461,12 +461,22 @@ impl Renderer {
                 self.blank();
             }
             TagEnd::CodeBlock => {
-                if let Some((_, buf)) = self.code.take() {
+                if let Some((lang, buf)) = self.code.take() {
                     if self.lists.is_empty() {
                         self.blank();
                     }
                     for l in buf.trim_end_matches('\n').split('\n') {
                         self.code_line(l);
+                    }
+                    if lang.split_whitespace().skip(1).any(|w| w == "run") {
+                        let pre: String = self.prefix().first.iter().map(|(t, _)| t.as_str()).collect::<String>() + "  ";
+                        let note = format!("{pre}↳ ! to run or copy it");
+                        self.out.push(MdLine {
+                            line: Line::from(Span::styled(note, Style::default().fg(Color::DarkGray))),
+                            kind: Kind::Prose,
+                            clipped: false,
+                            code_width: 0,
+                        });
                     }
                     self.blank();
                 }

@@ -79,6 +79,7 @@ pub async fn run(cfg: Config, over: crate::config::Overrides, context_explicit: 
         pollers: JoinSet::new(),
         over,
         forwards: None,
+        shell: None,
     };
     rt.tasks.spawn(input(tx.clone()));
     rt.start_pollers();
@@ -228,6 +229,8 @@ struct Runtime {
     over: crate::config::Overrides,
     /// Stops the port-forwards, while they run.
     forwards: Option<tokio::sync::watch::Sender<bool>>,
+    /// Cancels the lesson command running now.
+    shell: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Runtime {
@@ -357,6 +360,35 @@ impl Runtime {
                 probes.cfg = app.cfg.clone();
                 probes.cfg.track = app.track;
                 self.tasks.spawn(forwards(probes, self.over.clone(), stop_rx, tx));
+            }
+            Command::RunShell { run, shown } => {
+                let (cancel, cancelled) = tokio::sync::oneshot::channel();
+                self.shell = Some(cancel);
+                let env = crate::lessons::run::env_for(&app.cfg);
+                tracing::info!("running a lesson command: {}", shown.lines().next().unwrap_or(""));
+                self.tasks.spawn(async move {
+                    let (lines_tx, mut lines) = mpsc::unbounded_channel();
+                    let relay = async {
+                        while let Some(batch) = lines.recv().await {
+                            let _ = tx.send(Event::ShellOutput(batch));
+                        }
+                    };
+                    let (done, ()) = tokio::join!(crate::lessons::run::run(&run, &env, lines_tx, cancelled), relay);
+                    let _ = tx.send(Event::ShellDone(done));
+                });
+            }
+            Command::CancelShell => {
+                if let Some(c) = self.shell.take() {
+                    let _ = c.send(());
+                }
+            }
+            Command::Copy(text) => {
+                use std::io::Write;
+                use base64::Engine;
+                let b64 = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+                let mut out = std::io::stdout();
+                let _ = write!(out, "\x1b]52;c;{b64}\x07");
+                let _ = out.flush();
             }
             Command::StopForwards => {
                 if let Some(stop) = self.forwards.take() {

@@ -44,6 +44,15 @@ pub enum Modal {
     Filter(TextArea<'static>),
     /// First launch: what is on this machine, and the tracks to choose from.
     Start,
+    /// The step's runnable commands, one selected: Enter runs it, y copies it.
+    Commands {
+        selected: usize,
+    },
+    /// The output of the command run from a lesson; `follow` keeps the newest line in view.
+    Output {
+        scroll: u16,
+        follow: bool,
+    },
 }
 
 impl Modal {
@@ -55,6 +64,8 @@ impl Modal {
             Modal::Args(..) => "args",
             Modal::Filter(_) => "filter",
             Modal::Start => "start",
+            Modal::Commands { .. } => "commands",
+            Modal::Output { .. } => "output",
         }
     }
 }
@@ -215,6 +226,23 @@ pub struct RecoveryWatch {
     pub up_at: f64,
 }
 
+/// A lesson command run from the app, and what it printed.
+#[derive(Clone, Debug)]
+pub struct ShellRun {
+    /// The command as shown (passwords masked).
+    pub shown: String,
+    pub lines: VecDeque<String>,
+    pub started: DateTime<Utc>,
+    /// Lines dropped at the front (only the last `SHELL_LINES` are kept).
+    pub dropped: usize,
+    pub done: Option<ShellDone>,
+}
+
+pub use crate::lessons::run::ShellDone;
+
+/// Lines of a command's output kept on screen.
+pub const SHELL_LINES: usize = 5000;
+
 /// The port-forwards as the app shows them.
 #[derive(Clone, Debug, Default)]
 pub struct Forwards {
@@ -283,6 +311,8 @@ pub struct App {
     pub offered_sandbox: bool,
     /// mqlab's port-forwards to the cluster, when started (F): each forward with its state.
     pub forwards: Option<Forwards>,
+    /// The last lesson command run from the app (`!`).
+    pub shell: Option<ShellRun>,
     /// Workers seen on the broker by their events.
     pub workers: BTreeMap<String, SeenWorker>,
     /// Tasks sent by this app and not yet recorded as a single-send experiment.
@@ -411,6 +441,7 @@ impl App {
             down_at: None,
             offered_sandbox: false,
             forwards: None,
+            shell: None,
             workers: BTreeMap::new(),
             sends: SendTally::default(),
             outcomes: HashMap::new(),

@@ -71,6 +71,10 @@ pub enum Event {
     Notice(String),
     /// An event from any worker on the broker (celeryev).
     Celery(CeleryEvent),
+    /// Lines printed by the command run from a lesson.
+    ShellOutput(Vec<String>),
+    /// That command ended.
+    ShellDone(super::state::ShellDone),
     /// From the port-forwards.
     Forward(crate::forward::Event),
     /// The port-forwards ended (stopped, or could not start).
@@ -112,6 +116,15 @@ pub enum Command {
     Reconfigure,
     /// Ask every worker to drop this task (a `revoke` broadcast).
     Revoke(String),
+    /// Run a lesson's command (`sh -c`) with the learner's environment; `shown` is its masked form.
+    RunShell {
+        run: String,
+        shown: String,
+    },
+    /// Stop the running lesson command (its whole process group).
+    CancelShell,
+    /// Put this text on the terminal's clipboard (OSC 52).
+    Copy(String),
     /// Start mqlab's port-forwards to the cluster (`mqlab forward`).
     StartForwards,
     StopForwards,
@@ -255,6 +268,30 @@ impl App {
                 self.forward_event(ev);
                 vec![]
             }
+            Event::ShellOutput(lines) => {
+                if let Some(run) = &mut self.shell {
+                    run.lines.extend(lines);
+                    while run.lines.len() > super::state::SHELL_LINES {
+                        run.lines.pop_front();
+                        run.dropped += 1;
+                    }
+                }
+                vec![]
+            }
+            Event::ShellDone(done) => {
+                if let Some(run) = &mut self.shell {
+                    let first = run.shown.lines().next().unwrap_or("").to_string();
+                    self.status = Some(match (&done.code, done.cancelled) {
+                        (_, true) => format!("cancelled after {:.1} s: {first}", done.secs),
+                        (Some(c), _) => format!("exit {c} after {:.1} s: {first}", done.secs),
+                        (None, _) => format!("ended by a signal after {:.1} s: {first}", done.secs),
+                    });
+                    run.done = Some(done);
+                    // A cluster command may have changed what the checks see.
+                    self.recheck_due = true;
+                }
+                vec![]
+            }
             Event::ForwardsStopped => {
                 if self.forwards.take().is_some_and(|f| !f.list.is_empty()) {
                     self.status = Some("port-forwards stopped".into());
@@ -295,6 +332,10 @@ impl App {
         let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
         let scroll_action = keymap::lookup(&k, keymap::Scope::Global);
         let is_help = matches!(self.modals.last(), Some(Modal::Help { .. }));
+        let cmds = match self.modals.last() {
+            Some(Modal::Commands { .. }) => self.current().runnable(self.track, &self.cfg),
+            _ => vec![],
+        };
         let Some(top) = self.modals.last_mut() else { return vec![] };
         match top {
             Modal::Notes(editor) => {
@@ -362,6 +403,58 @@ impl App {
                 }
                 if let Some(a) = scroll_action {
                     *scroll = scrolled(*scroll, a, 10);
+                }
+            }
+            Modal::Commands { selected } => {
+                match k.code {
+                    KeyCode::Esc | KeyCode::Char('q') => {
+                        self.modals.pop();
+                    }
+                    KeyCode::Down | KeyCode::Char('j') => *selected = (*selected + 1).min(cmds.len().saturating_sub(1)),
+                    KeyCode::Up | KeyCode::Char('k') => *selected = selected.saturating_sub(1),
+                    KeyCode::Char('y') => {
+                        let Some(c) = cmds.get(*selected) else { return vec![] };
+                        self.status = Some("copied to the clipboard (OSC 52: your terminal must allow it)".into());
+                        let text = c.run.clone();
+                        self.modals.pop();
+                        return vec![Command::Copy(text)];
+                    }
+                    KeyCode::Enter => {
+                        let Some(c) = cmds.get(*selected).cloned() else { return vec![] };
+                        if self.shell.as_ref().is_some_and(|s| s.done.is_none()) {
+                            self.status = Some("a command is still running: ! shows it, c there cancels it".into());
+                            return vec![];
+                        }
+                        self.modals.pop();
+                        self.modals.push(Modal::Output { scroll: 0, follow: true });
+                        self.shell = Some(super::state::ShellRun {
+                            shown: c.shown.clone(),
+                            lines: Default::default(),
+                            started: self.clock,
+                            dropped: 0,
+                            done: None,
+                        });
+                        return vec![Command::RunShell { run: c.run, shown: c.shown }];
+                    }
+                    _ => {}
+                }
+            }
+            Modal::Output { scroll, follow } => {
+                let running = self.shell.as_ref().is_some_and(|s| s.done.is_none());
+                match k.code {
+                    KeyCode::Char('c') if running => {
+                        self.status = Some("cancelling…".into());
+                        return vec![Command::CancelShell];
+                    }
+                    KeyCode::Esc | KeyCode::Char('q') | KeyCode::Enter | KeyCode::Char('c') => {
+                        self.modals.pop();
+                    }
+                    _ => {
+                        if let Some(a) = scroll_action {
+                            *scroll = scrolled(*scroll, a, 10);
+                            *follow = a == Action::Bottom;
+                        }
+                    }
                 }
             }
             Modal::Start => {
@@ -527,6 +620,18 @@ impl App {
             Action::Init => {
                 let dir = std::env::current_dir().unwrap_or_default().join("phase1-celery");
                 return vec![Command::Init(dir)];
+            }
+            Action::RunCommand => {
+                if self.shell.as_ref().is_some_and(|s| s.done.is_none()) {
+                    self.modals.push(Modal::Output { scroll: 0, follow: true });
+                    return vec![];
+                }
+                if self.current().runnable(self.track, &self.cfg).is_empty() {
+                    self.status = Some("this step has no command to run from here".into());
+                    return vec![];
+                }
+                self.modals.push(Modal::Commands { selected: 0 });
+                return vec![];
             }
             Action::Forwards => {
                 if self.forwards.is_some() {

@@ -117,6 +117,50 @@ fn draw_modal(f: &mut Frame, app: &mut App, i: usize, area: Rect) {
             f.render_widget(ta, inner);
         }
         Modal::Start => draw_start(f, app, area),
+        Modal::Commands { selected } => {
+            let selected = *selected;
+            let cmds = app.current().runnable(app.track, &app.cfg);
+            let r = centered(area, 90, 80);
+            let mut lines = vec![
+                Line::from(format!("Commands of step {} — shown exactly as they run, in a shell here with your environment", app.current().step)),
+                Line::from(Span::styled("(KUBECONFIG, PATH; mqlab lines use this app's broker and backend).", Style::default().fg(Color::DarkGray))),
+                Line::from(""),
+            ];
+            for (n, c) in cmds.iter().enumerate() {
+                let on = n == selected;
+                for (j, l) in c.shown.lines().enumerate() {
+                    let mark = if j == 0 && on { "▶ " } else { "  " };
+                    let style = if on { markdown::code_style().add_modifier(Modifier::BOLD) } else { markdown::code_style() };
+                    lines.push(Line::from(vec![Span::raw(mark), Span::styled(l.to_string(), style)]));
+                }
+                lines.push(Line::from(""));
+            }
+            lines.push(Line::from(Span::styled("↑↓ choose · Enter runs it · y copies it (OSC 52) · Esc closes", Style::default().fg(Color::Cyan))));
+            f.render_widget(Clear, r);
+            let block = Block::bordered().border_type(BorderType::Thick).title(" Run a command of this step ");
+            f.render_widget(Paragraph::new(lines).block(block), r);
+        }
+        Modal::Output { .. } => {
+            let r = centered(area, 90, 85);
+            let Some(run) = app.shell.clone() else { return };
+            let mut lines: Vec<Line<'static>> =
+                run.shown.lines().map(|l| Line::from(Span::styled(format!("$ {l}"), markdown::code_style()))).collect();
+            if run.dropped > 0 {
+                lines.push(Line::from(Span::styled(format!("… {} earlier line(s) not kept", run.dropped), Style::default().fg(Color::DarkGray))));
+            }
+            lines.extend(run.lines.iter().map(|l| Line::from(l.clone())));
+            let elapsed = (app.clock - run.started).num_milliseconds().max(0) as f64 / 1000.0;
+            lines.push(Line::from(match &run.done {
+                None => Span::styled(format!("{} running {elapsed:.1} s · c cancels", SPINNER[app.spinner % SPINNER.len()]), Style::default().fg(Color::Yellow)),
+                Some(d) if d.cancelled => Span::styled(format!("cancelled after {:.2} s", d.secs), Style::default().fg(Color::Yellow)),
+                Some(d) => match d.code {
+                    Some(0) => Span::styled(format!("exit 0 · {:.2} s", d.secs), Style::default().fg(Color::Green)),
+                    Some(c) => Span::styled(format!("exit {c} · {:.2} s", d.secs), Style::default().fg(Color::Red)),
+                    None => Span::styled(format!("ended by a signal · {:.2} s", d.secs), Style::default().fg(Color::Red)),
+                },
+            }));
+            scrolled_popup(f, app, i, r, "Output · ↑↓ PgUp PgDn Home End", lines);
+        }
     }
 }
 
@@ -941,6 +985,12 @@ fn scrolled_popup(f: &mut Frame, app: &mut App, i: usize, r: Rect, title: &str, 
     let offset = match &mut app.modals[i] {
         Modal::Help { scroll } | Modal::Detail { scroll } => {
             *scroll = (*scroll).min(total.saturating_sub(view));
+            *scroll
+        }
+        Modal::Output { scroll, follow } => {
+            let last = total.saturating_sub(view);
+            *scroll = if *follow { last } else { (*scroll).min(last) };
+            *follow = *scroll == last;
             *scroll
         }
         _ => 0,
