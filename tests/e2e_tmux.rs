@@ -344,3 +344,53 @@ fn forwards_from_the_app() {
     tmux.wait_for("$", 10);
     assert!(!data.join("forwards.json").exists());
 }
+
+/// A lesson command run from the app against fake kubectl and helm on PATH: its output and exit
+/// code in the pane, then a long one (the Helm block ends watching pods) cancelled with c.
+#[test]
+fn a_lesson_command_runs_in_the_app_and_a_long_one_is_cancelled() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for name in ["kubectl", "helm"] {
+        let script = format!("#!/bin/sh\necho \"fake {name}: $*\"\ncase \"$*\" in\n  *\" -w\"*) while :; do sleep 0.2; done ;;\nesac\n");
+        std::fs::write(bin.join(name), script).unwrap();
+        std::fs::set_permissions(bin.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let data = dir.path().join("data");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "track = \"k3s\"\n").unwrap();
+    let tmux = Tmux { socket: format!("mqlab-run-{}", std::process::id()) };
+    let env = [
+        format!("MQLAB_DATA_DIR={}", data.display()),
+        format!("MQLAB_CONFIG={}", config.display()),
+        format!("KUBECONFIG={}", dir.path().join("no-kubeconfig").display()),
+        format!("PATH={}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()),
+        "PS1=$ ".to_string(),
+        "TERM=xterm-256color".to_string(),
+    ];
+    start_session(&tmux, dir.path(), &env, 120, 40);
+    tmux.keys(&[common::bin(), "Enter"]);
+    tmux.wait_for("Step 1", 15);
+    tmux.keys(&["!"]);
+    tmux.wait_for("Enter runs it", 5);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("fake kubectl: get nodes", 10);
+    tmux.wait_for("exit 0 ·", 10);
+    // Esc then a key at once would read as Alt-key: close with q.
+    tmux.keys(&["q"]);
+    tmux.keys(&["]"]);
+    tmux.wait_for("Step 2", 5);
+    tmux.keys(&["!"]);
+    tmux.wait_for("Enter runs it", 5);
+    tmux.keys(&["j", "Enter"]);
+    tmux.wait_for("fake helm: install rabbitmq bitnami/rabbitmq", 10);
+    tmux.wait_for("fake kubectl: get pods -n messaging -w", 10);
+    tmux.wait_for("c cancels", 5);
+    tmux.keys(&["c"]);
+    tmux.wait_for("cancelled after", 10);
+    tmux.keys(&["q"]);
+    tmux.keys(&["q"]);
+    tmux.wait_for("$", 10);
+}
