@@ -1,6 +1,6 @@
-//! Remote control (Celery's "pidbox" mailbox): the worker answers `ping`, `hello`, `stats`,
-//! `active`, `registered`, `clock` and `shutdown` sent by `celery status` / `celery inspect` /
-//! Flower on the `celery.pidbox` fanout exchange, replying on `reply.celery.pidbox`.
+//! Remote control (Celery's "pidbox" mailbox): the worker answers `celery status`, `celery
+//! inspect …` and `celery control …` (and Flower) on the `celery.pidbox` fanout exchange,
+//! replying on `reply.celery.pidbox` with the shapes Celery 5.7's worker replies with.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,6 +34,18 @@ pub trait Inspect: Send + Sync {
     fn active_queues(&self) -> Value;
     fn conf(&self) -> Value;
     fn shutdown(&self);
+    /// Sends a worker heartbeat now (`control heartbeat`).
+    fn heartbeat(&self);
+    /// Task events on or off (`control enable_events` / `disable_events`); the reply.
+    fn task_events(&self, on: bool) -> Value;
+    /// A task type's rate limit (`control rate_limit`, "10/m"; empty or 0 removes it); the reply.
+    fn rate_limit(&self, task: &str, rate: &Value) -> Value;
+    /// A task type's default time limits in seconds (`control time_limit`); the reply.
+    fn time_limit(&self, task: &str, soft: Option<f64>, hard: Option<f64>) -> Value;
+    /// Grows (n > 0) or shrinks the pool (`control pool_grow` / `pool_shrink`); the reply.
+    fn pool_resize(&self, n: i64) -> Value;
+    /// Starts or stops consuming a queue (`control add_consumer` / `cancel_consumer`); the reply.
+    fn consume(&self, queue: &str, add: bool) -> Value;
 }
 
 /// `task_id` as Celery sends it: one id or a list of ids.
@@ -117,6 +129,26 @@ pub fn answer(req: &Value, worker: &dyn Inspect, clock: &Clock) -> Value {
             worker.revoke(&ids, terminate, signal)
         }
         "registered" => json!(worker.registered()),
+        "heartbeat" => {
+            worker.heartbeat();
+            Value::Null
+        }
+        "enable_events" => worker.task_events(true),
+        "disable_events" => worker.task_events(false),
+        "rate_limit" | "time_limit" | "pool_grow" | "pool_shrink" | "add_consumer" | "cancel_consumer" => {
+            let args = req.get("arguments").cloned().unwrap_or(Value::Null);
+            let text = |k: &str| args.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+            let secs = |k: &str| args.get(k).and_then(Value::as_f64);
+            let n = args.get("n").and_then(Value::as_i64).unwrap_or(1).clamp(1, 10_000);
+            match method {
+                "rate_limit" => worker.rate_limit(&text("task_name"), args.get("rate_limit").unwrap_or(&Value::Null)),
+                "time_limit" => worker.time_limit(&text("task_name"), secs("soft"), secs("hard")),
+                "pool_grow" => worker.pool_resize(n),
+                "pool_shrink" => worker.pool_resize(-n),
+                "add_consumer" => worker.consume(&text("queue"), true),
+                _ => worker.consume(&text("queue"), false),
+            }
+        }
         "report" => json!({"ok": format!("mqlab {} worker {}", env!("CARGO_PKG_VERSION"), worker.nodename())}),
         "shutdown" => {
             worker.shutdown();

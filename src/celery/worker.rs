@@ -281,6 +281,69 @@ struct Shared {
     stopping: tokio::sync::Notify,
     /// Running tasks that a `revoke(terminate=True)` can stop.
     terminators: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
+    /// The queues consumed (`-Q`, then `control add_consumer` / `cancel_consumer`).
+    queues: Mutex<Vec<String>>,
+    /// The pool's size now (`-c`, then `control pool_grow` / `pool_shrink`).
+    concurrency: AtomicUsize,
+    /// Task events on (`-E` / `--no-events`, then `control enable_events` / `disable_events`).
+    task_events_on: AtomicBool,
+    /// Rate limits by task type: tasks per second, and when the next one may start.
+    rate_limits: Mutex<HashMap<String, (f64, Instant)>>,
+    /// Default (soft, hard) time limits by task type, for messages that give none.
+    time_limits: Mutex<HashMap<String, (Option<f64>, Option<f64>)>>,
+    /// Asks the running session to act on the broker (remote control).
+    ops: Mutex<Option<mpsc::UnboundedSender<Op>>>,
+}
+
+/// What remote control asks of the session.
+enum Op {
+    Heartbeat,
+    AddQueue(String),
+    CancelQueue(String),
+    Resize(i64),
+}
+
+impl Shared {
+    fn prefetch_count(&self) -> u16 {
+        (self.concurrency.load(Ordering::Relaxed) as u64 * self.opts.prefetch_multiplier as u64).min(u16::MAX as u64) as u16
+    }
+
+    fn op(&self, op: Op) {
+        if let Some(tx) = self.ops.lock().unwrap().as_ref() {
+            let _ = tx.send(op);
+        }
+    }
+
+    /// How long a task of this type waits for its rate limit (and books its start).
+    fn rate_wait(&self, task: &str) -> Duration {
+        let mut limits = self.rate_limits.lock().unwrap();
+        let Some((per_sec, next)) = limits.get_mut(task) else { return Duration::ZERO };
+        let now = Instant::now();
+        let at = (*next).max(now);
+        *next = at + Duration::from_secs_f64(1.0 / *per_sec);
+        at - now
+    }
+}
+
+/// Celery's rate strings: a number of tasks per second, or "N/s", "N/m", "N/h"; 0 or empty: none.
+pub fn parse_rate(v: &Value) -> Result<f64, String> {
+    let per_sec = match v {
+        Value::Null => 0.0,
+        Value::Number(n) => n.as_f64().unwrap_or(0.0),
+        Value::String(s) if s.trim().is_empty() => 0.0,
+        Value::String(s) => {
+            let (n, unit) = s.split_once('/').unwrap_or((s, "s"));
+            let n: f64 = n.trim().parse().map_err(|_| format!("ValueError(\"could not convert string to float: '{}'\")", n.trim()))?;
+            match unit.trim() {
+                "s" | "" => n,
+                "m" => n / 60.0,
+                "h" => n / 3600.0,
+                other => return Err(format!("KeyError('{other}')")),
+            }
+        }
+        other => return Err(format!("ValueError('{other}')")),
+    };
+    if per_sec.is_finite() && per_sec >= 0.0 { Ok(per_sec) } else { Err(format!("ValueError('{v}')")) }
 }
 
 /// The revoked ids, oldest dropped first past `MAX_REVOKED` (Celery keeps 50,000).
@@ -329,6 +392,9 @@ struct Session {
 impl Session {
     /// Queues a task event for the next `task.multi` batch (never waits).
     fn task_event(&self, shared: &Shared, kind: &str, fields: Value) {
+        if !shared.task_events_on.load(Ordering::Relaxed) {
+            return;
+        }
         if let Some(buffer) = &self.task_events {
             let _ = buffer.send(self.events.build(&shared.clock, kind, fields));
         }
@@ -354,8 +420,8 @@ impl Inspect for Inspector {
             "pid": s.pid,
             "clock": s.clock.now().to_string(),
             "uptime": s.started.elapsed().as_secs(),
-            "pool": {"implementation": "mqlab:tokio", "max-concurrency": s.opts.concurrency, "processes": [s.pid]},
-            "prefetch_count": s.opts.prefetch_count(),
+            "pool": {"implementation": "mqlab:tokio", "max-concurrency": s.concurrency.load(Ordering::Relaxed), "processes": [s.pid]},
+            "prefetch_count": s.prefetch_count(),
             "broker": {"hostname": host, "port": port, "transport": "amqp", "userid": "**"},
             "acks_late": s.opts.acks_late,
             "sw_ident": "mqlab",
@@ -450,8 +516,9 @@ impl Inspect for Inspector {
     fn active_queues(&self) -> Value {
         Value::Array(
             self.0
-                .opts
-                .queues()
+                .queues
+                .lock()
+                .unwrap()
                 .iter()
                 .map(|q| {
                     json!({"name": q, "exchange": {"name": q, "type": "direct", "durable": true, "auto_delete": false, "delivery_mode": null,
@@ -469,11 +536,11 @@ impl Inspect for Inspector {
         json!({
             "broker_url": mask_url(&o.broker_url),
             "result_backend": o.result_backend.as_deref().map(mask_url),
-            "worker_concurrency": o.concurrency,
+            "worker_concurrency": self.0.concurrency.load(Ordering::Relaxed),
             "worker_prefetch_multiplier": o.prefetch_multiplier,
             "task_acks_late": o.acks_late,
             "task_track_started": o.track_started,
-            "worker_send_task_events": o.task_events,
+            "worker_send_task_events": self.0.task_events_on.load(Ordering::Relaxed),
             "result_expires": o.result_expires,
             "task_default_queue": o.queue,
             "task_serializer": "json",
@@ -485,6 +552,71 @@ impl Inspect for Inspector {
     fn shutdown(&self) {
         tracing::warn!("worker: remote shutdown requested; warm shutdown");
         let _ = self.0.control.send(Control::Stop(StopMode::Warm));
+    }
+
+    fn heartbeat(&self) {
+        debug!("Heartbeat requested by remote.");
+        self.0.op(Op::Heartbeat);
+    }
+
+    fn task_events(&self, on: bool) -> Value {
+        let was = self.0.task_events_on.swap(on, Ordering::Relaxed);
+        match (on, was) {
+            (true, false) => {
+                info!("Events of group {{task}} enabled by remote.");
+                json!({"ok": "task events enabled"})
+            }
+            (true, true) => json!({"ok": "task events already enabled"}),
+            (false, true) => {
+                info!("Events of group {{task}} disabled by remote.");
+                json!({"ok": "task events disabled"})
+            }
+            (false, false) => json!({"ok": "task events already disabled"}),
+        }
+    }
+
+    fn rate_limit(&self, task: &str, rate: &Value) -> Value {
+        let per_sec = match parse_rate(rate) {
+            Ok(r) => r,
+            Err(e) => return json!({"error": format!("Invalid rate limit string: {e}")}),
+        };
+        if self.0.registry.get(task).is_none() {
+            error!("Rate limit attempt for unknown task {task}");
+            return json!({"error": "unknown task"});
+        }
+        let mut limits = self.0.rate_limits.lock().unwrap();
+        if per_sec == 0.0 {
+            limits.remove(task);
+            return json!({"ok": "rate limit disabled successfully"});
+        }
+        info!("New rate limit for tasks of type {task}: {rate}.");
+        limits.insert(task.to_string(), (per_sec, Instant::now()));
+        json!({"ok": "new rate limit set successfully"})
+    }
+
+    fn time_limit(&self, task: &str, soft: Option<f64>, hard: Option<f64>) -> Value {
+        if self.0.registry.get(task).is_none() {
+            error!("Change time limit attempt for unknown task {task}");
+            return json!({"error": "unknown task"});
+        }
+        info!("New time limits for tasks of type {task}: soft={soft:?} hard={hard:?}");
+        self.0.time_limits.lock().unwrap().insert(task.to_string(), (soft, hard));
+        json!({"ok": "time limits set successfully"})
+    }
+
+    fn pool_resize(&self, n: i64) -> Value {
+        self.0.op(Op::Resize(n));
+        json!({"ok": if n > 0 { "pool will grow" } else { "pool will shrink" }})
+    }
+
+    fn consume(&self, queue: &str, add: bool) -> Value {
+        if add {
+            self.0.op(Op::AddQueue(queue.to_string()));
+            json!({"ok": format!("add consumer {queue}")})
+        } else {
+            self.0.op(Op::CancelQueue(queue.to_string()));
+            json!({"ok": format!("no longer consuming from {queue}")})
+        }
     }
 }
 
@@ -570,6 +702,12 @@ async fn run(
         reserved: Mutex::new(BTreeMap::new()),
         stopping: tokio::sync::Notify::new(),
         terminators: Mutex::new(HashMap::new()),
+        queues: Mutex::new(opts.queues()),
+        concurrency: AtomicUsize::new(opts.concurrency.max(1)),
+        task_events_on: AtomicBool::new(opts.task_events),
+        rate_limits: Mutex::new(HashMap::new()),
+        time_limits: Mutex::new(HashMap::new()),
+        ops: Mutex::new(None),
         opts,
     });
     // Reconnection: quick first tries, then at most a second apart (a lab's broker comes back
@@ -661,7 +799,7 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
     let conn = broker::connect(&opts.broker_url, &format!("mqlab worker {}", opts.hostname)).await?;
     let ch = conn.create_channel().await?;
     // `-Q a,b` consumes each queue, as Celery does.
-    let queues = opts.queues();
+    let queues = shared.queues.lock().unwrap().clone();
     for q in &queues {
         let declared = broker::declare_or_use(&conn, q)
             .await
@@ -670,7 +808,7 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
             info!("queue {q:?} exists with other arguments than a plain Celery queue; consuming it as it is");
         }
     }
-    let prefetch = opts.prefetch_count();
+    let prefetch = shared.prefetch_count();
     ch.basic_qos(prefetch, BasicQosOptions { global: false }).await?;
     // One consumer per queue at a time. Tasks waiting for their ETA stay unacknowledged (late-ack
     // safety) but must not fill the prefetch: RabbitMQ applies a per-consumer prefetch to the
@@ -710,7 +848,11 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
             }
         })
     };
-    let task_events = opts.task_events.then(|| dispatcher.task_buffer());
+    // Task events can be turned on and off while the worker runs (`control enable_events`).
+    let task_events = Some(dispatcher.task_buffer());
+    let (ops_tx, mut ops) = mpsc::unbounded_channel::<Op>();
+    *shared.ops.lock().unwrap() = Some(ops_tx);
+    let _ops_guard = OpsGuard(shared.clone());
     let session_ctx = Arc::new(Session { publisher, events: dispatcher.clone(), task_events, holds: holds_tx });
     shared.stats.connected.store(true, Ordering::Relaxed);
     let recovered = shared.outage.lock().unwrap().take();
@@ -726,7 +868,7 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
     info!("{} ready.", opts.hostname);
     shared.events.send(WorkerEvent::Ready { prefetch });
 
-    let slots = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+    let slots = Arc::new(Semaphore::new(shared.concurrency.load(Ordering::Relaxed).max(1)));
     let mut running: JoinSet<()> = JoinSet::new();
     let outcome = loop {
         tokio::select! {
@@ -758,6 +900,11 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
             },
             Some(tag) = holds.recv() => {
                 if let Err(e) = feeds.renew(&ch, &tag, &opts.hostname).await {
+                    break Err(e);
+                }
+            }
+            Some(op) = ops.recv() => {
+                if let Err(e) = remote_op(shared, op, &conn, &ch, &mut feeds, &slots, &mut running, &dispatcher).await {
                     break Err(e);
                 }
             }
@@ -841,6 +988,82 @@ async fn start_pidbox(conn: &Connection, shared: &Arc<Shared>) -> lapin::Result<
 
 async fn close(conn: &Connection) {
     let _ = tokio::time::timeout(Duration::from_secs(2), conn.close(200, short("worker shutdown"))).await;
+}
+
+/// Clears the session's remote-control channel when the session ends.
+struct OpsGuard(Arc<Shared>);
+
+impl Drop for OpsGuard {
+    fn drop(&mut self) {
+        *self.0.ops.lock().unwrap() = None;
+    }
+}
+
+/// Carries out what remote control asked of the session.
+#[allow(clippy::too_many_arguments)]
+async fn remote_op(
+    shared: &Arc<Shared>,
+    op: Op,
+    conn: &Connection,
+    ch: &Channel,
+    feeds: &mut Feeds,
+    slots: &Arc<Semaphore>,
+    running: &mut JoinSet<()>,
+    dispatcher: &Dispatcher,
+) -> Result<(), SessionError> {
+    let host = &shared.opts.hostname;
+    match op {
+        Op::Heartbeat => {
+            let fields = events::worker_fields(shared.stats.active.load(Ordering::Relaxed), shared.stats.processed());
+            dispatcher.send(&shared.clock, "worker-heartbeat", fields).await;
+        }
+        Op::AddQueue(q) => {
+            if q.is_empty() || feeds.current.contains_key(&q) {
+                return Ok(());
+            }
+            match broker::declare_or_use(conn, &q).await {
+                Ok(_) => {
+                    feeds.consume(ch, &q, host).await?;
+                    shared.queues.lock().unwrap().push(q.clone());
+                    info!("Started consuming from {q}");
+                }
+                Err(e) => warn!("add_consumer: cannot use queue {q:?}: {e}"),
+            }
+        }
+        Op::CancelQueue(q) => {
+            if let Some(tag) = feeds.current.remove(&q) {
+                feeds.cancelled.insert(tag.clone());
+                ch.basic_cancel(short(&tag), BasicCancelOptions::default()).await?;
+                shared.queues.lock().unwrap().retain(|x| *x != q);
+                info!("Stopped consuming from {q}");
+            }
+        }
+        Op::Resize(n) => {
+            let before = shared.concurrency.load(Ordering::Relaxed);
+            let after = (before as i64 + n).clamp(1, 10_000) as usize;
+            shared.concurrency.store(after, Ordering::Relaxed);
+            if after > before {
+                slots.add_permits(after - before);
+            } else if after < before {
+                // Slots in use are taken back as their tasks finish.
+                let (slots, k) = (slots.clone(), (before - after) as u32);
+                running.spawn(async move {
+                    if let Ok(p) = slots.acquire_many_owned(k).await {
+                        p.forget();
+                    }
+                });
+            }
+            info!("pool: concurrency {before} → {after}");
+            // The prefetch follows (concurrency × multiplier); RabbitMQ applies it to new
+            // consumers, so each queue gets a fresh one.
+            ch.basic_qos(shared.prefetch_count(), BasicQosOptions { global: false }).await?;
+            let tags: Vec<Arc<str>> = feeds.current.values().cloned().collect();
+            for tag in tags {
+                feeds.renew(ch, &tag, host).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The consumers of one session: the current one per queue, and the deliveries of all of them
@@ -1010,6 +1233,11 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
             return;
         }
     }
+    // A rate limit (`control rate_limit`) spaces the starts of this task type.
+    let pause = shared.rate_wait(&msg.task);
+    if !pause.is_zero() {
+        tokio::time::sleep(pause).await;
+    }
     // Waits for a free slot; a closed semaphore means a warm shutdown began before this task
     // started, so the message goes back to the queue.
     let Ok(permit) = slots.acquire_owned().await else {
@@ -1045,7 +1273,9 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
     let mut settings = shared.opts.settings.clone();
     settings.retries = msg.retries;
     let fut = def.call(&msg.args, &msg.kwargs, &settings);
-    let limit = match (msg.time_limit, msg.soft_time_limit) {
+    // Limits from the message, else those set for this task type (`control time_limit`).
+    let (default_soft, default_hard) = shared.time_limits.lock().unwrap().get(&msg.task).copied().unwrap_or((None, None));
+    let limit = match (msg.time_limit.or(default_hard), msg.soft_time_limit.or(default_soft)) {
         (Some(h), Some(s)) => Some((h.min(s), s < h)),
         (Some(h), None) => Some((h, false)),
         (None, Some(s)) => Some((s, true)),
