@@ -180,6 +180,9 @@ pub struct WorkerArgs {
     /// Send no task events (worker heartbeats still go out, as in Celery)
     #[arg(long)]
     pub no_events: bool,
+    /// Keep the revoked task ids in this file across restarts (as `celery worker --statedb`)
+    #[arg(short = 'S', long, value_name = "FILE")]
+    pub statedb: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -344,6 +347,7 @@ async fn run_worker(cfg: &Config, args: WorkerArgs) -> anyhow::Result<i32> {
     }
     opts.track_started = !args.no_track_started;
     opts.task_events = !args.no_events;
+    opts.statedb = args.statedb.clone();
     opts.result_expires = cfg.result_expires;
     let hello = args.hello_seconds.unwrap_or(cfg.hello_seconds);
     if !(0.0..=3600.0).contains(&hello) {

@@ -42,7 +42,7 @@ pub fn init_stderr(level: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter(&format!("warn,mqlab={level}")))
         .event_format(CeleryFormat)
-        .with_writer(|| LineLimiter::stderr())
+        .with_writer(LineLimiter::stderr)
         .try_init();
 }
 

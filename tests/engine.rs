@@ -504,3 +504,51 @@ fn the_engine_imports_nothing_from_the_app() {
         }
     }
 }
+
+/// `--statedb`: revoked ids outlive a restart, as with Celery's worker: a task revoked before the
+/// restart and published after it is REVOKED without running; the others run.
+#[tokio::test(flavor = "multi_thread")]
+async fn revoked_ids_survive_a_restart_with_a_state_file() {
+    let q = common::queue("statedb");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("worker.state");
+    let mut o = opts(&q);
+    o.statedb = Some(state.clone());
+    let start = |o: WorkerOptions| async move {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let w = worker::spawn(o, Some(tx));
+        loop {
+            match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.expect("worker ready").unwrap() {
+                WorkerEvent::Ready { .. } => return w,
+                _ => {}
+            }
+        }
+    };
+    let mut w = start(o.clone()).await;
+    let client = Client::connect(&common::broker(), Some(&common::redis()), &q, 3600).await.unwrap();
+    let doomed = msg("tasks.add", json!([1, 1]));
+    client.broadcast("revoke", json!({"task_id": doomed.id, "terminate": false, "signal": "SIGTERM"})).await.unwrap();
+    assert!(
+        common::eventually(10, || async { std::fs::read_to_string(&state).is_ok_and(|t| t.contains(&doomed.id)) }).await,
+        "the revoke reaches the state file"
+    );
+    w.stop(StopMode::Warm);
+    w.wait().await.unwrap();
+
+    let mut w = start(o).await;
+    let fine = msg("tasks.add", json!([2, 2]));
+    let (results, _) = run_tasks(&client, &[doomed.clone(), fine.clone()], 20).await;
+    assert_eq!(results[0].status, TaskState::Revoked, "{:?}", results[0]);
+    assert_eq!(results[1].status, TaskState::Success);
+    assert_eq!(results[1].result, json!(4));
+    w.stop(StopMode::Warm);
+    w.wait().await.unwrap();
+    // A damaged state file is a clear error, not an empty set.
+    std::fs::write(&state, "not json").unwrap();
+    let mut bad = opts(&q);
+    bad.statedb = Some(state.clone());
+    let err = worker::spawn(bad, None).wait().await.unwrap_err().to_string();
+    assert!(err.contains("is not mqlab's"), "{err}");
+    client.close().await;
+    common::cleanup(&q).await;
+}

@@ -53,6 +53,8 @@ pub struct WorkerOptions {
     /// Send task events (task-received, -started, -succeeded, -failed) on `celeryev`; worker
     /// events (online, heartbeat, offline) are always sent, as Celery does.
     pub task_events: bool,
+    /// Where the revoked ids are kept across restarts (`--statedb`, as Celery's); None: memory only.
+    pub statedb: Option<std::path::PathBuf>,
 }
 
 impl WorkerOptions {
@@ -69,6 +71,7 @@ impl WorkerOptions {
             result_expires: 3600,
             settings: TaskSettings::default(),
             task_events: true,
+            statedb: None,
         }
     }
 
@@ -275,7 +278,7 @@ struct Shared {
     revoked: Mutex<Revoked>,
     /// Received, not started yet (`inspect reserved`), with their ETA if they wait for one
     /// (`inspect scheduled`).
-    reserved: Mutex<BTreeMap<String, (Value, Option<DateTime<Utc>>)>>,
+    reserved: Mutex<BTreeMap<String, Held>>,
     /// Wakes the tasks waiting for their ETA when a warm shutdown begins (they go back to the
     /// queue at once instead of holding the shutdown).
     stopping: tokio::sync::Notify,
@@ -290,10 +293,19 @@ struct Shared {
     /// Rate limits by task type: tasks per second, and when the next one may start.
     rate_limits: Mutex<HashMap<String, (f64, Instant)>>,
     /// Default (soft, hard) time limits by task type, for messages that give none.
-    time_limits: Mutex<HashMap<String, (Option<f64>, Option<f64>)>>,
+    time_limits: Mutex<HashMap<String, Limits>>,
     /// Asks the running session to act on the broker (remote control).
     ops: Mutex<Option<mpsc::UnboundedSender<Op>>>,
 }
+
+/// A received task not started yet: its request (as `inspect` shows it) and its ETA, if any.
+type Held = (Value, Option<DateTime<Utc>>);
+
+/// (soft, hard) time limits in seconds.
+type Limits = (Option<f64>, Option<f64>);
+
+/// One consumer's deliveries, tagged with the consumer, ended by `None`.
+type Feed = futures_util::stream::BoxStream<'static, (Arc<str>, Option<lapin::Result<Delivery>>)>;
 
 /// What remote control asks of the session.
 enum Op {
@@ -377,6 +389,39 @@ impl Revoked {
     pub fn ids(&self) -> Vec<String> {
         self.order.iter().cloned().collect()
     }
+
+    /// Reads a state file written by `save`; a missing file is an empty set.
+    pub fn load(path: &std::path::Path) -> anyhow::Result<Revoked> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Revoked::default()),
+            Err(e) => return Err(anyhow::anyhow!("cannot read the state file {}: {e}", path.display())),
+        };
+        let v: Value = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("the state file {} is not mqlab's: {e}", path.display()))?;
+        let mut r = Revoked::default();
+        for entry in v.get("revoked").and_then(Value::as_array).into_iter().flatten() {
+            if let (Some(id), Some(at)) = (entry.get(0).and_then(Value::as_str), entry.get(1).and_then(Value::as_f64))
+                && r.at.insert(id.to_string(), at).is_none()
+            {
+                r.order.push_back(id.to_string());
+            }
+        }
+        while r.order.len() > MAX_REVOKED {
+            if let Some(old) = r.order.pop_front() {
+                r.at.remove(&old);
+            }
+        }
+        Ok(r)
+    }
+
+    /// Writes the set (oldest first) to `path`, atomically (a temporary file renamed over it).
+    pub fn save(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let entries: Vec<Value> = self.order.iter().map(|id| json!([id, self.at.get(id).copied().unwrap_or(0.0)])).collect();
+        let body = serde_json::to_vec(&json!({"mqlab_statedb": 1, "revoked": entries})).unwrap_or_default();
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, body)?;
+        std::fs::rename(&tmp, path)
+    }
 }
 
 /// What one broker connection provides to the task runs.
@@ -443,6 +488,11 @@ impl Inspect for Inspector {
             let mut r = s.revoked.lock().unwrap();
             for id in ids {
                 r.add(id);
+            }
+            if let Some(path) = &s.opts.statedb
+                && let Err(e) = r.save(path)
+            {
+                warn!("cannot write the state file {}: {e}", path.display());
             }
         }
         let mut terminated = vec![];
@@ -685,6 +735,17 @@ async fn run(
         }
         None => (None, None),
     };
+    // Revoked ids kept by an earlier run (`--statedb`), as Celery's worker keeps them.
+    let revoked = match &opts.statedb {
+        Some(path) => {
+            let r = Revoked::load(path)?;
+            if !r.order.is_empty() {
+                info!("{} revoked task id(s) read from {}", r.order.len(), path.display());
+            }
+            r
+        }
+        None => Revoked::default(),
+    };
     let shared = Arc::new(Shared {
         registry: Registry::builtin(),
         backend,
@@ -698,7 +759,7 @@ async fn run(
         control: control_tx,
         started: Instant::now(),
         outage: Mutex::new(None),
-        revoked: Mutex::new(Revoked::default()),
+        revoked: Mutex::new(revoked),
         reserved: Mutex::new(BTreeMap::new()),
         stopping: tokio::sync::Notify::new(),
         terminators: Mutex::new(HashMap::new()),
@@ -1072,7 +1133,7 @@ struct Feeds {
     current: HashMap<String, Arc<str>>,
     queue_of: HashMap<Arc<str>, String>,
     cancelled: std::collections::HashSet<Arc<str>>,
-    streams: futures_util::stream::SelectAll<futures_util::stream::BoxStream<'static, (Arc<str>, Option<lapin::Result<Delivery>>)>>,
+    streams: futures_util::stream::SelectAll<Feed>,
 }
 
 impl Feeds {
