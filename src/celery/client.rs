@@ -69,22 +69,30 @@ impl Client {
             let ids: Vec<String> = msgs.iter().map(|m| m.id.clone()).collect();
             b.mark_sent(key, &ids, 100_000).await.context("cannot note the task ids in Redis")?;
         }
-        for window in msgs.chunks(2000) {
-            let mut confirms = Vec::with_capacity(window.len());
-            for m in window {
-                let c = self
-                    .channel
-                    .basic_publish(short(""), short(&self.queue), BasicPublishOptions::default(), &m.body(), m.properties())
-                    .await
-                    .context("publish failed")?;
-                confirms.push(c);
-            }
-            for c in confirms {
-                let confirmation = c.await.context("the broker did not confirm a message")?;
-                if confirmation.is_nack() {
-                    anyhow::bail!("the broker refused a message (nack)");
+        // Publisher confirms in a sliding window: the publishes of a window go out together (their
+        // frames pipelined, in order), and a window's confirms are awaited while the next is sent.
+        let mut pending: Option<Vec<lapin::PublisherConfirm>> = None;
+        for window in msgs.chunks(PUBLISH_WINDOW) {
+            let bodies: Vec<Vec<u8>> = window.iter().map(TaskMessage::body).collect();
+            let sends = window.iter().zip(&bodies).map(|(m, body)| {
+                self.channel.basic_publish(short(""), short(&self.queue), BasicPublishOptions::default(), body, m.properties())
+            });
+            let previous = pending.take();
+            let (sent, before) = tokio::join!(futures_util::future::join_all(sends), async {
+                match previous {
+                    Some(p) => confirmed(p).await,
+                    None => Ok(()),
                 }
+            });
+            before?;
+            let mut confirms = Vec::with_capacity(sent.len());
+            for c in sent {
+                confirms.push(c.context("publish failed")?);
             }
+            pending = Some(confirms);
+        }
+        if let Some(last) = pending {
+            confirmed(last).await?;
         }
         Ok(())
     }
@@ -123,6 +131,20 @@ impl Client {
     pub async fn close(self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.conn.close(200, short("bye"))).await;
     }
+}
+
+/// Messages published before their confirms are awaited (the sliding window of `publish`).
+const PUBLISH_WINDOW: usize = 1000;
+
+/// Awaits a window's publisher confirms; a nack is an error.
+async fn confirmed(confirms: Vec<lapin::PublisherConfirm>) -> anyhow::Result<()> {
+    for c in confirms {
+        let confirmation = c.await.context("the broker did not confirm a message")?;
+        if confirmation.is_nack() {
+            anyhow::bail!("the broker refused a message (nack)");
+        }
+    }
+    Ok(())
 }
 
 /// Waits until every watched task is ready or the deadline passes, calling `on_state` for every
