@@ -221,28 +221,11 @@ impl Lesson {
     /// The commands of this step that can be run from the app (```` ```sh run ```` blocks), as
     /// shown (passwords other than the curriculum's masked) and as run (the real ones).
     pub fn runnable(&self, track: Track, cfg: &crate::config::Config) -> Vec<Runnable> {
-        let text = self.text(track);
-        let mut out = vec![];
-        let mut current: Option<String> = None;
-        for line in text.lines() {
-            let t = line.trim_start();
-            match &mut current {
-                None if t.starts_with("```") && t.trim_start_matches('`').split_whitespace().skip(1).any(|w| w == "run") => {
-                    current = Some(String::new())
-                }
-                Some(block) if t.starts_with("```") => {
-                    let raw = block.trim_end().to_string();
-                    out.push(Runnable { shown: template::fill(&raw, cfg), run: template::fill_revealed(&raw, cfg) });
-                    current = None;
-                }
-                Some(block) => {
-                    block.push_str(line);
-                    block.push('\n');
-                }
-                None => {}
-            }
-        }
-        out
+        let runs = |fence: &str| fence.trim_start_matches('`').split_whitespace().skip(1).any(|w| w == "run");
+        blocks_of(&self.text(track), runs)
+            .into_iter()
+            .map(|raw| Runnable { shown: template::fill(&raw, cfg), run: template::fill_revealed(&raw, cfg) })
+            .collect()
     }
 
     /// The shell commands of the lesson (the ```sh blocks), for one track, unfilled.
@@ -252,26 +235,29 @@ impl Lesson {
 }
 
 fn commands_of(text: &str) -> Vec<String> {
-    {
-        let mut out = vec![];
-        let mut current: Option<String> = None;
-        for line in text.lines() {
-            let t = line.trim_start();
-            match &mut current {
-                None if t.starts_with("```sh") || t.starts_with("```bash") => current = Some(String::new()),
-                Some(block) if t.starts_with("```") => {
-                    out.push(block.trim_end().to_string());
-                    current = None;
-                }
-                Some(block) => {
-                    block.push_str(line);
-                    block.push('\n');
-                }
-                None => {}
+    blocks_of(text, |fence| fence.starts_with("```sh") || fence.starts_with("```bash"))
+}
+
+/// The code blocks whose opening fence `opens` accepts, their text without the fences.
+fn blocks_of(text: &str, opens: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut out = vec![];
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        let t = line.trim_start();
+        match &mut current {
+            None if t.starts_with("```") && opens(t) => current = Some(String::new()),
+            Some(block) if t.starts_with("```") => {
+                out.push(block.trim_end().to_string());
+                current = None;
             }
+            Some(block) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            None => {}
         }
-        out
     }
+    out
 }
 
 /// A command a lesson lets the learner run from the app.
