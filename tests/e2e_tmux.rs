@@ -1,6 +1,7 @@
-//! End to end: the real binary in a real terminal (tmux) against the real RabbitMQ and Redis.
-//! Open, move through lessons, start the worker, submit a task and see SUCCESS, kill the worker,
-//! submit a burst, restart, see the burst complete, export, quit — and the terminal is clean.
+//! End to end: the real binary in a real terminal (tmux), on the local track with a sandbox of
+//! its own (the learner's session) or the test services. Open, walk lessons 1→11 at 120×40 and
+//! back at 80×24, start the worker, submit a task and see SUCCESS, kill the worker, submit a
+//! burst, restart, see the burst complete, export, quit — and the terminal is clean.
 
 mod common;
 
@@ -121,11 +122,36 @@ async fn a_learner_session_in_a_real_terminal() {
     let config = dir.path().join("config.toml");
     std::fs::write(&config, format!("queue = \"{q}\"\nhello_seconds = 2\ntrack = \"local\"\n")).unwrap();
     let tmux = Tmux { socket: format!("mqlab-{}", &q[q.len() - 8..]) };
-    let vhost = common::Vhost::new("e2e");
-    let env = services_env(&vhost, &data, &config);
+    // The local track as a learner without services runs it: a sandbox of its own (stopped at the
+    // end), found by the app through the data directory.
+    let sandbox = |verb: &str| {
+        let out = std::process::Command::new(common::bin())
+            .args(["sandbox", verb])
+            .env("MQLAB_DATA_DIR", &data)
+            .env("MQLAB_CONFIG", &config)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "sandbox {verb}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    sandbox("up");
+    struct Down<F: Fn(&str)>(F);
+    impl<F: Fn(&str)> Drop for Down<F> {
+        fn drop(&mut self) {
+            (self.0)("down");
+        }
+    }
+    let _down = Down(sandbox);
+    let env = [
+        format!("MQLAB_DATA_DIR={}", data.display()),
+        format!("MQLAB_CONFIG={}", config.display()),
+        "PS1=$ ".to_string(),
+        "TERM=xterm-256color".to_string(),
+    ];
     start_session(&tmux, dir.path(), &env, 120, 40);
-    tmux.keys(&[common::bin(), "Enter"]);
+    tmux.keys(&["env -u MQLAB_BROKER_URL -u MQLAB_RESULT_BACKEND -u MQLAB_MANAGEMENT_URL -u CELERY_BROKER_URL -u CELERY_RESULT_BACKEND ", common::bin(), "Enter"]);
     tmux.wait_for("step 1/11", 10);
+    // The header's badges say the sandbox answers.
+    tmux.wait_for("● amqp", 15);
 
     // Walk the lessons at 120×40: each has its live panel beside it.
     for (i, panel) in LIVE_PANELS.iter().enumerate() {
@@ -194,7 +220,6 @@ async fn a_learner_session_in_a_real_terminal() {
     tmux.wait_for("done-42", 5);
     let log = std::fs::read_to_string(data.join("mqlab.log")).unwrap();
     assert!(log.contains("first frame drawn"), "{log}");
-    common::cleanup(&q).await;
 }
 
 /// A plain `mqlab` with nothing configured: the start screen, `s` for a sandbox, then a worker
