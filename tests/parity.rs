@@ -269,6 +269,55 @@ fn remote_control_commands_on_both_workers() {
     assert_eq!(mqlab, python, "mqlab: {mqlab}\nPython Celery: {python}");
 }
 
+/// Chords through the Redis backend, header and body on every combination of workers: all on
+/// mqlab, all on Python, the header on mqlab and the body on Python, and the reverse. The body
+/// gets the header's results in order; a failing header task fails the body with ChordError.
+#[test]
+fn chords_across_both_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = serde_json::json!({"results": [0, 2, 4],
+        "failed_header": {"raised": "ZeroDivisionError", "body_state": "FAILURE", "body_error": "ChordError", "says": true}});
+    // "both": the header queue is consumed by a Python and an mqlab worker at once (RabbitMQ
+    // hands them the header tasks in turn), so their results meet in the same Redis keys.
+    for (header_on, body_on) in [("py", "py"), ("mq", "mq"), ("mq", "py"), ("py", "mq"), ("both", "mq")] {
+        let base = common::queue(&format!("chord-{header_on}{body_on}"));
+        let (qh, qb) = (format!("{base}-h"), format!("{base}-b"));
+        let mut workers = vec![];
+        let mut start = |who: &str, queues: &str, tag: &str| {
+            let node = format!("{who}{tag}-{}@{}", &base[base.len() - 8..], mqlab::celery::protocol::hostname());
+            let log = dir.path().join(format!("{base}-{tag}.log"));
+            workers.push(if who == "py" {
+                python_worker_with(&base, &node, &log, &["-Q", queues])
+            } else {
+                common::start_worker(dir.path(), queues, &["-n", &node, "-c", "2"], &log)
+            });
+        };
+        if header_on == "both" {
+            start("py", &qh, "h");
+            start("mq", &qh, "h2");
+            start(body_on, &qb, "b");
+        } else if header_on == body_on {
+            start(header_on, &format!("{qh},{qb}"), "hb");
+        } else {
+            start(header_on, &qh, "h");
+            start(body_on, &qb, "b");
+        }
+        let v = run_script("chord.py", &base, &[&qh, &qb]);
+        println!("chord, header on {header_on}, body on {body_on}: {v}");
+        assert_eq!(v, expected, "header on {header_on}, body on {body_on}");
+        if header_on == "both" {
+            for tag in ["h", "h2"] {
+                let log = std::fs::read_to_string(dir.path().join(format!("{base}-{tag}.log"))).unwrap_or_default();
+                assert!(log.contains("Task tasks.add["), "each header worker ran header tasks ({tag}):\n{log}");
+            }
+        }
+        drop(workers);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(common::cleanup(&qh));
+        rt.block_on(common::cleanup(&qb));
+    }
+}
+
 /// A failure's errback (`link_error`) runs with the failed task's id, and the rest of its chain
 /// is FAILURE too: the same on both workers.
 #[test]

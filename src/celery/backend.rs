@@ -116,6 +116,69 @@ pub enum StoreOutcome {
     KeptSuccess,
 }
 
+
+/// Records one chord header result, as Celery's Redis backend does (the same keys, members and
+/// claim, so header tasks may run on Python and mqlab workers alike): the result joins the
+/// sorted set `.j` once per task and header index, and when every result is in, one worker
+/// claims the right to send the body (`.c`).
+const CHORD_PART_SCRIPT: &str = r#"
+local jkey, tkey, skey, dkey, gkey, ckey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local tid, value, score = ARGV[1], ARGV[2], ARGV[3]
+local expires, group_expires, claim_expires, token = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+if redis.call('GET', ckey) == 'done' then return {-1, 0, 0, 0} end
+local member = tid .. ':' .. score
+if redis.call('SISMEMBER', dkey, member) == 0 then
+  redis.call('ZADD', jkey, score, value)
+  redis.call('SADD', dkey, member)
+end
+local ready = redis.call('ZCOUNT', jkey, '-inf', '+inf')
+if expires > 0 then
+  for _, k in ipairs({jkey, tkey, skey, dkey}) do redis.call('EXPIRE', k, expires) end
+  if group_expires > 0 then redis.call('EXPIRE', gkey, group_expires) end
+end
+local diff = redis.call('GET', tkey)
+local size = redis.call('GET', skey)
+local claimed = 0
+if size and ready == tonumber(size) + tonumber(diff or 0) then
+  if redis.call('SET', ckey, token, 'NX', 'EX', claim_expires) then claimed = 1 end
+end
+return {ready, tonumber(diff or 0), tonumber(size or 0), claimed}
+"#;
+
+/// Keeps the claim to send a chord's body while sending it.
+const CHORD_CLAIM_SCRIPT: &str = r#"
+local ckey, skey, token, expires = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2])
+if redis.call('GET', ckey) == token then return redis.call('EXPIRE', ckey, expires) end
+if not redis.call('GET', ckey) and redis.call('EXISTS', skey) == 1 then
+  return redis.call('SET', ckey, token, 'EX', expires, 'NX') and 1 or 0
+end
+return 0
+"#;
+
+/// After the body is sent: the chord's keys go, and a marker stops late duplicates.
+const CHORD_CLEANUP_SCRIPT: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+  if tonumber(ARGV[2]) > 0 then redis.call('SET', KEYS[1], 'done', 'EX', tonumber(ARGV[2])) end
+  return 1
+end
+return 0
+"#;
+
+/// What recording a chord part found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ChordPart {
+    /// The chord was already completed (a late duplicate).
+    Done,
+    /// Results so far; not complete, or another worker claimed the body.
+    Waiting,
+    /// Every header result is in and this worker sends the body; the results in header order.
+    Complete { results: Vec<Value>, token: String },
+}
+
+/// How long a claim to send a chord's body lasts (Celery: twice its join timeout of 5 s).
+const CHORD_CLAIM_SECS: u64 = 10;
+
 /// A Redis result backend connection (reconnects on its own after an outage).
 #[derive(Clone)]
 pub struct ResultBackend {
@@ -216,6 +279,72 @@ impl ResultBackend {
     }
 
     /// Reads a result; a missing key is PENDING, as in Celery.
+    /// The keys of a group's chord state: `celery-taskset-meta-<gid>` with `suffix`.
+    pub fn group_key(group_id: &str, suffix: &str) -> String {
+        format!("celery-taskset-meta-{group_id}{suffix}")
+    }
+
+    /// Records one header task's final state for its chord (Celery's `on_chord_part_return`).
+    pub async fn chord_part(&self, group_id: &str, task_id: &str, group_index: Option<i64>, state: TaskState, result: &Value) -> redis::RedisResult<ChordPart> {
+        let g = |s: &str| Self::group_key(group_id, s);
+        let encoded = serde_json::to_string(&serde_json::json!([1, task_id, state.as_str(), result])).expect("serializes");
+        let score = group_index.map(|i| i.to_string()).unwrap_or_else(|| "+inf".into());
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let mut conn = self.conn.clone();
+        let (ready, diff, size, claimed): (i64, i64, i64, i64) = redis::cmd("EVAL")
+            .arg(CHORD_PART_SCRIPT)
+            .arg(6)
+            .arg(&[g(".j"), g(".t"), g(".s"), g(".d"), g(""), g(".c")])
+            .arg(task_id)
+            .arg(encoded)
+            .arg(score)
+            .arg(self.expires)
+            .arg(self.expires)
+            .arg(CHORD_CLAIM_SECS)
+            .arg(&token)
+            .query_async(&mut conn)
+            .await?;
+        if ready == -1 {
+            return Ok(ChordPart::Done);
+        }
+        if claimed == 0 || size == 0 || ready != size + diff {
+            return Ok(ChordPart::Waiting);
+        }
+        let members: Vec<String> = redis::cmd("ZRANGE").arg(g(".j")).arg(0).arg(-1).query_async(&mut conn).await?;
+        let results = members.iter().filter_map(|m| serde_json::from_str::<Value>(m).ok()).collect();
+        Ok(ChordPart::Complete { results, token })
+    }
+
+    /// Extends this worker's claim on sending the body; false when it was lost.
+    pub async fn chord_keep_claim(&self, group_id: &str, token: &str) -> redis::RedisResult<bool> {
+        let mut conn = self.conn.clone();
+        let kept: i64 = redis::cmd("EVAL")
+            .arg(CHORD_CLAIM_SCRIPT)
+            .arg(2)
+            .arg(Self::group_key(group_id, ".c"))
+            .arg(Self::group_key(group_id, ".s"))
+            .arg(token)
+            .arg(CHORD_CLAIM_SECS)
+            .query_async(&mut conn)
+            .await?;
+        Ok(kept == 1)
+    }
+
+    /// Removes the chord's state once its body is sent (or its failure recorded).
+    pub async fn chord_cleanup(&self, group_id: &str, token: &str) -> redis::RedisResult<bool> {
+        let g = |s: &str| Self::group_key(group_id, s);
+        let mut conn = self.conn.clone();
+        let done: i64 = redis::cmd("EVAL")
+            .arg(CHORD_CLEANUP_SCRIPT)
+            .arg(5)
+            .arg(&[g(".c"), g(".j"), g(".t"), g(".s"), g(".d")])
+            .arg(token)
+            .arg((CHORD_CLAIM_SECS * 2).max(300))
+            .query_async(&mut conn)
+            .await?;
+        Ok(done == 1)
+    }
+
     pub async fn get(&self, task_id: &str) -> anyhow::Result<ResultMeta> {
         let mut conn = self.conn.clone();
         let raw: Option<String> = conn.get(Self::key(task_id)).await?;

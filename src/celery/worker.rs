@@ -1391,6 +1391,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
             dispatch_followers(&shared, publisher, &msg, &value).await;
             if stores {
                 store(&shared, ResultMeta::success(&msg.id, value.clone())).await;
+                chord_part(&shared, publisher, &msg, TaskState::Success, value.clone()).await;
             }
             let repr = pyrepr::truncate(pyrepr::repr(&value), 1024);
             info!("Task {name}[{}] succeeded in {runtime:.4}s: {repr}", msg.id);
@@ -1426,6 +1427,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         Err(err) => {
             if stores {
                 store(&shared, ResultMeta::failure(&msg.id, &err)).await;
+                chord_part(&shared, publisher, &msg, TaskState::Failure, err.to_result()).await;
             }
             error!("Task {name}[{}] raised unexpected: {}\n{}", msg.id, err.repr(), err.traceback.clone().unwrap_or_default().trim_end());
             dispatch_failure(&shared, publisher, &msg, &err, stores).await;
@@ -1557,6 +1559,95 @@ async fn reject(d: &Delivery, stats: &WorkerStats) {
     }
 }
 
+/// A header task of a chord ended: its result joins the chord's, and the worker that completes the
+/// header sends the body with the header's results in order (Celery's Redis backend, key for key,
+/// so Python and mqlab workers may share a chord). A failed part fails the body with ChordError.
+async fn chord_part(shared: &Shared, publisher: &Channel, msg: &TaskMessage, state: TaskState, result: Value) {
+    use super::backend::ChordPart;
+    let (Some(gid), Some(body), Some(b)) = (&msg.group, &msg.embed.chord, &shared.backend) else { return };
+    let (results, token) = match b.chord_part(gid, &msg.id, msg.group_index, state, &result).await {
+        Ok(ChordPart::Complete { results, token }) => (results, token),
+        Ok(_) => return,
+        Err(e) => {
+            error!("Chord {gid}: cannot record the result of {}[{}]: {e}", msg.task, msg.id);
+            return;
+        }
+    };
+    let mut values = vec![];
+    let mut failed = None;
+    for r in &results {
+        let (tid, st) = (r[1].as_str().unwrap_or("?"), r[2].as_str().unwrap_or(""));
+        if matches!(st, "FAILURE" | "REVOKED") {
+            let exc = TaskError {
+                exc_type: r[3]["exc_type"].as_str().unwrap_or("Exception").to_string(),
+                exc_module: r[3]["exc_module"].as_str().unwrap_or("builtins").to_string(),
+                args: r[3]["exc_message"].as_array().cloned().unwrap_or_default(),
+                traceback: None,
+                retry_in: None,
+            };
+            failed = Some(format!("Dependency {tid} raised {}", exc.repr()));
+            break;
+        }
+        values.push(r[3].clone());
+    }
+    let body_id = body.pointer("/options/task_id").and_then(Value::as_str).map(str::to_string);
+    match failed {
+        Some(why) => {
+            error!("Chord {gid} raised: ChordError({why:?})");
+            if let Some(id) = &body_id {
+                let err = TaskError::new("ChordError", why).in_module("celery.exceptions");
+                store(shared, ResultMeta::failure(id, &err)).await;
+            }
+        }
+        None => {
+            if !b.chord_keep_claim(gid, &token).await.unwrap_or(false) {
+                warn!("Chord callback for {gid:?} not published: dispatch claim is no longer owned by this worker");
+                return;
+            }
+            match signature_message(body, Some(Value::Array(values))) {
+                Some(mut next) => {
+                    next.root_id = msg.root_id.clone();
+                    let queue = queue_of(shared, body);
+                    match publisher.basic_publish(short(""), short(&queue), BasicPublishOptions::default(), &next.body(), next.properties()).await {
+                        Ok(_) => info!("Chord {gid} complete: sent its body {}[{}]", next.task, next.id),
+                        Err(e) => error!("Chord {gid}: could not send its body: {e}"),
+                    }
+                }
+                None => error!("Chord {gid}: its body names no task"),
+            }
+        }
+    }
+    if let Err(e) = b.chord_cleanup(gid, &token).await {
+        warn!("Chord {gid}: cleanup failed (its keys expire on their own): {e}");
+    }
+}
+
+/// The message a signature describes (`{"task", "args", "kwargs", "options", "immutable"}`),
+/// with `first` put before its arguments unless it is immutable.
+fn signature_message(sig: &Value, first: Option<Value>) -> Option<TaskMessage> {
+    let task = sig.get("task").and_then(Value::as_str)?;
+    let immutable = sig.get("immutable").and_then(Value::as_bool).unwrap_or(false);
+    let mut args: Vec<Value> = match first {
+        Some(v) if !immutable => vec![v],
+        _ => vec![],
+    };
+    args.extend(sig.get("args").and_then(Value::as_array).cloned().unwrap_or_default());
+    let kwargs: Map<String, Value> = sig.get("kwargs").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut m = TaskMessage::new(task, args, kwargs);
+    if let Some(id) = sig.pointer("/options/task_id").and_then(Value::as_str) {
+        m.id = id.to_string();
+    }
+    Some(m)
+}
+
+/// The queue a signature asks for, else the worker's first.
+fn queue_of(shared: &Shared, sig: &Value) -> String {
+    match sig.pointer("/options/queue").and_then(Value::as_str) {
+        Some(q) => q.to_string(),
+        None => shared.opts.queues().into_iter().next().unwrap_or_default(),
+    }
+}
+
 /// After a success Celery sends the next task of a chain (`chain[-1]`) and every callback, with
 /// the result prepended to their arguments unless the signature is immutable.
 async fn dispatch_followers(shared: &Shared, publisher: &Channel, msg: &TaskMessage, value: &Value) {
@@ -1570,19 +1661,11 @@ async fn dispatch_followers(shared: &Shared, publisher: &Channel, msg: &TaskMess
         follow.push((cb.clone(), None));
     }
     for (sig, rest_of_chain) in follow {
-        let Some(task) = sig.get("task").and_then(Value::as_str) else {
+        let Some(mut next) = signature_message(&sig, Some(value.clone())) else {
             warn!("Task {}[{}]: follow-up signature has no task name; skipped", msg.task, msg.id);
             continue;
         };
-        let immutable = sig.get("immutable").and_then(Value::as_bool).unwrap_or(false);
-        let mut args: Vec<Value> = if immutable { vec![] } else { vec![value.clone()] };
-        args.extend(sig.get("args").and_then(Value::as_array).cloned().unwrap_or_default());
-        let kwargs: Map<String, Value> = sig.get("kwargs").and_then(Value::as_object).cloned().unwrap_or_default();
-        let options = sig.get("options").and_then(Value::as_object).cloned().unwrap_or_default();
-        let mut next = TaskMessage::new(task, args, kwargs);
-        if let Some(id) = options.get("task_id").and_then(Value::as_str) {
-            next.id = id.to_string();
-        }
+        let task = next.task.clone();
         next.root_id = msg.root_id.clone();
         next.parent_id = Some(msg.id.clone());
         if let Some(rest) = rest_of_chain
@@ -1590,8 +1673,7 @@ async fn dispatch_followers(shared: &Shared, publisher: &Channel, msg: &TaskMess
         {
             next.embed.chain = Some(rest);
         }
-        let default_queue = shared.opts.queues().into_iter().next().unwrap_or_default();
-        let queue = options.get("queue").and_then(Value::as_str).unwrap_or(&default_queue).to_string();
+        let queue = queue_of(shared, &sig);
         let res = publisher.basic_publish(short(""), short(&queue), BasicPublishOptions::default(), &next.body(), next.properties()).await;
         match res {
             Ok(_) => info!("Task {}[{}] sent {task}[{}] (chain/callback)", msg.task, msg.id, next.id),
@@ -1613,19 +1695,11 @@ async fn dispatch_failure(shared: &Shared, publisher: &Channel, msg: &TaskMessag
         }
     }
     for sig in msg.embed.errbacks.iter().flatten() {
-        let Some(task) = sig.get("task").and_then(Value::as_str) else { continue };
-        let immutable = sig.get("immutable").and_then(Value::as_bool).unwrap_or(false);
-        let mut args: Vec<Value> = if immutable { vec![] } else { vec![Value::String(msg.id.clone())] };
-        args.extend(sig.get("args").and_then(Value::as_array).cloned().unwrap_or_default());
-        let kwargs: Map<String, Value> = sig.get("kwargs").and_then(Value::as_object).cloned().unwrap_or_default();
-        let mut eb = TaskMessage::new(task, args, kwargs);
-        if let Some(id) = sig.pointer("/options/task_id").and_then(Value::as_str) {
-            eb.id = id.to_string();
-        }
+        let Some(mut eb) = signature_message(sig, Some(Value::String(msg.id.clone()))) else { continue };
+        let task = eb.task.clone();
         eb.root_id = msg.root_id.clone();
         eb.parent_id = Some(msg.id.clone());
-        let default_queue = shared.opts.queues().into_iter().next().unwrap_or_default();
-        let queue = sig.pointer("/options/queue").and_then(Value::as_str).unwrap_or(&default_queue).to_string();
+        let queue = queue_of(shared, sig);
         match publisher.basic_publish(short(""), short(&queue), BasicPublishOptions::default(), &eb.body(), eb.properties()).await {
             Ok(_) => info!("Task {}[{}] failed: sent its errback {task}[{}]", msg.task, msg.id, eb.id),
             Err(e) => error!("Task {}[{}]: could not send errback {task}: {e}", msg.task, msg.id),
