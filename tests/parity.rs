@@ -318,6 +318,28 @@ fn chords_across_both_workers() {
     }
 }
 
+/// The stored result of linked tasks, byte for byte in shape (ids and dates by role): children of
+/// a task with a callback or a next chain task, parent_id of a chain's second task, group_id of a
+/// group member, keys in Celery's order.
+#[test]
+fn stored_results_of_linked_tasks_match_celery() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut results = vec![];
+    for who in ["py", "mq"] {
+        let q = common::queue(&format!("links-{who}"));
+        let node = format!("{who}l-{}@{}", &q[q.len() - 8..], mqlab::celery::protocol::hostname());
+        let log = dir.path().join(format!("{who}.log"));
+        let _w = if who == "py" { python_worker(&q, &node, &log) } else { common::start_worker(dir.path(), &q, &["-n", &node, "-c", "2"], &log) };
+        results.push(run_script("links.py", &q, &[]));
+        tokio::runtime::Runtime::new().unwrap().block_on(common::cleanup(&q));
+    }
+    let (python, mqlab) = (&results[0], &results[1]);
+    println!("linked results, Python Celery: {python}\nmqlab: {mqlab}");
+    assert_eq!(python["linked"]["meta"]["children"], serde_json::json!([[["<callback>", null], null]]), "{python}");
+    assert_eq!(python["chain_second"]["meta"]["parent_id"], "<parent>", "{python}");
+    assert_eq!(mqlab, python, "mqlab: {mqlab}\nPython Celery: {python}");
+}
+
 /// A failure's errback (`link_error`) runs with the failed task's id, and the rest of its chain
 /// is FAILURE too: the same on both workers.
 #[test]

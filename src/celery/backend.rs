@@ -45,14 +45,24 @@ pub struct ResultMeta {
     pub children: Vec<Value>,
     #[serde(default)]
     pub date_done: Option<String>,
-    pub task_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<String>,
+    pub task_id: String,
 }
 
 impl ResultMeta {
+    /// The task's place among others, as Celery stores it with every state: its group, its
+    /// parent (the task before it in a chain, or the one that linked it), and the tasks it sent
+    /// (`[[id, null], null]` each).
+    pub fn with_links(mut self, group_id: Option<&str>, parent_id: Option<&str>, children: &[String]) -> Self {
+        self.group_id = group_id.map(str::to_string);
+        self.parent_id = parent_id.map(str::to_string);
+        self.children = children.iter().map(|id| serde_json::json!([[id, null], null])).collect();
+        self
+    }
+
     fn new(task_id: &str, status: TaskState, result: Value, traceback: Option<String>) -> Self {
         ResultMeta {
             status,

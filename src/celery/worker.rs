@@ -1318,7 +1318,8 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         ack(&d, &shared.stats).await;
     }
     if stores && shared.opts.track_started {
-        store_later(&shared, ResultMeta::started(&msg.id, shared.pid, &shared.opts.hostname));
+        let started = ResultMeta::started(&msg.id, shared.pid, &shared.opts.hostname).with_links(msg.group.as_deref(), msg.parent_id.as_deref(), &[]);
+        store_later(&shared, started);
     }
     shared.active.lock().unwrap().insert(
         msg.id.clone(),
@@ -1388,9 +1389,10 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
     };
     match outcome {
         Ok(value) => {
-            dispatch_followers(&shared, publisher, &msg, &value).await;
+            let children = dispatch_followers(&shared, publisher, &msg, &value).await;
             if stores {
-                store(&shared, ResultMeta::success(&msg.id, value.clone())).await;
+                let meta = ResultMeta::success(&msg.id, value.clone()).with_links(msg.group.as_deref(), msg.parent_id.as_deref(), &children);
+                store(&shared, meta).await;
                 chord_part(&shared, publisher, &msg, TaskState::Success, value.clone()).await;
             }
             let repr = pyrepr::truncate(pyrepr::repr(&value), 1024);
@@ -1426,7 +1428,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         }
         Err(err) => {
             if stores {
-                store(&shared, ResultMeta::failure(&msg.id, &err)).await;
+                store(&shared, ResultMeta::failure(&msg.id, &err).with_links(msg.group.as_deref(), msg.parent_id.as_deref(), &[])).await;
                 chord_part(&shared, publisher, &msg, TaskState::Failure, err.to_result()).await;
             }
             error!("Task {name}[{}] raised unexpected: {}\n{}", msg.id, err.repr(), err.traceback.clone().unwrap_or_default().trim_end());
@@ -1650,7 +1652,8 @@ fn queue_of(shared: &Shared, sig: &Value) -> String {
 
 /// After a success Celery sends the next task of a chain (`chain[-1]`) and every callback, with
 /// the result prepended to their arguments unless the signature is immutable.
-async fn dispatch_followers(shared: &Shared, publisher: &Channel, msg: &TaskMessage, value: &Value) {
+async fn dispatch_followers(shared: &Shared, publisher: &Channel, msg: &TaskMessage, value: &Value) -> Vec<String> {
+    let mut children = vec![];
     let mut follow = vec![];
     if let Some(chain) = &msg.embed.chain
         && let Some((next, rest)) = chain.split_last()
@@ -1676,10 +1679,14 @@ async fn dispatch_followers(shared: &Shared, publisher: &Channel, msg: &TaskMess
         let queue = queue_of(shared, &sig);
         let res = publisher.basic_publish(short(""), short(&queue), BasicPublishOptions::default(), &next.body(), next.properties()).await;
         match res {
-            Ok(_) => info!("Task {}[{}] sent {task}[{}] (chain/callback)", msg.task, msg.id, next.id),
+            Ok(_) => {
+                info!("Task {}[{}] sent {task}[{}] (chain/callback)", msg.task, msg.id, next.id);
+                children.push(next.id.clone());
+            }
             Err(e) => error!("Task {}[{}]: could not send follow-up {task}: {e}", msg.task, msg.id),
         }
     }
+    children
 }
 
 /// After a failure, as Celery's backend does: the tasks still to come in the chain are stored
