@@ -66,18 +66,26 @@ fn sandbox_runs_the_local_track_to_a_passing_step_6_and_stops_cleanly() {
     let cfg = mqlab::config::Config::load_with(&Default::default(), &env).unwrap();
     assert_eq!(cfg.broker_url, sb.broker_url(), "the sandbox is the configuration");
     let course = mqlab::lessons::Course::embedded().unwrap();
+    // As the app runs them (`!`, then Enter): the lesson's runnable block, by the same runner.
+    let rt = tokio::runtime::Runtime::new().unwrap();
     let run_lesson_command = |step: u32, starts: &str| -> String {
-        let text = mqlab::lessons::template::fill(&course.lesson(step).unwrap().text(mqlab::config::Track::Local), &cfg);
-        let lesson =
-            mqlab::lessons::Lesson::parse("x.md", &format!("+++\nstep = {step}\ntitle = \"x\"\nsummary = \"x\"\n+++\n{text}")).unwrap();
+        let lesson = course.lesson(step).unwrap();
         let cmd = lesson
-            .commands(mqlab::config::Track::Local)
+            .runnable(mqlab::config::Track::Local, &cfg)
             .into_iter()
-            .find(|c| c.starts_with(starts))
-            .unwrap_or_else(|| panic!("lesson {step} shows `{starts}…`"));
-        let out = std::process::Command::new("sh").arg("-c").arg(&cmd).output().unwrap();
-        assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).to_string()
+            .find(|c| c.shown.starts_with(starts))
+            .unwrap_or_else(|| panic!("lesson {step} lets the learner run `{starts}…`"));
+        assert_eq!(cmd.shown, cmd.run, "the sandbox's password is the curriculum's, shown as it runs");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (_cancel, cancelled) = tokio::sync::oneshot::channel();
+        let env = mqlab::lessons::run::env_for(&cfg);
+        let done = rt.block_on(mqlab::lessons::run::run(&cmd.run, &env, tx, cancelled));
+        let mut out = vec![];
+        while let Ok(batch) = rx.try_recv() {
+            out.extend(batch);
+        }
+        assert_eq!(done.code, Some(0), "{}: {out:?}", cmd.shown);
+        out.join("\n")
     };
     assert_eq!(run_lesson_command(4, "redis-cli").trim(), "PONG");
     let overview = run_lesson_command(3, "curl");
