@@ -183,6 +183,10 @@ pub struct WorkerArgs {
     /// Keep the revoked task ids in this file across restarts (as `celery worker --statedb`)
     #[arg(short = 'S', long, value_name = "FILE")]
     pub statedb: Option<std::path::PathBuf>,
+    /// Store each task's name, arguments, worker, retries and queue with its states (Celery's
+    /// `result_extended = True`)
+    #[arg(long)]
+    pub result_extended: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -348,6 +352,7 @@ async fn run_worker(cfg: &Config, args: WorkerArgs) -> anyhow::Result<i32> {
     opts.track_started = !args.no_track_started;
     opts.task_events = !args.no_events;
     opts.statedb = args.statedb.clone();
+    opts.result_extended = args.result_extended;
     opts.result_expires = cfg.result_expires;
     let hello = args.hello_seconds.unwrap_or(cfg.hello_seconds);
     if !(0.0..=3600.0).contains(&hello) {

@@ -12,8 +12,13 @@ fn python_worker(q: &str, node: &str, log: &std::path::Path) -> common::Proc {
 }
 
 fn python_worker_with(q: &str, node: &str, log: &std::path::Path, extra: &[&str]) -> common::Proc {
+    python_worker_env(q, node, log, extra, &[])
+}
+
+fn python_worker_env(q: &str, node: &str, log: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> common::Proc {
     let celery = common::python().parent().unwrap().join("celery");
     let child = Command::new(celery)
+        .envs(env.iter().copied())
         .args(["-A", "celery_app", "worker", "-c", "2", "-l", "info", "--without-mingle", "--without-gossip", "-n", node])
         .args(extra)
         .current_dir(common::python_dir())
@@ -337,6 +342,31 @@ fn stored_results_of_linked_tasks_match_celery() {
     println!("linked results, Python Celery: {python}\nmqlab: {mqlab}");
     assert_eq!(python["linked"]["meta"]["children"], serde_json::json!([[["<callback>", null], null]]), "{python}");
     assert_eq!(python["chain_second"]["meta"]["parent_id"], "<parent>", "{python}");
+    assert_eq!(mqlab, python, "mqlab: {mqlab}\nPython Celery: {python}");
+}
+
+/// `result_extended`: the same stored JSON from both workers for a success and a failure (name,
+/// args, kwargs, worker, retries, queue, in Celery's key order).
+#[test]
+fn result_extended_on_both_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut results = vec![];
+    for who in ["py", "mq"] {
+        let q = common::queue(&format!("ext-{who}"));
+        let node = format!("{who}x-{}@{}", &q[q.len() - 8..], mqlab::celery::protocol::hostname());
+        let log = dir.path().join(format!("{who}.log"));
+        let _w = if who == "py" {
+            python_worker_env(&q, &node, &log, &[], &[("MQLAB_TEST_RESULT_EXTENDED", "1")])
+        } else {
+            common::start_worker(dir.path(), &q, &["-n", &node, "-c", "2", "--result-extended"], &log)
+        };
+        results.push(run_script("extended.py", &q, &[&node, &q]));
+        tokio::runtime::Runtime::new().unwrap().block_on(common::cleanup(&q));
+    }
+    let (python, mqlab) = (&results[0], &results[1]);
+    println!("result_extended, Python Celery: {python}\nmqlab: {mqlab}");
+    assert_eq!(python["success"]["meta"]["name"], "tasks.add", "{python}");
+    assert_eq!(python["success"]["meta"]["worker"], "<worker>", "{python}");
     assert_eq!(mqlab, python, "mqlab: {mqlab}\nPython Celery: {python}");
 }
 

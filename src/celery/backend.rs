@@ -49,7 +49,32 @@ pub struct ResultMeta {
     pub group_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<String>,
+    /// With `result_extended` (Celery's setting): the task's name, arguments, worker, retries
+    /// and queue, stored with each state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kwargs: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
     pub task_id: String,
+}
+
+/// What `result_extended` adds to a stored state.
+#[derive(Clone, Debug, Default)]
+pub struct Extended {
+    pub name: String,
+    pub args: Value,
+    pub kwargs: Value,
+    pub worker: String,
+    pub retries: i64,
+    pub queue: String,
 }
 
 impl ResultMeta {
@@ -63,6 +88,19 @@ impl ResultMeta {
         self
     }
 
+    /// Adds the `result_extended` fields, when given.
+    pub fn with_extended(mut self, ext: Option<&Extended>) -> Self {
+        if let Some(e) = ext {
+            self.name = Some(e.name.clone());
+            self.args = Some(e.args.clone());
+            self.kwargs = Some(e.kwargs.clone());
+            self.worker = Some(e.worker.clone());
+            self.retries = Some(e.retries);
+            self.queue = Some(e.queue.clone());
+        }
+        self
+    }
+
     fn new(task_id: &str, status: TaskState, result: Value, traceback: Option<String>) -> Self {
         ResultMeta {
             status,
@@ -73,6 +111,12 @@ impl ResultMeta {
             task_id: task_id.to_string(),
             group_id: None,
             parent_id: None,
+            name: None,
+            args: None,
+            kwargs: None,
+            worker: None,
+            retries: None,
+            queue: None,
         }
     }
 

@@ -55,6 +55,9 @@ pub struct WorkerOptions {
     pub task_events: bool,
     /// Where the revoked ids are kept across restarts (`--statedb`, as Celery's); None: memory only.
     pub statedb: Option<std::path::PathBuf>,
+    /// Store the task's name, arguments, worker, retries and queue with each state (Celery's
+    /// `result_extended`).
+    pub result_extended: bool,
 }
 
 impl WorkerOptions {
@@ -72,6 +75,7 @@ impl WorkerOptions {
             settings: TaskSettings::default(),
             task_events: true,
             statedb: None,
+            result_extended: false,
         }
     }
 
@@ -1317,8 +1321,18 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
     if !shared.opts.acks_late {
         ack(&d, &shared.stats).await;
     }
+    let extended = shared.opts.result_extended.then(|| super::backend::Extended {
+        name: msg.task.clone(),
+        args: Value::Array(msg.args.clone()),
+        kwargs: Value::Object(msg.kwargs.clone()),
+        worker: shared.opts.hostname.clone(),
+        retries: msg.retries,
+        queue: d.routing_key.to_string(),
+    });
     if stores && shared.opts.track_started {
-        let started = ResultMeta::started(&msg.id, shared.pid, &shared.opts.hostname).with_links(msg.group.as_deref(), msg.parent_id.as_deref(), &[]);
+        let started = ResultMeta::started(&msg.id, shared.pid, &shared.opts.hostname)
+            .with_links(msg.group.as_deref(), msg.parent_id.as_deref(), &[])
+            .with_extended(extended.as_ref());
         store_later(&shared, started);
     }
     shared.active.lock().unwrap().insert(
@@ -1391,7 +1405,9 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         Ok(value) => {
             let children = dispatch_followers(&shared, publisher, &msg, &value).await;
             if stores {
-                let meta = ResultMeta::success(&msg.id, value.clone()).with_links(msg.group.as_deref(), msg.parent_id.as_deref(), &children);
+                let meta = ResultMeta::success(&msg.id, value.clone())
+                    .with_links(msg.group.as_deref(), msg.parent_id.as_deref(), &children)
+                    .with_extended(extended.as_ref());
                 store(&shared, meta).await;
                 chord_part(&shared, publisher, &msg, TaskState::Success, value.clone()).await;
             }
@@ -1428,7 +1444,10 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         }
         Err(err) => {
             if stores {
-                store(&shared, ResultMeta::failure(&msg.id, &err).with_links(msg.group.as_deref(), msg.parent_id.as_deref(), &[])).await;
+                let meta = ResultMeta::failure(&msg.id, &err)
+                    .with_links(msg.group.as_deref(), msg.parent_id.as_deref(), &[])
+                    .with_extended(extended.as_ref());
+                store(&shared, meta).await;
                 chord_part(&shared, publisher, &msg, TaskState::Failure, err.to_result()).await;
             }
             error!("Task {name}[{}] raised unexpected: {}\n{}", msg.id, err.repr(), err.traceback.clone().unwrap_or_default().trim_end());

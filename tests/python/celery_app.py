@@ -21,6 +21,7 @@ app.conf.update(
     result_expires=3600,
     task_default_queue=os.environ.get("MQLAB_TEST_QUEUE", "celery"),
     broker_connection_retry_on_startup=True,
+    result_extended=os.environ.get("MQLAB_TEST_RESULT_EXTENDED") == "1",
 )
 
 
