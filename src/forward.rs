@@ -169,7 +169,13 @@ async fn bind_loopbacks(port: u16) -> std::io::Result<Vec<TcpListener>> {
 
 /// Runs the forwards until `stop` turns true (or its sender is dropped); the ports are recorded
 /// in `data_dir` meanwhile.
-pub async fn run(client: kube::Client, namespace: String, data_dir: PathBuf, events: mpsc::UnboundedSender<Event>, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    client: kube::Client,
+    namespace: String,
+    data_dir: PathBuf,
+    events: mpsc::UnboundedSender<Event>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut forwards = vec![];
     let mut listeners = vec![];
     for t in TARGETS {
@@ -272,10 +278,7 @@ pub async fn resolve(client: &kube::Client, namespace: &str, target: &Target) ->
 
 fn pod_ready(p: &Pod) -> bool {
     p.metadata.deletion_timestamp.is_none()
-        && p.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        && p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// The delay before retry `n` (from 0) after an outage: 0.25 s, 0.5 s, 1 s, 2 s, then 4 s.

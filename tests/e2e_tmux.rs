@@ -148,7 +148,11 @@ async fn a_learner_session_in_a_real_terminal() {
         "TERM=xterm-256color".to_string(),
     ];
     start_session(&tmux, dir.path(), &env, 120, 40);
-    tmux.keys(&["env -u MQLAB_BROKER_URL -u MQLAB_RESULT_BACKEND -u MQLAB_MANAGEMENT_URL -u CELERY_BROKER_URL -u CELERY_RESULT_BACKEND ", common::bin(), "Enter"]);
+    tmux.keys(&[
+        "env -u MQLAB_BROKER_URL -u MQLAB_RESULT_BACKEND -u MQLAB_MANAGEMENT_URL -u CELERY_BROKER_URL -u CELERY_RESULT_BACKEND ",
+        common::bin(),
+        "Enter",
+    ]);
     tmux.wait_for("step 1/11", 10);
     // The header's badges say the sandbox answers.
     tmux.wait_for("● amqp", 15);
@@ -345,7 +349,11 @@ fn forwards_from_the_app() {
         "TERM=xterm-256color".to_string(),
     ];
     start_session(&tmux, dir.path(), &env, 160, 45);
-    tmux.keys(&["env -u MQLAB_BROKER_URL -u MQLAB_RESULT_BACKEND -u MQLAB_MANAGEMENT_URL -u CELERY_BROKER_URL -u CELERY_RESULT_BACKEND ", common::bin(), "Enter"]);
+    tmux.keys(&[
+        "env -u MQLAB_BROKER_URL -u MQLAB_RESULT_BACKEND -u MQLAB_MANAGEMENT_URL -u CELERY_BROKER_URL -u CELERY_RESULT_BACKEND ",
+        common::bin(),
+        "Enter",
+    ]);
     tmux.wait_for("Port-forwards: off", 15);
     tmux.keys(&["F"]);
     let line = tmux.wait_line(|l| l.contains("AMQP") && l.contains("→ rabbitmq-0"), 15);

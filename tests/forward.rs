@@ -269,7 +269,8 @@ fn cluster_management_stub() -> u16 {
                     }
                     .to_string();
                     let status = if body.contains("Not Found") { "404 Not Found" } else { "200 OK" };
-                    let resp = format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                    let resp =
+                        format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
                     if sock.write_all(resp.as_bytes()).is_err() {
                         return;
                     }
@@ -339,7 +340,8 @@ fn mqlab_forward_runs_until_ctrl_c_and_the_checks_follow_its_ports() {
     for r in v["results"].as_array().unwrap() {
         assert_eq!(r["status"], "pass", "{r}");
     }
-    let detail = |v: &serde_json::Value, id: &str| v["results"].as_array().unwrap().iter().find(|r| r["id"] == id).unwrap()["detail"].to_string();
+    let detail =
+        |v: &serde_json::Value, id: &str| v["results"].as_array().unwrap().iter().find(|r| r["id"] == id).unwrap()["detail"].to_string();
     assert!(detail(&v, "amqp.login").contains(&format!(":{amqp}/")), "{v}");
     assert!(detail(&v, "mgmt.login").contains(&format!(":{mgmt} as admin: RabbitMQ 4.1.3")), "{v}");
     assert!(detail(&v, "ports.local").contains(&format!("Redis {redis}")), "{v}");

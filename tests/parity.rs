@@ -334,7 +334,11 @@ fn stored_results_of_linked_tasks_match_celery() {
         let q = common::queue(&format!("links-{who}"));
         let node = format!("{who}l-{}@{}", &q[q.len() - 8..], mqlab::celery::protocol::hostname());
         let log = dir.path().join(format!("{who}.log"));
-        let _w = if who == "py" { python_worker(&q, &node, &log) } else { common::start_worker(dir.path(), &q, &["-n", &node, "-c", "2"], &log) };
+        let _w = if who == "py" {
+            python_worker(&q, &node, &log)
+        } else {
+            common::start_worker(dir.path(), &q, &["-n", &node, "-c", "2"], &log)
+        };
         results.push(run_script("links.py", &q, &[]));
         tokio::runtime::Runtime::new().unwrap().block_on(common::cleanup(&q));
     }

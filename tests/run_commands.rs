@@ -126,7 +126,10 @@ async fn shown_masked_run_real_and_mqlab_is_this_one() {
     // Every runnable command is one the lesson shows (nothing from anywhere else).
     for l in &course.lessons {
         for c in l.runnable(Track::K3s, &cfg).into_iter().chain(l.runnable(Track::Local, &cfg)) {
-            assert!(l.commands_with(Track::K3s, &cfg).contains(&c.shown) || l.commands_with(Track::Local, &cfg).contains(&c.shown), "{c:?}");
+            assert!(
+                l.commands_with(Track::K3s, &cfg).contains(&c.shown) || l.commands_with(Track::Local, &cfg).contains(&c.shown),
+                "{c:?}"
+            );
         }
     }
     // (In the app the running mqlab's own folder comes first on PATH; here that is the test's.)
@@ -137,4 +140,3 @@ async fn shown_masked_run_real_and_mqlab_is_this_one() {
     // Output is masked like everything on screen.
     assert!(lines[1].starts_with("amqp://admin:*") && !lines[1].contains("S3cretPass"), "{lines:?}");
 }
-

@@ -441,13 +441,21 @@ fn port_forwards_start_and_stop_on_f_and_show_their_state() {
     assert!(screen(&mut a, 160, 40).contains("starting port-forwards"));
     let list: Vec<Forward> = TARGETS
         .iter()
-        .map(|t| Forward { target: *t, local: if t.port == 5672 { 5673 } else { t.port }, state: State::Connecting, counters: Default::default() })
+        .map(|t| Forward {
+            target: *t,
+            local: if t.port == 5672 { 5673 } else { t.port },
+            state: State::Connecting,
+            counters: Default::default(),
+        })
         .collect();
     list[0].counters.received.store(3 * 1024, std::sync::atomic::Ordering::Relaxed);
     a.handle(Event::Forward(F::Listening(list)));
     assert!(a.status.as_deref().unwrap().contains("AMQP 127.0.0.1:5673 (5672 was taken)"), "{:?}", a.status);
     a.handle(Event::Forward(F::State { name: "AMQP", state: State::Up { pod: "rabbitmq-0".into() } }));
-    a.handle(Event::Forward(F::State { name: "Redis", state: State::Down { error: "no Ready pod behind service redis-master yet".into() } }));
+    a.handle(Event::Forward(F::State {
+        name: "Redis",
+        state: State::Down { error: "no Ready pod behind service redis-master yet".into() },
+    }));
     assert_eq!(a.status.as_deref(), Some("forward Redis: no Ready pod behind service redis-master yet; retrying"));
     let s = screen(&mut a, 160, 40);
     assert!(s.contains("AMQP       127.0.0.1:5673  → rabbitmq-0"), "{s}");

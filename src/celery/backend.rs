@@ -170,7 +170,6 @@ pub enum StoreOutcome {
     KeptSuccess,
 }
 
-
 /// Records one chord header result, as Celery's Redis backend does (the same keys, members and
 /// claim, so header tasks may run on Python and mqlab workers alike): the result joins the
 /// sorted set `.j` once per task and header index, and when every result is in, one worker
@@ -339,7 +338,14 @@ impl ResultBackend {
     }
 
     /// Records one header task's final state for its chord (Celery's `on_chord_part_return`).
-    pub async fn chord_part(&self, group_id: &str, task_id: &str, group_index: Option<i64>, state: TaskState, result: &Value) -> redis::RedisResult<ChordPart> {
+    pub async fn chord_part(
+        &self,
+        group_id: &str,
+        task_id: &str,
+        group_index: Option<i64>,
+        state: TaskState,
+        result: &Value,
+    ) -> redis::RedisResult<ChordPart> {
         let g = |s: &str| Self::group_key(group_id, s);
         let encoded = serde_json::to_string(&serde_json::json!([1, task_id, state.as_str(), result])).expect("serializes");
         let score = group_index.map(|i| i.to_string()).unwrap_or_else(|| "+inf".into());

@@ -1629,7 +1629,10 @@ async fn chord_part(shared: &Shared, publisher: &Channel, msg: &TaskMessage, sta
                 Some(mut next) => {
                     next.root_id = msg.root_id.clone();
                     let queue = queue_of(shared, body);
-                    match publisher.basic_publish(short(""), short(&queue), BasicPublishOptions::default(), &next.body(), next.properties()).await {
+                    match publisher
+                        .basic_publish(short(""), short(&queue), BasicPublishOptions::default(), &next.body(), next.properties())
+                        .await
+                    {
                         Ok(_) => info!("Chord {gid} complete: sent its body {}[{}]", next.task, next.id),
                         Err(e) => error!("Chord {gid}: could not send its body: {e}"),
                     }

@@ -47,7 +47,12 @@ pub fn env_for(cfg: &Config) -> Vec<(String, String)> {
 
 /// Runs `cmd` with `sh -c`, sending its output (stdout and stderr, by line, in batches) to
 /// `lines`, until it exits or `cancel` fires (then SIGTERM to its process group, SIGKILL 2 s later).
-pub async fn run(cmd: &str, env: &[(String, String)], lines: mpsc::UnboundedSender<Vec<String>>, cancel: oneshot::Receiver<()>) -> ShellDone {
+pub async fn run(
+    cmd: &str,
+    env: &[(String, String)],
+    lines: mpsc::UnboundedSender<Vec<String>>,
+    cancel: oneshot::Receiver<()>,
+) -> ShellDone {
     let started = Instant::now();
     let mut command = tokio::process::Command::new("sh");
     command.arg("-c").arg(cmd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0).kill_on_drop(true);

@@ -174,7 +174,8 @@ pub async fn mgmt_login(p: &Probes) -> Outcome {
 pub fn is_cluster_node(node: &str) -> bool {
     node.split_once('@').is_some_and(|(_, host)| {
         let pod = host.split('.').next().unwrap_or("");
-        pod.rsplit_once('-').is_some_and(|(set, ordinal)| !set.is_empty() && ordinal.chars().all(|c| c.is_ascii_digit()) && !ordinal.is_empty())
+        pod.rsplit_once('-')
+            .is_some_and(|(set, ordinal)| !set.is_empty() && ordinal.chars().all(|c| c.is_ascii_digit()) && !ordinal.is_empty())
             && host.contains("rabbitmq")
     })
 }

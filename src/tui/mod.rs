@@ -173,7 +173,12 @@ pub async fn run(cfg: Config, over: crate::config::Overrides, context_explicit: 
 /// kubeconfig and may run its exec plugin, which blocks) and passes their events on; when they
 /// listen and when they end, the configuration is loaded again, as on a start, so that the ports
 /// they recorded are used (or no longer).
-async fn forwards(probes: Probes, over: crate::config::Overrides, stop: tokio::sync::watch::Receiver<bool>, tx: mpsc::UnboundedSender<Event>) {
+async fn forwards(
+    probes: Probes,
+    over: crate::config::Overrides,
+    stop: tokio::sync::watch::Receiver<bool>,
+    tx: mpsc::UnboundedSender<Event>,
+) {
     use crate::forward::Event as F;
     let (fw_tx, mut fw_rx) = mpsc::unbounded_channel();
     let (track, explicit) = (probes.cfg.track, probes.cfg.track_explicit);
@@ -383,8 +388,8 @@ impl Runtime {
                 }
             }
             Command::Copy(text) => {
-                use std::io::Write;
                 use base64::Engine;
+                use std::io::Write;
                 let b64 = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
                 let mut out = std::io::stdout();
                 let _ = write!(out, "\x1b]52;c;{b64}\x07");

@@ -405,40 +405,38 @@ impl App {
                     *scroll = scrolled(*scroll, a, 10);
                 }
             }
-            Modal::Commands { selected } => {
-                match k.code {
-                    KeyCode::Esc | KeyCode::Char('q') => {
-                        self.modals.pop();
-                    }
-                    KeyCode::Down | KeyCode::Char('j') => *selected = (*selected + 1).min(cmds.len().saturating_sub(1)),
-                    KeyCode::Up | KeyCode::Char('k') => *selected = selected.saturating_sub(1),
-                    KeyCode::Char('y') => {
-                        let Some(c) = cmds.get(*selected) else { return vec![] };
-                        self.status = Some("copied to the clipboard (OSC 52: your terminal must allow it)".into());
-                        let text = c.run.clone();
-                        self.modals.pop();
-                        return vec![Command::Copy(text)];
-                    }
-                    KeyCode::Enter => {
-                        let Some(c) = cmds.get(*selected).cloned() else { return vec![] };
-                        if self.shell.as_ref().is_some_and(|s| s.done.is_none()) {
-                            self.status = Some("a command is still running: ! shows it, c there cancels it".into());
-                            return vec![];
-                        }
-                        self.modals.pop();
-                        self.modals.push(Modal::Output { scroll: 0, follow: true });
-                        self.shell = Some(super::state::ShellRun {
-                            shown: c.shown.clone(),
-                            lines: Default::default(),
-                            started: self.clock,
-                            dropped: 0,
-                            done: None,
-                        });
-                        return vec![Command::RunShell { run: c.run, shown: c.shown }];
-                    }
-                    _ => {}
+            Modal::Commands { selected } => match k.code {
+                KeyCode::Esc | KeyCode::Char('q') => {
+                    self.modals.pop();
                 }
-            }
+                KeyCode::Down | KeyCode::Char('j') => *selected = (*selected + 1).min(cmds.len().saturating_sub(1)),
+                KeyCode::Up | KeyCode::Char('k') => *selected = selected.saturating_sub(1),
+                KeyCode::Char('y') => {
+                    let Some(c) = cmds.get(*selected) else { return vec![] };
+                    self.status = Some("copied to the clipboard (OSC 52: your terminal must allow it)".into());
+                    let text = c.run.clone();
+                    self.modals.pop();
+                    return vec![Command::Copy(text)];
+                }
+                KeyCode::Enter => {
+                    let Some(c) = cmds.get(*selected).cloned() else { return vec![] };
+                    if self.shell.as_ref().is_some_and(|s| s.done.is_none()) {
+                        self.status = Some("a command is still running: ! shows it, c there cancels it".into());
+                        return vec![];
+                    }
+                    self.modals.pop();
+                    self.modals.push(Modal::Output { scroll: 0, follow: true });
+                    self.shell = Some(super::state::ShellRun {
+                        shown: c.shown.clone(),
+                        lines: Default::default(),
+                        started: self.clock,
+                        dropped: 0,
+                        done: None,
+                    });
+                    return vec![Command::RunShell { run: c.run, shown: c.shown }];
+                }
+                _ => {}
+            },
             Modal::Output { scroll, follow } => {
                 let running = self.shell.as_ref().is_some_and(|s| s.done.is_none());
                 match k.code {

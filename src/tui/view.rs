@@ -122,8 +122,14 @@ fn draw_modal(f: &mut Frame, app: &mut App, i: usize, area: Rect) {
             let cmds = app.current().runnable(app.track, &app.cfg);
             let r = centered(area, 90, 80);
             let mut lines = vec![
-                Line::from(format!("Commands of step {} — shown exactly as they run, in a shell here with your environment", app.current().step)),
-                Line::from(Span::styled("(KUBECONFIG, PATH; mqlab lines use this app's broker and backend).", Style::default().fg(Color::DarkGray))),
+                Line::from(format!(
+                    "Commands of step {} — shown exactly as they run, in a shell here with your environment",
+                    app.current().step
+                )),
+                Line::from(Span::styled(
+                    "(KUBECONFIG, PATH; mqlab lines use this app's broker and backend).",
+                    Style::default().fg(Color::DarkGray),
+                )),
                 Line::from(""),
             ];
             for (n, c) in cmds.iter().enumerate() {
@@ -135,7 +141,10 @@ fn draw_modal(f: &mut Frame, app: &mut App, i: usize, area: Rect) {
                 }
                 lines.push(Line::from(""));
             }
-            lines.push(Line::from(Span::styled("↑↓ choose · Enter runs it · y copies it (OSC 52) · Esc closes", Style::default().fg(Color::Cyan))));
+            lines.push(Line::from(Span::styled(
+                "↑↓ choose · Enter runs it · y copies it (OSC 52) · Esc closes",
+                Style::default().fg(Color::Cyan),
+            )));
             f.render_widget(Clear, r);
             let block = Block::bordered().border_type(BorderType::Thick).title(" Run a command of this step ");
             f.render_widget(Paragraph::new(lines).block(block), r);
@@ -146,12 +155,18 @@ fn draw_modal(f: &mut Frame, app: &mut App, i: usize, area: Rect) {
             let mut lines: Vec<Line<'static>> =
                 run.shown.lines().map(|l| Line::from(Span::styled(format!("$ {l}"), markdown::code_style()))).collect();
             if run.dropped > 0 {
-                lines.push(Line::from(Span::styled(format!("… {} earlier line(s) not kept", run.dropped), Style::default().fg(Color::DarkGray))));
+                lines.push(Line::from(Span::styled(
+                    format!("… {} earlier line(s) not kept", run.dropped),
+                    Style::default().fg(Color::DarkGray),
+                )));
             }
             lines.extend(run.lines.iter().map(|l| Line::from(l.clone())));
             let elapsed = (app.clock - run.started).num_milliseconds().max(0) as f64 / 1000.0;
             lines.push(Line::from(match &run.done {
-                None => Span::styled(format!("{} running {elapsed:.1} s · c cancels", SPINNER[app.spinner % SPINNER.len()]), Style::default().fg(Color::Yellow)),
+                None => Span::styled(
+                    format!("{} running {elapsed:.1} s · c cancels", SPINNER[app.spinner % SPINNER.len()]),
+                    Style::default().fg(Color::Yellow),
+                ),
                 Some(d) if d.cancelled => Span::styled(format!("cancelled after {:.2} s", d.secs), Style::default().fg(Color::Yellow)),
                 Some(d) => match d.code {
                     Some(0) => Span::styled(format!("exit 0 · {:.2} s", d.secs), Style::default().fg(Color::Green)),

@@ -440,7 +440,12 @@ async fn port_forward(mut sock: tokio::net::TcpStream, s: Scenario, head: &str, 
     let (generation, ready) = live.pod_state(app);
     let Some(pod) = pod.filter(|_| ready) else {
         let (status, _, body) = not_found("pods", &pod_name);
-        let _ = sock.write_all(format!("HTTP/1.1 {status} Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes()).await;
+        let _ = sock
+            .write_all(
+                format!("HTTP/1.1 {status} Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+                    .as_bytes(),
+            )
+            .await;
         return;
     };
     let _ = pod;
@@ -469,7 +474,9 @@ async fn port_forward(mut sock: tokio::net::TcpStream, s: Scenario, head: &str, 
         Ok(u) => u,
         Err(e) => {
             let mut msg = vec![1u8];
-            msg.extend(format!("error forwarding port {port} to pod {pod_name}, uid : failed to connect to localhost:{port}: {e}").into_bytes());
+            msg.extend(
+                format!("error forwarding port {port} to pod {pod_name}, uid : failed to connect to localhost:{port}: {e}").into_bytes(),
+            );
             let _ = tx.send(Message::binary(msg)).await;
             let _ = tx.send(Message::Close(None)).await;
             return;
