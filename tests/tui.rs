@@ -285,8 +285,8 @@ fn task_states_are_tracked_with_times_and_details() {
     // The result backend says SUCCESS; a late STARTED does not move it back.
     let mut meta = ResultMeta::success("11111111-aaaa", json!("Hello, World! This message was processed by Celery."));
     meta.date_done = None;
-    a.handle(Event::Result(meta));
-    a.handle(Event::Result(ResultMeta::started("11111111-aaaa", 7, "mqlab@h")));
+    a.handle(Event::Result(Box::new(meta)));
+    a.handle(Event::Result(Box::new(ResultMeta::started("11111111-aaaa", 7, "mqlab@h"))));
     let hello = a.tasks.iter().find(|t| t.id == "11111111-aaaa").unwrap().clone();
     assert_eq!(hello.state, TaskState::Success);
     assert!(

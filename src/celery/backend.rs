@@ -331,7 +331,6 @@ impl ResultBackend {
         pipe.query_async::<()>(&mut conn).await
     }
 
-    /// Reads a result; a missing key is PENDING, as in Celery.
     /// The keys of a group's chord state: `celery-taskset-meta-<gid>` with `suffix`.
     pub fn group_key(group_id: &str, suffix: &str) -> String {
         format!("celery-taskset-meta-{group_id}{suffix}")
@@ -405,6 +404,7 @@ impl ResultBackend {
         Ok(done == 1)
     }
 
+    /// Reads a result; a missing key is PENDING, as in Celery.
     pub async fn get(&self, task_id: &str) -> anyhow::Result<ResultMeta> {
         let mut conn = self.conn.clone();
         let raw: Option<String> = conn.get(Self::key(task_id)).await?;

@@ -65,6 +65,17 @@ impl TaskError {
         json!({"exc_type": self.exc_type, "exc_message": self.args, "exc_module": self.exc_module})
     }
 
+    /// The exception a stored result holds (the inverse of `to_result`).
+    pub fn from_result(v: &Value) -> Self {
+        TaskError {
+            exc_type: v["exc_type"].as_str().unwrap_or("Exception").to_string(),
+            exc_module: v["exc_module"].as_str().unwrap_or("builtins").to_string(),
+            args: v["exc_message"].as_array().cloned().unwrap_or_default(),
+            traceback: None,
+            retry_in: None,
+        }
+    }
+
     /// A traceback text in Python's layout, naming where in mqlab the exception was raised.
     pub fn traceback_text(&self, func: &str, line: &str) -> String {
         format!(

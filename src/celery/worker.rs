@@ -432,7 +432,7 @@ impl Revoked {
 struct Session {
     publisher: Channel,
     events: Dispatcher,
-    task_events: Option<mpsc::UnboundedSender<Value>>,
+    task_events: mpsc::UnboundedSender<Value>,
     /// Tells the session loop that a consumer now holds a task waiting for its ETA (the
     /// consumer's tag), so a fresh consumer takes over the prefetch.
     holds: mpsc::UnboundedSender<Arc<str>>,
@@ -444,9 +444,7 @@ impl Session {
         if !shared.task_events_on.load(Ordering::Relaxed) {
             return;
         }
-        if let Some(buffer) = &self.task_events {
-            let _ = buffer.send(self.events.build(&shared.clock, kind, fields));
-        }
+        let _ = self.task_events.send(self.events.build(&shared.clock, kind, fields));
     }
 }
 
@@ -846,17 +844,16 @@ enum SessionError {
     Refused(String),
 }
 
-/// A refusal no retry can change (403 access refused, 404 not found, 406 precondition failed
-/// while declaring or consuming), as a sentence.
-fn refusal(e: &lapin::Error, what: &str) -> Option<String> {
+/// An error while declaring or consuming: a refusal no retry can change (403 access refused, 404
+/// not found, 406 precondition failed) as a sentence, anything else as it is.
+fn refusal(e: lapin::Error, what: &str) -> SessionError {
     use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
-    let lapin::ErrorKind::ProtocolError(amqp) = e.kind() else { return None };
-    match amqp.kind() {
-        AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED | AMQPSoftError::NOTFOUND | AMQPSoftError::PRECONDITIONFAILED) => {
-            Some(format!("the broker refused to {what}: {}", amqp.get_message()))
-        }
-        _ => None,
+    if let lapin::ErrorKind::ProtocolError(amqp) = e.kind()
+        && let AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED | AMQPSoftError::NOTFOUND | AMQPSoftError::PRECONDITIONFAILED) = amqp.kind()
+    {
+        return SessionError::Refused(format!("the broker refused to {what}: {}", amqp.get_message()));
     }
+    SessionError::Amqp(e)
 }
 
 async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -> Result<StopMode, SessionError> {
@@ -866,9 +863,7 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
     // `-Q a,b` consumes each queue, as Celery does.
     let queues = shared.queues.lock().unwrap().clone();
     for q in &queues {
-        let declared = broker::declare_or_use(&conn, q)
-            .await
-            .map_err(|e| refusal(&e, &format!("declare queue {q:?}")).map(SessionError::Refused).unwrap_or(SessionError::Amqp(e)))?;
+        let declared = broker::declare_or_use(&conn, q).await.map_err(|e| refusal(e, &format!("declare queue {q:?}")))?;
         if declared == broker::Declared::Existing {
             info!("queue {q:?} exists with other arguments than a plain Celery queue; consuming it as it is");
         }
@@ -914,7 +909,7 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
         })
     };
     // Task events can be turned on and off while the worker runs (`control enable_events`).
-    let task_events = Some(dispatcher.task_buffer());
+    let task_events = dispatcher.task_buffer();
     let (ops_tx, mut ops) = mpsc::unbounded_channel::<Op>();
     *shared.ops.lock().unwrap() = Some(ops_tx);
     let _ops_guard = OpsGuard(shared.clone());
@@ -1146,7 +1141,7 @@ impl Feeds {
         let c = ch
             .basic_consume(short(q), short(&tag), BasicConsumeOptions::default(), FieldTable::default())
             .await
-            .map_err(|e| refusal(&e, &format!("consume from queue {q:?}")).map(SessionError::Refused).unwrap_or(SessionError::Amqp(e)))?;
+            .map_err(|e| refusal(e, &format!("consume from queue {q:?}")))?;
         let tag: Arc<str> = Arc::from(c.tag().as_str());
         let (t, end) = (tag.clone(), tag.clone());
         let stream = c.map(move |d| (t.clone(), Some(d))).chain(futures_util::stream::once(async move { (end, None) }));
@@ -1321,6 +1316,8 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
     if !shared.opts.acks_late {
         ack(&d, &shared.stats).await;
     }
+    // What Celery stores with every state besides the state itself: the task's group, parent and
+    // children, and with `result_extended` its name, arguments, worker, retries and queue.
     let extended = shared.opts.result_extended.then(|| super::backend::Extended {
         name: msg.task.clone(),
         args: Value::Array(msg.args.clone()),
@@ -1329,11 +1326,11 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         retries: msg.retries,
         queue: d.routing_key.to_string(),
     });
+    let described = |meta: ResultMeta, children: &[String]| {
+        meta.with_links(msg.group.as_deref(), msg.parent_id.as_deref(), children).with_extended(extended.as_ref())
+    };
     if stores && shared.opts.track_started {
-        let started = ResultMeta::started(&msg.id, shared.pid, &shared.opts.hostname)
-            .with_links(msg.group.as_deref(), msg.parent_id.as_deref(), &[])
-            .with_extended(extended.as_ref());
-        store_later(&shared, started);
+        store_later(&shared, described(ResultMeta::started(&msg.id, shared.pid, &shared.opts.hostname), &[]));
     }
     shared.active.lock().unwrap().insert(
         msg.id.clone(),
@@ -1405,10 +1402,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         Ok(value) => {
             let children = dispatch_followers(&shared, publisher, &msg, &value).await;
             if stores {
-                let meta = ResultMeta::success(&msg.id, value.clone())
-                    .with_links(msg.group.as_deref(), msg.parent_id.as_deref(), &children)
-                    .with_extended(extended.as_ref());
-                store(&shared, meta).await;
+                store(&shared, described(ResultMeta::success(&msg.id, value.clone()), &children)).await;
                 chord_part(&shared, publisher, &msg, TaskState::Success, value.clone()).await;
             }
             let repr = pyrepr::truncate(pyrepr::repr(&value), 1024);
@@ -1444,10 +1438,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         }
         Err(err) => {
             if stores {
-                let meta = ResultMeta::failure(&msg.id, &err)
-                    .with_links(msg.group.as_deref(), msg.parent_id.as_deref(), &[])
-                    .with_extended(extended.as_ref());
-                store(&shared, meta).await;
+                store(&shared, described(ResultMeta::failure(&msg.id, &err), &[])).await;
                 chord_part(&shared, publisher, &msg, TaskState::Failure, err.to_result()).await;
             }
             error!("Task {name}[{}] raised unexpected: {}\n{}", msg.id, err.repr(), err.traceback.clone().unwrap_or_default().trim_end());
@@ -1599,14 +1590,7 @@ async fn chord_part(shared: &Shared, publisher: &Channel, msg: &TaskMessage, sta
     for r in &results {
         let (tid, st) = (r[1].as_str().unwrap_or("?"), r[2].as_str().unwrap_or(""));
         if matches!(st, "FAILURE" | "REVOKED") {
-            let exc = TaskError {
-                exc_type: r[3]["exc_type"].as_str().unwrap_or("Exception").to_string(),
-                exc_module: r[3]["exc_module"].as_str().unwrap_or("builtins").to_string(),
-                args: r[3]["exc_message"].as_array().cloned().unwrap_or_default(),
-                traceback: None,
-                retry_in: None,
-            };
-            failed = Some(format!("Dependency {tid} raised {}", exc.repr()));
+            failed = Some(format!("Dependency {tid} raised {}", TaskError::from_result(&r[3]).repr()));
             break;
         }
         values.push(r[3].clone());

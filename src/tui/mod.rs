@@ -169,6 +169,15 @@ pub async fn run(cfg: Config, over: crate::config::Overrides, context_explicit: 
     Ok(())
 }
 
+/// The configuration loaded again as on a start (a sandbox or port-forwards recorded since count;
+/// flags and the environment still win), on the track the app is on.
+fn reloaded(over: &crate::config::Overrides, track: crate::config::Track, explicit: bool) -> anyhow::Result<Config> {
+    let mut next = Config::load(over)?;
+    next.track = track;
+    next.track_explicit = explicit;
+    Ok(next)
+}
+
 /// Runs the port-forwards (on a thread of their own: building the cluster client reads the
 /// kubeconfig and may run its exec plugin, which blocks) and passes their events on; when they
 /// listen and when they end, the configuration is loaded again, as on a start, so that the ports
@@ -196,9 +205,7 @@ async fn forwards(
         });
     });
     let reload = |current: &mut Config| {
-        if let Ok(mut next) = Config::load(&over) {
-            next.track = track;
-            next.track_explicit = explicit;
+        if let Ok(next) = reloaded(&over, track, explicit) {
             let same = (&next.broker_url, &next.result_backend, &next.management_url)
                 == (&current.broker_url, &current.result_backend, &current.management_url);
             if !same {
@@ -312,10 +319,8 @@ impl Runtime {
                         // The configuration is loaded again, as on the next start: the recorded
                         // sandbox comes before the config file and the defaults; flags and the
                         // environment still win.
-                        Ok(_) => match Config::load(&over) {
-                            Ok(mut next) => {
-                                next.track = cfg.track;
-                                next.track_explicit = cfg.track_explicit;
+                        Ok(_) => match reloaded(&over, cfg.track, cfg.track_explicit) {
+                            Ok(next) => {
                                 let _ = tx.send(Event::Notice(format!(
                                     "sandbox running: RabbitMQ {} and Redis {}, in use now (mqlab sandbox down stops them)",
                                     crate::config::mask_url(&next.broker_url),
@@ -527,7 +532,7 @@ async fn results_monitor(c: Config, tx: mpsc::UnboundedSender<Event>) {
             while let Some(msg) = stream.next().await {
                 let Ok(payload) = msg.get_payload::<String>() else { continue };
                 if let Ok(meta) = serde_json::from_str::<crate::celery::backend::ResultMeta>(&payload)
-                    && tx.send(Event::Result(meta)).is_err()
+                    && tx.send(Event::Result(Box::new(meta))).is_err()
                 {
                     return;
                 }

@@ -39,7 +39,7 @@ pub enum Event {
     /// Tasks were published (with their raw messages).
     Submitted(Vec<TaskRow>),
     SubmitFailed(String),
-    Result(ResultMeta),
+    Result(Box<ResultMeta>),
     /// Fast AMQP depth reading (ready messages, consumers).
     Depth {
         ready: u64,
@@ -175,7 +175,7 @@ impl App {
                 self.status = Some(format!("submit failed: {e}"));
                 vec![]
             }
-            Event::Result(meta) => self.result(meta),
+            Event::Result(meta) => self.result(*meta),
             Event::Depth { ready, consumers, at } => {
                 let was = self.badges.amqp;
                 self.badges.amqp = Badge::Up;
