@@ -187,6 +187,10 @@ pub struct WorkerArgs {
     /// `result_extended = True`)
     #[arg(long)]
     pub result_extended: bool,
+    /// Declare the queues as priority queues with this many levels, 1-255 (Celery's
+    /// `task_queue_max_priority`; default: `queue_max_priority` in the config file)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..))]
+    pub max_priority: Option<u8>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -220,6 +224,13 @@ pub struct SubmitArgs {
     /// Run the task this many seconds from now (at most a year)
     #[arg(long, value_parser = seconds(31_536_000.0))]
     pub countdown: Option<f64>,
+    /// Message priority, 0-255 (honoured by a priority queue: higher runs first)
+    #[arg(long, value_name = "N")]
+    pub priority: Option<u8>,
+    /// Declare the queue as a priority queue with this many levels, 1-255, as the worker does
+    /// (default: `queue_max_priority` in the config file)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..))]
+    pub max_priority: Option<u8>,
 }
 
 /// A number of seconds: finite, not negative, at most `max` (refused by the parser, so nothing
@@ -354,6 +365,10 @@ async fn run_worker(cfg: &Config, args: WorkerArgs) -> anyhow::Result<i32> {
     opts.statedb = args.statedb.clone();
     opts.result_extended = args.result_extended;
     opts.result_expires = cfg.result_expires;
+    opts.queue_args = cfg.queue_args();
+    if let Some(p) = args.max_priority {
+        opts.queue_args.max_priority = Some(p);
+    }
     let hello = args.hello_seconds.unwrap_or(cfg.hello_seconds);
     if !(0.0..=3600.0).contains(&hello) {
         anyhow::bail!("--hello-seconds must be between 0 and 3600");
@@ -395,7 +410,7 @@ async fn run_worker(cfg: &Config, args: WorkerArgs) -> anyhow::Result<i32> {
 }
 
 fn parse_arg(raw: &str) -> Value {
-    serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()))
+    crate::celery::pyjson::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()))
 }
 
 async fn run_submit(cfg: &Config, args: SubmitArgs) -> anyhow::Result<i32> {
@@ -405,7 +420,7 @@ async fn run_submit(cfg: &Config, args: SubmitArgs) -> anyhow::Result<i32> {
     let positional: Vec<Value> = args.args.iter().map(|a| parse_arg(a)).collect();
     let kwargs: Map<String, Value> = match &args.kwargs {
         None => Map::new(),
-        Some(raw) => match serde_json::from_str(raw) {
+        Some(raw) => match crate::celery::pyjson::from_str(raw) {
             Ok(Value::Object(m)) => m,
             Ok(_) => anyhow::bail!("--kwargs must be a JSON object, like '{{\"y\": 2}}'"),
             Err(e) => anyhow::bail!("--kwargs is not valid JSON: {e}"),
@@ -422,17 +437,32 @@ async fn run_submit(cfg: &Config, args: SubmitArgs) -> anyhow::Result<i32> {
             if let Some(e) = args.expires {
                 m.expires = Some(now + chrono::Duration::milliseconds((e * 1000.0) as i64));
             }
+            if let Some(p) = args.priority {
+                m.priority = p;
+            }
             m
         })
         .collect();
     // The ids are noted in Redis (so checks can tell mqlab's tasks from the learner's); without
     // --wait a Redis that does not answer does not stop the send.
-    let client = match Client::connect(&cfg.broker_url, Some(cfg.result_backend.as_str()), &queue, cfg.result_expires).await {
+    let mut queue_args = cfg.queue_args();
+    if let Some(p) = args.max_priority {
+        queue_args.max_priority = Some(p);
+    }
+    let client = match Client::connect_with_args(
+        &cfg.broker_url,
+        Some(cfg.result_backend.as_str()),
+        &queue,
+        cfg.result_expires,
+        &queue_args,
+    )
+    .await
+    {
         Ok(c) => c.log_sent_ids(crate::probes::learner::SENT_LOG_KEY),
         Err(e) if args.wait => return Err(e),
         Err(e) => {
             tracing::debug!("sending without noting the ids in Redis: {e:#}");
-            Client::connect(&cfg.broker_url, None, &queue, cfg.result_expires).await?
+            Client::connect_with_args(&cfg.broker_url, None, &queue, cfg.result_expires, &queue_args).await?
         }
     };
     let mut watcher = if args.wait { Some(client.watch(&msgs).await?) } else { None };

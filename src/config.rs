@@ -44,6 +44,9 @@ pub struct Config {
     pub namespace: String,
     pub queue: String,
     pub result_expires: u64,
+    /// Task queues are declared as priority queues with this many levels (Celery's
+    /// `task_queue_max_priority`, RabbitMQ's `x-max-priority`); None: plain queues.
+    pub queue_max_priority: Option<u8>,
     pub hello_seconds: f64,
     pub track: Track,
     /// The track was given by a flag, the environment or the config file (otherwise the one
@@ -64,6 +67,7 @@ struct FileConfig {
     namespace: Option<String>,
     queue: Option<String>,
     result_expires: Option<u64>,
+    queue_max_priority: Option<u8>,
     hello_seconds: Option<f64>,
     track: Option<Track>,
 }
@@ -157,6 +161,14 @@ impl Config {
             namespace: pick(&over.namespace, &["MQLAB_NAMESPACE"], &file.namespace, DEFAULT_NAMESPACE),
             queue: file.queue.clone().unwrap_or_else(|| "celery".into()),
             result_expires: file.result_expires.unwrap_or(3600),
+            queue_max_priority: match env("MQLAB_QUEUE_MAX_PRIORITY") {
+                Some(raw) => Some(
+                    raw.trim()
+                        .parse()
+                        .map_err(|_| anyhow::anyhow!("MQLAB_QUEUE_MAX_PRIORITY must be a number from 1 to 255, got {raw:?}"))?,
+                ),
+                None => file.queue_max_priority,
+            },
             hello_seconds: file.hello_seconds.unwrap_or(2.0),
             track,
             track_explicit: given.is_some(),
@@ -173,10 +185,18 @@ impl Config {
         if self.result_expires > MAX_RESULT_EXPIRES {
             bail!("result_expires must be at most {MAX_RESULT_EXPIRES} seconds (10 years), got {}", self.result_expires);
         }
+        if self.queue_max_priority == Some(0) {
+            bail!("queue_max_priority must be from 1 to 255 (RabbitMQ's x-max-priority), got 0");
+        }
         if !(0.0..=3600.0).contains(&self.hello_seconds) {
             bail!("hello_seconds must be between 0 and 3600, got {}", self.hello_seconds);
         }
         Ok(())
+    }
+
+    /// The arguments task queues are declared with.
+    pub fn queue_args(&self) -> crate::celery::broker::QueueArgs {
+        crate::celery::broker::QueueArgs { max_priority: self.queue_max_priority }
     }
 
     /// Management API base URL without credentials, and the user and password to log in with:

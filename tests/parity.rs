@@ -67,7 +67,12 @@ fn revoke_every_form_on_both_workers() {
 }
 
 fn run_script(script: &str, q: &str, args: &[&str]) -> Value {
+    run_script_env(script, q, args, &[])
+}
+
+fn run_script_env(script: &str, q: &str, args: &[&str], env: &[(&str, &str)]) -> Value {
     let out = Command::new(common::python())
+        .envs(env.iter().copied())
         .arg(script)
         .args(args)
         .current_dir(common::python_dir())
@@ -93,10 +98,43 @@ fn compressed_messages_on_both_workers() {
     let q = common::queue("zip-mq");
     let _w = common::start_worker(dir.path(), &q, &["-c", "2"], &dir.path().join("mq.log"));
     let mqlab = run_script("compressed.py", &q, &[]);
-    for m in ["zlib", "gzip", "bzip2", "lzma"] {
+    for m in ["zlib", "gzip", "bzip2", "lzma", "brotli", "zstd"] {
         assert_eq!(python[m], serde_json::json!({"result": 42, "state": "SUCCESS"}), "Python Celery, {m}: {python}");
         assert_eq!(mqlab[m], python[m], "mqlab, {m}: {mqlab}");
     }
+}
+
+/// Python ints beyond 64 bits and kombu's typed values (datetime, date, time, Decimal, UUID,
+/// bytes) go through each worker and come back as the same Python objects.
+#[test]
+fn big_ints_and_kombu_types_on_both_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = common::queue("types-py");
+    let node = format!("pyt-{}@{}", &q[q.len() - 8..], mqlab::celery::protocol::hostname());
+    let py = python_worker(&q, &node, &dir.path().join("py.log"));
+    let python = run_script("pytypes.py", &q, &[]);
+    drop(py);
+    let q = common::queue("types-mq");
+    let _w = common::start_worker(dir.path(), &q, &["-c", "2"], &dir.path().join("mq.log"));
+    let mqlab = run_script("pytypes.py", &q, &[]);
+    let expect = |name: &str, ty: &str, repr: &str| {
+        let want = serde_json::json!({"state": "SUCCESS", "type": ty, "repr": repr});
+        assert_eq!(python[name], want, "Python Celery, {name}: {python}");
+        assert_eq!(mqlab[name], want, "mqlab, {name}: {mqlab}");
+    };
+    expect("big", "int", "100000000000000000001");
+    expect("two62", "int", "9223372036854775808");
+    expect("negative", "int", "-9223372036854775809");
+    expect("datetime", "datetime", "datetime.datetime(2026, 11, 28, 9, 30, 5, 123)");
+    expect("aware", "datetime", "datetime.datetime(2026, 11, 28, 9, 30, tzinfo=datetime.timezone.utc)");
+    expect("date", "date", "datetime.date(2026, 11, 28)");
+    expect("time", "time", "datetime.time(12, 0, 1)");
+    expect("decimal", "Decimal", "Decimal('1.10')");
+    expect("uuid", "UUID", "UUID('01234567-89ab-cdef-0123-456789abcdef')");
+    expect("bytes", "bytes", "b'mqlab'");
+    expect("binary", "bytes", "b'\\xff\\x00\\xfe'");
+    expect("concat", "bytes", "b'ab\\xff'");
+    assert_eq!(mqlab, python, "every value the same on both workers");
 }
 
 /// `-Q a,b` consumes both queues, on both workers.
@@ -165,6 +203,64 @@ async fn an_existing_priority_queue_is_consumed_in_priority_order() {
     assert!(w.wait_exit(10).is_some_and(|s| s.success()));
     let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
     let _ = conn.close(200, "bye".into()).await;
+}
+
+/// A queue's arguments as the broker holds them (`rabbitmqctl list_queues`), with their AMQP
+/// types: `{"x-max-priority": ["signedint", 10]}`.
+fn queue_arguments(q: &str) -> Value {
+    let out = common::rabbitmqctl().args(["list_queues", "-q", "--formatter", "json", "name", "arguments"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let all: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let args = all.as_array().unwrap().iter().find(|e| e["name"] == q).map(|e| e["arguments"].clone()).unwrap_or(Value::Null);
+    // rabbitmqctl lists them as [name, type, value] triples.
+    let triples = args.as_array().cloned().unwrap_or_default();
+    Value::Object(triples.iter().map(|t| (t[0].as_str().unwrap_or("").to_string(), serde_json::json!([t[1], t[2]]))).collect())
+}
+
+/// Priority queues from configuration (Celery's `task_queue_max_priority`, mqlab's
+/// `--max-priority` / `queue_max_priority`): the queue is declared with `x-max-priority`, the
+/// priority 9 task queued last runs first, and `inspect` reports the arguments alike.
+#[test]
+fn configured_priority_queues_on_both_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("MQLAB_TEST_MAX_PRIORITY", "10")];
+    let run = |who: &str, q: &str, start: &dyn Fn(&str) -> common::Proc| {
+        let ids = run_script_env("priority.py", q, &["send"], &env);
+        let node = format!("{who}-{}@{}", &q[q.len() - 8..], mqlab::celery::protocol::hostname());
+        let _worker = start(&node);
+        let out = run_script_env("priority.py", q, &["collect", &node, &ids.to_string()], &env);
+        (out, queue_arguments(q))
+    };
+    let q = common::queue("cprio-py");
+    let (python, py_args) = run("py", &q, &|node| {
+        python_worker_env(&q, node, &dir.path().join("py.log"), &["--concurrency", "1", "--prefetch-multiplier", "1"], &env)
+    });
+    let q2 = common::queue("cprio-mq");
+    let log = dir.path().join("mq.log");
+    let (mqlab, mq_args) = run("mq", &q2, &|node| {
+        common::start_worker(dir.path(), &q2, &["-n", node, "-c", "1", "--prefetch-multiplier", "1", "--max-priority", "10"], &log)
+    });
+    let want = serde_json::json!({"first": 5, "queue_arguments": {"x-max-priority": 10}, "task_queue_max_priority": 10});
+    assert_eq!(python, want, "Python Celery");
+    assert_eq!(mqlab, want, "mqlab");
+    assert_eq!(py_args["x-max-priority"][1], 10, "{py_args}");
+    assert_eq!(mq_args, py_args);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("as it is"), "mqlab declares the queue exactly as Celery did (no 406): {text}");
+
+    // mqlab declares it first: `submit --max-priority`, then the Python worker consumes it.
+    let q3 = common::queue("cprio-sub");
+    let out = common::mqlab(dir.path())
+        .args(["submit", "-Q", &q3, "--max-priority", "10", "--priority", "3", "tasks.add", "1", "2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(queue_arguments(&q3), py_args, "the submitter declares the priority queue");
+    let node = format!("py3-{}@{}", &q3[q3.len() - 8..], mqlab::celery::protocol::hostname());
+    let py3 = python_worker_env(&q3, &node, &dir.path().join("py3.log"), &[], &env);
+    drop(py3);
+    let text = std::fs::read_to_string(dir.path().join("py3.log")).unwrap();
+    assert!(!text.contains("PRECONDITION_FAILED"), "Celery finds the queue equivalent: {text}");
 }
 
 /// Tasks waiting for their ETA: an expiry within the wait revokes them, and `inspect

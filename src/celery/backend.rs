@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::protocol::{TaskState, iso};
+use super::pyjson;
 use super::tasks::TaskError;
 
 pub const KEY_PREFIX: &str = "celery-task-meta-";
@@ -275,11 +276,11 @@ impl ResultBackend {
         let mut conn = self.conn.clone();
         let current: Option<String> = conn.get(&key).await?;
         if let Some(cur) = current
-            && serde_json::from_str::<ResultMeta>(&cur).is_ok_and(|m| m.status == TaskState::Success)
+            && pyjson::from_str::<ResultMeta>(&cur).is_ok_and(|m| m.status == TaskState::Success)
         {
             return Ok(StoreOutcome::KeptSuccess);
         }
-        let value = serde_json::to_string(meta).expect("result meta serializes");
+        let value = pyjson::to_string(meta).expect("result meta serializes");
         let mut pipe = redis::pipe();
         pipe.atomic();
         if self.expires > 0 {
@@ -298,7 +299,7 @@ impl ResultBackend {
     pub async fn store_many(&self, metas: &[ResultMeta]) -> redis::RedisResult<Vec<Result<StoreOutcome, String>>> {
         let mut pipe = redis::pipe();
         for meta in metas {
-            let value = serde_json::to_string(meta).expect("result meta serializes");
+            let value = pyjson::to_string(meta).expect("result meta serializes");
             pipe.cmd("EVAL").arg(STORE_SCRIPT).arg(1).arg(Self::key(&meta.task_id)).arg(value).arg(self.expires);
         }
         let mut conn = self.conn.clone();
@@ -346,7 +347,7 @@ impl ResultBackend {
         result: &Value,
     ) -> redis::RedisResult<ChordPart> {
         let g = |s: &str| Self::group_key(group_id, s);
-        let encoded = serde_json::to_string(&serde_json::json!([1, task_id, state.as_str(), result])).expect("serializes");
+        let encoded = pyjson::to_string(&serde_json::json!([1, task_id, state.as_str(), result])).expect("serializes");
         let score = group_index.map(|i| i.to_string()).unwrap_or_else(|| "+inf".into());
         let token = uuid::Uuid::new_v4().simple().to_string();
         let mut conn = self.conn.clone();
@@ -370,7 +371,7 @@ impl ResultBackend {
             return Ok(ChordPart::Waiting);
         }
         let members: Vec<String> = redis::cmd("ZRANGE").arg(g(".j")).arg(0).arg(-1).query_async(&mut conn).await?;
-        let results = members.iter().filter_map(|m| serde_json::from_str::<Value>(m).ok()).collect();
+        let results = members.iter().filter_map(|m| pyjson::from_str::<Value>(m).ok()).collect();
         Ok(ChordPart::Complete { results, token })
     }
 
@@ -410,7 +411,7 @@ impl ResultBackend {
         let raw: Option<String> = conn.get(Self::key(task_id)).await?;
         match raw {
             None => Ok(ResultMeta::new(task_id, TaskState::Pending, Value::Null, None)),
-            Some(raw) => serde_json::from_str(&raw).with_context(|| format!("result of {task_id} is not Celery JSON")),
+            Some(raw) => pyjson::from_str(&raw).with_context(|| format!("result of {task_id} is not Celery JSON")),
         }
     }
 
@@ -426,7 +427,7 @@ impl ResultBackend {
             .zip(raws)
             .map(|(id, raw)| match raw {
                 None => Ok(ResultMeta::new(id, TaskState::Pending, Value::Null, None)),
-                Some(raw) => serde_json::from_str(&raw).with_context(|| format!("result of {id} is not Celery JSON")),
+                Some(raw) => pyjson::from_str(&raw).with_context(|| format!("result of {id} is not Celery JSON")),
             })
             .collect()
     }
@@ -453,7 +454,7 @@ impl ResultBackend {
                 let Ok(payload) = msg.get_payload::<String>() else {
                     continue;
                 };
-                if let Ok(meta) = serde_json::from_str::<ResultMeta>(&payload)
+                if let Ok(meta) = pyjson::from_str::<ResultMeta>(&payload)
                     && tx.send(meta).is_err()
                 {
                     break;

@@ -73,15 +73,43 @@ fn classify(detail: &str, url: String) -> ConnectError {
     }
 }
 
-/// Declares what Celery declares for a task queue named `queue`: a durable direct exchange of the
-/// same name, the durable queue, and the binding with routing key = queue name.
 /// The broker's 406: a declaration that does not match what exists (the channel is closed).
 pub fn is_precondition_failed(e: &lapin::Error) -> bool {
     use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
     matches!(e.kind(), lapin::ErrorKind::ProtocolError(a) if matches!(a.kind(), AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)))
 }
 
-pub async fn declare_task_queue(ch: &Channel, queue: &str) -> lapin::Result<()> {
+/// The arguments task queues are declared with, from configuration: Celery's
+/// `task_queue_max_priority` (`x-max-priority`, 1–255) makes them priority queues.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueArgs {
+    pub max_priority: Option<u8>,
+}
+
+impl QueueArgs {
+    /// The AMQP table; the integer type is the one py-amqp writes for a Python int (`I`), so a
+    /// queue declared by Celery with the same setting is equivalent.
+    pub fn table(&self) -> FieldTable {
+        let mut t = FieldTable::default();
+        if let Some(p) = self.max_priority {
+            t.insert(short("x-max-priority"), lapin::types::AMQPValue::LongInt(i32::from(p)));
+        }
+        t
+    }
+
+    /// As Celery's `inspect active_queues` shows them (`queue_arguments`).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self.max_priority {
+            Some(p) => serde_json::json!({"x-max-priority": p}),
+            None => serde_json::Value::Null,
+        }
+    }
+}
+
+/// Declares what Celery declares for a task queue named `queue`: a durable direct exchange of the
+/// same name, the durable queue (with the configured arguments), and the binding with routing
+/// key = queue name.
+pub async fn declare_task_queue(ch: &Channel, queue: &str, args: &QueueArgs) -> lapin::Result<()> {
     ch.exchange_declare(
         short(queue),
         ExchangeKind::Direct,
@@ -89,7 +117,7 @@ pub async fn declare_task_queue(ch: &Channel, queue: &str) -> lapin::Result<()> 
         FieldTable::default(),
     )
     .await?;
-    ch.queue_declare(short(queue), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default()).await?;
+    ch.queue_declare(short(queue), QueueDeclareOptions { durable: true, ..Default::default() }, args.table()).await?;
     ch.queue_bind(short(queue), short(queue), short(queue), QueueBindOptions::default(), FieldTable::default()).await?;
     Ok(())
 }
@@ -106,9 +134,9 @@ pub enum Declared {
 /// Declares a task queue as Celery does, on a channel of its own: a queue that exists with
 /// other arguments makes the broker close the declaring channel (406), and is then used as it
 /// is (a passive declare), as a Celery client or worker with matching settings would.
-pub async fn declare_or_use(conn: &lapin::Connection, queue: &str) -> lapin::Result<Declared> {
+pub async fn declare_or_use(conn: &lapin::Connection, queue: &str, args: &QueueArgs) -> lapin::Result<Declared> {
     let setup = conn.create_channel().await?;
-    let found = match declare_task_queue(&setup, queue).await {
+    let found = match declare_task_queue(&setup, queue, args).await {
         Ok(()) => Declared::AsCelery,
         Err(e) if is_precondition_failed(&e) => {
             let again = conn.create_channel().await?;

@@ -24,6 +24,17 @@ impl Client {
     /// Connects, declares the queue as Celery does before publishing, and turns on publisher
     /// confirms so that a returned `publish` means the broker has the messages.
     pub async fn connect(broker_url: &str, result_backend: Option<&str>, queue: &str, result_expires: u64) -> anyhow::Result<Client> {
+        Self::connect_with_args(broker_url, result_backend, queue, result_expires, &broker::QueueArgs::default()).await
+    }
+
+    /// `connect`, declaring the queue with these arguments (a priority queue, say).
+    pub async fn connect_with_args(
+        broker_url: &str,
+        result_backend: Option<&str>,
+        queue: &str,
+        result_expires: u64,
+        args: &broker::QueueArgs,
+    ) -> anyhow::Result<Client> {
         let backend = match result_backend {
             Some(url) => Some(
                 ResultBackend::connect(url, result_expires)
@@ -34,7 +45,7 @@ impl Client {
         };
         let conn = broker::connect(broker_url, "mqlab submit").await?;
         // A queue that exists with other arguments (a priority queue) is used as it is.
-        broker::declare_or_use(&conn, queue).await?;
+        broker::declare_or_use(&conn, queue, args).await?;
         let channel = conn.create_channel().await?;
         channel.confirm_select(ConfirmSelectOptions::default()).await?;
         Ok(Client { conn, channel, queue: queue.to_string(), backend, sent_log: None })

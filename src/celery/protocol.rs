@@ -13,7 +13,7 @@ use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::pyrepr;
+use super::{pyjson, pyrepr};
 
 pub const JSON_CONTENT_TYPE: &str = "application/json";
 
@@ -166,7 +166,7 @@ impl TaskMessage {
     /// The JSON body `[args, kwargs, embed]`.
     pub fn body(&self) -> Vec<u8> {
         let body = json!([self.args, self.kwargs, self.embed]);
-        serde_json::to_vec(&body).expect("JSON values always serialize")
+        pyjson::to_vec(&body).expect("JSON values always serialize")
     }
 
     /// The Celery headers as a JSON object (the form the management API and events show).
@@ -266,8 +266,8 @@ impl TaskMessage {
             }
             None => body,
         };
-        let raw: Value = serde_json::from_slice(body).map_err(|e| err(DecodeErrorKind::Json(e.to_string())))?;
-        let body = kombu_decode(raw).map_err(|e| err(DecodeErrorKind::Json(e)))?;
+        let body: Value = pyjson::from_slice(body).map_err(|e| err(DecodeErrorKind::Json(e.to_string())))?;
+        check_envelopes(&body).map_err(|e| err(DecodeErrorKind::Json(e)))?;
         let reply_to = props.reply_to().as_ref().map(|s| s.to_string()).unwrap_or_default();
         let priority = props.priority().unwrap_or(0);
 
@@ -434,6 +434,12 @@ impl fmt::Display for DecodeError {
 impl std::error::Error for DecodeError {}
 
 fn type_name(v: &Value) -> &'static str {
+    if pyjson::big_int_digits(v).is_some() {
+        return "int";
+    }
+    if let Some(name) = pyjson::envelope(v).and_then(|(ty, _)| pyjson::envelope_type_name(ty)) {
+        return name;
+    }
     match v {
         Value::Null => "None",
         Value::Bool(_) => "bool",
@@ -529,25 +535,24 @@ fn float_or_int(f: f64) -> Value {
     if f.fract() == 0.0 && f.abs() < 2f64.powi(31) { json!(f as i64) } else { json!(f) }
 }
 
-/// Undoes kombu's JSON envelopes `{"__type__": T, "__value__": V}`. Dates, times, decimals,
-/// uuids and bytes become their text; an unknown type is an error, as in kombu.
-pub fn kombu_decode(v: Value) -> Result<Value, String> {
+/// Checks kombu's JSON envelopes `{"__type__": T, "__value__": V}`: they are kept as they came
+/// (a task that returns one returns the same datetime or bytes); an unknown type is an error, as
+/// in kombu.
+pub fn check_envelopes(v: &Value) -> Result<(), String> {
     match v {
-        Value::Array(items) => items.into_iter().map(kombu_decode).collect::<Result<_, _>>().map(Value::Array),
+        Value::Array(items) => items.iter().try_for_each(check_envelopes),
         Value::Object(map) => {
             if map.len() == 2 && map.contains_key("__type__") && map.contains_key("__value__") {
                 let ty = map.get("__type__").and_then(Value::as_str).unwrap_or("");
-                let val = map.get("__value__").cloned().unwrap_or(Value::Null);
-                match ty {
-                    "datetime" | "date" | "time" | "decimal" | "bytes" | "base64" => Ok(val),
-                    "uuid" => Ok(val.get("hex").cloned().unwrap_or(val)),
-                    other => Err(format!("unknown kombu JSON type {other:?}")),
+                match pyjson::envelope_type_name(ty) {
+                    Some(_) => Ok(()),
+                    None => Err(format!("unknown kombu JSON type {ty:?}")),
                 }
             } else {
-                map.into_iter().map(|(k, v)| kombu_decode(v).map(|v| (k, v))).collect::<Result<Map<_, _>, _>>().map(Value::Object)
+                map.values().try_for_each(check_envelopes)
             }
         }
-        other => Ok(other),
+        _ => Ok(()),
     }
 }
 
@@ -599,7 +604,8 @@ pub fn json_to_amqp(v: &Value) -> AMQPValue {
 pub const MAX_INFLATED: u64 = 64 * 1024 * 1024;
 
 /// Expands a body compressed as kombu does: `application/x-gzip` (zlib, kombu's `zlib`/`gzip`),
-/// `application/x-bz2` (bzip2), `application/x-lzma` (xz/lzma).
+/// `application/x-bz2` (bzip2), `application/x-lzma` (xz/lzma), `application/x-brotli` (brotli)
+/// and `application/zstd` (zstd).
 pub fn decompress(kind: &str, body: &[u8]) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let mut out = Vec::new();
@@ -629,7 +635,20 @@ pub fn decompress(kind: &str, body: &[u8]) -> Result<Vec<u8>, String> {
             let mut input = std::io::BufReader::new(body);
             lzma_rs::xz_decompress(&mut input, &mut Capped(&mut out)).map_err(|e| format!("xz: {e}"))?;
         }
-        other => return Err(format!("compression {other:?} is not supported (zlib, bzip2 and lzma are)")),
+        "application/x-brotli" | "brotli" => {
+            brotli_decompressor::Decompressor::new(body, 4096)
+                .take(MAX_INFLATED + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("brotli: {e}"))?;
+        }
+        "application/zstd" | "zstd" | "zstandard" => {
+            ruzstd::decoding::StreamingDecoder::new(body)
+                .map_err(|e| format!("zstd: {e}"))?
+                .take(MAX_INFLATED + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("zstd: {e}"))?;
+        }
+        other => return Err(format!("compression {other:?} is not supported (zlib, bzip2, lzma, brotli and zstd are)")),
     }
     if out.len() as u64 > MAX_INFLATED {
         return Err(too_big());
@@ -769,8 +788,8 @@ mod tests {
         let props = props_of(json!({"task": "tasks.add", "id": "x1", "timelimit": [30.5, 20], "retries": 1.0}));
         let body = br#"[[{"__type__": "uuid", "__value__": {"hex": "abc"}}, 2], {"when": {"__type__": "datetime", "__value__": "2026-01-01T00:00:00"}}, {"callbacks": [{"task": "tasks.add", "args": [10], "kwargs": {}, "options": {}, "subtask_type": null, "immutable": false}], "errbacks": null, "chain": null, "chord": null}]"#;
         let m = TaskMessage::decode(&props, body).unwrap();
-        assert_eq!(m.args[0], json!("abc"));
-        assert_eq!(m.kwargs["when"], json!("2026-01-01T00:00:00"));
+        assert_eq!(m.args[0], json!({"__type__": "uuid", "__value__": {"hex": "abc"}}), "envelopes are kept");
+        assert_eq!(m.kwargs["when"], json!({"__type__": "datetime", "__value__": "2026-01-01T00:00:00"}));
         assert_eq!(m.time_limit, Some(30.5));
         assert_eq!(m.retries, 1);
         assert_eq!(m.embed.callbacks.as_ref().unwrap()[0]["args"], json!([10]));

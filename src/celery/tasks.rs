@@ -11,7 +11,9 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::protocol::py_type_name;
+use super::pyjson;
 use super::pyrepr;
+use num_bigint::BigInt;
 
 /// An exception raised by a task, in the shape Celery stores it.
 #[derive(Clone, Debug, PartialEq)]
@@ -287,17 +289,16 @@ fn as_number(v: &Value) -> Option<f64> {
     }
 }
 
-/// A JSON number as Python sees it: int (bool counts as int) or float.
+/// A JSON number as Python sees it: int (bool counts as int; no size bound) or float.
 enum Num {
-    Int(i64),
+    Int(BigInt),
     Float(f64),
 }
 
 fn num(v: &Value) -> Option<Num> {
-    match v {
-        Value::Bool(b) => Some(Num::Int(*b as i64)),
-        Value::Number(n) => n.as_i64().map(Num::Int).or_else(|| n.as_f64().map(Num::Float)),
-        _ => None,
+    match pyjson::as_int(v) {
+        Some(i) => Some(Num::Int(i)),
+        None => v.as_f64().map(Num::Float),
     }
 }
 
@@ -305,8 +306,15 @@ fn unsupported(op: &str, x: &Value, y: &Value) -> TaskError {
     TaskError::new("TypeError", format!("unsupported operand type(s) for {op}: '{}' and '{}'", py_type_name(x), py_type_name(y)))
 }
 
-/// Python's `x + y` for JSON values: numbers, str + str, list + list.
+/// Python's `x + y` for JSON values: numbers (ints of any size), str + str, list + list,
+/// bytes + bytes.
 pub fn py_add(x: &Value, y: &Value) -> Result<Value, TaskError> {
+    if let (Value::Number(a), Value::Number(b)) = (x, y)
+        && let (Some(a), Some(b)) = (a.as_i64(), b.as_i64())
+        && let Some(sum) = a.checked_add(b)
+    {
+        return Ok(json!(sum));
+    }
     match (x, y) {
         (Value::String(a), Value::String(b)) => Ok(Value::String(format!("{a}{b}"))),
         (Value::Array(a), Value::Array(b)) => Ok(Value::Array(a.iter().chain(b).cloned().collect())),
@@ -316,12 +324,17 @@ pub fn py_add(x: &Value, y: &Value) -> Result<Value, TaskError> {
         (Value::Array(_), other) => {
             Err(TaskError::new("TypeError", format!("can only concatenate list (not \"{}\") to list", py_type_name(other))))
         }
-        _ => match (num(x), num(y)) {
-            (Some(Num::Int(a)), Some(Num::Int(b))) => {
-                a.checked_add(b).map(|r| json!(r)).ok_or_else(|| TaskError::new("OverflowError", "integer result does not fit in 64 bits"))
+        _ => match (pyjson::bytes_of(x), pyjson::bytes_of(y)) {
+            (Some(mut a), Some(b)) => {
+                a.extend(b);
+                Ok(pyjson::bytes_value(a))
             }
-            (Some(a), Some(b)) => Ok(json!(to_f64(a) + to_f64(b))),
-            _ => Err(unsupported("+", x, y)),
+            (Some(_), None) => Err(TaskError::new("TypeError", format!("can't concat {} to bytes", py_type_name(y)))),
+            _ => match (num(x), num(y)) {
+                (Some(Num::Int(a)), Some(Num::Int(b))) => Ok(pyjson::int_value(a + b)),
+                (Some(a), Some(b)) => Ok(json!(to_f64(a)? + to_f64(b)?)),
+                _ => Err(unsupported("+", x, y)),
+            },
         },
     }
 }
@@ -330,17 +343,18 @@ pub fn py_add(x: &Value, y: &Value) -> Result<Value, TaskError> {
 pub fn py_divide(x: &Value, y: &Value) -> Result<Value, TaskError> {
     match (num(x), num(y)) {
         (Some(a), Some(b)) => {
-            let (a, b) = (to_f64(a), to_f64(b));
+            let (a, b) = (to_f64(a)?, to_f64(b)?);
             if b == 0.0 { Err(TaskError::new("ZeroDivisionError", "division by zero")) } else { Ok(json!(a / b)) }
         }
         _ => Err(unsupported("/", x, y)),
     }
 }
 
-fn to_f64(n: Num) -> f64 {
+/// Python's `float(n)`: an int beyond a float's range raises OverflowError.
+fn to_f64(n: Num) -> Result<f64, TaskError> {
     match n {
-        Num::Int(i) => i as f64,
-        Num::Float(f) => f,
+        Num::Int(i) => pyjson::int_to_f64(&i).ok_or_else(|| TaskError::new("OverflowError", "int too large to convert to float")),
+        Num::Float(f) => Ok(f),
     }
 }
 
@@ -370,6 +384,30 @@ mod tests {
         assert_eq!(e.to_result(), json!({"exc_type": "ZeroDivisionError", "exc_message": ["division by zero"], "exc_module": "builtins"}));
         assert_eq!(e.repr(), "ZeroDivisionError('division by zero')");
         assert!(e.traceback.unwrap().ends_with("ZeroDivisionError: division by zero\n"));
+    }
+
+    #[test]
+    fn ints_have_no_bound_and_bytes_concatenate() {
+        let msg = |r: Result<Value, TaskError>| r.unwrap_err().to_string();
+        let big = |t: &str| pyjson::from_str::<Value>(t).unwrap();
+        let two62 = json!(1u64 << 62);
+        assert_eq!(run("tasks.add", vec![two62.clone(), two62], json!({})).unwrap(), json!(1u64 << 63));
+        assert_eq!(run("tasks.add", vec![big("100000000000000000000"), json!(1)], json!({})).unwrap(), big("100000000000000000001"));
+        assert_eq!(run("tasks.add", vec![json!(i64::MIN), json!(-1)], json!({})).unwrap(), big("-9223372036854775809"));
+        assert_eq!(run("tasks.divide", vec![big("100000000000000000000"), json!(4)], json!({})).unwrap(), json!(2.5e19));
+        let huge = big(&format!("1{}", "0".repeat(400)));
+        assert_eq!(msg(run("tasks.add", vec![huge, json!(0.5)], json!({}))), "OverflowError: int too large to convert to float");
+        let bytes = |s: &str| json!({"__type__": "bytes", "__value__": s});
+        assert_eq!(run("tasks.add", vec![bytes("ab"), bytes("c")], json!({})).unwrap(), bytes("abc"));
+        assert_eq!(msg(run("tasks.add", vec![bytes("ab"), json!(1)], json!({}))), "TypeError: can't concat int to bytes");
+        let b64 = json!({"__type__": "base64", "__value__": "/w=="});
+        assert_eq!(run("tasks.add", vec![bytes("ab"), b64], json!({})).unwrap(), json!({"__type__": "base64", "__value__": "YWL/"}));
+        let when = json!({"__type__": "datetime", "__value__": "2026-01-01T00:00:00"});
+        assert_eq!(run("tasks.echo", vec![when.clone()], json!({})).unwrap(), when);
+        assert_eq!(
+            msg(run("tasks.add", vec![when, json!(1)], json!({}))),
+            "TypeError: unsupported operand type(s) for +: 'datetime.datetime' and 'int'"
+        );
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct WorkerOptions {
     /// Store the task's name, arguments, worker, retries and queue with each state (Celery's
     /// `result_extended`).
     pub result_extended: bool,
+    /// The arguments task queues are declared with (`x-max-priority`).
+    pub queue_args: broker::QueueArgs,
 }
 
 impl WorkerOptions {
@@ -76,6 +78,7 @@ impl WorkerOptions {
             task_events: true,
             statedb: None,
             result_extended: false,
+            queue_args: broker::QueueArgs::default(),
         }
     }
 
@@ -575,7 +578,7 @@ impl Inspect for Inspector {
                 .map(|q| {
                     json!({"name": q, "exchange": {"name": q, "type": "direct", "durable": true, "auto_delete": false, "delivery_mode": null,
                         "arguments": null, "no_declare": false, "passive": false, "internal": false},
-                        "routing_key": q, "queue_arguments": null, "binding_arguments": null, "consumer_arguments": null,
+                        "routing_key": q, "queue_arguments": self.0.opts.queue_args.to_json(), "binding_arguments": null, "consumer_arguments": null,
                         "durable": true, "exclusive": false, "auto_delete": false, "no_ack": false, "alias": null, "bindings": [],
                         "no_declare": null, "expires": null, "message_ttl": null, "max_length": null, "max_length_bytes": null, "max_priority": null})
                 })
@@ -595,6 +598,7 @@ impl Inspect for Inspector {
             "worker_send_task_events": self.0.task_events_on.load(Ordering::Relaxed),
             "result_expires": o.result_expires,
             "task_default_queue": o.queue,
+            "task_queue_max_priority": o.queue_args.max_priority,
             "task_serializer": "json",
             "result_serializer": "json",
             "accept_content": ["json"],
@@ -863,7 +867,7 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
     // `-Q a,b` consumes each queue, as Celery does.
     let queues = shared.queues.lock().unwrap().clone();
     for q in &queues {
-        let declared = broker::declare_or_use(&conn, q).await.map_err(|e| refusal(e, &format!("declare queue {q:?}")))?;
+        let declared = broker::declare_or_use(&conn, q, &opts.queue_args).await.map_err(|e| refusal(e, &format!("declare queue {q:?}")))?;
         if declared == broker::Declared::Existing {
             info!("queue {q:?} exists with other arguments than a plain Celery queue; consuming it as it is");
         }
@@ -1081,7 +1085,7 @@ async fn remote_op(
             if q.is_empty() || feeds.current.contains_key(&q) {
                 return Ok(());
             }
-            match broker::declare_or_use(conn, &q).await {
+            match broker::declare_or_use(conn, &q, &shared.opts.queue_args).await {
                 Ok(_) => {
                     feeds.consume(ch, &q, host).await?;
                     shared.queues.lock().unwrap().push(q.clone());

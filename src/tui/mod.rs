@@ -430,6 +430,7 @@ impl Runtime {
         opts.queue = self.cfg.queue.clone();
         opts.hostname = format!("mqlab-{}@{}", std::process::id(), crate::celery::protocol::hostname());
         opts.result_expires = self.cfg.result_expires;
+        opts.queue_args = self.cfg.queue_args();
         opts.settings.hello_delay = Duration::from_secs_f64(self.cfg.hello_seconds);
         self.tasks.spawn(async move {
             let mut guard = slot.lock().await;
@@ -481,7 +482,8 @@ impl Runtime {
 /// The app's one shared client, connected on first use (it notes the ids it sends).
 async fn connected<'a>(slot: &'a mut Option<Client>, cfg: &Config) -> anyhow::Result<&'a Client> {
     if slot.is_none() {
-        let c = Client::connect(&cfg.broker_url, Some(&cfg.result_backend), &cfg.queue, cfg.result_expires).await?;
+        let c = Client::connect_with_args(&cfg.broker_url, Some(&cfg.result_backend), &cfg.queue, cfg.result_expires, &cfg.queue_args())
+            .await?;
         *slot = Some(c.log_sent_ids(crate::probes::learner::SENT_LOG_KEY));
     }
     Ok(slot.as_ref().expect("connected above"))
@@ -531,7 +533,7 @@ async fn results_monitor(c: Config, tx: mpsc::UnboundedSender<Event>) {
             let mut stream = ps.into_on_message();
             while let Some(msg) = stream.next().await {
                 let Ok(payload) = msg.get_payload::<String>() else { continue };
-                if let Ok(meta) = serde_json::from_str::<crate::celery::backend::ResultMeta>(&payload)
+                if let Ok(meta) = crate::celery::pyjson::from_str::<crate::celery::backend::ResultMeta>(&payload)
                     && tx.send(Event::Result(Box::new(meta))).is_err()
                 {
                     return;

@@ -956,13 +956,15 @@ pub fn detail_lines(app: &App, t: &TaskRow) -> Vec<Line<'static>> {
     lines.push(Line::from(""));
     lines.push(Line::from("Message as sent (properties, headers, body):".bold()));
     match &t.raw {
-        Some(raw) => lines.extend(serde_json::to_string_pretty(raw).unwrap_or_default().lines().map(|l| Line::from(l.to_string()))),
+        Some(raw) => {
+            lines.extend(crate::celery::pyjson::to_string_pretty(raw).unwrap_or_default().lines().map(|l| Line::from(l.to_string())))
+        }
         None => lines.push(Line::from("  (sent by another client: only the worker's view is known)")),
     }
     lines.push(Line::from(""));
     lines.push(Line::from(format!("Stored result (Redis key celery-task-meta-{}):", t.id).bold()));
     match &t.stored {
-        Some(v) => lines.extend(serde_json::to_string_pretty(v).unwrap_or_default().lines().map(|l| Line::from(l.to_string()))),
+        Some(v) => lines.extend(crate::celery::pyjson::to_string_pretty(v).unwrap_or_default().lines().map(|l| Line::from(l.to_string()))),
         None => lines.push(Line::from("  (nothing stored yet)")),
     }
     lines

@@ -22,6 +22,7 @@ app.conf.update(
     task_default_queue=os.environ.get("MQLAB_TEST_QUEUE", "celery"),
     broker_connection_retry_on_startup=True,
     result_extended=os.environ.get("MQLAB_TEST_RESULT_EXTENDED") == "1",
+    task_queue_max_priority=int(os.environ["MQLAB_TEST_MAX_PRIORITY"]) if os.environ.get("MQLAB_TEST_MAX_PRIORITY") else None,
 )
 
 
