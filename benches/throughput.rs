@@ -1,12 +1,19 @@
 //! Worker throughput, mqlab vs Python Celery, in one run on the same broker and Redis.
 //!
-//! For each worker: 10,000 `tasks.add` are queued first (no consumer), the worker is started,
-//! and the rate is measured from the first stored SUCCESS to the last one (results stored in
-//! Redis, STARTED tracked, as in the curriculum's app), so start-up time is not counted.
+//! 1. Throughput. For each worker, at its defaults and at its best (mqlab `-c 64`; Python
+//!    prefork at its default `-c nproc` and `-P threads -c 16`), with task events off and on:
+//!    10,000 `tasks.add` are queued first (no consumer), the worker is started, and the rate is
+//!    measured from the first stored SUCCESS to the last one (results stored in Redis, STARTED
+//!    tracked, as in the curriculum's app), so start-up time is not counted. Rounds alternate
+//!    the order; each line is the median with min–max.
+//! 2. Latency: one `tasks.add` at a time, from publish to its SUCCESS seen, p50 and p99, each
+//!    worker at its defaults.
+//! 3. Memory: mqlab's worker RSS (and peak) after 100,000 tasks at its defaults.
 //!
-//!     cargo bench --bench throughput            # N=10000
-//!     MQLAB_BENCH_N=2000 cargo bench --bench throughput
-//!     MQLAB_BENCH_EVENTS=1 cargo bench --bench throughput   # both with task events
+//!     cargo bench --bench throughput
+//!     MQLAB_BENCH_N=2000 MQLAB_BENCH_ROUNDS=1 cargo bench --bench throughput   # quicker
+//!     MQLAB_BENCH_EVENTS=off|on|both (default both), MQLAB_BENCH_LATENCY_N (200),
+//!     MQLAB_BENCH_RSS_N (100000; 0 skips), MQLAB_BENCH_ONLY=mqlab (skip Python)
 //!
 //! Needs RabbitMQ (guest/guest on 127.0.0.1:5672), Redis (127.0.0.1:6379) and the venv of
 //! `.ci/run` (`.venv` with celery[redis]).
@@ -42,19 +49,100 @@ fn mqlab_bin() -> PathBuf {
 }
 
 struct Run {
-    label: String,
     tasks_per_s: f64,
     completed: usize,
     failed: usize,
 }
 
-async fn measure(label: &str, n: usize, start: impl FnOnce(&str) -> Child) -> Run {
-    let queue = format!("mqlab-bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+/// A worker to measure.
+#[derive(Clone)]
+enum Worker {
+    /// mqlab's worker, with `-c` when given (its default otherwise).
+    Mqlab(Option<usize>),
+    /// Celery's prefork pool, with `-c` when given (its default, one per core, otherwise).
+    PyPrefork(Option<usize>),
+    PyThreads(usize),
+}
+
+impl Worker {
+    fn label(&self, events: bool) -> String {
+        let ev = if events { "events on" } else { "events off" };
+        match self {
+            Worker::Mqlab(None) => format!("mqlab worker, defaults (-c {}; late acks; {ev})", mqlab::celery::worker::default_concurrency()),
+            Worker::Mqlab(Some(c)) => format!("mqlab worker -c {c} ({ev})"),
+            Worker::PyPrefork(None) => {
+                format!("celery worker, defaults (prefork -c {}; {ev})", mqlab::celery::worker::default_concurrency())
+            }
+            Worker::PyPrefork(Some(c)) => format!("celery worker -P prefork -c {c} ({ev})"),
+            Worker::PyThreads(c) => format!("celery worker -P threads -c {c} ({ev})"),
+        }
+    }
+
+    fn spawn(&self, q: &str, events: bool) -> Child {
+        match self {
+            Worker::Mqlab(c) => {
+                let mut cmd = Command::new(mqlab_bin());
+                cmd.args(["--broker", BROKER, "--result-backend", REDIS, "worker", "-Q", q, "-l", "warning", "-n", &format!("bench-{q}")]);
+                cmd.arg(if events { "--events" } else { "--no-events" });
+                if let Some(c) = c {
+                    cmd.args(["-c", &c.to_string()]);
+                }
+                cmd.env("MQLAB_CONFIG", "/nonexistent").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+            }
+            py => {
+                let venv = std::env::var("MQLAB_TEST_VENV").map(PathBuf::from).unwrap_or_else(|_| root().join(".venv"));
+                let mut cmd = Command::new(venv.join("bin/celery"));
+                cmd.args([
+                    "-A",
+                    "celery_app",
+                    "worker",
+                    "-l",
+                    "warning",
+                    "--without-mingle",
+                    "--without-gossip",
+                    "-n",
+                    &format!("bench-py-{q}@%h"),
+                ]);
+                match py {
+                    Worker::PyPrefork(Some(c)) => cmd.args(["-P", "prefork", "-c", &c.to_string()]),
+                    Worker::PyThreads(c) => cmd.args(["-P", "threads", "-c", &c.to_string()]),
+                    _ => &mut cmd,
+                };
+                if events {
+                    cmd.arg("-E");
+                }
+                cmd.current_dir(root().join("tests/python"))
+                    .env("CELERY_BROKER_URL", BROKER)
+                    .env("CELERY_RESULT_BACKEND", REDIS)
+                    .env("MQLAB_TEST_QUEUE", q)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("the Python venv (.venv) with celery[redis] is needed")
+            }
+        }
+    }
+}
+
+fn fresh_queue() -> String {
+    format!("mqlab-bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+async fn drop_queue(queue: &str) {
+    let conn = lapin::Connection::connect(BROKER, Default::default()).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let _ = ch.queue_delete(queue.into(), Default::default()).await;
+    let _ = ch.exchange_delete(queue.into(), Default::default()).await;
+    let _ = conn.close(200, "bye".into()).await;
+}
+
+async fn measure(worker: &Worker, events: bool, n: usize) -> Run {
+    let queue = fresh_queue();
     let client = Client::connect(BROKER, Some(REDIS), &queue, 3600).await.expect("broker and Redis must be running");
     let msgs: Vec<TaskMessage> = (0..n).map(|i| TaskMessage::new("tasks.add", vec![json!(i), json!(i)], Map::new())).collect();
     let mut watcher = client.watch(&msgs).await.unwrap();
     client.publish(&msgs).await.unwrap();
-    let _worker = Killer(start(&queue));
+    let _worker = Killer(worker.spawn(&queue, events));
     let mut first: Option<Instant> = None;
     let mut last = Instant::now();
     let (mut ok, mut failed) = (0usize, 0usize);
@@ -68,115 +156,157 @@ async fn measure(label: &str, n: usize, start: impl FnOnce(&str) -> Child) -> Ru
     })
     .await
     .unwrap();
-    assert!(done, "{label}: timed out");
+    assert!(done, "{}: timed out", worker.label(events));
     let secs = last.duration_since(first.unwrap()).as_secs_f64();
-    let conn = lapin::Connection::connect(BROKER, Default::default()).await.unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    let _ = ch.queue_delete(queue.as_str().into(), Default::default()).await;
-    let _ = ch.exchange_delete(queue.as_str().into(), Default::default()).await;
+    drop_queue(&queue).await;
     client.close().await;
-    Run { label: label.into(), tasks_per_s: (ok + failed - 1) as f64 / secs, completed: ok, failed }
+    Run { tasks_per_s: (ok + failed - 1) as f64 / secs, completed: ok, failed }
+}
+
+/// One task at a time: from publish to its SUCCESS seen by the client (Redis pub/sub), after 20
+/// warm-up tasks. Returns the sorted round trips in milliseconds.
+async fn latencies(worker: &Worker, n: usize) -> Vec<f64> {
+    let queue = fresh_queue();
+    let client = Client::connect(BROKER, Some(REDIS), &queue, 3600).await.unwrap();
+    let _worker = Killer(worker.spawn(&queue, false));
+    let mut out = vec![];
+    for i in 0..n + 20 {
+        let m = TaskMessage::new("tasks.add", vec![json!(i), json!(1)], Map::new());
+        let mut watcher = client.watch(std::slice::from_ref(&m)).await.unwrap();
+        let t0 = Instant::now();
+        client.publish(std::slice::from_ref(&m)).await.unwrap();
+        let mut at = None;
+        let done = follow(&mut watcher, Some(Duration::from_secs(60)), |meta| {
+            if meta.status == TaskState::Success {
+                at.get_or_insert_with(Instant::now);
+            }
+        })
+        .await
+        .unwrap();
+        assert!(done, "{}: a task timed out", worker.label(false));
+        if i >= 20 {
+            out.push(at.unwrap().duration_since(t0).as_secs_f64() * 1000.0);
+        }
+    }
+    drop_queue(&queue).await;
+    client.close().await;
+    out.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    out
+}
+
+/// `VmRSS` and `VmHWM` (peak) of a process, in MiB.
+fn rss_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok()).unwrap_or(0.0)
+            / 1024.0
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// mqlab's worker at its defaults through `n` tasks: its memory once every result is stored.
+async fn memory_after(n: usize) -> (f64, f64, f64) {
+    use redis::AsyncCommands;
+    let queue = fresh_queue();
+    let client = Client::connect(BROKER, Some(REDIS), &queue, 600).await.unwrap();
+    let msgs: Vec<TaskMessage> = (0..n).map(|i| TaskMessage::new("tasks.add", vec![json!(i), json!(i)], Map::new())).collect();
+    for chunk in msgs.chunks(10_000) {
+        client.publish(chunk).await.unwrap();
+    }
+    let worker = Killer(Worker::Mqlab(None).spawn(&queue, false));
+    let t0 = Instant::now();
+    let redis = redis::Client::open(REDIS).unwrap();
+    let mut con = redis.get_multiplexed_async_connection().await.unwrap();
+    let mut done = 0;
+    for chunk in msgs.chunks(1000) {
+        loop {
+            let keys: Vec<String> = chunk.iter().map(|m| format!("celery-task-meta-{}", m.id)).collect();
+            let got: Vec<Option<String>> = con.mget(&keys).await.unwrap();
+            let ready = got.iter().filter(|v| v.as_deref().is_some_and(|t| t.contains("\"SUCCESS\""))).count();
+            if ready == chunk.len() {
+                done += ready;
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(900), "memory run timed out at {done} of {n}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let (rss, peak) = rss_mib(worker.0.id());
+    drop(worker);
+    drop_queue(&queue).await;
+    let keys: Vec<String> = msgs.iter().map(|m| format!("celery-task-meta-{}", m.id)).collect();
+    for chunk in keys.chunks(10_000) {
+        let _: () = con.del(chunk).await.unwrap();
+    }
+    client.close().await;
+    (rss, peak, n as f64 / secs)
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn main() {
-    let n: usize = std::env::var("MQLAB_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
-    let mqlab_c: String = std::env::var("MQLAB_BENCH_CONCURRENCY").unwrap_or_else(|_| "64".into());
-    let py_c: String = std::env::var("MQLAB_BENCH_PY_CONCURRENCY").unwrap_or_else(|_| "2".into());
-    let venv = std::env::var("MQLAB_TEST_VENV").map(PathBuf::from).unwrap_or_else(|_| root().join(".venv"));
+    let n = env_usize("MQLAB_BENCH_N", 10_000);
+    let rounds = env_usize("MQLAB_BENCH_ROUNDS", 3).max(1);
+    let only_mqlab = std::env::var("MQLAB_BENCH_ONLY").is_ok_and(|v| v == "mqlab");
+    let events: Vec<bool> = match std::env::var("MQLAB_BENCH_EVENTS").as_deref() {
+        Ok("on") | Ok("1") => vec![true],
+        Ok("off") | Ok("0") => vec![false],
+        _ => vec![false, true],
+    };
     let rt = tokio::runtime::Runtime::new().unwrap();
-    println!(
-        "worker throughput: {n} × tasks.add, results stored in Redis (STARTED + SUCCESS), pre-queued; {} cores",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
-    );
     let bin = mqlab_bin();
     assert!(bin.exists(), "mqlab binary not found at {}", bin.display());
-    // MQLAB_BENCH_EVENTS=1 turns task events on in both workers.
-    let events = std::env::var("MQLAB_BENCH_EVENTS").is_ok_and(|v| v == "1");
-    let ev = if events { "task events on" } else { "no task events" };
-    let run_mqlab = || {
-        rt.block_on(measure(&format!("mqlab worker -c {mqlab_c} (prefetch ×4, late acks, {ev})"), n, |q| {
-            Command::new(&bin)
-                .args([
-                    "--broker",
-                    BROKER,
-                    "--result-backend",
-                    REDIS,
-                    "worker",
-                    "-Q",
-                    q,
-                    "-c",
-                    &mqlab_c,
-                    "-l",
-                    "warning",
-                    if events { "--events" } else { "--no-events" },
-                    "-n",
-                    &format!("bench-{q}"),
-                ])
-                .env("MQLAB_CONFIG", "/nonexistent")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
-        }))
-    };
-    let run_py = || {
-        rt.block_on(measure(&format!("celery worker -P prefork -c {py_c} (prefetch ×4, early acks, {ev})"), n, |q| {
-            Command::new(venv.join("bin/celery"))
-                .args([
-                    "-A",
-                    "celery_app",
-                    "worker",
-                    "-P",
-                    "prefork",
-                    "-c",
-                    &py_c,
-                    "-l",
-                    "warning",
-                    "--without-mingle",
-                    "--without-gossip",
-                    "-n",
-                    &format!("bench-py-{q}@%h"),
-                ])
-                .args(if events { vec!["-E"] } else { vec![] })
-                .current_dir(root().join("tests/python"))
-                .env("CELERY_BROKER_URL", BROKER)
-                .env("CELERY_RESULT_BACKEND", REDIS)
-                .env("MQLAB_TEST_QUEUE", q)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("the Python venv (.venv) with celery[redis] is needed")
-        }))
-    };
-    // Rounds in alternating order (mqlab first, then Python first, ...): median, min and max.
-    let rounds: usize = std::env::var("MQLAB_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
-    let (mut ms, mut ps) = (vec![], vec![]);
-    for r in 0..rounds {
-        if r % 2 == 0 {
-            ms.push(run_mqlab());
-            ps.push(run_py());
-        } else {
-            ps.push(run_py());
-            ms.push(run_mqlab());
-        }
+    println!(
+        "worker throughput: {n} × tasks.add, results stored in Redis (STARTED + SUCCESS), pre-queued; {} cores; {rounds} rounds in alternating order",
+        mqlab::celery::worker::default_concurrency()
+    );
+    let mut workers = vec![Worker::Mqlab(None), Worker::Mqlab(Some(64))];
+    if !only_mqlab {
+        workers.extend([Worker::PyPrefork(None), Worker::PyThreads(16)]);
     }
-    let stat = |runs: &[Run]| -> (f64, f64, f64) {
-        let mut v: Vec<f64> = runs.iter().map(|r| r.tasks_per_s).collect();
+    let stat = |v: &[f64]| -> (f64, f64, f64) {
+        let mut v = v.to_vec();
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
         (v[v.len() / 2], v[0], v[v.len() - 1])
     };
-    for runs in [&ms, &ps] {
-        let (med, min, max) = stat(runs);
-        let lost: usize = runs.iter().map(|r| n - r.completed - r.failed).sum();
-        println!(
-            "  {:<60} median {:>7.0} tasks/s  (min {:.0}, max {:.0}; {} rounds, {} not completed)",
-            runs[0].label,
-            med,
-            min,
-            max,
-            runs.len(),
-            lost
-        );
+    for &ev in &events {
+        let mut rates: Vec<Vec<f64>> = vec![vec![]; workers.len()];
+        let mut missing = vec![0usize; workers.len()];
+        for r in 0..rounds {
+            let order: Vec<usize> = if r % 2 == 0 { (0..workers.len()).collect() } else { (0..workers.len()).rev().collect() };
+            for i in order {
+                let run = rt.block_on(measure(&workers[i], ev, n));
+                rates[i].push(run.tasks_per_s);
+                missing[i] += n - run.completed - run.failed;
+            }
+        }
+        for (i, w) in workers.iter().enumerate() {
+            let (med, min, max) = stat(&rates[i]);
+            println!("  {:<58} median {med:>7.0} tasks/s  (min {min:.0}, max {max:.0}; {} not completed)", w.label(ev), missing[i]);
+        }
+        if !only_mqlab {
+            let (m, p) = (stat(&rates[0]).0, stat(&rates[2]).0);
+            println!("  defaults against defaults, {}: mqlab / Python Celery = {:.1}×", if ev { "events on" } else { "events off" }, m / p);
+        }
     }
-    println!("  ratio of medians mqlab / Python Celery: {:.1}×", stat(&ms).0 / stat(&ps).0);
+
+    let lat_n = env_usize("MQLAB_BENCH_LATENCY_N", 200);
+    if lat_n > 0 {
+        println!("latency: one tasks.add at a time, publish → SUCCESS seen, {lat_n} tasks after 20 warm-up, each worker at its defaults");
+        let contenders = if only_mqlab { vec![Worker::Mqlab(None)] } else { vec![Worker::Mqlab(None), Worker::PyPrefork(None)] };
+        for w in contenders {
+            let l = rt.block_on(latencies(&w, lat_n));
+            let pct = |p: f64| l[((l.len() as f64 - 1.0) * p).round() as usize];
+            println!("  {:<58} p50 {:.2} ms  p99 {:.2} ms  (max {:.2} ms)", w.label(false), pct(0.5), pct(0.99), l[l.len() - 1]);
+        }
+    }
+
+    let rss_n = env_usize("MQLAB_BENCH_RSS_N", 100_000);
+    if rss_n > 0 {
+        let (rss, peak, rate) = rt.block_on(memory_after(rss_n));
+        println!("memory: mqlab worker at its defaults after {rss_n} tasks ({rate:.0} tasks/s): RSS {rss:.1} MiB, peak {peak:.1} MiB");
+    }
 }

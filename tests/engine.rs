@@ -552,3 +552,58 @@ async fn revoked_ids_survive_a_restart_with_a_state_file() {
     client.close().await;
     common::cleanup(&q).await;
 }
+
+/// The broker's own count of unacknowledged messages in a queue (`rabbitmqctl list_queues`).
+fn broker_unacked(q: &str) -> Option<u64> {
+    let out = common::rabbitmqctl().args(["list_queues", "-q", "--no-table-headers", "name", "messages_unacknowledged"]).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        (f.next()? == q).then(|| f.next()?.parse().ok())?
+    })
+}
+
+/// Acknowledgements go out in batches (`multiple`) but never cover a delivery that is not
+/// finished: a task waiting for its ETA and a slow one stay unacknowledged, by the broker's own
+/// count, while the 300 quick tasks queued behind them are done and acknowledged; then both
+/// finish and nothing is left unacknowledged.
+#[tokio::test(flavor = "multi_thread")]
+async fn batched_acks_never_cover_an_unfinished_delivery() {
+    let q = common::queue("acks");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut o = opts(&q);
+    o.concurrency = 2;
+    let mut w = worker::spawn(o, Some(tx));
+    while !matches!(rx.recv().await, Some(WorkerEvent::Ready { .. })) {}
+    let client = Client::connect(&common::broker(), Some(&common::redis()), &q, 3600).await.unwrap();
+    let mut held = msg("tasks.add", json!([1, 1]));
+    held.eta = Some(chrono::Utc::now() + chrono::Duration::seconds(8));
+    let slow = msg("tasks.sleep", json!([8]));
+    let mut late = client.watch(&[held.clone(), slow.clone()]).await.unwrap();
+    client.publish(&[held.clone(), slow.clone()]).await.unwrap();
+    let quick: Vec<TaskMessage> = (0..300).map(|i| msg("tasks.add", json!([i, 1]))).collect();
+    let (results, _) = run_tasks(&client, &quick, 30).await;
+    assert!(results.iter().all(|r| r.status == TaskState::Success));
+    let backend = ResultBackend::connect(&common::redis(), 3600).await.unwrap();
+    let seen = std::sync::Mutex::new(None);
+    assert!(
+        common::eventually(10, || async {
+            let n = broker_unacked(&q);
+            *seen.lock().unwrap() = n;
+            n == Some(2)
+        })
+        .await,
+        "the quick tasks are acknowledged, the two unfinished ones are not: broker says {:?} unacknowledged",
+        seen.lock().unwrap()
+    );
+    for m in [&held, &slow] {
+        let state = backend.get(&m.id).await.map(|r| r.status).ok();
+        assert!(!state.is_some_and(|s| s.is_ready()), "{} still unfinished when counted ({state:?})", m.task);
+    }
+    assert!(follow(&mut late, Some(Duration::from_secs(30)), |_| {}).await.unwrap(), "both finish");
+    assert!(common::eventually(10, || async { broker_unacked(&q) == Some(0) }).await, "nothing left unacknowledged");
+    w.stop(StopMode::Warm);
+    w.wait().await.unwrap();
+    client.close().await;
+    common::cleanup(&q).await;
+}

@@ -435,3 +435,52 @@ fn a_refused_queue_is_one_clear_error() {
     assert_eq!(err.matches("the broker refused to declare queue").count(), 2, "the log line and the error: {err}");
     assert!(!err.contains('\u{1b}'), "no escape codes in a log that is not a terminal: {err:?}");
 }
+
+/// A Redis that wants a password: without one in the URL the worker stops at start with one
+/// clear line saying so; a wrong one likewise, masked; and when Redis starts asking while the
+/// worker runs (a password set, connections dropped), each result is refused with a clear line,
+/// every task still ends and is acknowledged, and the worker goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_that_wants_a_password_is_named_not_waited_for() {
+    let programs = find_programs().expect("RabbitMQ and Redis programs (.ci/run installs them)");
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(&programs, &dir.path().join("redis"), None).await.unwrap();
+    let url = redis.url();
+    let admin = redis::Client::open(url.as_str()).unwrap();
+    let mut con = admin.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("s3cret-pw").query_async(&mut con).await.unwrap();
+    let q = common::queue("noauth");
+
+    for (given, expect) in [(url.clone(), "NOAUTH"), (url.replace("redis://", "redis://:wrong-pw@"), "authentication failed")] {
+        let log = dir.path().join(format!("start-{}.log", given.len()));
+        let mut w = worker(dir.path(), &common::broker(), &given, &q, &["-c", "2"], &log);
+        let status = w.wait_exit(20).expect("the worker stops instead of waiting");
+        assert!(!status.success());
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.to_lowercase().contains(&expect.to_lowercase()), "{expect} named: {text}");
+        assert!(!text.contains("waiting for Redis"), "a refused login is not an outage: {text}");
+        assert!(!text.contains("wrong-pw"), "the password is masked: {text}");
+    }
+
+    // Redis starts asking while the worker runs.
+    let _: () = redis::cmd("AUTH").arg("s3cret-pw").query_async(&mut con).await.unwrap();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("").query_async(&mut con).await.unwrap();
+    let log = dir.path().join("running.log");
+    let mut w = worker(dir.path(), &common::broker(), &url, &q, &["-c", "2"], &log);
+    common::wait_for_file(&log, "ready.", 30);
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("s3cret-pw").query_async(&mut con).await.unwrap();
+    let _: () = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal").arg("SKIPME").arg("yes").query_async(&mut con).await.unwrap();
+    let (msgs, _) = burst(20, "tasks.add", json!([1, 1]));
+    publish(&common::broker(), &q, &msgs).await;
+    let text = common::wait_for_file(&log, &format!("Task tasks.add[{}] succeeded", msgs[19].id), 30);
+    assert!(text.contains("NOAUTH"), "each refusal names the cause: {text}");
+    assert!(common::eventually(10, || async { common::ready_count(&q).await == 0 }).await, "every task was taken and acknowledged");
+    assert!(w.0.try_wait().unwrap().is_none(), "the worker goes on");
+    let done = text.matches("succeeded in").count();
+    println!("NOAUTH while running: sent 20, ran {done}, results refused with a line each: {}", text.matches("NOAUTH").count());
+    assert_eq!(done, 20);
+    w.signal(libc::SIGTERM);
+    assert!(w.wait_exit(15).is_some_and(|s| s.success()), "a warm stop still ends");
+    redis.stop().await;
+    common::cleanup(&q).await;
+}

@@ -180,7 +180,10 @@ async fn a_celery_task_and_a_ping_go_through_the_forwards_and_survive_a_pod_rest
     let key = format!("mqlab-test-forward-{q}");
     let mut rates = vec![];
     for url in [format!("redis://127.0.0.1:{redis}/9"), common::redis()] {
-        let mut c = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
+        // redis-rs gives up on a reply after 0.5 s by default; 10 MB through a forward on a busy
+        // machine may take longer, and what is measured here is the rate.
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)));
+        let mut c = redis::Client::open(url).unwrap().get_multiplexed_async_connection_with_config(&config).await.unwrap();
         let t = Instant::now();
         let _: () = redis::cmd("SET").arg(&key).arg(&value).query_async(&mut c).await.unwrap();
         let back: Vec<u8> = redis::cmd("GET").arg(&key).query_async(&mut c).await.unwrap();

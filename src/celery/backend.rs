@@ -253,6 +253,17 @@ impl ResultBackend {
             .await
             .map_err(|_| anyhow::anyhow!("timed out connecting to Redis"))?
             .context("cannot connect to Redis")?;
+        // A Redis that wants a password the URL does not give accepts the connection and
+        // refuses every command: say so now, once, rather than at each result.
+        let mut probe = conn.clone();
+        if let Err(e) = redis::cmd("PING").query_async::<String>(&mut probe).await {
+            let hint = if e.code() == Some("NOAUTH") {
+                "Redis wants a password (NOAUTH): give it in the URL, redis://:PASSWORD@HOST:PORT/DB"
+            } else {
+                "Redis does not answer PING"
+            };
+            return Err(anyhow::Error::new(e).context(hint));
+        }
         Ok(ResultBackend { conn, client, expires })
     }
 

@@ -439,9 +439,21 @@ struct Session {
     /// Tells the session loop that a consumer now holds a task waiting for its ETA (the
     /// consumer's tag), so a fresh consumer takes over the prefetch.
     holds: mpsc::UnboundedSender<Arc<str>>,
+    /// Every delivery of the session's channel is settled through one `settle_loop`.
+    settle: mpsc::UnboundedSender<Settle>,
 }
 
 impl Session {
+    /// Acknowledges a delivery (batched with others by `settle_loop`).
+    fn ack(&self, d: &Delivery) {
+        let _ = self.settle.send(Settle::Ack(d.delivery_tag));
+    }
+
+    /// Rejects a delivery: back to the queue, or dropped.
+    fn reject(&self, d: &Delivery, requeue: bool) {
+        let _ = self.settle.send(Settle::Reject { tag: d.delivery_tag, requeue });
+    }
+
     /// Queues a task event for the next `task.multi` batch (never waits).
     fn task_event(&self, shared: &Shared, kind: &str, fields: Value) {
         if !shared.task_events_on.load(Ordering::Relaxed) {
@@ -917,7 +929,9 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
     let (ops_tx, mut ops) = mpsc::unbounded_channel::<Op>();
     *shared.ops.lock().unwrap() = Some(ops_tx);
     let _ops_guard = OpsGuard(shared.clone());
-    let session_ctx = Arc::new(Session { publisher, events: dispatcher.clone(), task_events, holds: holds_tx });
+    let (settle_tx, settle_rx) = mpsc::unbounded_channel::<Settle>();
+    let settler = SettleTask(tokio::spawn(settle_loop(ch.clone(), shared.clone(), settle_rx)));
+    let session_ctx = Arc::new(Session { publisher, events: dispatcher.clone(), task_events, holds: holds_tx, settle: settle_tx });
     shared.stats.connected.store(true, Ordering::Relaxed);
     let recovered = shared.outage.lock().unwrap().take();
     match recovered {
@@ -956,6 +970,7 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
                 Some((_, Some(Err(e)))) => break Err(SessionError::Amqp(e)),
                 Some((tag, Some(Ok(d)))) => {
                     shared.stats.unacked.fetch_add(1, Ordering::Relaxed);
+                    let _ = session_ctx.settle.send(Settle::Delivered(d.delivery_tag));
                     let shared = shared.clone();
                     let slots = slots.clone();
                     let ctx = session_ctx.clone();
@@ -992,6 +1007,8 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
                         if changed.is_err() || *control.borrow() == Control::Stop(StopMode::Cold) {
                             info!("worker: cold shutdown requested during warm shutdown");
                             running.shutdown().await;
+                            drop(session_ctx);
+                            settler.finish().await;
                             heartbeat.abort();
                             pidbox_task.stop();
                             dispatcher.send(&shared.clock, "worker-offline", events::worker_fields(0, shared.stats.processed())).await;
@@ -1003,8 +1020,9 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
             }
             heartbeat.abort();
             pidbox_task.stop();
-            // Let the task-event buffer flush its last batch.
+            // Let the task-event buffer flush its last batch, and the last acks go out.
             drop(session_ctx);
+            settler.finish().await;
             tokio::time::sleep(Duration::from_millis(150)).await;
             dispatcher.send(&shared.clock, "worker-offline", events::worker_fields(0, shared.stats.processed())).await;
             close(&conn).await;
@@ -1013,6 +1031,9 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
         Ok(StopMode::Cold) => {
             let n = running.len();
             running.shutdown().await;
+            // The acks of tasks that finished still go out.
+            drop(session_ctx);
+            settler.finish().await;
             heartbeat.abort();
             pidbox_task.stop();
             dispatcher.send(&shared.clock, "worker-offline", events::worker_fields(0, shared.stats.processed())).await;
@@ -1030,6 +1051,18 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
             pidbox_task.stop();
             Err(e)
         }
+    }
+}
+
+/// The session's `settle_loop`. A lost session drops it (detached): its handlers may go on and
+/// settle into the dead channel, and the loop ends with them.
+struct SettleTask(tokio::task::JoinHandle<()>);
+
+impl SettleTask {
+    /// Waits (up to 2 s) for the loop to send what it was given; it ends once every sender is
+    /// gone.
+    async fn finish(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.0).await;
     }
 }
 
@@ -1190,7 +1223,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
             if let Some(id) = &e.task_id {
                 ctx.task_event(&shared, "task-rejected", json!({"uuid": id, "requeue": false}));
             }
-            reject(&d, &shared.stats).await;
+            ctx.reject(&d, false);
             return;
         }
     };
@@ -1217,7 +1250,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
             "task-failed",
             json!({"uuid": msg.id, "exception": format!("NotRegistered('{}')", msg.task), "traceback": null}),
         );
-        reject(&d, &shared.stats).await;
+        ctx.reject(&d, false);
         return;
     };
     let name = msg.shadow.clone().unwrap_or_else(|| msg.task.clone());
@@ -1244,7 +1277,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         && b.get(&msg.id).await.is_ok_and(|m| m.status == TaskState::Success)
     {
         info!("Task {name}[{}] already succeeded before this redelivery; acknowledging without running it again", msg.id);
-        ack(&d, &shared.stats).await;
+        ctx.ack(&d);
         return;
     }
     if revoked(&shared, &ctx, &d, &msg.id, &name, stores).await {
@@ -1257,7 +1290,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         if stores {
             store(&shared, ResultMeta::revoked(&msg.id, "expired")).await;
         }
-        ack(&d, &shared.stats).await;
+        ctx.ack(&d);
         return;
     }
     let request = json!({"id": msg.id, "name": name, "args": msg.args, "kwargs": msg.kwargs, "type": msg.task, "hostname": shared.opts.hostname,
@@ -1275,9 +1308,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
                 _ = stopping => {
                     // A warm shutdown: back to the queue now, for the next worker.
                     shared.reserved.lock().unwrap().remove(&msg.id);
-                    if d.acker.reject(BasicRejectOptions { requeue: true }).await.is_ok() {
-                        settled(&shared.stats);
-                    }
+                    ctx.reject(&d, true);
                     return;
                 }
             }
@@ -1293,7 +1324,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
             }
             ctx.task_event(&shared, "task-revoked", json!({"uuid": msg.id, "terminated": false, "signum": null, "expired": true}));
             shared.events.send(WorkerEvent::TaskRevoked { id: msg.id.clone(), at: Utc::now() });
-            ack(&d, &shared.stats).await;
+            ctx.ack(&d);
             return;
         }
     }
@@ -1306,9 +1337,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
     // started, so the message goes back to the queue.
     let Ok(permit) = slots.acquire_owned().await else {
         shared.reserved.lock().unwrap().remove(&msg.id);
-        if d.acker.reject(BasicRejectOptions { requeue: true }).await.is_ok() {
-            settled(&shared.stats);
-        }
+        ctx.reject(&d, true);
         return;
     };
     shared.reserved.lock().unwrap().remove(&msg.id);
@@ -1318,7 +1347,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
     }
     shared.stats.active.fetch_add(1, Ordering::Relaxed);
     if !shared.opts.acks_late {
-        ack(&d, &shared.stats).await;
+        ctx.ack(&d);
     }
     // What Celery stores with every state besides the state itself: the task's group, parent and
     // children, and with `result_extended` its name, arguments, worker, retries and queue.
@@ -1398,7 +1427,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         ctx.task_event(&shared, "task-revoked", json!({"uuid": msg.id, "terminated": true, "signum": 15, "expired": false}));
         shared.events.send(WorkerEvent::TaskRevoked { id: msg.id.clone(), at: Utc::now() });
         if shared.opts.acks_late {
-            ack(&d, &shared.stats).await;
+            ctx.ack(&d);
         }
         return;
     };
@@ -1436,7 +1465,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
             shared.events.send(WorkerEvent::TaskRetried { id: msg.id.clone(), exception: err.repr(), at: Utc::now() });
             // With early acks it was acknowledged when it started.
             if shared.opts.acks_late {
-                ack(&d, &shared.stats).await;
+                ctx.ack(&d);
             }
             return;
         }
@@ -1459,7 +1488,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         }
     }
     if shared.opts.acks_late {
-        ack(&d, &shared.stats).await;
+        ctx.ack(&d);
     }
     *shared.totals.lock().unwrap().entry(msg.task.clone()).or_insert(0) += 1;
 }
@@ -1552,26 +1581,85 @@ async fn revoked(shared: &Arc<Shared>, ctx: &Arc<Session>, d: &Delivery, id: &st
     }
     ctx.task_event(shared, "task-revoked", json!({"uuid": id, "terminated": false, "signum": null, "expired": false}));
     shared.events.send(WorkerEvent::TaskRevoked { id: id.to_string(), at: Utc::now() });
-    ack(d, &shared.stats).await;
+    ctx.ack(d);
     true
 }
 
-/// One delivery fewer held unacknowledged (never below zero: a session that ended reset it).
-fn settled(stats: &WorkerStats) {
-    let _ = stats.unacked.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
+/// Deliveries no longer held unacknowledged (never below zero: a session that ended reset it).
+fn settled(stats: &WorkerStats, n: usize) {
+    let _ = stats.unacked.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| Some(u.saturating_sub(n as _)));
 }
 
-async fn ack(d: &Delivery, stats: &WorkerStats) {
-    match d.acker.ack(BasicAckOptions::default()).await {
-        Ok(_) => settled(stats),
-        Err(e) => debug!("ack failed (the channel is gone; the broker will redeliver): {e}"),
-    }
+/// How a delivery of the session's channel is settled.
+enum Settle {
+    /// Received (sent before its handler starts, so it is known before its ack).
+    Delivered(u64),
+    Ack(u64),
+    Reject {
+        tag: u64,
+        requeue: bool,
+    },
 }
 
-async fn reject(d: &Delivery, stats: &WorkerStats) {
-    match d.acker.reject(BasicRejectOptions { requeue: false }).await {
-        Ok(_) => settled(stats),
-        Err(e) => debug!("reject failed: {e}"),
+/// Settles the session channel's deliveries: takes every waiting request and acknowledges the
+/// longest run of finished deliveries from the oldest unsettled one with a single `multiple`
+/// ack; a finished delivery behind one still running (or waiting for its ETA) is acknowledged
+/// on its own at once, so nothing finished waits on a slow task. A multiple ack never covers a
+/// delivery that is not finished: only tags this loop saw delivered and then finished.
+/// Returns when every sender is gone (the session's handlers have ended).
+async fn settle_loop(ch: Channel, shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Settle>) {
+    use std::collections::BTreeSet;
+    let mut outstanding = BTreeSet::new();
+    let mut done = BTreeSet::new();
+    let mut rejects = vec![];
+    let mut batch = Vec::with_capacity(256);
+    while rx.recv_many(&mut batch, 1024).await > 0 {
+        for op in batch.drain(..) {
+            match op {
+                Settle::Delivered(t) => {
+                    outstanding.insert(t);
+                }
+                Settle::Ack(t) => {
+                    done.insert(t);
+                }
+                Settle::Reject { tag, requeue } => {
+                    outstanding.remove(&tag);
+                    rejects.push((tag, requeue));
+                }
+            }
+        }
+        for (tag, requeue) in rejects.drain(..) {
+            match ch.basic_reject(tag, BasicRejectOptions { requeue }).await {
+                Ok(_) => settled(&shared.stats, 1),
+                Err(e) => debug!("reject failed (the channel is gone; the broker will redeliver): {e}"),
+            }
+        }
+        // The run of finished deliveries from the oldest unsettled one.
+        let mut upto = None;
+        let mut n = 0;
+        for t in &outstanding {
+            if !done.contains(t) {
+                break;
+            }
+            upto = Some(*t);
+            n += 1;
+        }
+        if let Some(last) = upto {
+            match ch.basic_ack(last, BasicAckOptions { multiple: n > 1 }).await {
+                Ok(_) => settled(&shared.stats, n),
+                Err(e) => debug!("ack failed (the channel is gone; the broker will redeliver): {e}"),
+            }
+            outstanding = outstanding.split_off(&(last + 1));
+            done = done.split_off(&(last + 1));
+        }
+        // Finished behind an unfinished one: each on its own.
+        for t in std::mem::take(&mut done) {
+            outstanding.remove(&t);
+            match ch.basic_ack(t, BasicAckOptions { multiple: false }).await {
+                Ok(_) => settled(&shared.stats, 1),
+                Err(e) => debug!("ack failed (the channel is gone; the broker will redeliver): {e}"),
+            }
+        }
     }
 }
 
