@@ -257,7 +257,7 @@ pub async fn resolve(client: &kube::Client, namespace: &str, target: &Target) ->
         .list(&ListParams::default().labels(&labels.join(",")))
         .await
         .map_err(|e| format!("cannot list the pods of {}: {}", target.service, crate::redact::error_chain(&e)))?;
-    let mut ready: Vec<Pod> = list.items.into_iter().filter(pod_ready).collect();
+    let mut ready: Vec<Pod> = list.items.into_iter().filter(crate::pods::serving).collect();
     ready.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let pod = ready.into_iter().next().ok_or_else(|| format!("no Ready pod behind service {} yet", target.service))?;
     let port = match sport.target_port {
@@ -274,11 +274,6 @@ pub async fn resolve(client: &kube::Client, namespace: &str, target: &Target) ->
             .ok_or_else(|| format!("no container port named {name:?} in the pods of {}", target.service))?,
     };
     Ok(Endpoint { pod: pod.metadata.name.unwrap_or_default(), uid: pod.metadata.uid.unwrap_or_default(), port })
-}
-
-fn pod_ready(p: &Pod) -> bool {
-    p.metadata.deletion_timestamp.is_none()
-        && p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// The delay before retry `n` (from 0) after an outage: 0.25 s, 0.5 s, 1 s, 2 s, then 4 s.

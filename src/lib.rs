@@ -8,6 +8,7 @@ pub mod files;
 pub mod forward;
 pub mod lessons;
 pub mod logging;
+pub mod pods;
 pub mod probes;
 pub mod redact;
 pub mod sandbox;

@@ -134,6 +134,9 @@ fn big_ints_and_kombu_types_on_both_workers() {
     expect("bytes", "bytes", "b'mqlab'");
     expect("binary", "bytes", "b'\\xff\\x00\\xfe'");
     expect("concat", "bytes", "b'ab\\xff'");
+    expect("decimal_sum", "Decimal", "Decimal('3.30')");
+    expect("decimal_int", "Decimal", "Decimal('101')");
+    expect("decimal_precision", "Decimal", "Decimal('2.000000000000000000000000000')");
     assert_eq!(mqlab, python, "every value the same on both workers");
 }
 

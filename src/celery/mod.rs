@@ -6,6 +6,7 @@ pub mod client;
 pub mod events;
 pub mod pidbox;
 pub mod protocol;
+pub mod pydecimal;
 pub mod pyjson;
 pub mod pyrepr;
 pub mod tasks;

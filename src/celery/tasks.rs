@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::protocol::py_type_name;
-use super::pyjson;
 use super::pyrepr;
+use super::{pydecimal, pyjson};
 use num_bigint::BigInt;
 
 /// An exception raised by a task, in the shape Celery stores it.
@@ -330,12 +330,30 @@ pub fn py_add(x: &Value, y: &Value) -> Result<Value, TaskError> {
                 Ok(pyjson::bytes_value(a))
             }
             (Some(_), None) => Err(TaskError::new("TypeError", format!("can't concat {} to bytes", py_type_name(y)))),
-            _ => match (num(x), num(y)) {
-                (Some(Num::Int(a)), Some(Num::Int(b))) => Ok(pyjson::int_value(a + b)),
-                (Some(a), Some(b)) => Ok(json!(to_f64(a)? + to_f64(b)?)),
-                _ => Err(unsupported("+", x, y)),
+            _ => match (decimal_operand(x), decimal_operand(y)) {
+                // Decimal + Decimal, Decimal + int (either side): a Decimal, exact.
+                (Some((a, da)), Some((b, db))) if da || db => match pydecimal::add(&a, &b) {
+                    Ok(sum) => Ok(json!({"__type__": "decimal", "__value__": sum})),
+                    Err((exc, message)) => {
+                        let (module, name) = exc.split_once('.').unwrap_or(("builtins", exc));
+                        Err(TaskError::new(name, message).in_module(module))
+                    }
+                },
+                _ => match (num(x), num(y)) {
+                    (Some(Num::Int(a)), Some(Num::Int(b))) => Ok(pyjson::int_value(a + b)),
+                    (Some(a), Some(b)) => Ok(json!(to_f64(a)? + to_f64(b)?)),
+                    _ => Err(unsupported("+", x, y)),
+                },
             },
         },
+    }
+}
+
+/// An operand of Decimal arithmetic as decimal text: a kombu `decimal` (true) or an int (false).
+fn decimal_operand(v: &Value) -> Option<(String, bool)> {
+    match pyjson::envelope(v) {
+        Some(("decimal", Value::String(s))) => Some((s.clone(), true)),
+        _ => pyjson::as_int(v).map(|i| (i.to_string(), false)),
     }
 }
 
@@ -402,6 +420,13 @@ mod tests {
         assert_eq!(msg(run("tasks.add", vec![bytes("ab"), json!(1)], json!({}))), "TypeError: can't concat int to bytes");
         let b64 = json!({"__type__": "base64", "__value__": "/w=="});
         assert_eq!(run("tasks.add", vec![bytes("ab"), b64], json!({})).unwrap(), json!({"__type__": "base64", "__value__": "YWL/"}));
+        let dec = |s: &str| json!({"__type__": "decimal", "__value__": s});
+        assert_eq!(run("tasks.add", vec![dec("1.10"), dec("2.2")], json!({})).unwrap(), dec("3.30"));
+        assert_eq!(run("tasks.add", vec![json!(1), dec("1.10")], json!({})).unwrap(), dec("2.10"));
+        assert_eq!(
+            msg(run("tasks.add", vec![dec("1.10"), json!(0.5)], json!({}))),
+            "TypeError: unsupported operand type(s) for +: 'decimal.Decimal' and 'float'"
+        );
         let when = json!({"__type__": "datetime", "__value__": "2026-01-01T00:00:00"});
         assert_eq!(run("tasks.echo", vec![when.clone()], json!({})).unwrap(), when);
         assert_eq!(

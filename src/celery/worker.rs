@@ -1493,9 +1493,8 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
     *shared.totals.lock().unwrap().entry(msg.task.clone()).or_insert(0) += 1;
 }
 
-/// Stores a result, retrying while Redis is away so that (with late acks) the message is acked
-/// only once its result is safe. One log line when Redis goes away and one when it is back.
-/// Stores a result through the ordered writer and waits until it is stored (or given up).
+/// Stores a result through the ordered writer and waits until it is stored (or given up): with
+/// late acks the message is acknowledged only once its result is safe.
 async fn store(shared: &Shared, meta: ResultMeta) {
     let Some(w) = &shared.writer else { return };
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -1523,12 +1522,24 @@ struct WriteJob {
 /// per outage). A result Redis refuses for good (a key of another type, a refused login, a bad
 /// expiry) is given up with a clear line, and its slot is free.
 async fn write_loop(backend: ResultBackend, events: Emitter, down: Arc<AtomicBool>, mut rx: mpsc::UnboundedReceiver<WriteJob>) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
+    let drain = |rx: &mut mpsc::UnboundedReceiver<WriteJob>, batch: &mut Vec<WriteJob>| {
         while batch.len() < 512 {
             match rx.try_recv() {
                 Ok(j) => batch.push(j),
                 Err(_) => break,
+            }
+        }
+    };
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        drain(&mut rx, &mut batch);
+        // A STARTED is queued as its task begins, and a quick task ends microseconds later: a
+        // moment's yield lets its SUCCESS join this round trip (in order, after the STARTED)
+        // instead of costing a second one.
+        if batch.len() < 512 && batch.iter().any(|j| j.meta.status == TaskState::Started) {
+            for _ in 0..2 {
+                tokio::task::yield_now().await;
+                drain(&mut rx, &mut batch);
             }
         }
         let metas: Vec<ResultMeta> = batch.iter().map(|j| j.meta.clone()).collect();

@@ -349,8 +349,7 @@ pub fn pod_verdict(pod: &Pod) -> PodVerdict {
             }
         }
     }
-    let ready = status.conditions.as_ref().and_then(|cs| cs.iter().find(|c| c.type_ == "Ready")).is_some_and(|c| c.status == "True");
-    if phase == "Running" && ready {
+    if phase == "Running" && crate::pods::ready_condition(pod) {
         return PodVerdict::Ready { restarts };
     }
     let detail = status

@@ -240,6 +240,13 @@ pub struct ShellRun {
 
 pub use crate::lessons::run::ShellDone;
 
+impl App {
+    /// A lesson command is running (started, not yet ended).
+    pub fn shell_running(&self) -> bool {
+        self.shell.as_ref().is_some_and(|s| s.done.is_none())
+    }
+}
+
 /// Lines of a command's output kept on screen.
 pub const SHELL_LINES: usize = 5000;
 

@@ -420,7 +420,7 @@ impl App {
                 }
                 KeyCode::Enter => {
                     let Some(c) = cmds.get(*selected).cloned() else { return vec![] };
-                    if self.shell.as_ref().is_some_and(|s| s.done.is_none()) {
+                    if self.shell_running() {
                         self.status = Some("a command is still running: ! shows it, c there cancels it".into());
                         return vec![];
                     }
@@ -438,7 +438,7 @@ impl App {
                 _ => {}
             },
             Modal::Output { scroll, follow } => {
-                let running = self.shell.as_ref().is_some_and(|s| s.done.is_none());
+                let running = self.shell.as_ref().is_some_and(|s| s.done.is_none()); // (fields: `top` borrows the modals)
                 match k.code {
                     KeyCode::Char('c') if running => {
                         self.status = Some("cancelling…".into());
@@ -620,7 +620,7 @@ impl App {
                 return vec![Command::Init(dir)];
             }
             Action::RunCommand => {
-                if self.shell.as_ref().is_some_and(|s| s.done.is_none()) {
+                if self.shell_running() {
                     self.modals.push(Modal::Output { scroll: 0, follow: true });
                     return vec![];
                 }

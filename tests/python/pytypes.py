@@ -22,6 +22,9 @@ cases = {
     "bytes": echo_task.delay(b"mqlab"),
     "binary": echo_task.delay(b"\xff\x00\xfe"),
     "concat": add_task.delay(b"ab", b"\xff"),
+    "decimal_sum": add_task.delay(decimal.Decimal("1.10"), decimal.Decimal("2.2")),
+    "decimal_int": add_task.delay(decimal.Decimal("1E+2"), 1),
+    "decimal_precision": add_task.delay(decimal.Decimal("1.0000000000000000000000000001"), 1),
     "nested": echo_task.delay({"when": [datetime.date(2026, 1, 1)], "n": 10**30}),
 }
 out = {}
