@@ -422,6 +422,25 @@ fn chords_across_both_workers() {
     }
 }
 
+/// A chord whose header task is revoked before it runs: the same on both workers (the client's
+/// `.get()` raises TaskRevokedError, the body is never sent and stays PENDING).
+#[test]
+fn a_chord_with_a_revoked_header_task_on_both_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = serde_json::json!({"raised": "TaskRevokedError", "body": "PENDING", "header": ["SUCCESS", "REVOKED"]});
+    let q = common::queue("chordrev-py");
+    let node = format!("pycr-{}@{}", &q[q.len() - 8..], mqlab::celery::protocol::hostname());
+    let py = python_worker(&q, &node, &dir.path().join("py.log"));
+    let python = run_script("chord_revoked.py", &q, &[&q]);
+    drop(py);
+    let q2 = common::queue("chordrev-mq");
+    let node = format!("mqcr-{}@{}", &q2[q2.len() - 8..], mqlab::celery::protocol::hostname());
+    let _w = common::start_worker(dir.path(), &q2, &["-n", &node, "-c", "2"], &dir.path().join("mq.log"));
+    let mqlab = run_script("chord_revoked.py", &q2, &[&q2]);
+    assert_eq!(python, expected, "Python Celery");
+    assert_eq!(mqlab, expected, "mqlab");
+}
+
 /// The stored result of linked tasks, byte for byte in shape (ids and dates by role): children of
 /// a task with a callback or a next chain task, parent_id of a chain's second task, group_id of a
 /// group member, keys in Celery's order.
