@@ -10,10 +10,12 @@
 //!    worker at its defaults.
 //! 3. Memory: mqlab's worker RSS (and peak) after 100,000 tasks at its defaults.
 //!
-//!     cargo bench --bench throughput
-//!     MQLAB_BENCH_N=2000 MQLAB_BENCH_ROUNDS=1 cargo bench --bench throughput   # quicker
-//!     MQLAB_BENCH_EVENTS=off|on|both (default both), MQLAB_BENCH_LATENCY_N (200),
-//!     MQLAB_BENCH_RSS_N (100000; 0 skips), MQLAB_BENCH_ONLY=mqlab (skip Python)
+//! ```text
+//! cargo bench --bench throughput
+//! MQLAB_BENCH_N=2000 MQLAB_BENCH_ROUNDS=1 cargo bench --bench throughput   # quicker
+//! MQLAB_BENCH_EVENTS=off|on|both (default both), MQLAB_BENCH_LATENCY_N (200),
+//! MQLAB_BENCH_RSS_N (100000; 0 skips), MQLAB_BENCH_ONLY=mqlab (skip Python)
+//! ```
 //!
 //! Needs RabbitMQ (guest/guest on 127.0.0.1:5672), Redis (127.0.0.1:6379) and the venv of
 //! `.ci/run` (`.venv` with celery[redis]).

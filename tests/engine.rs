@@ -518,9 +518,10 @@ async fn revoked_ids_survive_a_restart_with_a_state_file() {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let w = worker::spawn(o, Some(tx));
         loop {
-            match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.expect("worker ready").unwrap() {
-                WorkerEvent::Ready { .. } => return w,
-                _ => {}
+            if let WorkerEvent::Ready { .. } =
+                tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.expect("worker ready").unwrap()
+            {
+                return w;
             }
         }
     };

@@ -730,8 +730,11 @@ fn unavailable(f: &mut Frame, area: Rect, block: Block<'static>, text: &'static 
     f.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }).style(Style::default().fg(Color::Red)).block(block), area);
 }
 
+/// One line of a chart: its legend, colour and points (seconds, value).
+type Series = (&'static str, Color, Vec<(f64, f64)>);
+
 /// Lines over time, from `x0` to `now` seconds, y from 0 to at least `min_top`, with a legend.
-fn line_chart<'a>(block: Block<'a>, lines: &'a [(&'static str, Color, Vec<(f64, f64)>)], x0: f64, now: f64, min_top: f64) -> Chart<'a> {
+fn line_chart<'a>(block: Block<'a>, lines: &'a [Series], x0: f64, now: f64, min_top: f64) -> Chart<'a> {
     let ymax = lines.iter().flat_map(|l| l.2.iter()).map(|p| p.1).fold(min_top, f64::max).ceil();
     let marks = [symbols::Marker::Braille, symbols::Marker::Dot, symbols::Marker::Block];
     let datasets = lines

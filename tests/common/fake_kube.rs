@@ -284,6 +284,7 @@ fn namespaces(s: Scenario) -> Vec<Value> {
     v
 }
 
+#[allow(clippy::too_many_arguments)] // a pod's fields, named at each call in the scenarios
 fn pod(name: &str, app: &str, component: Option<&str>, image: &str, state: Value, ready: bool, restarts: i32, phase: &str) -> Value {
     let mut labels = json!({"app.kubernetes.io/instance": app, "app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/name": app,
         "app.kubernetes.io/version": if app == "rabbitmq" { "4.1.3" } else { "8.2.1" }, "helm.sh/chart": if app == "rabbitmq" { "rabbitmq-16.0.16" } else { "redis-22.0.7" },
@@ -488,6 +489,7 @@ async fn port_forward(mut sock: tokio::net::TcpStream, s: Scenario, head: &str, 
         while let Some(Ok(m)) = rx.next().await {
             match m {
                 Message::Binary(b) if b.len() > 1 && b[0] == 0 => {
+                    #[allow(clippy::collapsible_match)] // the write is awaited: it cannot be a guard
                     if uw.write_all(&b[1..]).await.is_err() {
                         break;
                     }
