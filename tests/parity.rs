@@ -47,23 +47,32 @@ fn assert_revoke_outcomes(who: &str, v: &Value) {
 
 #[test]
 fn revoke_every_form_on_both_workers() {
-    // Python Celery's worker.
-    let q = common::queue("revoke-py");
-    let dir = tempfile::tempdir().unwrap();
-    let node = format!("py-{}@{}", &q[q.len() - 8..], mqlab::celery::protocol::hostname());
-    let py = python_worker(&q, &node, &dir.path().join("py.log"));
-    let python = run_script("revoke.py", &q, &[&node]);
-    drop(py);
+    let (python, mqlab) = on_both_workers("revoke", "revoke.py", &|_, node| vec![node.to_string()]);
     assert_revoke_outcomes("Python Celery", &python);
-
-    // mqlab's worker, the same script.
-    let q = common::queue("revoke-mq");
-    let node = format!("mq-{}@{}", &q[q.len() - 8..], mqlab::celery::protocol::hostname());
-    let log = dir.path().join("mq.log");
-    let _w = common::start_worker(dir.path(), &q, &["-n", &node, "-c", "2"], &log);
-    let mqlab = run_script("revoke.py", &q, &[&node]);
     assert_revoke_outcomes("mqlab", &mqlab);
     println!("revoke, Python Celery: {python}\nrevoke, mqlab: {mqlab}");
+}
+
+/// Runs a Python client `script` against a Python Celery worker, then against mqlab's worker
+/// (`-c 2`), each on a queue and with a node name of its own, and returns both outputs. `args`
+/// gives the script's arguments from the queue and the node name.
+fn on_both_workers(tag: &str, script: &str, args: &dyn Fn(&str, &str) -> Vec<String>) -> (Value, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut outputs = vec![];
+    for who in ["py", "mq"] {
+        let q = common::queue(&format!("{tag}-{who}"));
+        let node = format!("{who}{tag}-{}@{}", &q[q.len() - 8..], mqlab::celery::protocol::hostname());
+        let log = dir.path().join(format!("{who}.log"));
+        let _worker = if who == "py" {
+            python_worker(&q, &node, &log)
+        } else {
+            common::start_worker(dir.path(), &q, &["-n", &node, "-c", "2"], &log)
+        };
+        let a = args(&q, &node);
+        outputs.push(run_script(script, &q, &a.iter().map(String::as_str).collect::<Vec<_>>()));
+    }
+    let mqlab = outputs.pop().unwrap();
+    (outputs.pop().unwrap(), mqlab)
 }
 
 fn run_script(script: &str, q: &str, args: &[&str]) -> Value {
@@ -85,19 +94,11 @@ fn run_script_env(script: &str, q: &str, args: &[&str], env: &[(&str, &str)]) ->
     serde_json::from_slice(String::from_utf8_lossy(&out.stdout).lines().last().unwrap().as_bytes()).unwrap()
 }
 
-/// Compressed task bodies (zlib, gzip, bzip2, lzma), as Celery's task_compression sends them:
+/// Compressed task bodies (zlib, gzip, bzip2, lzma, brotli, zstd), as Celery's task_compression sends them:
 /// the same outcomes on both workers.
 #[test]
 fn compressed_messages_on_both_workers() {
-    let dir = tempfile::tempdir().unwrap();
-    let q = common::queue("zip-py");
-    let node = format!("pyz-{}@{}", &q[q.len() - 8..], mqlab::celery::protocol::hostname());
-    let py = python_worker(&q, &node, &dir.path().join("py.log"));
-    let python = run_script("compressed.py", &q, &[]);
-    drop(py);
-    let q = common::queue("zip-mq");
-    let _w = common::start_worker(dir.path(), &q, &["-c", "2"], &dir.path().join("mq.log"));
-    let mqlab = run_script("compressed.py", &q, &[]);
+    let (python, mqlab) = on_both_workers("zip", "compressed.py", &|_, _| vec![]);
     for m in ["zlib", "gzip", "bzip2", "lzma", "brotli", "zstd"] {
         assert_eq!(python[m], serde_json::json!({"result": 42, "state": "SUCCESS"}), "Python Celery, {m}: {python}");
         assert_eq!(mqlab[m], python[m], "mqlab, {m}: {mqlab}");
@@ -108,15 +109,7 @@ fn compressed_messages_on_both_workers() {
 /// bytes) go through each worker and come back as the same Python objects.
 #[test]
 fn big_ints_and_kombu_types_on_both_workers() {
-    let dir = tempfile::tempdir().unwrap();
-    let q = common::queue("types-py");
-    let node = format!("pyt-{}@{}", &q[q.len() - 8..], mqlab::celery::protocol::hostname());
-    let py = python_worker(&q, &node, &dir.path().join("py.log"));
-    let python = run_script("pytypes.py", &q, &[]);
-    drop(py);
-    let q = common::queue("types-mq");
-    let _w = common::start_worker(dir.path(), &q, &["-c", "2"], &dir.path().join("mq.log"));
-    let mqlab = run_script("pytypes.py", &q, &[]);
+    let (python, mqlab) = on_both_workers("types", "pytypes.py", &|_, _| vec![]);
     let expect = |name: &str, ty: &str, repr: &str| {
         let want = serde_json::json!({"state": "SUCCESS", "type": ty, "repr": repr});
         assert_eq!(python[name], want, "Python Celery, {name}: {python}");
@@ -426,17 +419,8 @@ fn chords_across_both_workers() {
 /// `.get()` raises TaskRevokedError, the body is never sent and stays PENDING).
 #[test]
 fn a_chord_with_a_revoked_header_task_on_both_workers() {
-    let dir = tempfile::tempdir().unwrap();
     let expected = serde_json::json!({"raised": "TaskRevokedError", "body": "PENDING", "header": ["SUCCESS", "REVOKED"]});
-    let q = common::queue("chordrev-py");
-    let node = format!("pycr-{}@{}", &q[q.len() - 8..], mqlab::celery::protocol::hostname());
-    let py = python_worker(&q, &node, &dir.path().join("py.log"));
-    let python = run_script("chord_revoked.py", &q, &[&q]);
-    drop(py);
-    let q2 = common::queue("chordrev-mq");
-    let node = format!("mqcr-{}@{}", &q2[q2.len() - 8..], mqlab::celery::protocol::hostname());
-    let _w = common::start_worker(dir.path(), &q2, &["-n", &node, "-c", "2"], &dir.path().join("mq.log"));
-    let mqlab = run_script("chord_revoked.py", &q2, &[&q2]);
+    let (python, mqlab) = on_both_workers("chordrev", "chord_revoked.py", &|q, _| vec![q.to_string()]);
     assert_eq!(python, expected, "Python Celery");
     assert_eq!(mqlab, expected, "mqlab");
 }
