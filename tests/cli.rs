@@ -164,3 +164,42 @@ fn export_writes_charts_from_recorded_experiments() {
         assert!(md.contains(&format!("]({file})")), "LEARNINGS.md links {file}");
     }
 }
+
+/// `cargo package` carries every file the binary embeds (lessons, the learner's Python project),
+/// so a build from the published crate has them.
+#[test]
+fn the_package_holds_what_the_binary_embeds() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut embedded = vec![];
+    let mut dirs = vec![root.join("src")];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            for (i, _) in text.match_indices("include_str!(\"") {
+                let rel = &text[i + 14..];
+                let rel = &rel[..rel.find('"').unwrap()];
+                let full = p.parent().unwrap().join(rel).canonicalize().unwrap();
+                embedded.push(full.strip_prefix(root).unwrap().to_string_lossy().to_string());
+            }
+        }
+    }
+    assert!(embedded.len() >= 15, "the lessons and the Python project are embedded: {embedded:?}");
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["package", "--list", "--allow-dirty", "--offline"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    for f in &embedded {
+        assert!(listed.contains(f), "{f} is embedded but not packaged");
+    }
+    for picture in ["assets/screens/lesson.svg", "assets/screens/burst.svg"] {
+        assert!(listed.iter().any(|l| l == picture), "the README's pictures are packaged: {picture}");
+    }
+}

@@ -63,13 +63,15 @@ fn on_both_workers(tag: &str, script: &str, args: &dyn Fn(&str, &str) -> Vec<Str
         let q = common::queue(&format!("{tag}-{who}"));
         let node = format!("{who}{tag}-{}@{}", &q[q.len() - 8..], mqlab::celery::protocol::hostname());
         let log = dir.path().join(format!("{who}.log"));
-        let _worker = if who == "py" {
+        let worker = if who == "py" {
             python_worker(&q, &node, &log)
         } else {
             common::start_worker(dir.path(), &q, &["-n", &node, "-c", "2"], &log)
         };
         let a = args(&q, &node);
         outputs.push(run_script(script, &q, &a.iter().map(String::as_str).collect::<Vec<_>>()));
+        drop(worker);
+        tokio::runtime::Runtime::new().unwrap().block_on(common::cleanup(&q));
     }
     let mqlab = outputs.pop().unwrap();
     (outputs.pop().unwrap(), mqlab)
@@ -257,6 +259,10 @@ fn configured_priority_queues_on_both_workers() {
     drop(py3);
     let text = std::fs::read_to_string(dir.path().join("py3.log")).unwrap();
     assert!(!text.contains("PRECONDITION_FAILED"), "Celery finds the queue equivalent: {text}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for q in [&q, &q2, &q3] {
+        rt.block_on(common::cleanup(q));
+    }
 }
 
 /// Tasks waiting for their ETA: an expiry within the wait revokes them, and `inspect
