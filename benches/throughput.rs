@@ -45,9 +45,7 @@ fn root() -> PathBuf {
 
 fn mqlab_bin() -> PathBuf {
     // Built by `cargo bench` alongside this bench (same profile).
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    dir.join("mqlab")
+    PathBuf::from(env!("CARGO_BIN_EXE_mqlab"))
 }
 
 struct Run {

@@ -244,7 +244,14 @@ pub struct ResultBackend {
 impl ResultBackend {
     /// Connects to `redis://host:port/db`. `expires` is `result_expires` in seconds (0 = never).
     pub async fn connect(url: &str, expires: u64) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url).with_context(|| "invalid Redis URL".to_string())?;
+        use redis::IntoConnectionInfo;
+        // TCP_NODELAY (redis-rs leaves Nagle on): a result's write must not wait for the ack of
+        // the one before it.
+        let info = url
+            .into_connection_info()
+            .with_context(|| "invalid Redis URL".to_string())?
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info).with_context(|| "invalid Redis URL".to_string())?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(3)))
             .set_response_timeout(Some(Duration::from_secs(5)))
