@@ -180,7 +180,13 @@ impl Config {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         check_url("broker", &self.broker_url, &["amqp", "amqps", "pyamqp"])?;
-        check_url("result backend", &self.result_backend, &["redis", "rediss"])?;
+        if self.result_backend.starts_with("rediss:") {
+            bail!(
+                "invalid result backend URL {:?}: rediss:// (Redis over TLS) is not supported; give a redis:// URL (a port-forward or localhost needs no TLS)",
+                mask_url(&self.result_backend)
+            );
+        }
+        check_url("result backend", &self.result_backend, &["redis"])?;
         check_url("management", &self.management_url, &["http", "https"])?;
         if self.result_expires > MAX_RESULT_EXPIRES {
             bail!("result_expires must be at most {MAX_RESULT_EXPIRES} seconds (10 years), got {}", self.result_expires);
@@ -335,6 +341,9 @@ mod tests {
         let over = Overrides { result_backend: Some("mongodb://x".into()), ..Default::default() };
         let e = Config::load_with(&over, &env_of(&[("MQLAB_CONFIG", "/nonexistent")])).unwrap_err().to_string();
         assert!(e.contains("result backend") && e.contains("redis"), "{e}");
+        let over = Overrides { result_backend: Some("rediss://:pw-secret@redis.example:6380/0".into()), ..Default::default() };
+        let e = Config::load_with(&over, &env_of(&[("MQLAB_CONFIG", "/nonexistent")])).unwrap_err().to_string();
+        assert!(e.contains("not supported") && e.contains("redis://") && !e.contains("pw-secret"), "{e}");
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
         std::fs::write(&file, "brokr = 1\n").unwrap();
