@@ -57,6 +57,17 @@ fn revoke_every_form_on_both_workers() {
 /// (`-c 2`), each on a queue and with a node name of its own, and returns both outputs. `args`
 /// gives the script's arguments from the queue and the node name.
 fn on_both_workers(tag: &str, script: &str, args: &dyn Fn(&str, &str) -> Vec<String>) -> (Value, Value) {
+    on_both_workers_with(tag, script, args, &[], &[])
+}
+
+/// `on_both_workers` with environment for the Python worker and flags for mqlab's.
+fn on_both_workers_with(
+    tag: &str,
+    script: &str,
+    args: &dyn Fn(&str, &str) -> Vec<String>,
+    py_env: &[(&str, &str)],
+    mq_flags: &[&str],
+) -> (Value, Value) {
     let dir = tempfile::tempdir().unwrap();
     let mut outputs = vec![];
     for who in ["py", "mq"] {
@@ -64,9 +75,10 @@ fn on_both_workers(tag: &str, script: &str, args: &dyn Fn(&str, &str) -> Vec<Str
         let node = format!("{who}{tag}-{}@{}", &q[q.len() - 8..], mqlab::celery::protocol::hostname());
         let log = dir.path().join(format!("{who}.log"));
         let worker = if who == "py" {
-            python_worker(&q, &node, &log)
+            python_worker_env(&q, &node, &log, &[], py_env)
         } else {
-            common::start_worker(dir.path(), &q, &["-n", &node, "-c", "2"], &log)
+            let flags: Vec<&str> = ["-n", node.as_str(), "-c", "2"].into_iter().chain(mq_flags.iter().copied()).collect();
+            common::start_worker(dir.path(), &q, &flags, &log)
         };
         let a = args(&q, &node);
         outputs.push(run_script(script, &q, &a.iter().map(String::as_str).collect::<Vec<_>>()));
@@ -436,21 +448,7 @@ fn a_chord_with_a_revoked_header_task_on_both_workers() {
 /// group member, keys in Celery's order.
 #[test]
 fn stored_results_of_linked_tasks_match_celery() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut results = vec![];
-    for who in ["py", "mq"] {
-        let q = common::queue(&format!("links-{who}"));
-        let node = format!("{who}l-{}@{}", &q[q.len() - 8..], mqlab::celery::protocol::hostname());
-        let log = dir.path().join(format!("{who}.log"));
-        let _w = if who == "py" {
-            python_worker(&q, &node, &log)
-        } else {
-            common::start_worker(dir.path(), &q, &["-n", &node, "-c", "2"], &log)
-        };
-        results.push(run_script("links.py", &q, &[]));
-        tokio::runtime::Runtime::new().unwrap().block_on(common::cleanup(&q));
-    }
-    let (python, mqlab) = (&results[0], &results[1]);
+    let (python, mqlab) = on_both_workers("links", "links.py", &|_, _| vec![]);
     println!("linked results, Python Celery: {python}\nmqlab: {mqlab}");
     assert_eq!(python["linked"]["meta"]["children"], serde_json::json!([[["<callback>", null], null]]), "{python}");
     assert_eq!(python["chain_second"]["meta"]["parent_id"], "<parent>", "{python}");
@@ -461,21 +459,13 @@ fn stored_results_of_linked_tasks_match_celery() {
 /// args, kwargs, worker, retries, queue, in Celery's key order).
 #[test]
 fn result_extended_on_both_workers() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut results = vec![];
-    for who in ["py", "mq"] {
-        let q = common::queue(&format!("ext-{who}"));
-        let node = format!("{who}x-{}@{}", &q[q.len() - 8..], mqlab::celery::protocol::hostname());
-        let log = dir.path().join(format!("{who}.log"));
-        let _w = if who == "py" {
-            python_worker_env(&q, &node, &log, &[], &[("MQLAB_TEST_RESULT_EXTENDED", "1")])
-        } else {
-            common::start_worker(dir.path(), &q, &["-n", &node, "-c", "2", "--result-extended"], &log)
-        };
-        results.push(run_script("extended.py", &q, &[&node, &q]));
-        tokio::runtime::Runtime::new().unwrap().block_on(common::cleanup(&q));
-    }
-    let (python, mqlab) = (&results[0], &results[1]);
+    let (python, mqlab) = on_both_workers_with(
+        "ext",
+        "extended.py",
+        &|q, node| vec![node.to_string(), q.to_string()],
+        &[("MQLAB_TEST_RESULT_EXTENDED", "1")],
+        &["--result-extended"],
+    );
     println!("result_extended, Python Celery: {python}\nmqlab: {mqlab}");
     assert_eq!(python["success"]["meta"]["name"], "tasks.add", "{python}");
     assert_eq!(python["success"]["meta"]["worker"], "<worker>", "{python}");
@@ -486,15 +476,7 @@ fn result_extended_on_both_workers() {
 /// is FAILURE too: the same on both workers.
 #[test]
 fn errbacks_and_failed_chains_on_both_workers() {
-    let dir = tempfile::tempdir().unwrap();
-    let q = common::queue("eb-py");
-    let node = format!("pyb-{}@{}", &q[q.len() - 8..], mqlab::celery::protocol::hostname());
-    let py = python_worker(&q, &node, &dir.path().join("py.log"));
-    let python = run_script("canvas_failure.py", &q, &[]);
-    drop(py);
-    let q2 = common::queue("eb-mq");
-    let _w = common::start_worker(dir.path(), &q2, &["-c", "2"], &dir.path().join("mq.log"));
-    let mqlab = run_script("canvas_failure.py", &q2, &[]);
+    let (python, mqlab) = on_both_workers("eb", "canvas_failure.py", &|_, _| vec![]);
     assert_eq!(
         python,
         serde_json::json!({"errback_got_failed_id": true, "chain_states": ["FAILURE", "FAILURE"], "second_raises": "ZeroDivisionError"})
