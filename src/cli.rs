@@ -365,10 +365,7 @@ async fn run_worker(cfg: &Config, args: WorkerArgs) -> anyhow::Result<i32> {
     opts.statedb = args.statedb.clone();
     opts.result_extended = args.result_extended;
     opts.result_expires = cfg.result_expires;
-    opts.queue_args = cfg.queue_args();
-    if let Some(p) = args.max_priority {
-        opts.queue_args.max_priority = Some(p);
-    }
+    opts.queue_args = cfg.queue_args(args.max_priority);
     let hello = args.hello_seconds.unwrap_or(cfg.hello_seconds);
     if !(0.0..=3600.0).contains(&hello) {
         anyhow::bail!("--hello-seconds must be between 0 and 3600");
@@ -445,10 +442,7 @@ async fn run_submit(cfg: &Config, args: SubmitArgs) -> anyhow::Result<i32> {
         .collect();
     // The ids are noted in Redis (so checks can tell mqlab's tasks from the learner's); without
     // --wait a Redis that does not answer does not stop the send.
-    let mut queue_args = cfg.queue_args();
-    if let Some(p) = args.max_priority {
-        queue_args.max_priority = Some(p);
-    }
+    let queue_args = cfg.queue_args(args.max_priority);
     let client = match Client::connect_with_args(
         &cfg.broker_url,
         Some(cfg.result_backend.as_str()),

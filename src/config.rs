@@ -200,9 +200,10 @@ impl Config {
         Ok(())
     }
 
-    /// The arguments task queues are declared with.
-    pub fn queue_args(&self) -> crate::celery::broker::QueueArgs {
-        crate::celery::broker::QueueArgs { max_priority: self.queue_max_priority }
+    /// The arguments task queues are declared with: a `--max-priority` flag's value when given,
+    /// else the configured one.
+    pub fn queue_args(&self, max_priority_flag: Option<u8>) -> crate::celery::broker::QueueArgs {
+        crate::celery::broker::QueueArgs { max_priority: max_priority_flag.or(self.queue_max_priority) }
     }
 
     /// Management API base URL without credentials, and the user and password to log in with:

@@ -554,14 +554,9 @@ async fn revoked_ids_survive_a_restart_with_a_state_file() {
     common::cleanup(&q).await;
 }
 
-/// The broker's own count of unacknowledged messages in a queue (`rabbitmqctl list_queues`).
+/// The broker's own count of unacknowledged messages in a queue.
 fn broker_unacked(q: &str) -> Option<u64> {
-    let out = common::rabbitmqctl().args(["list_queues", "-q", "--no-table-headers", "name", "messages_unacknowledged"]).output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    text.lines().find_map(|l| {
-        let mut f = l.split_whitespace();
-        (f.next()? == q).then(|| f.next()?.parse().ok())?
-    })
+    common::queue_counts(q).map(|(_, unacked)| unacked)
 }
 
 /// Acknowledgements go out in batches (`multiple`) but never cover a delivery that is not

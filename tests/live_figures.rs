@@ -18,17 +18,6 @@ use mqlab::tui::App;
 use mqlab::tui::update::Event;
 use serde_json::json;
 
-fn rabbitmqctl(queue: &str) -> Option<(u64, u64)> {
-    let out = common::rabbitmqctl()
-        .args(["list_queues", "-q", "--no-table-headers", "name", "messages_ready", "messages_unacknowledged"])
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f.first() == Some(&queue)).then(|| (f[1].parse().unwrap_or(0), f[2].parse().unwrap_or(0)))
-    })
-}
-
 /// The app's reading, as the runtime makes it: a queue declare for ready and consumers, the
 /// worker's counter for unacked, fed through the update function.
 async fn reading(app: &mut App, ch: &lapin::Channel, q: &str, stats: &mqlab::celery::worker::WorkerStats) -> (u64, u64) {
@@ -80,7 +69,7 @@ async fn the_labs_figures_match_rabbitmqctl_during_a_drain() {
         let before = reading(&mut app, &ch, &q, &handle.stats).await;
         let broker = tokio::task::spawn_blocking({
             let q = q.clone();
-            move || rabbitmqctl(&q)
+            move || common::queue_counts(&q)
         })
         .await
         .unwrap()

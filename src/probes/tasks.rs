@@ -10,11 +10,16 @@ use crate::celery::client::{Client, follow};
 use crate::celery::protocol::{TaskMessage, TaskState};
 
 async fn send_and_wait(p: &Probes, task: &str, args: Vec<Value>) -> Result<(crate::celery::ResultMeta, f64), Outcome> {
-    let client =
-        Client::connect_with_args(&p.cfg.broker_url, Some(&p.cfg.result_backend), &p.cfg.queue, p.cfg.result_expires, &p.cfg.queue_args())
-            .await
-            .map_err(|e| Outcome::fail(format!("{e:#}"), "the broker and Redis must answer first: see amqp.login and redis.ping"))?
-            .log_sent_ids(super::learner::SENT_LOG_KEY);
+    let client = Client::connect_with_args(
+        &p.cfg.broker_url,
+        Some(&p.cfg.result_backend),
+        &p.cfg.queue,
+        p.cfg.result_expires,
+        &p.cfg.queue_args(None),
+    )
+    .await
+    .map_err(|e| Outcome::fail(format!("{e:#}"), "the broker and Redis must answer first: see amqp.login and redis.ping"))?
+    .log_sent_ids(super::learner::SENT_LOG_KEY);
     let msg = TaskMessage::new(task, args, Map::new());
     let mut watcher = client.watch(std::slice::from_ref(&msg)).await.map_err(|e| Outcome::fail(format!("{e:#}"), "see redis.ping"))?;
     let start = std::time::Instant::now();

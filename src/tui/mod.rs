@@ -430,7 +430,7 @@ impl Runtime {
         opts.queue = self.cfg.queue.clone();
         opts.hostname = format!("mqlab-{}@{}", std::process::id(), crate::celery::protocol::hostname());
         opts.result_expires = self.cfg.result_expires;
-        opts.queue_args = self.cfg.queue_args();
+        opts.queue_args = self.cfg.queue_args(None);
         opts.settings.hello_delay = Duration::from_secs_f64(self.cfg.hello_seconds);
         self.tasks.spawn(async move {
             let mut guard = slot.lock().await;
@@ -482,8 +482,9 @@ impl Runtime {
 /// The app's one shared client, connected on first use (it notes the ids it sends).
 async fn connected<'a>(slot: &'a mut Option<Client>, cfg: &Config) -> anyhow::Result<&'a Client> {
     if slot.is_none() {
-        let c = Client::connect_with_args(&cfg.broker_url, Some(&cfg.result_backend), &cfg.queue, cfg.result_expires, &cfg.queue_args())
-            .await?;
+        let c =
+            Client::connect_with_args(&cfg.broker_url, Some(&cfg.result_backend), &cfg.queue, cfg.result_expires, &cfg.queue_args(None))
+                .await?;
         *slot = Some(c.log_sent_ids(crate::probes::learner::SENT_LOG_KEY));
     }
     Ok(slot.as_ref().expect("connected above"))

@@ -81,6 +81,19 @@ pub fn rabbitmqctl() -> Command {
     Command::new("rabbitmqctl")
 }
 
+/// The broker's own counts for a queue, `(ready, unacknowledged)` (`rabbitmqctl list_queues`);
+/// None when it is not listed or a count does not read as a number.
+pub fn queue_counts(queue: &str) -> Option<(u64, u64)> {
+    let out = rabbitmqctl()
+        .args(["list_queues", "-q", "--no-table-headers", "name", "messages_ready", "messages_unacknowledged"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() == 3 && f[0] == queue).then(|| Some((f[1].parse().ok()?, f[2].parse().ok()?)))?
+    })
+}
+
 /// A queue name of its own for one test.
 pub fn queue(test: &str) -> String {
     format!("mqlab-test-{test}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
