@@ -9,12 +9,18 @@
 //! 2. Latency: one `tasks.add` at a time, from publish to its SUCCESS seen, p50 and p99, each
 //!    worker at its defaults.
 //! 3. Memory: mqlab's worker RSS (and peak) after 100,000 tasks at its defaults.
+//! 4. Publishing: `mqlab submit -n 10000` (the binary, its own figure) beside what the broker
+//!    takes from lapin alone: the same Celery messages (every publish sent, then every confirm
+//!    awaited), and the same count of bare persistent messages (no property but the delivery
+//!    mode: what Celery's headers cost the broker), each into a fresh durable queue, rounds
+//!    alternating.
 //!
 //! ```text
 //! cargo bench --bench throughput
 //! MQLAB_BENCH_N=2000 MQLAB_BENCH_ROUNDS=1 cargo bench --bench throughput   # quicker
 //! MQLAB_BENCH_EVENTS=off|on|both (default both), MQLAB_BENCH_LATENCY_N (200),
-//! MQLAB_BENCH_RSS_N (100000; 0 skips), MQLAB_BENCH_ONLY=mqlab (skip Python)
+//! MQLAB_BENCH_RSS_N (100000; 0 skips), MQLAB_BENCH_PUBLISH_N (10000; 0 skips),
+//! MQLAB_BENCH_ONLY=mqlab (skip Python), MQLAB_BENCH_BROKER (an AMQP URL; 5672 by default)
 //! ```
 //!
 //! Needs RabbitMQ (guest/guest on 127.0.0.1:5672), Redis (127.0.0.1:6379) and the venv of
@@ -28,7 +34,13 @@ use mqlab::celery::client::{Client, follow};
 use mqlab::celery::protocol::{TaskMessage, TaskState};
 use serde_json::{Map, json};
 
-const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672//";
+/// The broker: RabbitMQ on 127.0.0.1:5672, or `MQLAB_BENCH_BROKER` (RabbitMQ 4 of `.ci/run`:
+/// `amqp://guest:guest@127.0.0.1:5673//`).
+fn broker() -> &'static str {
+    static URL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| std::env::var("MQLAB_BENCH_BROKER").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672//".into()));
+    URL.as_str()
+}
 const REDIS: &str = "redis://127.0.0.1:6379/10";
 
 struct Killer(Child);
@@ -82,7 +94,19 @@ impl Worker {
         match self {
             Worker::Mqlab(c) => {
                 let mut cmd = Command::new(mqlab_bin());
-                cmd.args(["--broker", BROKER, "--result-backend", REDIS, "worker", "-Q", q, "-l", "warning", "-n", &format!("bench-{q}")]);
+                cmd.args([
+                    "--broker",
+                    broker(),
+                    "--result-backend",
+                    REDIS,
+                    "worker",
+                    "-Q",
+                    q,
+                    "-l",
+                    "warning",
+                    "-n",
+                    &format!("bench-{q}"),
+                ]);
                 cmd.arg(if events { "--events" } else { "--no-events" });
                 if let Some(c) = c {
                     cmd.args(["-c", &c.to_string()]);
@@ -112,7 +136,7 @@ impl Worker {
                     cmd.arg("-E");
                 }
                 cmd.current_dir(root().join("tests/python"))
-                    .env("CELERY_BROKER_URL", BROKER)
+                    .env("CELERY_BROKER_URL", broker())
                     .env("CELERY_RESULT_BACKEND", REDIS)
                     .env("MQLAB_TEST_QUEUE", q)
                     .stdout(Stdio::null())
@@ -129,7 +153,7 @@ fn fresh_queue() -> String {
 }
 
 async fn drop_queue(queue: &str) {
-    let conn = lapin::Connection::connect(BROKER, Default::default()).await.unwrap();
+    let conn = lapin::Connection::connect(broker(), Default::default()).await.unwrap();
     let ch = conn.create_channel().await.unwrap();
     let _ = ch.queue_delete(queue.into(), Default::default()).await;
     let _ = ch.exchange_delete(queue.into(), Default::default()).await;
@@ -138,7 +162,7 @@ async fn drop_queue(queue: &str) {
 
 async fn measure(worker: &Worker, events: bool, n: usize) -> Run {
     let queue = fresh_queue();
-    let client = Client::connect(BROKER, Some(REDIS), &queue, 3600).await.expect("broker and Redis must be running");
+    let client = Client::connect(broker(), Some(REDIS), &queue, 3600).await.expect("broker and Redis must be running");
     let msgs: Vec<TaskMessage> = (0..n).map(|i| TaskMessage::new("tasks.add", vec![json!(i), json!(i)], Map::new())).collect();
     let mut watcher = client.watch(&msgs).await.unwrap();
     client.publish(&msgs).await.unwrap();
@@ -167,7 +191,7 @@ async fn measure(worker: &Worker, events: bool, n: usize) -> Run {
 /// warm-up tasks. Returns the sorted round trips in milliseconds.
 async fn latencies(worker: &Worker, n: usize) -> Vec<f64> {
     let queue = fresh_queue();
-    let client = Client::connect(BROKER, Some(REDIS), &queue, 3600).await.unwrap();
+    let client = Client::connect(broker(), Some(REDIS), &queue, 3600).await.unwrap();
     let _worker = Killer(worker.spawn(&queue, false));
     let mut out = vec![];
     for i in 0..n + 20 {
@@ -208,7 +232,7 @@ fn rss_mib(pid: u32) -> (f64, f64) {
 async fn memory_after(n: usize) -> (f64, f64, f64) {
     use redis::AsyncCommands;
     let queue = fresh_queue();
-    let client = Client::connect(BROKER, Some(REDIS), &queue, 600).await.unwrap();
+    let client = Client::connect(broker(), Some(REDIS), &queue, 600).await.unwrap();
     let msgs: Vec<TaskMessage> = (0..n).map(|i| TaskMessage::new("tasks.add", vec![json!(i), json!(i)], Map::new())).collect();
     for chunk in msgs.chunks(10_000) {
         client.publish(chunk).await.unwrap();
@@ -241,6 +265,64 @@ async fn memory_after(n: usize) -> (f64, f64, f64) {
     }
     client.close().await;
     (rss, peak, n as f64 / secs)
+}
+
+/// `mqlab submit -n` through the binary: the rate it reports for its publishing.
+fn submit_rate(rt: &tokio::runtime::Runtime, n: usize) -> f64 {
+    let queue = fresh_queue();
+    let out = Command::new(mqlab_bin())
+        .args([
+            "--broker",
+            broker(),
+            "--result-backend",
+            REDIS,
+            "submit",
+            "tasks.add",
+            "2",
+            "3",
+            "-n",
+            &n.to_string(),
+            "-Q",
+            &queue,
+            "--json",
+        ])
+        .env("MQLAB_CONFIG", "/nonexistent")
+        .env("MQLAB_DATA_DIR", std::env::temp_dir().join("mqlab-bench-data"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mqlab submit failed: {}", String::from_utf8_lossy(&out.stderr));
+    let line =
+        String::from_utf8_lossy(&out.stdout).lines().find(|l| l.contains("\"published\"")).map(str::to_string).expect("a published line");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    rt.block_on(drop_queue(&queue));
+    v["rate"].as_f64().unwrap()
+}
+
+/// lapin alone, into a fresh durable queue, publisher confirms on: every publish sent, then every
+/// confirm awaited. `celery`: the Celery messages `mqlab submit` sends; otherwise bare persistent
+/// messages with the same body.
+async fn raw_publish_rate(n: usize, celery: bool) -> f64 {
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+    let queue = fresh_queue();
+    let conn = lapin::Connection::connect(broker(), Default::default()).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare(queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, Default::default()).await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    let msgs: Vec<TaskMessage> = (0..n).map(|_| TaskMessage::new("tasks.add", vec![json!(2), json!(3)], Map::new())).collect();
+    let started = Instant::now();
+    let bodies: Vec<Vec<u8>> = msgs.iter().map(TaskMessage::body).collect();
+    let sends = msgs.iter().zip(&bodies).map(|(m, body)| {
+        let props = if celery { m.properties() } else { lapin::BasicProperties::default().with_delivery_mode(2) };
+        ch.basic_publish("".into(), queue.as_str().into(), BasicPublishOptions::default(), body, props)
+    });
+    let confirms: Vec<_> = futures_util::future::join_all(sends).await.into_iter().map(Result::unwrap).collect();
+    for c in confirms {
+        assert!(c.await.unwrap().is_ack(), "the broker refused a message");
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let _ = conn.close(200, "bye".into()).await;
+    drop_queue(&queue).await;
+    rate
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -301,6 +383,31 @@ fn main() {
             let l = rt.block_on(latencies(&w, lat_n));
             let pct = |p: f64| l[((l.len() as f64 - 1.0) * p).round() as usize];
             println!("  {:<58} p50 {:.2} ms  p99 {:.2} ms  (max {:.2} ms)", w.label(false), pct(0.5), pct(0.99), l[l.len() - 1]);
+        }
+    }
+
+    let pub_n = env_usize("MQLAB_BENCH_PUBLISH_N", 10_000);
+    if pub_n > 0 {
+        println!("publishing: {pub_n} tasks.add with publisher confirms into a durable queue; {rounds} rounds in alternating order");
+        let labels = [
+            "mqlab submit -n (confirms a window behind the sends)",
+            "lapin alone, the same Celery messages (then confirms)",
+            "lapin alone, bare persistent messages (then confirms)",
+        ];
+        let mut rates: Vec<Vec<f64>> = vec![vec![]; 3];
+        for r in 0..rounds {
+            let order: Vec<usize> = if r % 2 == 0 { vec![0, 1, 2] } else { vec![2, 1, 0] };
+            for i in order {
+                rates[i].push(match i {
+                    0 => submit_rate(&rt, pub_n),
+                    1 => rt.block_on(raw_publish_rate(pub_n, true)),
+                    _ => rt.block_on(raw_publish_rate(pub_n, false)),
+                });
+            }
+        }
+        for (i, label) in labels.iter().enumerate() {
+            let (med, min, max) = stat(&rates[i]);
+            println!("  {label:<58} median {med:>7.0} tasks/s  (min {min:.0}, max {max:.0})");
         }
     }
 
