@@ -228,6 +228,34 @@ fn rss_mib(pid: u32) -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// lapin alone consuming `n` pre-queued Celery messages with this prefetch and acking each as it
+/// arrives, without waiting for the ack's write (no task run, nothing stored): what the broker allows a worker with that many
+/// unacknowledged messages. Messages per second from the first delivery to the last.
+async fn raw_consume_rate(n: usize, prefetch: u16) -> f64 {
+    use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+    let queue = fresh_queue();
+    let client = Client::connect(broker(), None, &queue, 600).await.unwrap();
+    let msgs: Vec<TaskMessage> = (0..n).map(|i| TaskMessage::new("tasks.add", vec![json!(i), json!(i)], Map::new())).collect();
+    client.publish(&msgs).await.unwrap();
+    client.close().await;
+    let conn = lapin::Connection::connect(broker(), Default::default()).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.basic_qos(prefetch, BasicQosOptions::default()).await.unwrap();
+    let mut consumer =
+        ch.basic_consume(queue.as_str().into(), "bench".into(), BasicConsumeOptions::default(), Default::default()).await.unwrap();
+    let mut first = None;
+    for _ in 0..n {
+        let d = futures_util::StreamExt::next(&mut consumer).await.expect("a delivery").unwrap();
+        first.get_or_insert_with(Instant::now);
+        // The ack frame is queued, not waited for (as the worker's acks are).
+        let _ = futures_util::FutureExt::now_or_never(ch.basic_ack(d.delivery_tag, BasicAckOptions::default()));
+    }
+    let secs = first.unwrap().elapsed().as_secs_f64();
+    let _ = conn.close(200, "bye".into()).await;
+    drop_queue(&queue).await;
+    (n - 1) as f64 / secs
+}
+
 /// mqlab's worker at its defaults through `n` tasks: its memory once every result is stored.
 async fn memory_after(n: usize) -> (f64, f64, f64) {
     use redis::AsyncCommands;
@@ -374,6 +402,15 @@ fn main() {
             println!("  defaults against defaults, {}: mqlab / Python Celery = {:.1}×", if ev { "events on" } else { "events off" }, m / p);
         }
     }
+
+    // What the broker allows at the same number of unacknowledged messages, with no work at all.
+    let prefetch = (mqlab::celery::worker::default_concurrency() * 4) as u16;
+    let floors: Vec<f64> = (0..rounds).map(|_| rt.block_on(raw_consume_rate(n, prefetch))).collect();
+    let (med, min, max) = stat(&floors);
+    println!(
+        "  {:<58} median {med:>7.0} msgs/s   (min {min:.0}, max {max:.0})",
+        format!("lapin alone, prefetch {prefetch}, ack each at once (no task)")
+    );
 
     let lat_n = env_usize("MQLAB_BENCH_LATENCY_N", 200);
     if lat_n > 0 {
