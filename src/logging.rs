@@ -65,6 +65,10 @@ pub const LOG_CAP: u64 = 5 * 1024 * 1024;
 /// A line identical to one written less than this long ago is counted, not written.
 pub const REPEAT_WINDOW: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Causes remembered at most. A worker at `-l info` writes lines that never repeat (each names
+/// its task), so without a bound every line would be remembered for the window.
+pub const REPEATS_KEPT: usize = 1000;
+
 /// Drops a line written less than `REPEAT_WINDOW` ago, and says how many were dropped when the
 /// cause shows again later.
 #[derive(Default)]
@@ -73,6 +77,22 @@ pub struct Repeats {
 }
 
 impl Repeats {
+    /// Room for a new cause: only those seen again within the window are kept (a cause written
+    /// once has nothing to report, and at worst its next repeat is written once more). Then
+    /// the map holds the few causes that repeat, so this runs about once per `REPEATS_KEPT` new
+    /// lines, not on every line; should a thousand causes all repeat, they are forgotten.
+    fn forget(&mut self, now: std::time::Instant) {
+        self.seen.retain(|_, (t, n)| *n > 0 && now.duration_since(*t) < REPEAT_WINDOW);
+        if self.seen.len() >= REPEATS_KEPT {
+            self.seen.clear();
+        }
+    }
+
+    /// How many causes are remembered.
+    pub fn remembered(&self) -> usize {
+        self.seen.len()
+    }
+
     /// The line to write (None: a repeat to drop). Escape sequences (colour from a library's
     /// message) are removed: logs are read in files and pipes.
     pub fn filter(&mut self, line: &str, now: std::time::Instant) -> Option<String> {
@@ -80,8 +100,8 @@ impl Repeats {
         let line = clean.as_str();
         // The cause, without the time stamp: `[2026-…,123: ERROR/MainProcess] text`.
         let cause = line.split_once("] ").map(|(_, rest)| rest).unwrap_or(line).trim_end().to_string();
-        if self.seen.len() > 1000 {
-            self.seen.retain(|_, (t, _)| now.duration_since(*t) < REPEAT_WINDOW);
+        if self.seen.len() >= REPEATS_KEPT && !self.seen.contains_key(&cause) {
+            self.forget(now);
         }
         match self.seen.get_mut(&cause) {
             Some((t, n)) if now.duration_since(*t) < REPEAT_WINDOW => {
@@ -217,6 +237,27 @@ mod tests {
         let later = r.filter(&line("40"), t0 + REPEAT_WINDOW + Duration::from_secs(1)).unwrap();
         assert!(later.contains("dropped 56 time(s)"), "{later}");
         assert_eq!(strip_escapes("\u{1b}[1;31mred\u{1b}[0m plain"), "red plain");
+    }
+
+    #[test]
+    fn lines_that_never_repeat_are_all_written_and_not_all_remembered() {
+        let mut r = Repeats::default();
+        let t0 = Instant::now();
+        let storm = "[2026-11-28 06:00:01,000: ERROR/MainProcess] login refused\n";
+        assert!(r.filter(storm, t0).is_some());
+        assert!(r.filter(storm, t0).is_none());
+        // A worker at -l info: two lines per task, each naming its task.
+        let mut written = 0;
+        for i in 0..20_000 {
+            let line = format!("[2026-11-28 06:00:02,000: INFO/MainProcess] Task tasks.add[{i:08}] received\n");
+            written += usize::from(r.filter(&line, t0 + Duration::from_millis(1)).is_some());
+            assert!(r.remembered() <= REPEATS_KEPT, "{} causes remembered after {i} lines", r.remembered());
+        }
+        assert_eq!(written, 20_000, "a line that never repeats is always written");
+        // The storm, seen again within the window, is still held back, and counted.
+        assert!(r.filter(storm, t0 + Duration::from_secs(2)).is_none());
+        let later = r.filter(storm, t0 + REPEAT_WINDOW + Duration::from_secs(3)).unwrap();
+        assert!(later.contains("dropped 2 time(s)"), "{later}");
     }
 
     #[test]
