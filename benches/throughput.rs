@@ -141,6 +141,11 @@ impl Worker {
     }
 }
 
+/// `n` × `tasks.add(i, i)`, the load the workers are measured with.
+fn adds(n: usize) -> Vec<TaskMessage> {
+    (0..n).map(|i| TaskMessage::new("tasks.add", vec![json!(i), json!(i)], Map::new())).collect()
+}
+
 fn fresh_queue() -> String {
     format!("mqlab-bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
@@ -156,7 +161,7 @@ async fn drop_queue(queue: &str) {
 async fn measure(worker: &Worker, events: bool, n: usize) -> Run {
     let queue = fresh_queue();
     let client = Client::connect(broker(), Some(REDIS), &queue, 3600).await.expect("broker and Redis must be running");
-    let msgs: Vec<TaskMessage> = (0..n).map(|i| TaskMessage::new("tasks.add", vec![json!(i), json!(i)], Map::new())).collect();
+    let msgs = adds(n);
     let mut watcher = client.watch(&msgs).await.unwrap();
     client.publish(&msgs).await.unwrap();
     let _worker = Killer(worker.spawn(&queue, events));
@@ -222,13 +227,14 @@ fn rss_mib(pid: u32) -> (f64, f64) {
 }
 
 /// lapin alone consuming `n` pre-queued Celery messages with this prefetch and acking each as it
-/// arrives, without waiting for the ack's write (no task run, nothing stored): what the broker allows a worker with that many
-/// unacknowledged messages. Messages per second from the first delivery to the last.
+/// arrives, without waiting for the ack's write (no task run, nothing stored): what the broker
+/// allows a worker with that many unacknowledged messages. Messages per second from the first
+/// delivery to the last.
 async fn raw_consume_rate(n: usize, prefetch: u16) -> f64 {
     use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
     let queue = fresh_queue();
     let client = Client::connect(broker(), None, &queue, 600).await.unwrap();
-    let msgs: Vec<TaskMessage> = (0..n).map(|i| TaskMessage::new("tasks.add", vec![json!(i), json!(i)], Map::new())).collect();
+    let msgs = adds(n);
     client.publish(&msgs).await.unwrap();
     client.close().await;
     let conn = lapin::Connection::connect(broker(), Default::default()).await.unwrap();
@@ -254,7 +260,7 @@ async fn memory_after(n: usize) -> (f64, f64, f64) {
     use redis::AsyncCommands;
     let queue = fresh_queue();
     let client = Client::connect(broker(), Some(REDIS), &queue, 600).await.unwrap();
-    let msgs: Vec<TaskMessage> = (0..n).map(|i| TaskMessage::new("tasks.add", vec![json!(i), json!(i)], Map::new())).collect();
+    let msgs = adds(n);
     for chunk in msgs.chunks(10_000) {
         client.publish(chunk).await.unwrap();
     }
@@ -397,7 +403,7 @@ fn main() {
     }
 
     // What the broker allows at the same number of unacknowledged messages, with no work at all.
-    let prefetch = (mqlab::celery::worker::default_concurrency() * 4) as u16;
+    let prefetch = mqlab::celery::worker::WorkerOptions::new(broker(), None).prefetch_count();
     let floors: Vec<f64> = (0..rounds).map(|_| rt.block_on(raw_consume_rate(n, prefetch))).collect();
     let (med, min, max) = stat(&floors);
     println!(
