@@ -852,7 +852,7 @@ async fn run_forward(cfg: &Config, context_explicit: bool) -> anyhow::Result<i32
     crate::logging::init_stderr("info");
     let mut probes = Probes::new(cfg.clone());
     probes.context_explicit = context_explicit;
-    let client = match crate::probes::kube::client(&probes).await {
+    let client = match crate::probes::kube::stream_client(&probes).await {
         Ok(c) => c,
         Err(o) => {
             eprintln!("error: {}", o.detail);
@@ -878,6 +878,17 @@ async fn run_forward(cfg: &Config, context_explicit: bool) -> anyhow::Result<i32
                 }
                 Some(Event::Failed(e)) => {
                     eprintln!("error: {e}");
+                    return Ok(1);
+                }
+                Some(Event::Elsewhere(other)) => {
+                    let ports: Vec<String> = other.ports.iter().map(|(svc, local)| format!("{svc} → 127.0.0.1:{local}")).collect();
+                    eprintln!(
+                        "error: port-forwards for {} are already served by process {} (namespace {}; {}); stop that one first",
+                        cfg.data_dir.display(),
+                        other.pid,
+                        other.namespace,
+                        ports.join(", ")
+                    );
                     return Ok(1);
                 }
                 Some(Event::State { .. }) => {}

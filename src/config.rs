@@ -188,6 +188,17 @@ impl Config {
         }
         check_url("result backend", &self.result_backend, &["redis"])?;
         check_url("management", &self.management_url, &["http", "https"])?;
+        let ns = &self.namespace;
+        let label_ok = !ns.is_empty()
+            && ns.len() <= 63
+            && ns.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !ns.starts_with('-')
+            && !ns.ends_with('-');
+        if !label_ok {
+            bail!(
+                "invalid namespace {ns:?}: a Kubernetes namespace is 1 to 63 lowercase letters, digits and '-', starting and ending with a letter or digit"
+            );
+        }
         if self.result_expires > MAX_RESULT_EXPIRES {
             bail!("result_expires must be at most {MAX_RESULT_EXPIRES} seconds (10 years), got {}", self.result_expires);
         }

@@ -29,3 +29,35 @@ pub fn unique_beside(path: &Path, tag: &str) -> PathBuf {
     let base = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     (0u32..).map(|n| path.with_file_name(format!("{base}.{tag}-{stamp}-{pid}-{n}"))).find(|p| !p.exists()).expect("some name is free")
 }
+
+/// Reads a text file of at most `max` bytes: a larger one (or a device that never ends, such as
+/// `/dev/zero`) is an error, not a read until memory runs out.
+pub fn read_capped(path: &Path, max: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    let mut text = String::new();
+    f.take(max + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} is larger than {} KiB: not a file mqlab wrote", path.display(), max / 1024),
+        ));
+    }
+    Ok(text)
+}
+
+/// Replaces `path` with `bytes` at once (a temporary file of its own beside it, then a rename),
+/// private to its owner: a reader sees the old file or the new one, never half of either.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = unique_beside(path, "tmp");
+    let mut f = private_file(&tmp)?;
+    let written = f.write_all(bytes).and_then(|()| f.sync_all()).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}

@@ -65,6 +65,20 @@ pub struct Counters {
     pub connections: AtomicU64,
     /// Times traffic moved to a new pod (or came back) after an outage.
     pub reconnects: AtomicU64,
+    /// Connections ended by the local client (it closed its socket).
+    pub closed_by_client: AtomicU64,
+    /// Connections ended by the pod's side (the service closed it).
+    pub closed_by_pod: AtomicU64,
+    /// Connections cut by the forward itself: the pod was replaced or went away, or its stream
+    /// broke. Each is logged with its cause.
+    pub cut: AtomicU64,
+}
+
+impl Counters {
+    /// Connections that ended so far, whoever ended them.
+    pub fn closed(&self) -> u64 {
+        self.closed_by_client.load(Ordering::Relaxed) + self.closed_by_pod.load(Ordering::Relaxed) + self.cut.load(Ordering::Relaxed)
+    }
 }
 
 /// A forward as its owner sees it.
@@ -86,6 +100,9 @@ pub enum Event {
     State { name: &'static str, state: State },
     /// The forwards cannot start (no listener could be bound).
     Failed(String),
+    /// Another process already serves the forwards of this data directory (its record); this
+    /// one starts none.
+    Elsewhere(Recorded),
 }
 
 /// The ports recorded while forwards run, read by the configuration of every mqlab.
@@ -102,14 +119,18 @@ impl Recorded {
         data_dir.join("forwards.json")
     }
 
-    /// The record, when the process that made it still runs and its first port answers.
+    /// The lock the serving process holds for as long as it serves (`forwards.lock`).
+    pub fn lock_file(data_dir: &Path) -> PathBuf {
+        data_dir.join("forwards.lock")
+    }
+
+    /// The record, while a process serves it (it holds `forwards.lock`): the lock, not a pid,
+    /// tells, so a record left by a process that died (or a reused pid) is never taken for live.
+    /// No network call: this runs in every configuration load.
     pub fn load(data_dir: &Path) -> Option<Recorded> {
-        let text = std::fs::read_to_string(Self::file(data_dir)).ok()?;
+        let text = crate::files::read_capped(&Self::file(data_dir), 64 * 1024).ok()?;
         let r: Recorded = serde_json::from_str(&text).ok()?;
-        let alive = unsafe { libc::kill(r.pid as i32, 0) == 0 };
-        let port = *r.ports.values().next()?;
-        let answers = std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300)).is_ok();
-        (alive && answers).then_some(r)
+        held_by_someone(&Self::lock_file(data_dir)).then_some(r)
     }
 
     /// `url` with its port moved to the forward's local one, when the URL points at this
@@ -127,19 +148,66 @@ impl Recorded {
         }
     }
 
-    fn save(&self, data_dir: &Path) -> std::io::Result<()> {
-        std::fs::create_dir_all(data_dir)?;
-        std::fs::write(Self::file(data_dir), serde_json::to_vec_pretty(self).unwrap_or_default())
+    /// Whether `url` (on this machine) reaches the cluster through these forwards: its port is
+    /// one they listen on.
+    pub fn carries(&self, url: &str) -> bool {
+        let Ok(u) = url::Url::parse(url) else { return false };
+        let local_host = matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+        local_host && u.port_or_known_default().is_some_and(|p| self.ports.values().any(|l| *l == p))
     }
 
-    /// Removes the record if it is this process's.
-    fn remove(data_dir: &Path) {
-        let path = Self::file(data_dir);
-        if let Ok(text) = std::fs::read_to_string(&path)
-            && serde_json::from_str::<Recorded>(&text).is_ok_and(|r| r.pid == std::process::id())
-        {
-            let _ = std::fs::remove_file(path);
+    fn save(&self, data_dir: &Path) -> std::io::Result<()> {
+        crate::files::write_atomic(&Self::file(data_dir), &serde_json::to_vec_pretty(self).unwrap_or_default())
+    }
+}
+
+/// Whether another open of `path` holds its lock (a serving process). A missing file is no.
+fn held_by_someone(path: &Path) -> bool {
+    let Ok(f) = std::fs::OpenOptions::new().read(true).open(path) else { return false };
+    match f.try_lock() {
+        Ok(()) => {
+            let _ = f.unlock();
+            false
         }
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        Err(std::fs::TryLockError::Error(_)) => false,
+    }
+}
+
+/// The right to serve the forwards of a data directory, held until dropped.
+struct Serving {
+    lock: std::fs::File,
+    data_dir: PathBuf,
+}
+
+impl Serving {
+    /// Takes the lock, or says who holds it.
+    fn take(data_dir: &Path) -> Result<Serving, Option<Recorded>> {
+        if let Err(e) = std::fs::create_dir_all(data_dir) {
+            warn!("forwards: cannot create {}: {e}", data_dir.display());
+        }
+        let lock = match std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(Recorded::lock_file(data_dir)) {
+            Ok(f) => f,
+            Err(e) => {
+                warn!("forwards: cannot open {}: {e}", Recorded::lock_file(data_dir).display());
+                return Err(None);
+            }
+        };
+        match lock.try_lock() {
+            Ok(()) => Ok(Serving { lock, data_dir: data_dir.to_path_buf() }),
+            Err(_) => {
+                let text = crate::files::read_capped(&Recorded::file(data_dir), 64 * 1024).ok();
+                Err(text.and_then(|t| serde_json::from_str(&t).ok()))
+            }
+        }
+    }
+}
+
+impl Drop for Serving {
+    /// The record goes first, then the lock: nobody sees a record without its server.
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(Recorded::file(&self.data_dir));
+        let _ = self.lock.unlock();
     }
 }
 
@@ -176,6 +244,21 @@ pub async fn run(
     events: mpsc::UnboundedSender<Event>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let serving = match Serving::take(&data_dir) {
+        Ok(s) => s,
+        Err(Some(other)) => {
+            info!("forwards: already served by process {} (namespace {}); not starting a second set", other.pid, other.namespace);
+            let _ = events.send(Event::Elsewhere(other));
+            return;
+        }
+        Err(None) => {
+            let _ = events.send(Event::Failed(format!(
+                "another mqlab is starting port-forwards for {} (its lock is held): wait a moment",
+                data_dir.display()
+            )));
+            return;
+        }
+    };
     let mut forwards = vec![];
     let mut listeners = vec![];
     for t in TARGETS {
@@ -220,7 +303,7 @@ pub async fn run(
     // Each forward closes its listeners and connections before this returns.
     let _ = quit.send(true);
     while set.join_next().await.is_some() {}
-    Recorded::remove(&data_dir);
+    drop(serving);
     info!("forwards stopped");
 }
 
@@ -320,7 +403,7 @@ async fn serve(
     tasks.shutdown().await;
 }
 
-/// Follows the pod behind the service: checks it every second while up, retries with backoff
+/// Follows the pod behind the service: checks it every 5 s while up, retries with backoff
 /// while down, and reacts at once when a connection's stream breaks.
 async fn watch_endpoint(
     client: kube::Client,
@@ -334,7 +417,11 @@ async fn watch_endpoint(
     let mut outage: Option<(Instant, u32)> = None;
     let mut last_error = String::new();
     loop {
-        let found = resolve(&client, &namespace, &f.target).await;
+        // The client carries streams, so it has no read timeout of its own: bound each look.
+        let found = match tokio::time::timeout(Duration::from_secs(5), resolve(&client, &namespace, &f.target)).await {
+            Ok(found) => found,
+            Err(_) => Err("the Kubernetes API did not answer within 5 s".to_string()),
+        };
         let current = endpoint.borrow().clone();
         match found {
             Ok(ep) => {
@@ -371,7 +458,8 @@ async fn watch_endpoint(
                 *n += 1;
                 d
             }
-            None => Duration::from_secs(1),
+            // While up, a look every 5 s; a broken stream brings one at once.
+            None => Duration::from_secs(5),
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -390,7 +478,30 @@ async fn watch_endpoint(
     }
 }
 
-/// Carries one local connection to the current pod; closes it when the pod changes.
+/// Why a forwarded connection ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Closed {
+    /// The local client closed its socket (or failed reading/writing it).
+    ByClient(String),
+    /// The service in the pod closed the connection.
+    ByPod(String),
+    /// The forward cut it: the pod was replaced or went away, or its stream reported an error.
+    Cut(String),
+}
+
+/// How one direction of a connection ended.
+#[derive(Clone, Debug)]
+enum PumpEnd {
+    /// End of file from the reader.
+    Eof,
+    /// The reader failed.
+    ReadError(String),
+    /// The writer failed.
+    WriteError(String),
+}
+
+/// Carries one local connection to the current pod; closes it when the pod changes. Every close
+/// is counted and logged with its cause.
 async fn carry(
     pods: Api<Pod>,
     mut sock: TcpStream,
@@ -399,6 +510,7 @@ async fn carry(
     broken: mpsc::UnboundedSender<String>,
     name: &'static str,
 ) {
+    let peer = sock.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
     // Wait briefly for a pod (a client reconnecting during a restart), then give up cleanly.
     let found = match tokio::time::timeout(Duration::from_secs(10), endpoint.wait_for(Option::is_some)).await {
         Ok(Ok(ep)) => ep.clone(),
@@ -406,23 +518,55 @@ async fn carry(
     };
     let Some(ep) = found else {
         let _ = sock.shutdown().await;
+        counters.cut.fetch_add(1, Ordering::Relaxed);
+        warn!("forward {name}: connection from {peer} closed: no Ready pod within 10 s");
         return;
     };
     let mut pf = match pods.portforward(&ep.pod, &[ep.port]).await {
         Ok(pf) => pf,
         Err(e) => {
-            let _ = broken.send(format!("pod {}: {}", ep.pod, crate::redact::error_chain(&e)));
+            let why = format!("pod {}: {}", ep.pod, crate::redact::error_chain(&e));
+            warn!("forward {name}: connection from {peer} closed: the stream to {why}");
+            let _ = broken.send(why);
             let _ = sock.shutdown().await;
+            counters.cut.fetch_add(1, Ordering::Relaxed);
             return;
         }
     };
-    let Some(upstream) = pf.take_stream(ep.port) else { return };
+    let Some(upstream) = pf.take_stream(ep.port) else {
+        counters.cut.fetch_add(1, Ordering::Relaxed);
+        warn!("forward {name}: connection from {peer} closed: pod {} gave no stream for port {}", ep.pod, ep.port);
+        return;
+    };
     let error = pf.take_error(ep.port);
     counters.open.fetch_add(1, Ordering::Relaxed);
+    let opened = Instant::now();
     let (mut lr, mut lw) = sock.split();
     let (mut ur, mut uw) = tokio::io::split(upstream);
-    let up = pump(&mut lr, &mut uw, &counters.sent);
-    let down = pump(&mut ur, &mut lw, &counters.received);
+    // Which side ended first tells who closed the connection.
+    let first: std::sync::Mutex<Option<Closed>> = std::sync::Mutex::new(None);
+    let note = |c: Closed| {
+        let mut f = first.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if f.is_none() {
+            *f = Some(c);
+        }
+    };
+    let up = async {
+        let end = pump(&mut lr, &mut uw, &counters.sent).await;
+        note(match end {
+            PumpEnd::Eof => Closed::ByClient("the client closed".into()),
+            PumpEnd::ReadError(e) => Closed::ByClient(format!("reading from the client failed: {e}")),
+            PumpEnd::WriteError(e) => Closed::Cut(format!("writing to the pod's stream failed: {e}")),
+        });
+    };
+    let down = async {
+        let end = pump(&mut ur, &mut lw, &counters.received).await;
+        note(match end {
+            PumpEnd::Eof => Closed::ByPod("the service in the pod closed".into()),
+            PumpEnd::ReadError(e) => Closed::Cut(format!("the pod's stream failed: {e}")),
+            PumpEnd::WriteError(e) => Closed::ByClient(format!("writing to the client failed: {e}")),
+        });
+    };
     let moved = async {
         // The pod changed or went away: this connection ends.
         let _ = endpoint.wait_for(|now| now.as_ref() != Some(&ep)).await.map(|_| ());
@@ -433,32 +577,51 @@ async fn carry(
             None => std::future::pending().await,
         }
     };
-    tokio::select! {
-        _ = async { tokio::join!(up, down) } => {}
-        _ = moved => {}
+    let cause = tokio::select! {
+        _ = async { tokio::join!(up, down) } => {
+            first.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take().unwrap_or_else(|| Closed::ByClient("closed".into()))
+        }
+        _ = moved => Closed::Cut(format!("pod {} was replaced or went away", ep.pod)),
         Some(e) = pod_error => {
             let _ = broken.send(format!("pod {}: {e}", ep.pod));
+            Closed::Cut(format!("pod {} reported: {e}", ep.pod))
         }
-    }
+    };
     let _ = lw.shutdown().await;
     pf.abort();
     counters.open.fetch_sub(1, Ordering::Relaxed);
-    tracing::debug!("forward {name}: a connection to pod {} closed", ep.pod);
+    let lived = opened.elapsed().as_secs_f64();
+    match &cause {
+        Closed::ByClient(why) => {
+            counters.closed_by_client.fetch_add(1, Ordering::Relaxed);
+            info!("forward {name}: connection from {peer} to pod {} closed after {lived:.1} s: {why}", ep.pod);
+        }
+        Closed::ByPod(why) => {
+            counters.closed_by_pod.fetch_add(1, Ordering::Relaxed);
+            info!("forward {name}: connection from {peer} to pod {} closed after {lived:.1} s: {why}", ep.pod);
+        }
+        Closed::Cut(why) => {
+            counters.cut.fetch_add(1, Ordering::Relaxed);
+            warn!("forward {name}: connection from {peer} cut after {lived:.1} s: {why}");
+        }
+    }
 }
 
 /// Copies one direction until EOF or an error, counting bytes; shuts the writer down at the end.
-async fn pump<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(r: &mut R, w: &mut W, count: &AtomicU64) {
+async fn pump<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(r: &mut R, w: &mut W, count: &AtomicU64) -> PumpEnd {
     let mut buf = vec![0u8; 32 * 1024];
-    loop {
+    let end = loop {
         match r.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
+            Ok(0) => break PumpEnd::Eof,
+            Err(e) => break PumpEnd::ReadError(e.to_string()),
             Ok(n) => {
-                if w.write_all(&buf[..n]).await.is_err() {
-                    break;
+                if let Err(e) = w.write_all(&buf[..n]).await {
+                    break PumpEnd::WriteError(e.to_string());
                 }
                 count.fetch_add(n as u64, Ordering::Relaxed);
             }
         }
-    }
+    };
     let _ = w.shutdown().await;
+    end
 }

@@ -12,6 +12,7 @@ pub mod pods;
 pub mod probes;
 pub mod redact;
 pub mod sandbox;
+pub mod shell;
 pub mod tls;
 pub mod tui;
 

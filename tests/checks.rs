@@ -100,18 +100,116 @@ async fn image_pull_backoff_points_at_bitnamilegacy() {
     let rs = run(&probes_for(&fake, "rancher-desktop")).await;
     let r = get(&rs, "kube.rabbitmq_pod");
     assert_eq!(r.status, Status::Fail);
-    assert_eq!(r.detail, "rabbitmq-0: ImagePullBackOff for image docker.io/bitnami/rabbitmq:4.1.3-debian-12-r1");
+    assert!(r.detail.starts_with("rabbitmq-0: ImagePullBackOff for image docker.io/bitnami/rabbitmq:4.1.3-debian-12-r1; event: Warning Failed (×3): Failed to pull image"), "{}", r.detail);
+    assert!(r.detail.contains(": not found"), "the event that says why is quoted: {}", r.detail);
     let hint = r.hint.as_ref().unwrap();
     assert!(
         hint.contains("bitnamilegacy")
             && hint.contains("global.security.allowInsecureImages=true")
+            && hint.contains("--version 16.0.14")
             && hint.contains("helm uninstall rabbitmq"),
         "{hint}"
     );
     let r = get(&rs, "kube.redis_pod");
     assert_eq!(r.status, Status::Fail);
     let hint = r.hint.as_ref().unwrap();
-    assert!(r.detail.contains("ErrImagePull") && hint.contains("helm repo update") && hint.contains("helm install redis"), "{r:?}");
+    assert!(r.detail.contains("ErrImagePull") && hint.contains("oci://registry-1.docker.io/bitnamicharts/redis --version 22.0.7"), "{r:?}");
+    assert!(hint.contains("--set image.repository=bitnamilegacy/redis"), "{hint}");
+    // The events were read for the failing pods, by the pod's name.
+    let reqs = fake.requests.lock().unwrap().clone();
+    assert!(reqs.iter().any(|q| q.contains("/events") && q.contains("involvedObject.name%3Drabbitmq-0")), "{reqs:?}");
+}
+
+/// Each cause of a failed pull, told from the pod's Events; the hint never recommends the
+/// install whose image just failed.
+#[tokio::test(flavor = "multi_thread")]
+async fn pull_failures_are_told_apart_by_the_pods_events() {
+    use mqlab::probes::kube::{helm_rabbitmq, helm_redis, one_line};
+    let pinned_installs = [one_line(&helm_rabbitmq("messaging")), one_line(&helm_redis("messaging"))];
+    for (scenario, id, in_detail, in_hint) in [
+        (Scenario::PullRateLimited, "kube.rabbitmq_pod", "429 Too Many Requests", "rate limit for anonymous pulls"),
+        (Scenario::PullNoNetwork, "kube.redis_pod", "no such host", "cannot reach the registry"),
+        (Scenario::LegacyGone, "kube.rabbitmq_pod", "bitnamilegacy/rabbitmq:4.1.3-debian-12-r1: not found", "If the image does not pull"),
+    ] {
+        let fake = FakeKube::start(scenario);
+        let rs = run(&probes_for(&fake, "rancher-desktop")).await;
+        let r = get(&rs, id);
+        assert_eq!(r.status, Status::Fail, "{scenario:?}: {r:?}");
+        assert!(r.detail.contains("event: Warning Failed") && r.detail.contains(in_detail), "{scenario:?}: {}", r.detail);
+        let hint = r.hint.as_deref().unwrap();
+        assert!(hint.contains(in_hint), "{scenario:?}: {hint}");
+        for install in &pinned_installs {
+            assert!(!hint.contains(install.as_str()), "{scenario:?} recommends the command that just failed: {hint}");
+        }
+        assert!(!hint.contains("helm install"), "{scenario:?}: {hint}");
+    }
+}
+
+/// A pod the scheduler cannot place for memory, and one killed for memory: the event that says
+/// why is quoted, and the hint is about memory (the VM's, or the chart's preset), not waiting.
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_trouble_quotes_the_scheduler_and_the_kill() {
+    let fake = FakeKube::start(Scenario::PendingMemory);
+    let rs = run(&probes_for(&fake, "rancher-desktop")).await;
+    let r = get(&rs, "kube.rabbitmq_pod");
+    assert_eq!(r.status, Status::Fail);
+    assert!(
+        r.detail.contains("too little memory")
+            && r.detail.contains("FailedScheduling (×4): 0/1 nodes are available: 1 Insufficient memory"),
+        "{}",
+        r.detail
+    );
+    let hint = r.hint.as_deref().unwrap();
+    assert!(
+        hint.contains("Virtual Machine")
+            && hint.contains("helm upgrade rabbitmq oci://registry-1.docker.io/bitnamicharts/rabbitmq --version 16.0.14"),
+        "{hint}"
+    );
+
+    let fake = FakeKube::start(Scenario::OomKilled);
+    let rs = run(&probes_for(&fake, "rancher-desktop")).await;
+    let r = get(&rs, "kube.rabbitmq_pod");
+    assert_eq!(r.status, Status::Fail);
+    assert!(
+        r.detail.contains("OOMKilled") && r.detail.contains("384Mi") && r.detail.contains("Back-off restarting failed container"),
+        "{}",
+        r.detail
+    );
+    assert!(r.hint.as_deref().unwrap().contains("--reuse-values --set resourcesPreset=small"), "{r:?}");
+}
+
+/// Nothing installed in the cluster, no forwards, and this machine's own RabbitMQ and Redis
+/// answering on the configured ports: no check of the services passes on the cluster track, and
+/// each says the answer is not the cluster's.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_namespace_with_local_services_answering_passes_no_service_check() {
+    let fake = FakeKube::start(Scenario::EmptyNamespace);
+    let data = tempfile::tempdir().unwrap();
+    let mut p = probes_for(&fake, "rancher-desktop");
+    p.cfg.data_dir = data.path().to_path_buf();
+    let course = mqlab::lessons::Course::embedded().unwrap();
+    let mut ids = course.all_checks(Track::K3s);
+    for extra in ["ports.local", "amqp.login", "mgmt.login", "mgmt.exchanges", "redis.ping", "tasks.roundtrip", "results.learner"] {
+        if !ids.iter().any(|i| i == extra) {
+            ids.push(extra.to_string());
+        }
+    }
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let rs = p.run_many(&refs).await;
+    for r in &rs {
+        if matches!(r.id.as_str(), "kube.context" | "kube.api" | "kube.node_ready" | "kube.namespace") {
+            assert_eq!(r.status, Status::Pass, "the cluster itself is there: {r:?}");
+            continue;
+        }
+        assert_ne!(r.status, Status::Pass, "{r:?}");
+    }
+    for id in ["ports.local", "amqp.login", "mgmt.login", "redis.ping", "results.learner"] {
+        let r = get(&rs, id);
+        assert!(r.detail.contains("is not the cluster's"), "{id}: {r:?}");
+        let hint = r.hint.as_deref().unwrap();
+        assert!(hint.contains("press F") && hint.contains("kubectl port-forward svc/"), "{id}: {hint}");
+    }
+    assert!(get(&rs, "kube.rabbitmq_pod").detail.contains("no pod labelled app.kubernetes.io/name=rabbitmq"), "{rs:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -362,24 +460,63 @@ fn sharper_pod_verdicts() {
     assert!(auth.contains("unauthorized"), "{auth}");
 }
 
-/// One source for the install commands: the lessons show exactly the commands the hints give.
+/// One source for the install commands: the lessons, the hints and the README show exactly the
+/// pinned OCI installs (chart version and legacy image), with the namespace templated.
 #[test]
-fn lessons_and_hints_give_the_same_helm_commands() {
-    use mqlab::probes::kube::{helm_rabbitmq, helm_redis, one_line};
+fn lessons_hints_and_readme_give_the_same_pinned_helm_commands() {
+    use mqlab::probes::kube::{RABBITMQ_CHART, REDIS_CHART, helm_rabbitmq, helm_redis, image_pull_hint, one_line};
     let env = |k: &str| match k {
         "MQLAB_CONFIG" => Some("/nonexistent".to_string()),
         "MQLAB_DATA_DIR" => Some("/nonexistent-data".to_string()),
+        "MQLAB_NAMESPACE" => Some("queues-lab".to_string()),
         _ => None,
     };
     let cfg = mqlab::config::Config::load_with(&Default::default(), &env).unwrap();
     let course = mqlab::lessons::Course::embedded().unwrap();
     let commands = |step: u32| course.lesson(step).unwrap().commands_with(mqlab::config::Track::K3s, &cfg);
-    assert!(commands(2).iter().any(|c| c.contains(&helm_rabbitmq("messaging"))), "{:#?}", commands(2));
-    assert!(commands(4).iter().any(|c| c.contains(&helm_redis("messaging"))));
-    assert!(one_line(&helm_rabbitmq("messaging")).starts_with(
-        "helm install rabbitmq bitnami/rabbitmq --namespace messaging --set image.repository=bitnamilegacy/rabbitmq --set image.tag="
-    ));
-    assert!(!helm_redis("messaging").contains("bitnamilegacy"), "Redis uses the chart's own image");
+    assert!(commands(2).iter().any(|c| c.contains(&helm_rabbitmq("queues-lab"))), "{:#?}", commands(2));
+    assert!(commands(4).iter().any(|c| c.contains(&helm_redis("queues-lab"))), "{:#?}", commands(4));
+    assert_eq!(
+        one_line(&helm_rabbitmq("messaging")),
+        "helm install rabbitmq oci://registry-1.docker.io/bitnamicharts/rabbitmq --version 16.0.14 --namespace messaging \
+         --set image.repository=bitnamilegacy/rabbitmq --set image.tag=4.1.3-debian-12-r1 --set global.security.allowInsecureImages=true \
+         --set auth.username=admin --set auth.password=admin123 --set persistence.enabled=false --set metrics.enabled=true"
+    );
+    assert_eq!(
+        one_line(&helm_redis("messaging")),
+        "helm install redis oci://registry-1.docker.io/bitnamicharts/redis --version 22.0.7 --namespace messaging \
+         --set image.repository=bitnamilegacy/redis --set image.tag=8.2.1-debian-12-r0 --set global.security.allowInsecureImages=true \
+         --set auth.enabled=false --set architecture=standalone --set master.persistence.enabled=false"
+    );
+    // No lesson or hint names the unpinned HTTP chart index any more, on either track.
+    for l in &course.lessons {
+        for track in [mqlab::config::Track::K3s, mqlab::config::Track::Local] {
+            let text = mqlab::lessons::template::fill(&l.text(track), &cfg);
+            assert!(!text.contains("bitnami/rabbitmq --") && !text.contains("bitnami/redis --"), "{}: {text}", l.file);
+            assert!(!text.contains("helm repo add bitnami"), "{}", l.file);
+            assert!(!text.contains("-n messaging") && !text.contains("namespace messaging"), "{}: namespace not templated", l.file);
+        }
+    }
+    // Every helm line of the lessons (upgrade and uninstall included) takes the chart from the
+    // one source.
+    for l in &course.lessons {
+        for c in l.commands_with(mqlab::config::Track::K3s, &cfg) {
+            for line in c.lines().filter(|x| x.trim_start().starts_with("helm install") || x.trim_start().starts_with("helm upgrade")) {
+                assert!(line.contains(&RABBITMQ_CHART.reference()) || line.contains(&REDIS_CHART.reference()), "{}: {line}", l.file);
+            }
+        }
+    }
+    // The README shows the same installs.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for chart in [RABBITMQ_CHART, REDIS_CHART] {
+        assert!(readme.contains(&chart.reference()), "README lacks {}", chart.reference());
+        assert!(readme.contains(&format!("{}:{}", chart.image_repository, chart.image_tag)), "README lacks the {} image", chart.release);
+    }
+    // A hint never recommends the command whose image just failed to pull.
+    for chart in [RABBITMQ_CHART, REDIS_CHART] {
+        let hint = image_pull_hint(chart.release, &chart.image(), "failed to resolve reference: not found", "messaging");
+        assert!(!hint.contains("helm install"), "{hint}");
+    }
 }
 
 /// One crypto provider (ring) serves every TLS client: building them does not panic for want of

@@ -83,17 +83,20 @@ async fn lesson_commands_run_with_output_exit_code_and_cancel() {
     let l2 = &course.lessons[1];
     let cmds = l2.runnable(Track::K3s, &cfg);
     assert!(cmds.len() >= 2, "{cmds:?}");
-    assert_eq!(cmds[0].run, "kubectl create namespace messaging\nkubectl get namespaces");
-    let (lines, done) = run_collect(&cmds[0].run, &env, None).await;
+    assert_eq!(cmds[0].command, "kubectl create namespace messaging\nkubectl get namespaces");
+    let (lines, done) = run_collect(&cmds[0].command, &env, None).await;
     assert_eq!(lines, vec!["kubectl create namespace messaging", "kubectl get namespaces"]);
     assert_eq!(done.code, Some(0));
     assert!(!done.cancelled);
 
     // The Helm block ends with `kubectl get pods -w`, which runs until cancelled: its whole
     // process group stops.
-    let helm = cmds.iter().find(|c| c.run.contains("helm install rabbitmq")).unwrap();
-    let (lines, done) = run_collect(&helm.run, &env, Some(Duration::from_millis(800))).await;
-    assert!(lines.iter().any(|l| l.starts_with("helm install rabbitmq bitnami/rabbitmq")), "{lines:?}");
+    let helm = cmds.iter().find(|c| c.command.contains("helm install rabbitmq")).unwrap();
+    let (lines, done) = run_collect(&helm.command, &env, Some(Duration::from_millis(800))).await;
+    assert!(
+        lines.iter().any(|l| l.starts_with("helm install rabbitmq oci://registry-1.docker.io/bitnamicharts/rabbitmq --version 16.0.14")),
+        "{lines:?}"
+    );
     assert!(lines.iter().any(|l| l == "kubectl get pods -n messaging -w"), "{lines:?}");
     assert!(done.cancelled, "{done:?}");
     let pid: i32 = std::fs::read_to_string(dir.path().join("kubectl.pid")).unwrap().trim().parse().unwrap();
@@ -113,23 +116,49 @@ async fn lesson_commands_run_with_output_exit_code_and_cancel() {
     assert!(lines.contains(&"kubectl: failed".to_string()), "{lines:?}");
 }
 
-/// A password that is not the curriculum's is masked on screen but real in what runs, and
+/// What `!` shows is what runs, to the byte; the password is never in the command's text but
+/// in its environment, so a password full of shell syntax is sent as it is and runs nothing; and
 /// `mqlab` lines run this mqlab with the app's endpoints.
 #[tokio::test]
-async fn shown_masked_run_real_and_mqlab_is_this_one() {
-    let cfg = config(Track::K3s, "amqp://admin:S3cretPass@localhost:5672//");
+async fn what_runs_is_what_is_shown_and_secrets_come_through_the_environment() {
     let course = Course::embedded().unwrap();
     let l3 = &course.lessons[2];
-    let curl = l3.runnable(Track::K3s, &cfg).into_iter().find(|c| c.run.starts_with("curl")).unwrap();
-    assert!(!curl.shown.contains("S3cretPass") && curl.shown.contains("admin:****"), "{}", curl.shown);
-    assert!(curl.run.contains("admin:S3cretPass"), "{}", curl.run);
+    let dir = tempfile::tempdir().unwrap();
+    // A fake curl that prints each argument on a line of its own.
+    let curl_bin = dir.path().join("curl");
+    std::fs::write(&curl_bin, "#!/bin/sh\nfor a in \"$@\"; do printf 'arg:%s\\n' \"$a\"; done\n").unwrap();
+    std::fs::set_permissions(&curl_bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let marker = dir.path().join("INJECTED");
+    for password in [
+        "S3cretPass".to_string(),
+        format!(";touch {};", marker.display()),
+        format!("$(touch {})", marker.display()),
+        format!("`touch {}`", marker.display()),
+        format!("a' ; touch {} ; '", marker.display()),
+        format!("a\" ; touch {} ; \"", marker.display()),
+        format!("x\\ | touch {} & y !", marker.display()),
+        "with spaces and !bang".to_string(),
+    ] {
+        let encoded: String = url::form_urlencoded::byte_serialize(password.as_bytes()).collect::<String>().replace('+', "%20");
+        let cfg = config(Track::K3s, &format!("amqp://admin:{encoded}@localhost:5672//"));
+        let curl = l3.runnable(Track::K3s, &cfg).into_iter().find(|c| c.command.starts_with("curl")).unwrap();
+        assert!(!curl.command.contains(&password) && !curl.command.contains(&encoded), "{}", curl.command);
+        assert!(curl.command.contains("\"$MQLAB_MGMT_USER:$MQLAB_MGMT_PASSWORD\""), "{}", curl.command);
+        let env = env_with_path(&cfg, dir.path());
+        let (lines, done) = run_collect(&curl.command, &env, None).await;
+        assert_eq!(done.code, Some(0), "{lines:?}");
+        assert!(lines.contains(&format!("arg:admin:{password}")), "{password:?} arrived changed: {lines:?}");
+        assert!(!marker.exists(), "{password:?} ran a command");
+    }
+    let cfg = config(Track::K3s, "amqp://admin:S3cretPass@localhost:5672//");
     // Every runnable command is one the lesson shows (nothing from anywhere else).
     for l in &course.lessons {
         for c in l.runnable(Track::K3s, &cfg).into_iter().chain(l.runnable(Track::Local, &cfg)) {
             assert!(
-                l.commands_with(Track::K3s, &cfg).contains(&c.shown) || l.commands_with(Track::Local, &cfg).contains(&c.shown),
+                l.commands_with(Track::K3s, &cfg).contains(&c.command) || l.commands_with(Track::Local, &cfg).contains(&c.command),
                 "{c:?}"
             );
+            assert!(!c.command.contains("S3cretPass"), "{c:?}");
         }
     }
     // (In the app the running mqlab's own folder comes first on PATH; here that is the test's.)

@@ -73,18 +73,17 @@ fn sandbox_runs_the_local_track_to_a_passing_step_6_and_stops_cleanly() {
         let cmd = lesson
             .runnable(mqlab::config::Track::Local, &cfg)
             .into_iter()
-            .find(|c| c.shown.starts_with(starts))
+            .find(|c| c.command.starts_with(starts))
             .unwrap_or_else(|| panic!("lesson {step} lets the learner run `{starts}…`"));
-        assert_eq!(cmd.shown, cmd.run, "the sandbox's password is the curriculum's, shown as it runs");
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let (_cancel, cancelled) = tokio::sync::oneshot::channel();
         let env = mqlab::lessons::run::env_for(&cfg);
-        let done = rt.block_on(mqlab::lessons::run::run(&cmd.run, &env, tx, cancelled));
+        let done = rt.block_on(mqlab::lessons::run::run(&cmd.command, &env, tx, cancelled));
         let mut out = vec![];
         while let Ok(batch) = rx.try_recv() {
             out.extend(batch);
         }
-        assert_eq!(done.code, Some(0), "{}: {out:?}", cmd.shown);
+        assert_eq!(done.code, Some(0), "{}: {out:?}", cmd.command);
         out.join("\n")
     };
     assert_eq!(run_lesson_command(4, "redis-cli").trim(), "PONG");

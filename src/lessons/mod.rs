@@ -218,14 +218,12 @@ impl Lesson {
         commands_of(&template::fill(&self.text(track), cfg))
     }
 
-    /// The commands of this step that can be run from the app (```` ```sh run ```` blocks), as
-    /// shown (passwords other than the curriculum's masked) and as run (the real ones).
+    /// The commands of this step that can be run from the app (```` ```sh run ```` blocks),
+    /// exactly as shown and run: templated values quoted, secrets only as environment variables
+    /// (see `run::env_for`).
     pub fn runnable(&self, track: Track, cfg: &crate::config::Config) -> Vec<Runnable> {
         let runs = |fence: &str| fence.trim_start_matches('`').split_whitespace().skip(1).any(|w| w == "run");
-        blocks_of(&self.text(track), runs)
-            .into_iter()
-            .map(|raw| Runnable { shown: template::fill(&raw, cfg), run: template::fill_revealed(&raw, cfg) })
-            .collect()
+        blocks_of(&template::fill(&self.text(track), cfg), runs).into_iter().map(|command| Runnable { command }).collect()
     }
 
     /// The shell commands of the lesson (the ```sh blocks), for one track, unfilled.
@@ -260,13 +258,11 @@ fn blocks_of(text: &str, opens: impl Fn(&str) -> bool) -> Vec<String> {
     out
 }
 
-/// A command a lesson lets the learner run from the app.
+/// A command a lesson lets the learner run from the app: what the screen shows is what runs
+/// (`sh -c`), to the byte.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Runnable {
-    /// What the screen shows.
-    pub shown: String,
-    /// What runs (`sh -c`), with the real password where the screen masks it.
-    pub run: String,
+    pub command: String,
 }
 
 /// All lessons, in step order.
@@ -349,6 +345,18 @@ impl Course {
             for e in &l.experiments {
                 if !progress::EXPERIMENTS.iter().any(|(name, _)| name == e) {
                     problems.push(format!("{}: unknown experiment {e:?}", l.file));
+                }
+            }
+            for track in [Track::K3s, Track::Local] {
+                for block in blocks_of(&l.text(track), template::is_shell_fence) {
+                    for secret in template::SECRET_VALUES {
+                        if block.contains(&format!("{{{{{secret}}}}}")) {
+                            problems.push(format!(
+                                "{}: shell code uses {{{{{secret}}}}}, which carries a password: name an environment variable instead ({{{{mgmt_auth}}}})",
+                                l.file
+                            ));
+                        }
+                    }
                 }
             }
             if l.title.trim().is_empty() || l.body.trim().is_empty() {

@@ -33,6 +33,11 @@ pub fn env_for(cfg: &Config) -> Vec<(String, String)> {
         ("MQLAB_NAMESPACE".to_string(), cfg.namespace.clone()),
         ("MQLAB_DATA_DIR".to_string(), cfg.data_dir.to_string_lossy().to_string()),
     ];
+    // The management login, for commands that name it (`curl -u "$MQLAB_MGMT_USER:$MQLAB_MGMT_PASSWORD"`):
+    // secrets reach a command through its environment, never through its text.
+    let (_, user, password) = cfg.management_login();
+    env.push((crate::shell::MGMT_USER_VAR.to_string(), user));
+    env.push((crate::shell::MGMT_PASSWORD_VAR.to_string(), password));
     if let Some(dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.to_path_buf())) {
         let mut paths = vec![dir];
         if let Some(p) = std::env::var_os("PATH") {

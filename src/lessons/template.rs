@@ -3,8 +3,14 @@
 //! sandbox's ports, a forwarded port, their own broker).
 //!
 //! Passwords: the curriculum's own (`admin123`) and RabbitMQ's default (`guest`) are public and
-//! are shown, since the commands need them; any other password is never put on screen and shows
-//! as `****` (the learner types their own).
+//! are shown in prose; any other password is never put on screen and shows as `****` (the
+//! learner types their own).
+//!
+//! Shell code (```` ```sh ```` and ```` ```bash ```` blocks) is filled for the shell: every value
+//! is quoted as one word, and no secret is ever spliced in: a command names the environment
+//! variables mqlab sets when it runs it (`{{mgmt_auth}}` is
+//! `"$MQLAB_MGMT_USER:$MQLAB_MGMT_PASSWORD"`), and the lesson data may not use the
+//! password-bearing values there at all (`SECRET_VALUES`, checked by `Course::validate`).
 
 use crate::config::Config;
 
@@ -21,13 +27,47 @@ pub fn fill_revealed(text: &str, cfg: &Config) -> String {
     fill_with(text, values_with(cfg, true))
 }
 
+/// Values that carry a password: never in shell code.
+pub const SECRET_VALUES: &[&str] = &["password", "broker_url", "backend_url"];
+
+/// Values that are shell code already (quoted inside), spliced into shell code as they are.
+const SHELL_CODE_VALUES: &[&str] = &["helm_rabbitmq", "helm_redis", "rabbitmq_chart", "redis_chart", "mgmt_auth"];
+
+/// Whether a fence line opens shell code.
+pub fn is_shell_fence(fence: &str) -> bool {
+    let lang = fence.trim_start().trim_start_matches('`').split_whitespace().next().unwrap_or("");
+    matches!(lang, "sh" | "bash" | "shell" | "zsh")
+}
+
 fn fill_with(text: &str, values: Vec<(&'static str, String)>) -> String {
     if !text.contains("{{") {
         return text.to_string();
     }
-    let mut out = text.to_string();
-    for (k, v) in values {
-        out = out.replace(&format!("{{{{{k}}}}}"), &v);
+    let put = |line: &str, shell: bool| {
+        let mut out = line.to_string();
+        for (k, v) in &values {
+            let key = format!("{{{{{k}}}}}");
+            if !out.contains(&key) {
+                continue;
+            }
+            let v = if shell && !SHELL_CODE_VALUES.contains(k) { crate::shell::quote(v) } else { v.clone() };
+            out = out.replace(&key, &v);
+        }
+        out
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut fence: Option<bool> = None;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        if t.starts_with("```") {
+            fence = match fence {
+                None => Some(is_shell_fence(t)),
+                Some(_) => None,
+            };
+            out.push_str(line);
+            continue;
+        }
+        out.push_str(&put(line, fence == Some(true)));
     }
     out
 }
@@ -87,6 +127,11 @@ fn values_with(cfg: &Config, reveal: bool) -> Vec<(&'static str, String)> {
         ("context", cfg.kube_context.clone()),
         ("helm_rabbitmq", crate::probes::kube::helm_rabbitmq(&cfg.namespace)),
         ("helm_redis", crate::probes::kube::helm_redis(&cfg.namespace)),
+        ("rabbitmq_chart", crate::probes::kube::RABBITMQ_CHART.reference()),
+        ("redis_chart", crate::probes::kube::REDIS_CHART.reference()),
+        ("rabbitmq_image", crate::probes::kube::RABBITMQ_CHART.image()),
+        ("redis_image", crate::probes::kube::REDIS_CHART.image()),
+        ("mgmt_auth", format!("\"${}:${}\"", crate::shell::MGMT_USER_VAR, crate::shell::MGMT_PASSWORD_VAR)),
     ]
 }
 

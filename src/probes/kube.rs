@@ -9,35 +9,102 @@ use kube::{Api, Client};
 
 use super::{Outcome, Probes, error_chain};
 
-/// The RabbitMQ image that pulls today: Bitnami's free images moved to `bitnamilegacy` in 2025
-/// (this tag answered on 2026-09-27), frozen there without updates; pinned so the command does
-/// not drift when the chart's default tag moves on.
-pub const RABBITMQ_IMAGE_REPOSITORY: &str = "bitnamilegacy/rabbitmq";
-pub const RABBITMQ_IMAGE_TAG: &str = "4.1.3-debian-12-r1";
+/// A Bitnami chart as the lessons install it: pinned by OCI reference and version, with its
+/// image moved to the frozen `bitnamilegacy` repository.
+///
+/// Facts (checked against the bitnami/charts history, December 2026): from 2025-08-28 every
+/// versioned `docker.io/bitnami/*` tag moved to `docker.io/bitnamilegacy/*`; the charts kept
+/// their August 2025 default tags, which no longer pull from `docker.io/bitnami`. The versions
+/// pinned here are the last published before the change, and their default images are the tags
+/// pinned here. Helm prints a "SECURITY WARNING" about the substituted image; that is expected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Chart {
+    /// The Helm release and the chart's name (`rabbitmq`, `redis`).
+    pub release: &'static str,
+    /// The chart's OCI reference.
+    pub oci: &'static str,
+    pub version: &'static str,
+    pub image_repository: &'static str,
+    pub image_tag: &'static str,
+    /// The lesson's own values, one `--set` per entry.
+    pub values: &'static [&'static str],
+}
+
+pub const RABBITMQ_CHART: Chart = Chart {
+    release: "rabbitmq",
+    oci: "oci://registry-1.docker.io/bitnamicharts/rabbitmq",
+    version: "16.0.14",
+    image_repository: "bitnamilegacy/rabbitmq",
+    image_tag: "4.1.3-debian-12-r1",
+    values: &["auth.username=admin", "auth.password=admin123", "persistence.enabled=false", "metrics.enabled=true"],
+};
+
+pub const REDIS_CHART: Chart = Chart {
+    release: "redis",
+    oci: "oci://registry-1.docker.io/bitnamicharts/redis",
+    version: "22.0.7",
+    image_repository: "bitnamilegacy/redis",
+    image_tag: "8.2.1-debian-12-r0",
+    values: &["auth.enabled=false", "architecture=standalone", "master.persistence.enabled=false"],
+};
+
+/// Kept for callers that name the image alone.
+pub const RABBITMQ_IMAGE_REPOSITORY: &str = RABBITMQ_CHART.image_repository;
+pub const RABBITMQ_IMAGE_TAG: &str = RABBITMQ_CHART.image_tag;
+
+impl Chart {
+    pub fn for_app(app: &str) -> Chart {
+        if app == "rabbitmq" { RABBITMQ_CHART } else { REDIS_CHART }
+    }
+
+    /// `oci://… --version V`: where `helm install` and `helm upgrade` take the chart from.
+    pub fn reference(&self) -> String {
+        format!("{} --version {}", self.oci, self.version)
+    }
+
+    /// The image the install pulls (`docker.io/bitnamilegacy/rabbitmq:4.1.3-debian-12-r1`).
+    pub fn image(&self) -> String {
+        format!("docker.io/{}:{}", self.image_repository, self.image_tag)
+    }
+
+    /// The `helm install` the lesson shows, one option per line.
+    pub fn install(&self, namespace: &str) -> String {
+        let ns = crate::shell::quote(namespace);
+        let mut lines = vec![
+            format!("helm install {} {}", self.release, self.reference()),
+            format!("--namespace {ns}"),
+            format!("--set image.repository={}", self.image_repository),
+            format!("--set image.tag={}", self.image_tag),
+            "--set global.security.allowInsecureImages=true".to_string(),
+        ];
+        lines.extend(self.values.iter().map(|v| format!("--set {v}")));
+        lines.join(" \\\n  ")
+    }
+
+    /// A `helm upgrade` of the installed release that keeps its values and sets one more.
+    pub fn upgrade(&self, namespace: &str, set: &str) -> String {
+        format!(
+            "helm upgrade {} {} --namespace {} --reuse-values --set {set}",
+            self.release,
+            self.reference(),
+            crate::shell::quote(namespace)
+        )
+    }
+
+    pub fn uninstall(&self, namespace: &str) -> String {
+        format!("helm uninstall {} --namespace {}", self.release, crate::shell::quote(namespace))
+    }
+}
 
 /// The Helm install of RabbitMQ, as the lesson shows it (one option per line). The lessons and
 /// the hints both use this text: there is one source.
 pub fn helm_rabbitmq(namespace: &str) -> String {
-    format!(
-        "helm install rabbitmq bitnami/rabbitmq --namespace {namespace} \\\n  \
-         --set image.repository={RABBITMQ_IMAGE_REPOSITORY} \\\n  \
-         --set image.tag={RABBITMQ_IMAGE_TAG} \\\n  \
-         --set global.security.allowInsecureImages=true \\\n  \
-         --set auth.username=admin --set auth.password=admin123 \\\n  \
-         --set persistence.enabled=false \\\n  \
-         --set metrics.enabled=true"
-    )
+    RABBITMQ_CHART.install(namespace)
 }
 
-/// The Helm install of Redis: its image is still in Bitnami's free catalogue, so the chart's own
-/// image is used (no override to a frozen tag).
+/// The Helm install of Redis, pinned the same way as RabbitMQ's.
 pub fn helm_redis(namespace: &str) -> String {
-    format!(
-        "helm install redis bitnami/redis --namespace {namespace} \\\n  \
-         --set auth.enabled=false \\\n  \
-         --set architecture=standalone \\\n  \
-         --set master.persistence.enabled=false"
-    )
+    REDIS_CHART.install(namespace)
 }
 
 /// A multi-line command on one line (for hints).
@@ -46,7 +113,7 @@ pub fn one_line(cmd: &str) -> String {
 }
 
 fn helm_for(app: &str, namespace: &str) -> String {
-    one_line(&if app == "rabbitmq" { helm_rabbitmq(namespace) } else { helm_redis(namespace) })
+    one_line(&Chart::for_app(app).install(namespace))
 }
 
 /// Added to the hints of a cluster that is not there at all.
@@ -98,8 +165,20 @@ fn read_kubeconfig(p: &Probes) -> Result<Kubeconfig, Outcome> {
     })
 }
 
-/// A client for the selected context.
+/// A client for the selected context, for API calls: each read must come within 4 s.
 pub async fn client(p: &Probes) -> Result<Client, Outcome> {
+    client_with(p, Some(Duration::from_secs(4))).await
+}
+
+/// A client for port-forward streams: no read timeout, since a forwarded connection may rightly
+/// stay silent for as long as its two ends like (an idle Redis connection, a worker waiting for
+/// tasks). kube-rs leaves the timeout unset for exactly these streams; API calls made with this
+/// client must bound themselves.
+pub async fn stream_client(p: &Probes) -> Result<Client, Outcome> {
+    client_with(p, None).await
+}
+
+async fn client_with(p: &Probes, read_timeout: Option<Duration>) -> Result<Client, Outcome> {
     crate::tls::ensure_provider();
     let kc = read_kubeconfig(p)?;
     let ctx = &p.cfg.kube_context;
@@ -114,7 +193,7 @@ pub async fn client(p: &Probes) -> Result<Client, Outcome> {
         )
     })?;
     config.connect_timeout = Some(Duration::from_secs(3));
-    config.read_timeout = Some(Duration::from_secs(4));
+    config.read_timeout = read_timeout;
     Client::try_from(config)
         .map_err(|e| Outcome::fail(format!("cannot build a client for {ctx:?}: {}", error_chain(&e)), "check the kubeconfig"))
 }
@@ -275,37 +354,132 @@ pub enum PodVerdict {
     },
 }
 
-/// What to do about an image that does not pull, from the image's repository and the kubelet's
-/// message: not found, a pull rate limit, or refused credentials.
-pub fn image_pull_hint(app: &str, image: &str, message: &str, namespace: &str) -> String {
+/// Why an image does not pull, from the kubelet's words (the pod's Events, or the container's
+/// waiting message).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PullCause {
+    /// The registry has no such image or tag.
+    NotFound,
+    /// Docker Hub's limit for anonymous pulls.
+    RateLimited,
+    /// The registry refused the credentials (or wants some).
+    Unauthorized,
+    /// The cluster's VM cannot reach the registry (DNS, network, proxy).
+    NoNetwork,
+    Unknown,
+}
+
+pub fn pull_cause(message: &str) -> PullCause {
     let m = message.to_ascii_lowercase();
-    if m.contains("toomanyrequests") || m.contains("rate limit") {
-        return "Docker Hub's pull rate limit for anonymous pulls was reached: wait (the limit resets within hours) or log in to Docker Hub in Rancher Desktop, then delete the pod so it pulls again".to_string();
+    if m.contains("toomanyrequests") || m.contains("rate limit") || m.contains("429 too many requests") {
+        PullCause::RateLimited
+    } else if m.contains("no such host")
+        || m.contains("i/o timeout")
+        || m.contains("network is unreachable")
+        || m.contains("connection refused")
+        || m.contains("tls handshake timeout")
+        || m.contains("temporary failure in name resolution")
+    {
+        PullCause::NoNetwork
+    } else if m.contains("unauthorized") || m.contains("authentication required") || m.contains("denied") {
+        PullCause::Unauthorized
+    } else if m.contains("not found") || m.contains("manifest unknown") || m.contains("does not exist") {
+        PullCause::NotFound
+    } else {
+        PullCause::Unknown
     }
-    if m.contains("unauthorized") || m.contains("authentication required") || m.contains("denied") {
-        return format!(
+}
+
+/// `docker.io/bitnamilegacy/redis:8.2.1-debian-12-r0`, `bitnamilegacy/redis:8.2.1-debian-12-r0`
+/// and `docker.io/library/…` spellings of one image compare equal.
+fn same_image(a: &str, b: &str) -> bool {
+    let norm = |s: &str| s.trim_start_matches("docker.io/").trim_start_matches("registry-1.docker.io/").to_string();
+    norm(a) == norm(b)
+}
+
+/// What to do about an image that does not pull, from the image and the kubelet's message (the
+/// pod's Events): not found, a pull rate limit, no network, or refused credentials. It never
+/// recommends the command that installed the image that just failed.
+pub fn image_pull_hint(app: &str, image: &str, message: &str, namespace: &str) -> String {
+    let chart = Chart::for_app(app);
+    let pinned = same_image(image, &chart.image());
+    let ns = crate::shell::quote(namespace);
+    match pull_cause(message) {
+        PullCause::RateLimited => {
+            "Docker Hub's pull rate limit for anonymous pulls was reached (429 toomanyrequests): another repository does not help. Wait (the limit resets within hours) or sign in to Docker Hub on the cluster's VM, then delete the pod so it pulls again".to_string()
+        }
+        PullCause::NoNetwork => format!(
+            "the cluster's VM cannot reach the registry (DNS or network): check this machine's network, VPN or proxy and Rancher Desktop's network settings, then let it pull again: kubectl delete pod -n {ns} -l app.kubernetes.io/name={app}"
+        ),
+        PullCause::Unauthorized => format!(
             "the registry refused to hand out {image} (unauthorized): the image is private or moved; check the name, or log in to the registry"
-        );
-    }
-    if image.contains("bitnamilegacy/") {
-        return format!(
-            "{image} is not in docker.io/bitnamilegacy (the frozen legacy repository has no such tag): install with the tag the lesson pins: helm uninstall {app} -n {namespace}; {}",
+        ),
+        PullCause::NotFound | PullCause::Unknown if pinned => format!(
+            "{image} is the image the lesson pins, and it did not pull ({}). If the registry says it is gone, docker.io/bitnamilegacy no longer has it: the lesson's section \"If the image does not pull\" gives the way on; the same install again would fail the same way",
+            if pull_cause(message) == PullCause::NotFound { "not found" } else { "see the event above" }
+        ),
+        PullCause::NotFound if image.contains("bitnamilegacy/") => format!(
+            "{image} is not in docker.io/bitnamilegacy (the frozen legacy repository has no such tag): install the chart and tag the lesson pins: helm uninstall {app} --namespace {ns}; {}",
             helm_for(app, namespace)
-        );
-    }
-    if app == "redis" && image.contains("bitnami/redis:") && !image.ends_with(":latest") {
-        return format!(
-            "Bitnami's free catalogue keeps only bitnami/redis:latest, which current charts use; this chart pins a tag that is gone. Update the chart list and reinstall: helm repo update; helm uninstall redis -n {namespace}; {}",
+        ),
+        PullCause::NotFound if image.contains("bitnami/") => format!(
+            "Bitnami's free images moved to docker.io/bitnamilegacy in August 2025, so the chart's default image no longer exists. Install the pinned chart and image instead: helm uninstall {app} --namespace {ns}; {}",
             helm_for(app, namespace)
-        );
+        ),
+        _ => format!("the image {image} does not pull: `kubectl describe pod -n {ns} -l app.kubernetes.io/name={app}` shows the kubelet's words"),
     }
-    if image.contains("bitnami/") {
-        return format!(
-            "Bitnami's free images moved to docker.io/bitnamilegacy in August 2025, so the chart's default image no longer exists. Reinstall: helm uninstall {app} -n {namespace}; {}",
-            helm_for(app, namespace)
-        );
+}
+
+/// One of a pod's Events, as `kubectl describe pod` lists them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodEvent {
+    pub kind: String,
+    pub reason: String,
+    pub message: String,
+    pub count: i32,
+}
+
+impl PodEvent {
+    /// `Warning Failed (×3): Failed to pull image …`
+    pub fn line(&self) -> String {
+        let times = if self.count > 1 { format!(" (×{})", self.count) } else { String::new() };
+        format!("{} {}{times}: {}", self.kind, self.reason, self.message.trim())
     }
-    format!("the image {image} does not pull: `kubectl describe pod -n {namespace}` shows the kubelet's message; {message}")
+}
+
+/// A pod's Events, newest first (a failed read gives none: the verdict then stands on the
+/// pod's status alone).
+async fn pod_events(client: &Client, ns: &str, pod: &str) -> Vec<PodEvent> {
+    use k8s_openapi::api::core::v1::Event;
+    let lp = ListParams::default().fields(&format!("involvedObject.name={pod}"));
+    let list = match tokio::time::timeout(Duration::from_secs(3), Api::<Event>::namespaced(client.clone(), ns).list(&lp)).await {
+        Ok(Ok(l)) => l.items,
+        _ => return vec![],
+    };
+    let when = |e: &Event| {
+        e.last_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string())
+            .or_else(|| e.event_time.as_ref().map(|t| t.0.to_string()))
+            .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()))
+            .unwrap_or_default()
+    };
+    let mut items = list;
+    items.sort_by_key(|e| std::cmp::Reverse(when(e)));
+    items
+        .into_iter()
+        .map(|e| PodEvent {
+            kind: e.type_.unwrap_or_else(|| "Normal".into()),
+            reason: e.reason.unwrap_or_default(),
+            message: e.message.unwrap_or_default(),
+            count: e.count.unwrap_or(1),
+        })
+        .collect()
+}
+
+/// The newest Warning event whose reason is one of `reasons` (all Warnings when empty).
+fn warning<'a>(events: &'a [PodEvent], reasons: &[&str]) -> Option<&'a PodEvent> {
+    events.iter().find(|e| e.kind == "Warning" && (reasons.is_empty() || reasons.contains(&e.reason.as_str())))
 }
 
 /// Reads a pod's phase, conditions and container states.
@@ -399,57 +573,98 @@ async fn last_log_lines(client: &Client, ns: &str, pod: &str, container: Option<
     }
 }
 
+/// Memory the VM lacks, in the scheduler's words: Rancher Desktop's VM is too small.
+fn memory_hint(app: &str, namespace: &str) -> String {
+    format!(
+        "give Rancher Desktop's VM more memory (Preferences → Virtual Machine → Memory, 4 GB or more: K3s takes about 1.6 GB, RabbitMQ and Redis about 0.5 GB more), or ask for less: {}",
+        Chart::for_app(app).upgrade(namespace, "resourcesPreset=nano")
+    )
+}
+
 async fn pod_check(p: &Probes, app: &str) -> Outcome {
     let (client, pod) = match find_pod(p, app).await {
         Ok(x) => x,
         Err(o) => return o,
     };
     let name = pod.metadata.name.clone().unwrap_or_default();
-    match pod_verdict(&pod) {
+    let ns = &p.cfg.namespace;
+    let qns = crate::shell::quote(ns);
+    let verdict = pod_verdict(&pod);
+    let events = match verdict {
+        PodVerdict::Ready { .. } => vec![],
+        _ => pod_events(&client, ns, &name).await,
+    };
+    // The event that says why, quoted in the detail.
+    let quoting = |e: Option<&PodEvent>| e.map(|e| format!("; event: {}", e.line())).unwrap_or_default();
+    match verdict {
         PodVerdict::Ready { restarts } => {
             let r = if restarts > 0 { format!(", {restarts} restart(s)") } else { String::new() };
             Outcome::pass(format!("{name} Running and Ready{r}")).fact(&format!("{app}_pod"), name)
         }
         PodVerdict::ImagePull { reason, image, message } => {
-            Outcome::fail(format!("{name}: {reason} for image {image}"), image_pull_hint(app, &image, &message, &p.cfg.namespace))
+            let why = events.iter().find(|e| e.kind == "Warning" && e.reason == "Failed" && pull_cause(&e.message) != PullCause::Unknown);
+            let words = why.map(|e| e.message.clone()).unwrap_or(message);
+            Outcome::fail(
+                format!("{name}: {reason} for image {image}{}", quoting(why.or_else(|| warning(&events, &["Failed", "BackOff"])))),
+                image_pull_hint(app, &image, &words, ns),
+            )
         }
         PodVerdict::Terminating { since } => Outcome::fail(
             format!("{name} is being deleted (Terminating since {since})"),
             format!(
-                "wait until it is gone (`kubectl get pods -n {ns} -w`); a pod on its way out does not serve, so install again afterwards if you uninstalled: {}",
-                helm_for(app, &p.cfg.namespace),
-                ns = p.cfg.namespace
+                "wait until it is gone (`kubectl get pods -n {qns} -w`); a pod on its way out does not serve, so install again afterwards if you uninstalled: {}",
+                helm_for(app, ns),
             ),
         ),
         PodVerdict::OomKilled { restarts, limit } => Outcome::fail(
             format!(
-                "{name}: killed for using too much memory (OOMKilled), {restarts} restart(s){}",
-                limit.map(|l| format!("; its memory limit is {l}")).unwrap_or_default()
+                "{name}: killed for using too much memory (OOMKilled, exit code 137), {restarts} restart(s){}{}",
+                limit.map(|l| format!("; its memory limit is {l}")).unwrap_or_default(),
+                quoting(warning(&events, &["BackOff", "OOMKilling"]))
             ),
             format!(
-                "the chart's resourcesPreset (micro: 384Mi for RabbitMQ) is too small here: helm upgrade {app} bitnami/{app} -n {} --reuse-values --set resourcesPreset=small; and give Rancher Desktop's VM 4 GB or more",
-                p.cfg.namespace
+                "the chart's resourcesPreset (micro: 384Mi for RabbitMQ) is too small here: {}; and give Rancher Desktop's VM 4 GB or more",
+                Chart::for_app(app).upgrade(ns, "resourcesPreset=small")
             ),
         ),
         PodVerdict::CrashLoop { restarts, container } => {
-            let lines = last_log_lines(&client, &p.cfg.namespace, &name, Some(container), true, 5).await;
+            let lines = last_log_lines(&client, ns, &name, Some(container), true, 5).await;
             let tail = if lines.is_empty() { "no log from the last run".to_string() } else { lines.join(" | ") };
             Outcome::fail(
-                format!("{name}: CrashLoopBackOff after {restarts} restart(s); last log: {tail}"),
                 format!(
-                    "read the whole log with `kubectl logs {name} -n {} --previous`; a wrong value in the helm install is the usual cause",
-                    p.cfg.namespace
+                    "{name}: CrashLoopBackOff after {restarts} restart(s); last log: {tail}{}",
+                    quoting(warning(&events, &["BackOff"]))
+                ),
+                format!(
+                    "read the whole log with `kubectl logs {name} -n {qns} --previous`; a wrong value in the helm install is the usual cause"
                 ),
             )
         }
         PodVerdict::Waiting { reason, message } => Outcome::fail(
-            format!("{name}: waiting ({reason}{})", if message.is_empty() { String::new() } else { format!(": {message}") }),
-            format!("kubectl describe pod {name} -n {} shows the events behind this", p.cfg.namespace),
+            format!(
+                "{name}: waiting ({reason}{}){}",
+                if message.is_empty() { String::new() } else { format!(": {message}") },
+                quoting(warning(&events, &[]))
+            ),
+            format!("`kubectl describe pod {name} -n {qns}` shows the events behind this"),
         ),
-        PodVerdict::NotReady { phase, detail } => Outcome::fail(
-            format!("{name}: {phase}, not ready ({detail})"),
-            format!("it may still be starting: watch with `kubectl get pods -n {} -w`", p.cfg.namespace),
-        ),
+        PodVerdict::NotReady { phase, detail } => {
+            let unschedulable = warning(&events, &["FailedScheduling"]);
+            match unschedulable {
+                Some(e) if e.message.contains("Insufficient memory") => Outcome::fail(
+                    format!("{name}: {phase}, not scheduled: the node has too little memory{}", quoting(Some(e))),
+                    memory_hint(app, ns),
+                ),
+                Some(e) => Outcome::fail(
+                    format!("{name}: {phase}, not scheduled{}", quoting(Some(e))),
+                    format!("the scheduler says why above; `kubectl describe pod {name} -n {qns}` shows the rest"),
+                ),
+                None => Outcome::fail(
+                    format!("{name}: {phase}, not ready ({detail}){}", quoting(warning(&events, &[]))),
+                    format!("it may still be starting: watch with `kubectl get pods -n {qns} -w`"),
+                ),
+            }
+        }
     }
 }
 

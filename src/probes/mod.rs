@@ -2,6 +2,7 @@
 //! and a task through the whole path. Each check has a timeout and returns pass, fail or skipped
 //! with a one-line detail and, on failure, what to do.
 
+pub mod identity;
 pub mod kube;
 pub mod learner;
 pub mod rabbit;
@@ -168,6 +169,18 @@ impl Probes {
 
     /// Runs one check with its timeout.
     async fn run_body(&self, id: &str) -> Outcome {
+        // On the cluster track, checks that go through the broker or Redis count only when those
+        // are the cluster's (their own login checks say so themselves).
+        use identity::Service::{Amqp, Redis};
+        let needs: &[identity::Service] = match id {
+            "tasks.roundtrip" | "tasks.failure" => &[Amqp, Redis],
+            "celery.py_worker" => &[Amqp],
+            "results.learner" | "results.learner_failure" => &[Redis],
+            _ => &[],
+        };
+        if let Some(o) = identity::require_cluster(self, needs).await {
+            return o;
+        }
         match id {
             "kube.context" => kube::context(self).await,
             "kube.api" => kube::api(self).await,

@@ -106,6 +106,21 @@ pub async fn local_ports(p: &Probes) -> Outcome {
         }
     }
     if closed.is_empty() {
+        // On the cluster track an open port is not enough: it must lead to the cluster.
+        if p.track() == Track::K3s {
+            use super::identity::{Identity, Service, of};
+            let mut how = vec![];
+            for s in [Service::Amqp, Service::Management, Service::Redis] {
+                match of(p, s).await {
+                    Identity::Other(what) => return super::identity::not_the_cluster(p, s, &what),
+                    Identity::Cluster(h) => how.push(h),
+                    Identity::Unknown => {}
+                }
+            }
+            how.dedup();
+            let how = if how.is_empty() { String::new() } else { format!(" ({})", how.join("; ")) };
+            return Outcome::pass(format!("open: {}{how}", open.join(", ")));
+        }
         return Outcome::pass(format!("open: {}", open.join(", ")));
     }
     let detail = closed.iter().map(|(w, h, port)| format!("{w} {h}:{port}")).collect::<Vec<_>>().join(", ");
@@ -117,7 +132,16 @@ pub async fn amqp_login(p: &Probes) -> Outcome {
     match broker::connect(&p.cfg.broker_url, "mqlab check").await {
         Ok(conn) => {
             let _ = tokio::time::timeout(Duration::from_secs(1), conn.close(200, "check done".into())).await;
-            Outcome::pass(format!("logged in to {}", crate::config::mask_url(&p.cfg.broker_url)))
+            let done = format!("logged in to {}", crate::config::mask_url(&p.cfg.broker_url));
+            if p.track() == Track::K3s {
+                use super::identity::{Identity, Service, of};
+                return match of(p, Service::Amqp).await {
+                    Identity::Other(what) => super::identity::not_the_cluster(p, Service::Amqp, &what),
+                    Identity::Cluster(how) => Outcome::pass(format!("{done}, {how}")),
+                    Identity::Unknown => Outcome::pass(done),
+                };
+            }
+            Outcome::pass(done)
         }
         Err(e @ ConnectError::AccessRefused { .. }) => Outcome::fail(
             e.to_string(),
@@ -151,19 +175,19 @@ pub async fn mgmt_login(p: &Probes) -> Outcome {
         let ev = v.get("erlang_version").and_then(|x| x.as_str()).unwrap_or("?").to_string();
         o.detail = format!("logged in to {base} as {user}: RabbitMQ {rv}, Erlang {ev}");
         o = o.fact("rabbitmq_version", rv).fact("erlang_version", ev);
-        // On the cluster track the broker must be the chart's pod (its node is
-        // rabbit@rabbitmq-0.rabbitmq-headless…), not a RabbitMQ of this machine on the same port.
-        if p.track() == Track::K3s
-            && let Some(node) = v.get("node").and_then(|x| x.as_str())
-        {
+        if let Some(node) = v.get("node").and_then(|x| x.as_str()) {
             o = o.fact("node", node);
-            if !is_cluster_node(node) {
-                let (_, port) = host_port(&base, 15672);
-                return Outcome::fail(
-                    format!("{base} answers as node {node}, not the cluster's rabbitmq-0: a RabbitMQ of this machine holds port {port}"),
-                    "stop the local broker (`sudo systemctl stop rabbitmq-server`, or `brew services stop rabbitmq`), or use mqlab's forwards (F in the app, or `mqlab forward`): they take the next free port and mqlab follows",
-                );
-            }
+        }
+    }
+    // On the cluster track the broker must be the chart's pod (its node is
+    // rabbit@rabbitmq-0.rabbitmq-headless…), or carried there by port-forwards; not a RabbitMQ
+    // of this machine on the same port.
+    if p.track() == Track::K3s {
+        use super::identity::{Identity, Service, of};
+        match of(p, Service::Management).await {
+            Identity::Other(what) => return super::identity::not_the_cluster(p, Service::Management, &what),
+            Identity::Cluster(how) => o.detail.push_str(&format!(" ({how})")),
+            Identity::Unknown => {}
         }
     }
     o
@@ -194,6 +218,9 @@ pub async fn raw_overview(p: &Probes) -> anyhow::Result<serde_json::Value> {
 }
 
 pub async fn mgmt_exchanges(p: &Probes) -> Outcome {
+    if let Some(o) = super::identity::require_cluster(p, &[super::identity::Service::Management]).await {
+        return o;
+    }
     let c = management_client(p);
     let vhost = vhost_of(&p.cfg.broker_url);
     let list = match c.list_exchanges_in(&vhost).await {
@@ -223,6 +250,9 @@ pub async fn mgmt_exchanges(p: &Probes) -> Outcome {
 }
 
 pub async fn mgmt_celery_queue(p: &Probes) -> Outcome {
+    if let Some(o) = super::identity::require_cluster(p, &[super::identity::Service::Management]).await {
+        return o;
+    }
     let c = management_client(p);
     let q = &p.cfg.queue;
     match c.get_queue_info(&vhost_of(&p.cfg.broker_url), q).await {

@@ -21,7 +21,10 @@ pub async fn ping(p: &Probes) -> Outcome {
             return Outcome::fail(
                 format!("cannot connect to Redis at {host}:{port}: {e}"),
                 match p.track() {
-                    Track::K3s => format!("kubectl port-forward svc/redis-master -n {} 6379:6379 (and leave it running)", p.cfg.namespace),
+                    Track::K3s => format!(
+                        "press F in the app (or run `mqlab forward`) for mqlab's port-forwards; by hand: kubectl port-forward svc/redis-master -n {} 6379:6379 (and leave it running)",
+                        crate::shell::quote(&p.cfg.namespace)
+                    ),
                     Track::Local => "start Redis: `mqlab sandbox up` or `redis-server --daemonize yes`".to_string(),
                 },
             );
@@ -32,6 +35,18 @@ pub async fn ping(p: &Probes) -> Outcome {
         Ok(s) if s == "PONG" => {
             let info: String = redis::cmd("INFO").arg("server").query_async(&mut conn).await.unwrap_or_default();
             let version = info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("?").trim().to_string();
+            if p.track() == Track::K3s {
+                match super::identity::redis_identity_or_forward(p, &info) {
+                    super::identity::Identity::Other(what) => {
+                        return super::identity::not_the_cluster(p, super::identity::Service::Redis, &what);
+                    }
+                    super::identity::Identity::Cluster(how) => {
+                        return Outcome::pass(format!("PING → PONG from Redis {version} at {host}:{port}, {how}"))
+                            .fact("redis_version", version);
+                    }
+                    super::identity::Identity::Unknown => {}
+                }
+            }
             Outcome::pass(format!("PING → PONG from Redis {version} at {host}:{port}")).fact("redis_version", version)
         }
         Ok(other) => Outcome::fail(format!("PING answered {other:?}"), "is this really Redis?"),

@@ -195,7 +195,7 @@ async fn forwards(
     std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
         rt.block_on(async move {
-            match crate::probes::kube::client(&probes).await {
+            match crate::probes::kube::stream_client(&probes).await {
                 Ok(c) => crate::forward::run(c, probes.cfg.namespace.clone(), probes.cfg.data_dir.clone(), fw_tx, stop).await,
                 Err(o) => {
                     let hint = o.hint.map(|h| format!(" ({h})")).unwrap_or_default();
@@ -371,11 +371,11 @@ impl Runtime {
                 probes.cfg.track = app.track;
                 self.tasks.spawn(forwards(probes, self.over.clone(), stop_rx, tx));
             }
-            Command::RunShell { run, shown } => {
+            Command::RunShell { command } => {
                 let (cancel, cancelled) = tokio::sync::oneshot::channel();
                 self.shell = Some(cancel);
                 let env = crate::lessons::run::env_for(&app.cfg);
-                tracing::info!("running a lesson command: {}", shown.lines().next().unwrap_or(""));
+                tracing::info!("running a lesson command: {}", command.lines().next().unwrap_or(""));
                 self.tasks.spawn(async move {
                     let (lines_tx, mut lines) = mpsc::unbounded_channel();
                     let relay = async {
@@ -383,7 +383,7 @@ impl Runtime {
                             let _ = tx.send(Event::ShellOutput(batch));
                         }
                     };
-                    let (done, ()) = tokio::join!(crate::lessons::run::run(&run, &env, lines_tx, cancelled), relay);
+                    let (done, ()) = tokio::join!(crate::lessons::run::run(&command, &env, lines_tx, cancelled), relay);
                     let _ = tx.send(Event::ShellDone(done));
                 });
             }
@@ -418,6 +418,7 @@ impl Runtime {
         self.pollers.spawn(management(cfg.clone(), tx.clone()));
         self.pollers.spawn(celery_events(cfg.clone(), tx.clone()));
         self.pollers.spawn(results_monitor(cfg.clone(), tx.clone()));
+        self.pollers.spawn(forwards_elsewhere(cfg.data_dir.clone(), tx.clone()));
         self.pollers.spawn(redis_ping(cfg, tx));
     }
 
@@ -733,5 +734,25 @@ pub fn sample_of(v: &Value) -> state::Sample {
         publish_rate: rate("publish"),
         deliver_rate: rate("deliver_get"),
         ack_rate: rate("ack"),
+    }
+}
+
+/// Port-forwards served by another process (`mqlab forward` in another terminal): looked at every
+/// 2 s (a file and its lock; no network), reported when that changes.
+async fn forwards_elsewhere(data_dir: std::path::PathBuf, tx: mpsc::UnboundedSender<Event>) {
+    let me = std::process::id();
+    let mut last: Option<crate::forward::Recorded> = None;
+    let mut first = true;
+    loop {
+        let dir = data_dir.clone();
+        let now = tokio::task::spawn_blocking(move || crate::forward::Recorded::load(&dir)).await.ok().flatten().filter(|r| r.pid != me);
+        if first || now != last {
+            first = false;
+            last = now.clone();
+            if tx.send(Event::ForwardsElsewhere(now)).is_err() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }

@@ -229,8 +229,8 @@ pub struct RecoveryWatch {
 /// A lesson command run from the app, and what it printed.
 #[derive(Clone, Debug)]
 pub struct ShellRun {
-    /// The command as shown (passwords masked).
-    pub shown: String,
+    /// The command, as shown and run.
+    pub command: String,
     pub lines: VecDeque<String>,
     pub started: DateTime<Utc>,
     /// Lines dropped at the front (only the last `SHELL_LINES` are kept).
@@ -318,6 +318,9 @@ pub struct App {
     pub offered_sandbox: bool,
     /// mqlab's port-forwards to the cluster, when started (F): each forward with its state.
     pub forwards: Option<Forwards>,
+    /// Port-forwards another process serves (`mqlab forward` in another terminal), which this
+    /// app's configuration uses.
+    pub forwards_elsewhere: Option<crate::forward::Recorded>,
     /// The last lesson command run from the app (`!`).
     pub shell: Option<ShellRun>,
     /// Workers seen on the broker by their events.
@@ -448,6 +451,7 @@ impl App {
             down_at: None,
             offered_sandbox: false,
             forwards: None,
+            forwards_elsewhere: None,
             shell: None,
             workers: BTreeMap::new(),
             sends: SendTally::default(),

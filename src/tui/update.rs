@@ -79,6 +79,8 @@ pub enum Event {
     Forward(crate::forward::Event),
     /// The port-forwards ended (stopped, or could not start).
     ForwardsStopped,
+    /// Port-forwards served by another process (None: nobody else serves them).
+    ForwardsElsewhere(Option<crate::forward::Recorded>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,10 +118,10 @@ pub enum Command {
     Reconfigure,
     /// Ask every worker to drop this task (a `revoke` broadcast).
     Revoke(String),
-    /// Run a lesson's command (`sh -c`) with the learner's environment; `shown` is its masked form.
+    /// Run a lesson's command (`sh -c`), exactly as the screen showed it, with the learner's
+    /// environment and the secrets it names (`run::env_for`).
     RunShell {
-        run: String,
-        shown: String,
+        command: String,
     },
     /// Stop the running lesson command (its whole process group).
     CancelShell,
@@ -280,7 +282,7 @@ impl App {
             }
             Event::ShellDone(done) => {
                 if let Some(run) = &mut self.shell {
-                    let first = run.shown.lines().next().unwrap_or("").to_string();
+                    let first = run.command.lines().next().unwrap_or("").to_string();
                     self.status = Some(match (&done.code, done.cancelled) {
                         (_, true) => format!("cancelled after {:.1} s: {first}", done.secs),
                         (Some(c), _) => format!("exit {c} after {:.1} s: {first}", done.secs),
@@ -290,6 +292,14 @@ impl App {
                     // A cluster command may have changed what the checks see.
                     self.recheck_due = true;
                 }
+                vec![]
+            }
+            Event::ForwardsElsewhere(other) => {
+                if other.is_some() != self.forwards_elsewhere.is_some() {
+                    // The endpoints the checks see may have moved.
+                    self.recheck_due = true;
+                }
+                self.forwards_elsewhere = other;
                 vec![]
             }
             Event::ForwardsStopped => {
@@ -414,7 +424,7 @@ impl App {
                 KeyCode::Char('y') => {
                     let Some(c) = cmds.get(*selected) else { return vec![] };
                     self.status = Some("copied to the clipboard (OSC 52: your terminal must allow it)".into());
-                    let text = c.run.clone();
+                    let text = c.command.clone();
                     self.modals.pop();
                     return vec![Command::Copy(text)];
                 }
@@ -427,13 +437,13 @@ impl App {
                     self.modals.pop();
                     self.modals.push(Modal::Output { scroll: 0, follow: true });
                     self.shell = Some(super::state::ShellRun {
-                        shown: c.shown.clone(),
+                        command: c.command.clone(),
                         lines: Default::default(),
                         started: self.clock,
                         dropped: 0,
                         done: None,
                     });
-                    return vec![Command::RunShell { run: c.run, shown: c.shown }];
+                    return vec![Command::RunShell { command: c.command }];
                 }
                 _ => {}
             },
@@ -632,6 +642,15 @@ impl App {
                 return vec![];
             }
             Action::Forwards => {
+                if let Some(other) = &self.forwards_elsewhere
+                    && self.forwards.is_none()
+                {
+                    self.status = Some(format!(
+                        "port-forwards are served by `mqlab forward` (pid {}); this app uses them. Stop them there (Ctrl-C in its terminal)",
+                        other.pid
+                    ));
+                    return vec![];
+                }
                 if self.forwards.is_some() {
                     self.status = Some("stopping the port-forwards…".into());
                     return vec![Command::StopForwards];
@@ -679,6 +698,11 @@ impl App {
             F::Failed(e) => {
                 self.forwards = None;
                 self.status = Some(format!("port-forwards: {e}"));
+            }
+            F::Elsewhere(other) => {
+                self.forwards = None;
+                self.status = Some(format!("port-forwards are already served by `mqlab forward` (pid {}); this app uses them", other.pid));
+                self.forwards_elsewhere = Some(other);
             }
         }
     }

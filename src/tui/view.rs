@@ -121,39 +121,56 @@ fn draw_modal(f: &mut Frame, app: &mut App, i: usize, area: Rect) {
             let selected = *selected;
             let cmds = app.current().runnable(app.track, &app.cfg);
             let r = centered(area, 90, 80);
-            let mut lines = vec![
-                Line::from(format!(
-                    "Commands of step {} — shown exactly as they run, in a shell here with your environment",
+            // Every command can be read whole before Enter: long lines wrap (a ↪ marks the
+            // continuation; the command itself is unchanged), and the list scrolls to keep the
+            // chosen one in view.
+            let width = r.width.saturating_sub(2).max(12) as usize;
+            let mut lines = vec![];
+            for l in markdown::wrap_plain(
+                &format!(
+                    "Commands of step {} — shown exactly as they run, in a shell here with your environment (KUBECONFIG, PATH; mqlab lines use this app's broker and backend; secrets only as $MQLAB_… variables).",
                     app.current().step
-                )),
-                Line::from(Span::styled(
-                    "(KUBECONFIG, PATH; mqlab lines use this app's broker and backend).",
-                    Style::default().fg(Color::DarkGray),
-                )),
-                Line::from(""),
-            ];
+                ),
+                width,
+            ) {
+                lines.push(Line::from(Span::styled(l, Style::default().fg(Color::DarkGray))));
+            }
+            lines.push(Line::from(""));
+            let mut chosen = (0, 0);
             for (n, c) in cmds.iter().enumerate() {
                 let on = n == selected;
-                for (j, l) in c.shown.lines().enumerate() {
+                let start = lines.len();
+                let style = if on { markdown::code_style().add_modifier(Modifier::BOLD) } else { markdown::code_style() };
+                for (j, l) in c.command.lines().enumerate() {
                     let mark = if j == 0 && on { "▶ " } else { "  " };
-                    let style = if on { markdown::code_style().add_modifier(Modifier::BOLD) } else { markdown::code_style() };
-                    lines.push(Line::from(vec![Span::raw(mark), Span::styled(l.to_string(), style)]));
+                    for (k, piece) in wrap_code(l, width.saturating_sub(4)).into_iter().enumerate() {
+                        let lead = if k == 0 { Span::raw(mark) } else { Span::styled("↪ ", Style::default().fg(Color::DarkGray)) };
+                        lines.push(Line::from(vec![lead, Span::styled(piece, style)]));
+                    }
+                }
+                if on {
+                    chosen = (start, lines.len());
                 }
                 lines.push(Line::from(""));
             }
-            lines.push(Line::from(Span::styled(
-                "↑↓ choose · Enter runs it · y copies it (OSC 52) · Esc closes",
-                Style::default().fg(Color::Cyan),
-            )));
+            let footer =
+                Line::from(Span::styled("↑↓ choose · Enter runs it · y copies it (OSC 52) · Esc closes", Style::default().fg(Color::Cyan)));
+            let view = r.height.saturating_sub(3) as usize;
+            let total = lines.len();
+            let offset = chosen.1.saturating_sub(view).min(chosen.0).min(total.saturating_sub(view));
+            let mut shown: Vec<Line> = lines.into_iter().skip(offset).take(view).collect();
+            shown.push(footer);
             f.render_widget(Clear, r);
-            let block = Block::bordered().border_type(BorderType::Thick).title(" Run a command of this step ");
-            f.render_widget(Paragraph::new(lines).block(block), r);
+            let title = format!(" Run a command of this step {}", position(offset as u16, view as u16, total as u16));
+            let block = Block::bordered().border_type(BorderType::Thick).title(title);
+            f.render_widget(Paragraph::new(shown).block(block), r);
+            scrollbar(f, r, offset as u16, view as u16, total as u16);
         }
         Modal::Output { .. } => {
             let r = centered(area, 90, 85);
             let Some(run) = app.shell.clone() else { return };
             let mut lines: Vec<Line<'static>> =
-                run.shown.lines().map(|l| Line::from(Span::styled(format!("$ {l}"), markdown::code_style()))).collect();
+                run.command.lines().map(|l| Line::from(Span::styled(format!("$ {l}"), markdown::code_style()))).collect();
             if run.dropped > 0 {
                 lines.push(Line::from(Span::styled(
                     format!("… {} earlier line(s) not kept", run.dropped),
@@ -561,6 +578,25 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect, focused: bool, ids: &[&str]
 fn forward_lines(app: &App, width: usize) -> Vec<Line<'static>> {
     use crate::forward::State;
     let dim = Style::default().fg(Color::DarkGray);
+    if let (None, Some(other)) = (&app.forwards, &app.forwards_elsewhere) {
+        let mut lines =
+            vec![Line::from(Span::styled(format!("Port-forwards served by `mqlab forward`, pid {}", other.pid), Style::default().bold()))];
+        for (svc, local) in &other.ports {
+            let what = crate::forward::TARGETS.iter().find(|t| t.port == *svc).map(|t| t.name).unwrap_or("port");
+            let moved = if local != svc { format!(" · {svc} was taken") } else { String::new() };
+            lines.push(Line::from(vec![
+                Span::styled("● ", Style::default().fg(Color::Green)),
+                Span::raw(format!("{what:<10} 127.0.0.1:{local:<5} → svc port {svc}")),
+                Span::styled(moved, dim),
+            ]));
+        }
+        lines.extend(
+            markdown::wrap_plain("This app uses them; stop them in their terminal (Ctrl-C).", width)
+                .into_iter()
+                .map(|l| Line::from(Span::styled(l, dim))),
+        );
+        return lines;
+    }
     let Some(fw) = &app.forwards else {
         return markdown::wrap_plain("Port-forwards: off. F starts mqlab's (AMQP, management, Redis), kept up across pod restarts.", width)
             .into_iter()
@@ -587,10 +623,12 @@ fn forward_lines(app: &App, width: usize) -> Vec<Line<'static>> {
         let moved = if f.local != f.target.port { format!(" · {} was taken", f.target.port) } else { String::new() };
         lines.push(Line::from(Span::styled(
             format!(
-                "  ↑{} ↓{} · {} open · {} reconnect(s){moved}",
+                "  ↑{} ↓{} · {} open · {} closed ({} cut) · {} reconnect(s){moved}",
                 human_bytes(c.sent.load(load)),
                 human_bytes(c.received.load(load)),
                 c.open.load(load),
+                c.closed(),
+                c.cut.load(load),
                 c.reconnects.load(load)
             ),
             dim,
@@ -994,6 +1032,22 @@ fn fold(lines: Vec<Line<'static>>, width: u16) -> Vec<Line<'static>> {
         }
         out.push(Line::from(Span::styled(cur, style)));
     }
+    out
+}
+
+/// A line of shell code cut into pieces of at most `width` columns (never re-flowed by words:
+/// the pieces joined are the line).
+fn wrap_code(line: &str, width: usize) -> Vec<String> {
+    let w = width.max(8);
+    let mut out = vec![];
+    let mut cur = String::new();
+    for ch in line.chars() {
+        if unicode_width::UnicodeWidthStr::width(cur.as_str()) + unicode_width::UnicodeWidthChar::width(ch).unwrap_or(0) > w {
+            out.push(std::mem::take(&mut cur));
+        }
+        cur.push(ch);
+    }
+    out.push(cur);
     out
 }
 

@@ -18,6 +18,18 @@ pub enum Scenario {
     CrashLoop,
     /// RabbitMQ still booting: Bitnami's setup ran, the real start has not completed yet.
     RabbitStarting,
+    /// The pinned legacy RabbitMQ image hits Docker Hub's anonymous pull limit.
+    PullRateLimited,
+    /// The VM cannot resolve the registry: Redis's pinned image does not pull.
+    PullNoNetwork,
+    /// The pinned legacy RabbitMQ image is gone from the registry.
+    LegacyGone,
+    /// RabbitMQ cannot be scheduled: the node has too little memory.
+    PendingMemory,
+    /// RabbitMQ was killed for memory and is backing off.
+    OomKilled,
+    /// The namespace exists and holds nothing (nothing installed yet).
+    EmptyNamespace,
 }
 
 pub struct FakeKube {
@@ -176,7 +188,8 @@ fn route(s: Scenario, target: &str, live: &Live) -> (u16, &'static str, String) 
             {"name": "namespaces", "singularName": "namespace", "namespaced": false, "kind": "Namespace", "verbs": ["get", "list", "watch"], "shortNames": ["ns"]},
             {"name": "pods", "singularName": "pod", "namespaced": true, "kind": "Pod", "verbs": ["get", "list", "watch"], "shortNames": ["po"]},
             {"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]},
-            {"name": "services", "singularName": "service", "namespaced": true, "kind": "Service", "verbs": ["get", "list", "watch"], "shortNames": ["svc"]}]})),
+            {"name": "services", "singularName": "service", "namespaced": true, "kind": "Service", "verbs": ["get", "list", "watch"], "shortNames": ["svc"]},
+            {"name": "events", "singularName": "event", "namespaced": true, "kind": "Event", "verbs": ["create", "delete", "get", "list", "watch"], "shortNames": ["ev"]}]})),
         "/api/v1/nodes" => ok(json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "4711"}, "items": [node(s)]})),
         "/api/v1/namespaces" => ok(json!({"kind": "NamespaceList", "apiVersion": "v1", "metadata": {"resourceVersion": "4711"},
             "items": namespaces(s)})),
@@ -206,9 +219,16 @@ fn route(s: Scenario, target: &str, live: &Live) -> (u16, &'static str, String) 
                     (200, "text/plain", pod_log(s, name, previous))
                 }
                 [_, "services"] => {
-                    ok(json!({"kind": "ServiceList", "apiVersion": "v1", "metadata": {"resourceVersion": "4711"}, "items": services()}))
+                    ok(json!({"kind": "ServiceList", "apiVersion": "v1", "metadata": {"resourceVersion": "4711"}, "items": services(s)}))
                 }
-                [_, "services", name] => match services().into_iter().find(|v| v["metadata"]["name"] == *name) {
+                [_, "events"] => {
+                    let field = query.split('&').find_map(|kv| kv.strip_prefix("fieldSelector=")).unwrap_or("");
+                    let name = field.split(',').find_map(|t| t.strip_prefix("involvedObject.name=")).unwrap_or("");
+                    let items: Vec<Value> =
+                        events(s).into_iter().filter(|e| name.is_empty() || e["involvedObject"]["name"] == name).collect();
+                    ok(json!({"kind": "EventList", "apiVersion": "v1", "metadata": {"resourceVersion": "4711"}, "items": items}))
+                }
+                [_, "services", name] => match services(s).into_iter().find(|v| v["metadata"]["name"] == *name) {
                     Some(v) => ok(v),
                     None => not_found("services", name),
                 },
@@ -320,6 +340,9 @@ fn pod(name: &str, app: &str, component: Option<&str>, image: &str, state: Value
 }
 
 fn pods(s: Scenario, live: &Live) -> Vec<Value> {
+    if s == Scenario::EmptyNamespace {
+        return vec![];
+    }
     let running = json!({"running": {"startedAt": "2026-11-27T08:50:05Z"}});
     let rabbit_image = "docker.io/bitnamilegacy/rabbitmq:4.1.3-debian-12-r1";
     let redis_image = "docker.io/bitnamilegacy/redis:8.2.1-debian-12-r0";
@@ -345,6 +368,40 @@ fn pods(s: Scenario, live: &Live) -> Vec<Value> {
             "Running",
         ),
         Scenario::RabbitStarting => pod("rabbitmq-0", "rabbitmq", None, rabbit_image, running.clone(), false, 0, "Running"),
+        Scenario::PullRateLimited | Scenario::LegacyGone => pod(
+            "rabbitmq-0",
+            "rabbitmq",
+            None,
+            rabbit_image,
+            json!({"waiting": {"reason": "ImagePullBackOff", "message": format!("Back-off pulling image \"{rabbit_image}\"")}}),
+            false,
+            0,
+            "Pending",
+        ),
+        Scenario::PendingMemory => {
+            let mut p = pod("rabbitmq-0", "rabbitmq", None, rabbit_image, running.clone(), false, 0, "Pending");
+            p["status"] = json!({"phase": "Pending", "qosClass": "Burstable", "conditions": [
+                {"type": "PodScheduled", "status": "False", "lastProbeTime": null, "lastTransitionTime": "2026-11-27T08:50:00Z",
+                 "reason": "Unschedulable", "message": "0/1 nodes are available: 1 Insufficient memory. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."}]});
+            p
+        }
+        Scenario::OomKilled => {
+            let mut p = pod(
+                "rabbitmq-0",
+                "rabbitmq",
+                None,
+                rabbit_image,
+                json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 1m20s restarting failed container=rabbitmq pod=rabbitmq-0_messaging(uid-rabbitmq-0)"}}),
+                false,
+                3,
+                "Running",
+            );
+            p["status"]["containerStatuses"][0]["lastState"] = json!({"terminated": {"exitCode": 137, "reason": "OOMKilled",
+                "startedAt": "2026-11-27T08:58:01Z", "finishedAt": "2026-11-27T08:58:40Z", "containerID": "containerd://5e1f"}});
+            p["spec"]["containers"][0]["resources"] = json!({"limits": {"cpu": "375m", "memory": "384Mi", "ephemeral-storage": "2Gi"},
+                "requests": {"cpu": "250m", "memory": "256Mi", "ephemeral-storage": "50Mi"}});
+            p
+        }
         _ => {
             let (generation, ready) = live.pod_state("rabbitmq");
             regenerate(pod("rabbitmq-0", "rabbitmq", None, rabbit_image, running.clone(), ready, 0, "Running"), generation)
@@ -361,12 +418,97 @@ fn pods(s: Scenario, live: &Live) -> Vec<Value> {
             0,
             "Pending",
         ),
+        Scenario::PullNoNetwork => pod(
+            "redis-master-0",
+            "redis",
+            Some("master"),
+            redis_image,
+            json!({"waiting": {"reason": "ErrImagePull", "message": "rpc error: code = Unknown desc = failed to pull and unpack image"}}),
+            false,
+            0,
+            "Pending",
+        ),
         _ => {
             let (generation, ready) = live.pod_state("redis");
             regenerate(pod("redis-master-0", "redis", Some("master"), redis_image, running, ready, 0, "Running"), generation)
         }
     };
     vec![rabbit, redis]
+}
+
+/// The pods' Events as the API serves them (core/v1, what `kubectl describe pod` lists).
+fn events(s: Scenario) -> Vec<Value> {
+    let ev = |pod: &str, n: u32, kind: &str, reason: &str, source: &str, message: &str, count: u32, last: &str| {
+        json!({"kind": "Event", "apiVersion": "v1",
+            "metadata": {"name": format!("{pod}.18{n:014x}"), "namespace": "messaging", "uid": format!("uid-ev-{pod}-{n}"),
+                "resourceVersion": format!("{}", 4800 + n), "creationTimestamp": "2026-11-27T08:50:00Z"},
+            "involvedObject": {"kind": "Pod", "namespace": "messaging", "name": pod, "uid": format!("uid-{pod}"), "apiVersion": "v1",
+                "resourceVersion": "4600", "fieldPath": if source == "kubelet" { json!(format!("spec.containers{{{}}}", pod.split('-').next().unwrap_or(""))) } else { Value::Null }},
+            "reason": reason, "message": message, "source": {"component": source, "host": "lima-rancher-desktop"},
+            "firstTimestamp": "2026-11-27T08:50:02Z", "lastTimestamp": last, "count": count, "type": kind,
+            "eventTime": null, "reportingComponent": source, "reportingInstance": "lima-rancher-desktop"})
+    };
+    let scheduled = |pod: &str| {
+        ev(
+            pod,
+            1,
+            "Normal",
+            "Scheduled",
+            "default-scheduler",
+            &format!("Successfully assigned messaging/{pod} to lima-rancher-desktop"),
+            1,
+            "2026-11-27T08:50:00Z",
+        )
+    };
+    let pulling = |pod: &str, image: &str| {
+        ev(pod, 2, "Normal", "Pulling", "kubelet", &format!("Pulling image \"{image}\""), 3, "2026-11-27T08:52:10Z")
+    };
+    let failed = |pod: &str, n: u32, message: String| ev(pod, n, "Warning", "Failed", "kubelet", &message, 3, "2026-11-27T08:52:11Z");
+    let legacy_rabbit = "docker.io/bitnamilegacy/rabbitmq:4.1.3-debian-12-r1";
+    let legacy_redis = "docker.io/bitnamilegacy/redis:8.2.1-debian-12-r0";
+    match s {
+        Scenario::ImagePullBackOff => vec![
+            scheduled("rabbitmq-0"),
+            pulling("rabbitmq-0", "docker.io/bitnami/rabbitmq:4.1.3-debian-12-r1"),
+            failed("rabbitmq-0", 3, "Failed to pull image \"docker.io/bitnami/rabbitmq:4.1.3-debian-12-r1\": rpc error: code = NotFound desc = failed to pull and unpack image \"docker.io/bitnami/rabbitmq:4.1.3-debian-12-r1\": failed to resolve reference \"docker.io/bitnami/rabbitmq:4.1.3-debian-12-r1\": docker.io/bitnami/rabbitmq:4.1.3-debian-12-r1: not found".into()),
+            ev("rabbitmq-0", 4, "Warning", "Failed", "kubelet", "Error: ErrImagePull", 3, "2026-11-27T08:52:11Z"),
+            ev("rabbitmq-0", 5, "Normal", "BackOff", "kubelet", "Back-off pulling image \"docker.io/bitnami/rabbitmq:4.1.3-debian-12-r1\"", 9, "2026-11-27T08:54:00Z"),
+            ev("rabbitmq-0", 6, "Warning", "Failed", "kubelet", "Error: ImagePullBackOff", 9, "2026-11-27T08:54:00Z"),
+            scheduled("redis-master-0"),
+            failed("redis-master-0", 3, "Failed to pull image \"docker.io/bitnami/redis:8.2.1-debian-12-r0\": rpc error: code = NotFound desc = failed to pull and unpack image \"docker.io/bitnami/redis:8.2.1-debian-12-r0\": failed to resolve reference \"docker.io/bitnami/redis:8.2.1-debian-12-r0\": docker.io/bitnami/redis:8.2.1-debian-12-r0: not found".into()),
+        ],
+        Scenario::PullRateLimited => vec![
+            scheduled("rabbitmq-0"),
+            pulling("rabbitmq-0", legacy_rabbit),
+            failed("rabbitmq-0", 3, format!("Failed to pull image \"{legacy_rabbit}\": rpc error: code = Unknown desc = failed to pull and unpack image \"{legacy_rabbit}\": failed to copy: httpReadSeeker: failed open: unexpected status code https://registry-1.docker.io/v2/bitnamilegacy/rabbitmq/manifests/sha256:4b1c: 429 Too Many Requests - Server message: toomanyrequests: You have reached your unauthenticated pull rate limit. https://www.docker.com/increase-rate-limit")),
+            ev("rabbitmq-0", 4, "Warning", "Failed", "kubelet", "Error: ErrImagePull", 3, "2026-11-27T08:52:11Z"),
+        ],
+        Scenario::LegacyGone => vec![
+            scheduled("rabbitmq-0"),
+            failed("rabbitmq-0", 3, format!("Failed to pull image \"{legacy_rabbit}\": rpc error: code = NotFound desc = failed to pull and unpack image \"{legacy_rabbit}\": failed to resolve reference \"{legacy_rabbit}\": {legacy_rabbit}: not found")),
+        ],
+        Scenario::PullNoNetwork => vec![
+            scheduled("redis-master-0"),
+            pulling("redis-master-0", legacy_redis),
+            failed("redis-master-0", 3, format!("Failed to pull image \"{legacy_redis}\": rpc error: code = Unknown desc = failed to pull and unpack image \"{legacy_redis}\": failed to resolve reference \"{legacy_redis}\": failed to do request: Head \"https://registry-1.docker.io/v2/bitnamilegacy/redis/manifests/8.2.1-debian-12-r0\": dial tcp: lookup registry-1.docker.io on 10.0.2.3:53: no such host")),
+        ],
+        Scenario::PendingMemory => vec![ev(
+            "rabbitmq-0",
+            1,
+            "Warning",
+            "FailedScheduling",
+            "default-scheduler",
+            "0/1 nodes are available: 1 Insufficient memory. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.",
+            4,
+            "2026-11-27T08:55:00Z",
+        )],
+        Scenario::OomKilled => vec![
+            scheduled("rabbitmq-0"),
+            ev("rabbitmq-0", 2, "Normal", "Pulled", "kubelet", &format!("Container image \"{legacy_rabbit}\" already present on machine"), 4, "2026-11-27T08:58:00Z"),
+            ev("rabbitmq-0", 3, "Warning", "BackOff", "kubelet", "Back-off restarting failed container rabbitmq in pod rabbitmq-0_messaging(uid-rabbitmq-0)", 7, "2026-11-27T08:59:00Z"),
+        ],
+        _ => vec![],
+    }
 }
 
 fn pod_log(s: Scenario, name: &str, previous: bool) -> String {
@@ -392,7 +534,10 @@ fn pod_log(s: Scenario, name: &str, previous: bool) -> String {
     }
 }
 
-fn services() -> Vec<Value> {
+fn services(s: Scenario) -> Vec<Value> {
+    if s == Scenario::EmptyNamespace {
+        return vec![];
+    }
     let svc = |name: &str, app: &str, ports: Value| {
         json!({"kind": "Service", "apiVersion": "v1",
         "metadata": {"name": name, "namespace": "messaging", "uid": format!("uid-svc-{name}"), "resourceVersion": "4500", "creationTimestamp": "2026-11-27T08:50:00Z",
