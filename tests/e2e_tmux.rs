@@ -418,7 +418,7 @@ fn a_lesson_command_runs_in_the_app_and_a_long_one_is_cancelled() {
     tmux.keys(&["!"]);
     tmux.wait_for("Enter runs it", 5);
     tmux.keys(&["j", "Enter"]);
-    tmux.wait_for("fake helm: install rabbitmq bitnami/rabbitmq", 10);
+    tmux.wait_for("fake helm: install rabbitmq oci://registry-1.docker.io/bitnamicharts/rabbitmq", 10);
     tmux.wait_for("fake kubectl: get pods -n messaging -w", 10);
     tmux.wait_for("c cancels", 5);
     tmux.keys(&["c"]);

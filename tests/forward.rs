@@ -63,7 +63,7 @@ impl Running {
 
 async fn start(fake: &FakeKube, data: &std::path::Path) -> Running {
     let p = probes(fake, data);
-    let client = mqlab::probes::kube::client(&p).await.unwrap_or_else(|o| panic!("{o:?}"));
+    let client = mqlab::probes::kube::stream_client(&p).await.unwrap_or_else(|o| panic!("{o:?}"));
     let (tx, mut events) = mpsc::unbounded_channel();
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(mqlab::forward::run(client, "messaging".into(), data.to_path_buf(), tx, stop_rx));
@@ -216,7 +216,7 @@ async fn a_forward_waits_for_its_pod() {
     fake.live.restart("redis");
     let dir = tempfile::tempdir().unwrap();
     let p = probes(&fake, dir.path());
-    let client = mqlab::probes::kube::client(&p).await.unwrap_or_else(|o| panic!("{o:?}"));
+    let client = mqlab::probes::kube::stream_client(&p).await.unwrap_or_else(|o| panic!("{o:?}"));
     let (tx, mut events) = mpsc::unbounded_channel();
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(mqlab::forward::run(client, "messaging".into(), dir.path().to_path_buf(), tx, stop_rx));
@@ -361,7 +361,8 @@ fn mqlab_forward_runs_until_ctrl_c_and_the_checks_follow_its_ports() {
         let v = check(&["mgmt.login"]);
         let r = &v["results"][0];
         assert_eq!(r["status"], "fail", "{r}");
-        assert!(r["detail"].as_str().unwrap().contains("not the cluster's rabbitmq-0: a RabbitMQ of this machine holds port 15672"), "{r}");
+        let d = r["detail"].as_str().unwrap();
+        assert!(d.contains(":15672 is not the cluster's: it answers as node rabbit@") && d.contains("holds the port"), "{r}");
         assert!(r["hint"].as_str().unwrap().contains("mqlab forward"), "{r}");
     }
 }
@@ -392,4 +393,166 @@ async fn a_port_taken_on_either_loopback_moves_the_forward() {
         assert!(ls.iter().all(|l| l.local_addr().unwrap().port() == got));
         assert!(ls.iter().all(|l| l.local_addr().unwrap().ip().is_loopback()));
     }
+}
+
+/// The real services behind the fake pods' container ports (the test broker and Redis).
+fn upstream_to_real_services(fake: &FakeKube) {
+    let amqp_real = common::broker_addr().rsplit(':').next().unwrap().parse::<u16>().unwrap();
+    let mgmt_real = common::management().rsplit(':').next().unwrap().parse::<u16>().unwrap();
+    fake.live.upstream.lock().unwrap().extend([(5672, amqp_real), (15672, mgmt_real)]);
+}
+
+/// Idle connections through a forward live as long as their ends: an AMQP connection and a Redis
+/// connection stay silent for 65 s (longer than any timeout mqlab sets: the API client's 4 s
+/// reads, the 5 s endpoint looks), then both are used on the same connection. No connection was
+/// cut, and each close is counted with who closed it.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_connections_through_a_forward_outlive_every_timeout() {
+    let fake = FakeKube::start(Scenario::Healthy);
+    upstream_to_real_services(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let fw = start(&fake, dir.path()).await;
+    let (amqp, redis) = (fw.local("AMQP"), fw.local("Redis"));
+    let conn = lapin::Connection::connect(&format!("amqp://guest:guest@127.0.0.1:{amqp}/%2f"), Default::default()).await.unwrap();
+    let cfg = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(5)));
+    let mut r = redis::Client::open(format!("redis://127.0.0.1:{redis}/9"))
+        .unwrap()
+        .get_multiplexed_async_connection_with_config(&cfg)
+        .await
+        .unwrap();
+    let pong: String = redis::cmd("PING").query_async(&mut r).await.unwrap();
+    assert_eq!(pong, "PONG");
+    let idle = Duration::from_secs(65);
+    println!("both connections idle for {} s…", idle.as_secs());
+    // The idle time is what is under test: nothing is awaited but the clock.
+    tokio::time::sleep(idle).await;
+    let pong: String = redis::cmd("PING").query_async(&mut r).await.expect("the idle Redis connection still works");
+    assert_eq!(pong, "PONG");
+    let q = common::queue("idle-forward");
+    let ch = conn.create_channel().await.expect("the idle AMQP connection still works");
+    ch.queue_declare(
+        q.as_str().into(),
+        lapin::options::QueueDeclareOptions { auto_delete: true, ..Default::default() },
+        Default::default(),
+    )
+    .await
+    .expect("a declare on the idle AMQP connection");
+    for name in ["AMQP", "Redis"] {
+        let c = &fw.forward(name).counters;
+        assert_eq!(c.cut.load(Ordering::Relaxed), 0, "{name}: a connection was cut");
+        assert_eq!(c.connections.load(Ordering::Relaxed), 1, "{name}: the same connection, never reopened");
+    }
+    let _ = conn.close(200, "bye".into()).await;
+    drop(r);
+    // The two closes are counted as the client's.
+    let counters = [fw.forward("AMQP").counters.clone(), fw.forward("Redis").counters.clone()];
+    assert!(
+        common::eventually(10, || async { counters.iter().all(|c| c.closed_by_client.load(Ordering::Relaxed) == 1) }).await,
+        "closes counted: {counters:?}"
+    );
+    fw.stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), fw.task).await.expect("the forwards stop").unwrap();
+}
+
+/// The learner's own Python Celery worker, connected through the forwards for two minutes with
+/// nothing to do, loses its broker connection not once, and then runs a task sent through them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_python_celery_worker_stays_connected_through_the_forwards_for_two_minutes() {
+    let venv = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/celery");
+    if !venv.exists() && std::env::var_os("MQLAB_TEST_VENV").is_none() {
+        println!("skipped: no Python venv with Celery at .venv (.ci/run makes it)");
+        return;
+    }
+    let fake = FakeKube::start(Scenario::Healthy);
+    upstream_to_real_services(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let fw = start(&fake, dir.path()).await;
+    let (amqp, redis) = (fw.local("AMQP"), fw.local("Redis"));
+    let broker = format!("amqp://guest:guest@127.0.0.1:{amqp}//");
+    let backend = format!("redis://127.0.0.1:{redis}/9");
+    let q = common::queue("py-forward");
+    let log = dir.path().join("worker.log");
+    let celery = common::python().parent().unwrap().join("celery");
+    let child = std::process::Command::new(celery)
+        .args(["-A", "celery_app", "worker", "-c", "1", "-l", "info", "-n", &format!("py@{q}")])
+        .current_dir(common::python_dir())
+        .env("CELERY_BROKER_URL", &broker)
+        .env("CELERY_RESULT_BACKEND", &backend)
+        .env("MQLAB_TEST_QUEUE", &q)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut worker = common::Proc(child);
+    common::wait_for_file(&log, "ready.", 60);
+    let held = Duration::from_secs(120);
+    println!("the Python worker holds its connections through the forwards for {} s…", held.as_secs());
+    tokio::time::sleep(held).await;
+    assert_eq!(add_through(&broker, &backend, &q, 20).await, (TaskState::Success, json!(21)));
+    worker.signal(libc::SIGTERM);
+    assert!(worker.wait_exit(30).is_some(), "the worker stops on SIGTERM");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lost = text.matches("Connection to broker lost").count();
+    assert_eq!(lost, 0, "the worker lost its broker connection {lost} time(s):\n{text}");
+    assert!(!text.contains("Cannot connect to amqp"), "{text}");
+    assert_eq!(fw.forward("AMQP").counters.cut.load(Ordering::Relaxed), 0, "no AMQP connection was cut");
+    assert_eq!(fw.forward("Redis").counters.cut.load(Ordering::Relaxed), 0, "no Redis connection was cut");
+    common::cleanup(&q).await;
+    fw.stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), fw.task).await.expect("the forwards stop").unwrap();
+}
+
+/// One process serves the forwards of a data directory: a second `run` (the app's F while
+/// `mqlab forward` runs elsewhere) starts nothing, names the one that serves, and leaves its
+/// record alone; the record is live while that one holds the lock, and gone with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_forwarder_defers_to_the_first_and_leaves_its_record() {
+    let fake = FakeKube::start(Scenario::Healthy);
+    upstream_to_real_services(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let first = start(&fake, dir.path()).await;
+    let rec = Recorded::load(dir.path()).expect("the first serves");
+    assert_eq!(rec.pid, std::process::id());
+    let p = probes(&fake, dir.path());
+    let client = mqlab::probes::kube::stream_client(&p).await.unwrap_or_else(|o| panic!("{o:?}"));
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let (_stop, stop_rx) = watch::channel(false);
+    let second = tokio::spawn(mqlab::forward::run(client, "messaging".into(), dir.path().to_path_buf(), tx, stop_rx));
+    match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+        Ok(Some(Event::Elsewhere(other))) => assert_eq!(other, rec),
+        other => panic!("the second forwarder did not defer: {other:?}"),
+    }
+    tokio::time::timeout(Duration::from_secs(5), second).await.expect("the second returns at once").unwrap();
+    // The first's record and ports are untouched by the second's end.
+    assert_eq!(Recorded::load(dir.path()), Some(rec.clone()));
+    let redis = first.local("Redis");
+    let mut c = redis::Client::open(format!("redis://127.0.0.1:{redis}/9")).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let pong: String = redis::cmd("PING").query_async(&mut c).await.unwrap();
+    assert_eq!(pong, "PONG");
+    // The configuration of another mqlab on this data dir uses the first's ports, and the
+    // checks know them for the cluster's.
+    let cfg = probes(&fake, dir.path()).cfg;
+    assert!(cfg.result_backend.contains(&format!(":{redis}/")), "{}", cfg.result_backend);
+    let r = probes(&fake, dir.path()).run("redis.ping").await;
+    assert_eq!(r.status, mqlab::probes::Status::Pass, "{r:?}");
+    assert!(r.detail.contains("port-forward") && r.detail.contains("to the cluster"), "{r:?}");
+    drop(c);
+    first.stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), first.task).await.expect("the forwards stop").unwrap();
+    assert!(Recorded::load(dir.path()).is_none(), "the record goes with the one that served it");
+}
+
+/// A record left behind by a process that died (its lock released with it) is not taken for
+/// live forwards, whatever pid it names.
+#[test]
+fn a_stale_record_is_not_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorded { pid: std::process::id(), namespace: "messaging".into(), ports: [(5672, 5673)].into_iter().collect() };
+    std::fs::write(dir.path().join("forwards.json"), serde_json::to_vec(&rec).unwrap()).unwrap();
+    assert_eq!(Recorded::load(dir.path()), None, "no lock file: nobody serves");
+    std::fs::write(dir.path().join("forwards.lock"), b"").unwrap();
+    assert_eq!(Recorded::load(dir.path()), None, "an unheld lock: nobody serves");
+    let lock = std::fs::OpenOptions::new().write(true).open(dir.path().join("forwards.lock")).unwrap();
+    lock.lock().unwrap();
+    assert_eq!(Recorded::load(dir.path()), Some(rec), "a held lock: served");
 }

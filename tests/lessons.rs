@@ -53,7 +53,15 @@ fn lessons_are_right_for_today() {
     assert!(l2.text(Track::K3s).contains("ImagePullBackOff"));
     assert!(cmds.contains("--set image.tag=4.1.3-debian-12-r1") && cmds.contains("metrics.enabled=true"), "{cmds}");
     let l4 = course.lesson(4).unwrap().commands_with(Track::K3s, &cfg).join("\n");
-    assert!(!l4.contains("bitnamilegacy/redis") && l4.contains("svc/redis-master") && l4.contains("architecture=standalone"), "{l4}");
+    assert!(
+        l4.contains("--set image.repository=bitnamilegacy/redis")
+            && l4.contains("oci://registry-1.docker.io/bitnamicharts/redis --version 22.0.7")
+            && l4.contains("svc/redis-master")
+            && l4.contains("architecture=standalone"),
+        "{l4}"
+    );
+    // Helm's warning about the substituted image is announced, and the failure path is given.
+    assert!(l2.text(Track::K3s).contains("SECURITY WARNING") && l2.text(Track::K3s).contains("If the image does not pull"));
     // Experiment 2's snippet is valid Python (the original lacked a comma before indent=2).
     let l9 = course.lesson(9).unwrap().text(Track::K3s);
     assert!(l9.contains("}, indent=2))") && !l9.contains("}indent=2"));
@@ -360,7 +368,8 @@ fn lessons_are_templated_with_the_live_configuration() {
     let l4 = template::fill(&course.lesson(4).unwrap().text(Track::Local), &cfg);
     assert!(l4.contains("redis-cli -h 127.0.0.1 -p 26379 PING"), "{l4}");
     let l3 = template::fill(&course.lesson(3).unwrap().text(Track::Local), &cfg);
-    assert!(l3.contains("curl -s -u admin:admin123 http://127.0.0.1:35672/api/overview"), "{l3}");
+    // Shell code names the login's environment variables, never the password itself.
+    assert!(l3.contains("curl -s -u \"$MQLAB_MGMT_USER:$MQLAB_MGMT_PASSWORD\" http://127.0.0.1:35672/api/overview"), "{l3}");
     // A password that is not the curriculum's is never put on screen.
     let secret = secret_config(std::path::Path::new("/nonexistent-data"));
     let l5 = template::fill(&course.lesson(5).unwrap().text(Track::Local), &secret);

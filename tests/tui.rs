@@ -514,3 +514,55 @@ fn a_lesson_command_is_shown_then_run_copied_or_cancelled() {
     assert!(key(&mut a, '!').is_empty());
     assert_eq!(a.status.as_deref(), Some("this step has no command to run from here"));
 }
+
+/// Forwards served by `mqlab forward` in another terminal: the app shows them as that process's
+/// (its pid and ports), uses them, and F neither starts a second set nor stops them.
+#[test]
+fn forwards_served_elsewhere_are_shown_used_and_left_alone() {
+    use mqlab::forward::Recorded;
+    let mut a = app();
+    let other =
+        Recorded { pid: 4242, namespace: "messaging".into(), ports: [(5672, 5673), (15672, 15672), (6379, 6380)].into_iter().collect() };
+    a.handle(Event::ForwardsElsewhere(Some(other.clone())));
+    let s = screen(&mut a, 160, 40);
+    assert!(s.contains("Port-forwards served by `mqlab forward`, pid 4242"), "{s}");
+    assert!(s.contains("AMQP       127.0.0.1:5673") && s.contains("5672 was taken"), "{s}");
+    assert!(key(&mut a, 'F').is_empty(), "F starts no second set");
+    assert!(a.status.as_deref().unwrap().contains("served by `mqlab forward` (pid 4242)"), "{:?}", a.status);
+    assert!(a.forwards.is_none());
+    // It stops elsewhere: the panel says off again, and F starts the app's own.
+    a.handle(Event::ForwardsElsewhere(None));
+    assert!(screen(&mut a, 160, 40).contains("Port-forwards: off. F starts"));
+    assert_eq!(key(&mut a, 'F'), vec![Command::StartForwards]);
+}
+
+/// At 80×24 every line of a long command can be read before Enter: it wraps (↪ marks the
+/// continuation) and the list scrolls to the chosen command.
+#[test]
+fn long_commands_are_readable_at_80x24_before_enter() {
+    let mut a = app();
+    key(&mut a, ']');
+    key(&mut a, '!');
+    key(&mut a, 'j');
+    let s = screen(&mut a, 80, 24);
+    let helm = mqlab::probes::kube::helm_rabbitmq("messaging");
+    // The popup's inside, row by row; a row that starts with ↪ continues the one above.
+    let rows: Vec<Vec<char>> = s.lines().map(|l| l.trim_matches('"').chars().collect()).collect();
+    let top = rows.iter().position(|r| r.iter().collect::<String>().contains("Run a command")).unwrap();
+    let left =
+        rows[top].iter().collect::<String>().find("┏ Run").map(|b| rows[top].iter().collect::<String>()[..b].chars().count()).unwrap();
+    let right = left + rows[top][left..].iter().position(|c| *c == '┓').unwrap();
+    let mut lines: Vec<String> = vec![];
+    for r in &rows[top + 1..] {
+        let inner: String = r[left + 1..right.min(r.len())].iter().collect::<String>().trim_end_matches(['█', '║', ' ']).to_string();
+        match inner.strip_prefix("↪ ") {
+            Some(more) => lines.last_mut().unwrap().push_str(more),
+            None => lines.push(inner.strip_prefix("▶ ").or_else(|| inner.strip_prefix("  ")).unwrap_or(&inner).to_string()),
+        }
+    }
+    for line in helm.lines() {
+        assert!(lines.iter().any(|l| l == line), "{line:?} is not readable whole at 80×24:\n{s}\n{lines:#?}");
+    }
+    assert!(s.contains("▶ helm install rabbitmq"), "{s}");
+    assert!(s.contains('↪'), "the first line wraps:\n{s}");
+}

@@ -419,11 +419,13 @@ pub fn image_pull_hint(app: &str, image: &str, message: &str, namespace: &str) -
             if pull_cause(message) == PullCause::NotFound { "not found" } else { "see the event above" }
         ),
         PullCause::NotFound if image.contains("bitnamilegacy/") => format!(
-            "{image} is not in docker.io/bitnamilegacy (the frozen legacy repository has no such tag): install the chart and tag the lesson pins: helm uninstall {app} --namespace {ns}; {}",
+            "{image} is not in docker.io/bitnamilegacy (the frozen legacy repository has no such tag): install the chart and tag the lesson pins: {}; {}",
+            chart.uninstall(namespace),
             helm_for(app, namespace)
         ),
         PullCause::NotFound if image.contains("bitnami/") => format!(
-            "Bitnami's free images moved to docker.io/bitnamilegacy in August 2025, so the chart's default image no longer exists. Install the pinned chart and image instead: helm uninstall {app} --namespace {ns}; {}",
+            "Bitnami's free images moved to docker.io/bitnamilegacy in August 2025, so the chart's default image no longer exists. Install the pinned chart and image instead: {}; {}",
+            chart.uninstall(namespace),
             helm_for(app, namespace)
         ),
         _ => format!("the image {image} does not pull: `kubectl describe pod -n {ns} -l app.kubernetes.io/name={app}` shows the kubelet's words"),

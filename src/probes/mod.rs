@@ -148,6 +148,24 @@ pub fn info(id: &str) -> Option<&'static CheckInfo> {
     CHECKS.iter().find(|c| c.id == id)
 }
 
+/// A check's title with the endpoints in use now (the sandbox's or a forward's port, the
+/// configured queue), as the learner should read it.
+pub fn title_for(id: &str, cfg: &Config) -> String {
+    let Some(info) = info(id) else { return id.to_string() };
+    let port = |url: &str, default: u16| host_port(url, default).1;
+    match id {
+        "amqp.login" => format!("AMQP login on port {}", port(&cfg.broker_url, 5672)),
+        "ports.local" => format!(
+            "Local ports {}, {} and {} answer",
+            port(&cfg.broker_url, 5672),
+            port(&cfg.management_url, 15672),
+            port(&cfg.result_backend, 6379)
+        ),
+        "mgmt.celery_queue" => format!("Queue {} exists and has a consumer", cfg.queue),
+        _ => info.title.to_string(),
+    }
+}
+
 /// Runs checks for one configuration.
 #[derive(Clone)]
 pub struct Probes {
@@ -239,7 +257,7 @@ impl Probes {
                 },
             ),
         };
-        let mut r = finish(id, info.title, outcome, started);
+        let mut r = finish(id, &title_for(id, &self.cfg), outcome, started);
         r.detail = crate::config::scrub(&r.detail, &[&self.cfg.broker_url, &self.cfg.result_backend, &self.cfg.management_url]);
         r
     }

@@ -249,28 +249,46 @@ pub async fn mgmt_exchanges(p: &Probes) -> Outcome {
     }
 }
 
+/// The celery queue and its consumers, read over AMQP (a passive declare answers at once with the
+/// broker's own counts), not from the management API's statistics, which lag by their 5 s
+/// sampling interval: a worker that has just started consuming counts at once.
 pub async fn mgmt_celery_queue(p: &Probes) -> Outcome {
-    if let Some(o) = super::identity::require_cluster(p, &[super::identity::Service::Management]).await {
+    use lapin::options::QueueDeclareOptions;
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    if let Some(o) = super::identity::require_cluster(p, &[super::identity::Service::Amqp]).await {
         return o;
     }
-    let c = management_client(p);
     let q = &p.cfg.queue;
-    match c.get_queue_info(&vhost_of(&p.cfg.broker_url), q).await {
-        Ok(info) => {
-            if info.consumer_count >= 1 {
-                Outcome::pass(format!("queue {q}: {} consumer(s), {} message(s) waiting", info.consumer_count, info.message_count))
-                    .fact("queue_consumers", info.consumer_count.to_string())
-            } else {
-                Outcome::fail(
-                    format!("queue {q} exists but has no consumer ({} message(s) waiting)", info.message_count),
-                    "start a worker: `mqlab worker`, or `celery -A celery_app worker --loglevel=info`",
-                )
-            }
+    let conn = match broker::connect(&p.cfg.broker_url, "mqlab check").await {
+        Ok(c) => c,
+        Err(e) => {
+            let (_, port) = host_port(&p.cfg.broker_url, 5672);
+            return Outcome::fail(e.to_string(), port_forward_hint(p, port));
         }
-        Err(MgmtError::NotFound) => Outcome::fail(
-            format!("queue {q} does not exist yet"),
-            "it is declared when a Celery worker or client first connects: start a worker (`mqlab worker`) or send a task",
+    };
+    let declared = async {
+        let ch = conn.create_channel().await?;
+        ch.queue_declare(q.as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, Default::default()).await
+    }
+    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), conn.close(200, "check done".into())).await;
+    match declared {
+        Ok(info) if info.consumer_count() >= 1 => Outcome::pass(format!(
+            "queue {q}: {} consumer(s), {} message(s) ready (the broker's counts, read over AMQP)",
+            info.consumer_count(),
+            info.message_count()
+        ))
+        .fact("queue_consumers", info.consumer_count().to_string()),
+        Ok(info) => Outcome::fail(
+            format!("queue {q} exists but has no consumer ({} message(s) ready)", info.message_count()),
+            "start a worker: `mqlab worker`, or `celery -A celery_app worker --loglevel=info` in your project folder",
         ),
-        Err(e) => mgmt_failure(p, &e),
+        Err(e) if matches!(e.kind(), lapin::ErrorKind::ProtocolError(a) if matches!(a.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND))) => {
+            Outcome::fail(
+                format!("queue {q} does not exist yet"),
+                "it is declared when a Celery worker or client first connects: start a worker (`mqlab worker`) or send a task",
+            )
+        }
+        Err(e) => Outcome::fail(format!("cannot read queue {q}: {}", error_chain(&e)), "see amqp.login"),
     }
 }

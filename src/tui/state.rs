@@ -281,6 +281,11 @@ pub struct App {
     pub last_recheck: Option<DateTime<Utc>>,
     /// Checks started by a re-run nobody asked for: their results do not take the status line.
     pub quiet_checks: std::collections::HashSet<String>,
+    /// For each check asked for, the track and endpoints it was asked on: a result that comes
+    /// back after they changed tested something else, and is dropped.
+    pub checks_asked_on: HashMap<String, String>,
+    /// Until when a worker that just came up is expected to show as the queue's consumer.
+    pub consumer_expected_until: Option<DateTime<Utc>>,
     /// Management API overview (exchanges, queues, consumers...), with when it was read.
     pub overview: Option<(Overview, DateTime<Utc>)>,
     /// When the last fast AMQP reading and management sample arrived.
@@ -414,6 +419,8 @@ impl App {
             recheck_due: false,
             last_recheck: None,
             quiet_checks: Default::default(),
+            checks_asked_on: Default::default(),
+            consumer_expected_until: None,
             overview: None,
             depth_at: None,
             sample_at: None,

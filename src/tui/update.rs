@@ -217,6 +217,7 @@ impl App {
             }
             Event::ConfigChanged(cfg) => {
                 self.cfg = *cfg;
+                self.checks.clear();
                 self.text_cache.clear();
                 self.badges =
                     Badges { cluster: self.badges.cluster, amqp: Badge::Unknown, management: Badge::Unknown, redis: Badge::Unknown };
@@ -532,6 +533,7 @@ impl App {
                     Track::Local => Track::K3s,
                 };
                 self.change(Change::Track(self.track));
+                self.checks.clear();
                 self.scroll = 0;
                 self.hscroll = 0;
                 self.recheck_due = true;
@@ -805,13 +807,36 @@ impl App {
             self.status = Some("this lesson is read, not checked".into());
             return vec![];
         }
+        let on = self.endpoints_key();
         for id in &ids {
             self.checks.insert(id.clone(), CheckState::Running);
+            self.checks_asked_on.insert(id.clone(), on.clone());
         }
         vec![Command::RunChecks(ids)]
     }
 
+    /// A worker has just come up: the checks run again now, and again while the queue's consumer
+    /// or the worker's heartbeat is not seen yet (for up to 15 s).
+    fn expect_consumer(&mut self) {
+        self.recheck_due = true;
+        self.consumer_expected_until = Some(self.clock + chrono::Duration::seconds(15));
+    }
+
+    /// The track and endpoints the checks test now.
+    fn endpoints_key(&self) -> String {
+        format!("{}|{}|{}|{}", self.track.as_str(), self.cfg.broker_url, self.cfg.result_backend, self.cfg.management_url)
+    }
+
     fn checks_done(&mut self, results: Vec<CheckResult>) -> Vec<Command> {
+        // Results of checks asked on another track or other endpoints are not this state's.
+        let on = self.endpoints_key();
+        let results: Vec<CheckResult> =
+            results.into_iter().filter(|r| self.checks_asked_on.get(&r.id).is_none_or(|asked| *asked == on)).collect();
+        if self.consumer_expected_until.is_some_and(|t| self.clock < t)
+            && results.iter().any(|r| matches!(r.id.as_str(), "mgmt.celery_queue" | "celery.py_worker") && r.status == Status::Fail)
+        {
+            self.recheck_due = true;
+        }
         for r in &results {
             match r.id.as_str() {
                 "kube.api" | "kube.node_ready" | "kube.context" => {
@@ -1010,8 +1035,10 @@ impl App {
         if ids.is_empty() {
             return vec![];
         }
+        let on = self.endpoints_key();
         for id in &ids {
             self.checks.insert(id.clone(), CheckState::Running);
+            self.checks_asked_on.insert(id.clone(), on.clone());
         }
         self.quiet_checks.extend(ids.iter().cloned());
         vec![Command::RunChecks(ids)]
@@ -1070,7 +1097,7 @@ impl App {
         match ev {
             WorkerEvent::Connected { .. } => {}
             WorkerEvent::Ready { .. } => {
-                self.recheck_due = true;
+                self.expect_consumer();
                 let was_down = !matches!(self.worker.state, WorkerState::Running);
                 let was_killed = std::mem::take(&mut self.killed_since_ready);
                 self.worker.state = WorkerState::Running;
@@ -1233,6 +1260,11 @@ impl App {
             "worker-online" | "worker-heartbeat" => {
                 let software = format!("{} {}", text("sw_ident"), text("sw_ver")).trim().to_string();
                 let n = |k: &str| ev.fields.get(k).and_then(Value::as_u64).unwrap_or(0);
+                // A worker that comes online (the learner's Python worker, say) may still be
+                // setting up its consumer: the checks look again until they see it.
+                if !self.workers.get(&ev.hostname).is_some_and(|w| w.online) {
+                    self.expect_consumer();
+                }
                 self.workers.insert(
                     ev.hostname.clone(),
                     SeenWorker { software, active: n("active"), processed: n("processed"), last_seen: Utc::now(), online: true },

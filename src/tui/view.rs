@@ -427,7 +427,7 @@ fn check_lines(app: &App, ids: &[String], width: u16) -> Vec<Line<'static>> {
         push(Span::raw("  "), "This lesson is read, not checked.".into(), Style::default().fg(Color::DarkGray), &mut lines);
     }
     for id in ids {
-        let title = probes::info(id).map(|i| i.title).unwrap_or(id);
+        let title = probes::title_for(id, &app.cfg);
         match app.checks.get(id) {
             Some(CheckState::Running) => {
                 let mark = Span::styled(format!("{} ", SPINNER[app.spinner % SPINNER.len()]), Style::default().fg(Color::Yellow));
@@ -542,7 +542,7 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect, focused: bool, ids: &[&str]
         lines.push(Line::from(""));
     }
     for id in ids {
-        let title = probes::info(id).map(|i| i.title).unwrap_or(id);
+        let title = probes::title_for(id, &app.cfg);
         let (mark, color, detail, at) = match app.checks.get(*id) {
             Some(CheckState::Running) => (SPINNER[app.spinner % SPINNER.len()].to_string(), Color::Yellow, "checking…".to_string(), None),
             Some(CheckState::Done(r)) => (
@@ -615,20 +615,24 @@ fn forward_lines(app: &App, width: usize) -> Vec<Line<'static>> {
             State::Down { error } => ("✗", Color::Red, error.clone()),
         };
         let load = std::sync::atomic::Ordering::Relaxed;
+        let moved = if f.local != f.target.port { format!(" · {} was taken", f.target.port) } else { String::new() };
         lines.push(Line::from(vec![
             Span::styled(format!("{mark} "), Style::default().fg(color)),
             Span::raw(format!("{:<10} 127.0.0.1:{:<5} ", f.target.name, f.local)),
             Span::raw(what),
+            Span::styled(moved, dim),
         ]));
-        let moved = if f.local != f.target.port { format!(" · {} was taken", f.target.port) } else { String::new() };
         lines.push(Line::from(Span::styled(
             format!(
-                "  ↑{} ↓{} · {} open · {} closed ({} cut) · {} reconnect(s){moved}",
+                "  ↑{} ↓{} · {} open · {} closed{} · {} reconnect(s)",
                 human_bytes(c.sent.load(load)),
                 human_bytes(c.received.load(load)),
                 c.open.load(load),
                 c.closed(),
-                c.cut.load(load),
+                match c.cut.load(load) {
+                    0 => String::new(),
+                    n => format!(" ({n} cut)"),
+                },
                 c.reconnects.load(load)
             ),
             dim,
