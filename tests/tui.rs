@@ -566,3 +566,78 @@ fn long_commands_are_readable_at_80x24_before_enter() {
     assert!(s.contains("▶ helm install rabbitmq"), "{s}");
     assert!(s.contains('↪'), "the first line wraps:\n{s}");
 }
+
+/// Two early-ack kills in a row: each records what that kill cost (its own running tasks lost,
+/// the rest unacknowledged and put back), never a count carried over from the kill before; and
+/// the burst the kills cut short is not recorded as a throughput.
+#[test]
+fn each_kill_records_its_own_cost_and_a_cut_burst_is_no_throughput() {
+    let mut a = app();
+    a.worker.acks_late = false;
+    key(&mut a, 'w');
+    a.handle(Event::Worker(WorkerEvent::Ready { prefetch: 16 }));
+    let rows: Vec<TaskRow> = (0..16).map(|i| row(&format!("b{i}"), "tasks.hello", "('World',)", t(1000))).collect();
+    a.handle(Event::Submitted(rows));
+    let receive = |a: &mut App, i: i64, redelivered: bool| {
+        a.handle(Event::Worker(WorkerEvent::TaskReceived {
+            id: format!("b{i}"),
+            name: "tasks.hello".into(),
+            args: "('World',)".into(),
+            kwargs: "{}".into(),
+            redelivered,
+            at: t(1100 + i),
+        }))
+    };
+    for i in 0..16 {
+        receive(&mut a, i, false);
+    }
+    for i in 0..4 {
+        a.handle(Event::Worker(WorkerEvent::TaskStarted { id: format!("b{i}"), at: t(1200 + i) }));
+    }
+    key(&mut a, 'K');
+    a.handle(Event::Worker(WorkerEvent::Stopped { mode: StopMode::Cold }));
+    assert!(a.status.as_deref().unwrap().contains("4 running task(s) were already acknowledged and are LOST"), "{:?}", a.status);
+    // The broker puts back the 12 that were never acknowledged.
+    a.handle(Event::Depth { ready: 12, consumers: 0, at: t(2000) });
+    key(&mut a, 'w');
+    a.handle(Event::Worker(WorkerEvent::Ready { prefetch: 16 }));
+    for i in 4..16 {
+        receive(&mut a, i, true);
+    }
+    for i in 4..8 {
+        a.handle(Event::Worker(WorkerEvent::TaskStarted { id: format!("b{i}"), at: t(3000 + i) }));
+    }
+    key(&mut a, 'K');
+    a.handle(Event::Worker(WorkerEvent::Stopped { mode: StopMode::Cold }));
+    assert!(
+        a.status.as_deref().unwrap().contains("4 running task(s) were already acknowledged and are LOST"),
+        "second kill: {:?}",
+        a.status
+    );
+    let losses: Vec<&mqlab::lessons::progress::Experiment> =
+        a.progress.experiments.iter().filter(|e| e.kind == ExperimentKind::EarlyAckLoss).collect();
+    assert_eq!(losses.len(), 2);
+    for e in &losses {
+        assert_eq!(e.figures["lost"], json!(4), "{}", e.summary);
+    }
+    assert_eq!(losses[0].figures["in_flight"], json!(16));
+    assert_eq!(losses[1].figures["in_flight"], json!(12));
+    // The survivors finish after a restart: a recovery, not a burst measurement.
+    key(&mut a, 'w');
+    a.handle(Event::Worker(WorkerEvent::Ready { prefetch: 16 }));
+    for i in 8..16 {
+        a.handle(Event::Worker(WorkerEvent::TaskSucceeded {
+            id: format!("b{i}"),
+            result: "'Hello'".into(),
+            runtime: 2.0,
+            at: t(6000 + i),
+        }));
+    }
+    assert!(
+        !a.progress.experiments.iter().any(|e| e.kind == ExperimentKind::Concurrency),
+        "a burst cut by a kill is no throughput: {:#?}",
+        a.progress.experiments
+    );
+    let rec = a.progress.experiments.iter().find(|e| e.kind == ExperimentKind::Recovery).expect("the recovery is recorded");
+    assert!(rec.summary.starts_with("The worker was killed with 12 message(s) unacknowledged"), "{}", rec.summary);
+}

@@ -17,14 +17,45 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
+/// The most characters of a title line that fit the frame's width at the title's size.
+const TITLE_CHARS: usize = 72;
+
+/// A title cut into lines that fit the frame, at word boundaries (two at most; the rest ends
+/// with "…" and stays whole in the SVG's own <title>).
+fn title_lines(title: &str) -> Vec<String> {
+    let mut lines: Vec<String> = vec![String::new()];
+    for word in title.split_whitespace() {
+        let cur = lines.last_mut().expect("one line");
+        if !cur.is_empty() && cur.chars().count() + 1 + word.chars().count() > TITLE_CHARS {
+            lines.push(word.to_string());
+        } else {
+            if !cur.is_empty() {
+                cur.push(' ');
+            }
+            cur.push_str(word);
+        }
+    }
+    if lines.len() > 2 {
+        lines.truncate(2);
+        let last = &mut lines[1];
+        while last.chars().count() > TITLE_CHARS - 1 {
+            last.pop();
+        }
+        last.push('…');
+    }
+    lines
+}
+
 fn frame(title: &str, out: &mut String) {
     let _ = write!(
         out,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <title>{t}</title>\n<rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\n\
-         <text x=\"{L}\" y=\"22\" font-size=\"14\" font-weight=\"bold\">{t}</text>\n",
+         <title>{t}</title>\n<rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\n",
         t = esc(title)
     );
+    for (i, line) in title_lines(title).iter().enumerate() {
+        let _ = writeln!(out, "<text x=\"12\" y=\"{}\" font-size=\"13\" font-weight=\"bold\">{}</text>", 17 + 15 * i, esc(line));
+    }
 }
 
 fn axes(out: &mut String, x_label: &str, y_max: f64, y_label: &str) {
@@ -93,10 +124,27 @@ pub fn recovery_chart(e: &Experiment) -> Option<String> {
     Some(out)
 }
 
-/// Throughput of the recorded bursts, by concurrency (the best run at each).
+/// Throughput of the recorded bursts, by concurrency (the best run at each), like with like: one
+/// task and one burst size, the pair recorded at the most concurrencies (the latest on a tie).
 pub fn throughput_chart(p: &Progress) -> Option<String> {
+    let key = |e: &Experiment| {
+        (
+            e.figures.get("task").and_then(|v| v.as_str()).unwrap_or("").to_string(),
+            e.figures.get("count").and_then(|v| v.as_u64()).unwrap_or(0),
+        )
+    };
+    let bursts: Vec<&Experiment> = p.experiments.iter().filter(|e| e.kind == ExperimentKind::Concurrency).collect();
+    let mut spread: std::collections::BTreeMap<(String, u64), (std::collections::BTreeSet<u64>, usize)> = Default::default();
+    for (i, e) in bursts.iter().enumerate() {
+        let c = e.figures.get("concurrency").and_then(|v| v.as_u64()).unwrap_or(0);
+        let entry = spread.entry(key(e)).or_default();
+        entry.0.insert(c);
+        entry.1 = i;
+    }
+    let (chosen, _) = spread.iter().max_by_key(|(_, (cs, last))| (cs.len(), *last))?;
+    let chosen = chosen.clone();
     let mut by_c: std::collections::BTreeMap<u64, f64> = std::collections::BTreeMap::new();
-    for e in p.experiments.iter().filter(|e| e.kind == ExperimentKind::Concurrency) {
+    for e in bursts.into_iter().filter(|e| key(e) == chosen) {
         let c = e.figures.get("concurrency").and_then(|v| v.as_u64()).unwrap_or(0);
         let n = e.figures.get("count").and_then(|v| v.as_f64()).unwrap_or(0.0);
         let s = e.figures.get("seconds").and_then(|v| v.as_f64()).unwrap_or(0.0);
@@ -112,7 +160,8 @@ pub fn throughput_chart(p: &Progress) -> Option<String> {
     let y_max = nice_max(by_c.values().cloned().fold(0.0, f64::max));
     let summary: Vec<String> = by_c.iter().map(|(c, r)| format!("c={c}: {r:.1}/s")).collect();
     let mut out = String::new();
-    frame(&format!("Throughput by concurrency — {}", summary.join(", ")), &mut out);
+    let what = if chosen.0.is_empty() { "bursts".to_string() } else { format!("bursts of {} × {}", chosen.1, chosen.0) };
+    frame(&format!("Throughput by concurrency, {what} — {}", summary.join(", ")), &mut out);
     axes(&mut out, "concurrency", y_max, "tasks per second");
     let slot = (W - L - R) / by_c.len() as f64;
     for (i, (c, r)) in by_c.iter().enumerate() {
@@ -184,7 +233,11 @@ pub fn acks_chart(p: &Progress) -> Option<String> {
 /// Every chart the recorded experiments allow: (file name, SVG).
 pub fn all(p: &Progress) -> Vec<(String, String)> {
     let mut out = vec![];
-    if let Some(e) = p.experiments.iter().rev().find(|e| e.kind == ExperimentKind::Recovery && e.series.len() >= 2)
+    // The recovery from a kill is the experiment (a graceful stop comes after it only as
+    // housekeeping); without one, the latest recovery.
+    let recoveries = || p.experiments.iter().rev().filter(|e| e.kind == ExperimentKind::Recovery && e.series.len() >= 2);
+    let num = |e: &Experiment, k: &str| e.figures.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
+    if let Some(e) = recoveries().find(|e| num(e, "in_flight_at_kill") >= 1.0).or_else(|| recoveries().next())
         && let Some(svg) = recovery_chart(e)
     {
         out.push(("learnings-recovery.svg".to_string(), svg));
@@ -196,4 +249,56 @@ pub fn all(p: &Progress) -> Vec<(String, String)> {
         out.push(("learnings-acks.svg".to_string(), svg));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn burst(task: &str, count: u64, concurrency: u64, seconds: f64) -> Experiment {
+        let mut e = super::super::progress::experiment(
+            ExperimentKind::Concurrency,
+            "burst",
+            json!({"task": task, "count": count, "concurrency": concurrency, "seconds": seconds, "peak_depth": 5, "drained": 1}),
+        );
+        e.series = vec![[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]];
+        e
+    }
+
+    #[test]
+    fn titles_fit_their_frame() {
+        let long = "Throughput by concurrency, bursts of 20 × tasks.hello — c=1: 0.5/s, c=4: 2.0/s, c=8: 3.9/s, c=16: 7.7/s, c=32: 15.1/s";
+        for line in title_lines(long) {
+            assert!(line.chars().count() <= TITLE_CHARS, "{line}");
+        }
+        assert_eq!(title_lines(long).join(" "), long);
+    }
+
+    #[test]
+    fn throughput_compares_like_with_like() {
+        let mut p = Progress::new();
+        p.experiments = vec![burst("tasks.add", 20, 4, 0.0082), burst("tasks.hello", 20, 4, 40.0), burst("tasks.hello", 20, 8, 20.0)];
+        let svg = throughput_chart(&p).unwrap();
+        assert!(svg.contains("bursts of 20 × tasks.hello"), "{svg}");
+        assert!(svg.contains("c=4: 0.5/s") && svg.contains("c=8: 1.0/s") && !svg.contains("2439"), "{svg}");
+    }
+
+    #[test]
+    fn the_recovery_chart_shows_the_kill_not_a_later_stop() {
+        let rec = |in_flight: u64, tasks: u64| {
+            let mut e = super::super::progress::experiment(
+                ExperimentKind::Recovery,
+                "recovery",
+                json!({"tasks": tasks, "succeeded": tasks, "failed": 0, "peak_depth": tasks, "seconds": 3.0, "in_flight_at_kill": in_flight}),
+            );
+            e.series = vec![[0.0, tasks as f64, 0.0], [3.0, 0.0, 0.0]];
+            e
+        };
+        let mut p = Progress::new();
+        p.experiments = vec![rec(16, 16), rec(0, 3)];
+        let charts = all(&p);
+        let (_, svg) = charts.iter().find(|(n, _)| n == "learnings-recovery.svg").unwrap();
+        assert!(svg.contains("16 of 16 tasks"), "{svg}");
+    }
 }

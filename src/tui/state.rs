@@ -192,6 +192,9 @@ pub struct BurstWatch {
     pub concurrency: usize,
     /// Highest queue depth (ready + unacked) seen while it ran.
     pub peak_depth: u64,
+    /// The worker stopped (or was killed) before the burst drained: its time is not a
+    /// throughput at any concurrency (its tasks count in the recovery instead).
+    pub interrupted: bool,
 }
 
 /// The fast AMQP reading of the queue (every 0.5 s).

@@ -929,6 +929,7 @@ impl App {
                 started: rows[0].times.get(&TaskState::Pending).copied().unwrap_or_else(Utc::now),
                 concurrency: self.worker.concurrency,
                 peak_depth: self.depth_now(),
+                interrupted: false,
             });
             // Bursts are bounded: the oldest unfinished ones are dropped.
             if self.bursts.len() > 20 {
@@ -1140,6 +1141,9 @@ impl App {
                 self.worker.active = 0;
                 self.worker.unacked = 0;
                 self.recheck_due = true;
+                for b in &mut self.bursts {
+                    b.interrupted = true;
+                }
                 if mode == StopMode::Cold {
                     self.killed_since_ready = true;
                     return self.after_kill();
@@ -1328,7 +1332,8 @@ impl App {
             .tasks
             .iter()
             .enumerate()
-            .filter(|(_, t)| t.state == TaskState::Started && t.worker.as_ref().is_none_or(|w| *w == own))
+            // A task lost at an earlier kill stays STARTED for ever: it is not this kill's.
+            .filter(|(_, t)| t.state == TaskState::Started && !t.lost && t.worker.as_ref().is_none_or(|w| *w == own))
             .map(|(i, _)| i)
             .collect();
         // Delivered to this worker and not finished: received (prefetched) or running.
@@ -1339,7 +1344,9 @@ impl App {
                 matches!(t.state, TaskState::Received | TaskState::Started) && !t.lost && t.worker.as_ref().is_none_or(|w| *w == own)
             })
             .count();
-        self.killed_in_flight = in_flight;
+        // What the broker puts back: every delivery not acknowledged yet. With early acks the
+        // running ones were acknowledged when they started.
+        self.killed_in_flight = if self.worker.acks_late { in_flight } else { in_flight - running.len().min(in_flight) };
         if self.worker.acks_late {
             self.status = Some(format!(
                 "killed with acks late: {} running task(s) were not acknowledged, so the broker puts them back in the queue",
@@ -1381,6 +1388,14 @@ impl App {
         }
         for i in done_bursts.into_iter().rev() {
             let b = self.bursts.remove(i);
+            if b.interrupted {
+                self.status = Some(format!(
+                    "the burst of {} × {} was cut short by the worker stopping: it counts in the recovery, not as a throughput",
+                    b.ids.len(),
+                    b.task
+                ));
+                continue;
+            }
             let end = b
                 .ids
                 .iter()
