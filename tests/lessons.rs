@@ -401,6 +401,59 @@ fn init_never_overwrites() {
     assert!(!text.contains("guest@"), "the printed URL is masked: {text}");
 }
 
+/// One project folder: `mqlab init` with no argument, `mqlab export` with no `-o`, the lessons'
+/// `cd` lines and the app's `I` and `E` all name the same folder (the curriculum's
+/// `~/rabbitmq-celery-learning`, under this test's own home).
+#[test]
+fn one_project_folder_for_init_export_the_lessons_and_the_app() {
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+    let run = |args: &[&str]| {
+        let out = common::mqlab(&data).env("HOME", home.path()).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let project = home.path().join("rabbitmq-celery-learning");
+    let said = run(&["init"]);
+    assert!(project.join("celery_app.py").exists(), "{said}");
+    assert!(said.contains("cd ~/rabbitmq-celery-learning"), "{said}");
+    run(&["export"]);
+    assert!(project.join("LEARNINGS.md").exists());
+    // The lessons' commands cd into it, and the app's keys write there.
+    let env_home = home.path().to_path_buf();
+    let env = move |k: &str| match k {
+        "MQLAB_CONFIG" => Some("/nonexistent".to_string()),
+        "MQLAB_DATA_DIR" => Some("/nonexistent-data".to_string()),
+        "MQLAB_PROJECT_DIR" => Some(env_home.join("rabbitmq-celery-learning").to_string_lossy().to_string()),
+        _ => None,
+    };
+    let cfg = Config::load_with(&Overrides::default(), &env).unwrap();
+    assert_eq!(cfg.project_dir, project);
+    let course = Course::embedded().unwrap();
+    for step in [5, 6, 10] {
+        for track in [Track::K3s, Track::Local] {
+            let cmds = course.lesson(step).unwrap().commands_with(track, &cfg).join("\n");
+            for line in cmds.lines().filter(|l| l.trim_start().starts_with("cd ")) {
+                let target = line.trim_start()["cd ".len()..].split_whitespace().next().unwrap();
+                let expanded = target.replacen('~', &std::env::var("HOME").unwrap_or_default(), 1);
+                assert!(
+                    target == mqlab::config::shell_path(&project) || std::path::Path::new(&expanded) == project,
+                    "lesson {step}: {line}"
+                );
+            }
+        }
+    }
+    let mut app = mqlab::tui::App::new(cfg, course, mqlab::lessons::progress::Progress::new());
+    let key = |app: &mut mqlab::tui::App, c: char| {
+        app.handle(mqlab::tui::update::Event::Key(crossterm::event::KeyEvent::new(
+            crossterm::event::KeyCode::Char(c),
+            crossterm::event::KeyModifiers::NONE,
+        )))
+    };
+    assert_eq!(key(&mut app, 'I'), vec![mqlab::tui::update::Command::Init(project.clone())]);
+    assert_eq!(key(&mut app, 'E'), vec![mqlab::tui::update::Command::Export(project.join("LEARNINGS.md"))]);
+}
+
 /// One writer at a time: ten writers (five like the app, through the store, and five
 /// `mqlab progress --add-note` processes) × three rounds keep all thirty notes.
 #[test]

@@ -163,6 +163,9 @@ pub fn write_charts(dir: &std::path::Path, progress: &super::progress::Progress)
 /// Writes LEARNINGS.md. An existing, different file is kept beside it
 /// (`LEARNINGS.md.bak-<time>`), never overwritten; its path is returned.
 pub fn write(path: &std::path::Path, md: &str) -> std::io::Result<Option<std::path::PathBuf>> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
     let mut kept = None;
     if let Ok(old) = std::fs::read_to_string(path)
         && old != md

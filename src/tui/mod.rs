@@ -300,10 +300,11 @@ impl Runtime {
                         Ok(outcomes) => {
                             let kept = outcomes.iter().filter(|o| matches!(o, crate::lessons::project::Outcome::Kept(_))).count();
                             Event::Notice(format!(
-                                "Python project in {}: {} file(s) written{}",
-                                dir.display(),
+                                "Python project in {}: {} file(s) written{} · next: cd {} && python3 -m venv venv",
+                                crate::config::shell_path(&dir),
                                 outcomes.len() - kept,
-                                if kept > 0 { format!(", {kept} already there and kept") } else { String::new() }
+                                if kept > 0 { format!(", {kept} already there and kept") } else { String::new() },
+                                crate::config::shell_path(&dir)
                             ))
                         }
                         Err(e) => Event::Failed(crate::redact::one_line(&e)),

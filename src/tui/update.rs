@@ -550,8 +550,7 @@ impl App {
                 self.modals.push(Modal::Notes(ta));
             }
             Action::Export => {
-                let path = std::env::current_dir().unwrap_or_default().join("LEARNINGS.md");
-                return vec![Command::Export(path)];
+                return vec![Command::Export(self.cfg.project_dir.join("LEARNINGS.md"))];
             }
             Action::WorkerStart => return self.start_worker(),
             Action::WorkerStop => return self.stop_worker(StopMode::Warm),
@@ -628,8 +627,7 @@ impl App {
                 return vec![Command::SandboxUp];
             }
             Action::Init => {
-                let dir = std::env::current_dir().unwrap_or_default().join("phase1-celery");
-                return vec![Command::Init(dir)];
+                return vec![Command::Init(self.cfg.project_dir.clone())];
             }
             Action::RunCommand => {
                 if self.shell_running() {
