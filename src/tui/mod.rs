@@ -355,13 +355,15 @@ impl Runtime {
                 let cfg = self.cfg.clone();
                 self.tasks.spawn(async move {
                     let mut guard = client.lock().await;
+                    let args = serde_json::json!({"task_id": id, "terminate": false, "signal": "SIGTERM"});
                     let sent = match connected(&mut guard, &cfg).await {
-                        Ok(c) => c.broadcast("revoke", serde_json::json!({"task_id": id, "terminate": false, "signal": "SIGTERM"})).await,
+                        Ok(c) => c.broadcast_gather("revoke", args, Duration::from_secs(1)).await,
                         Err(e) => Err(e),
                     };
-                    if let Err(e) = sent {
-                        let _ = tx.send(Event::Failed(format!("revoke not sent: {}", crate::redact::one_line(&e))));
-                    }
+                    let _ = tx.send(match sent {
+                        Ok(replies) => Event::Notice(crate::tui::update::revoke_told(&id, &replies)),
+                        Err(e) => Event::Failed(format!("revoke not sent: {}", crate::redact::one_line(&e))),
+                    });
                 });
             }
             Command::StartForwards => {

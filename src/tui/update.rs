@@ -609,8 +609,7 @@ impl App {
                     return vec![];
                 }
                 let id = t.id.clone();
-                self.status =
-                    Some(format!("revoke sent for {}: workers will not run it (one already running finishes)", &id[..id.len().min(8)]));
+                self.status = Some(format!("sending a revoke for {} to the workers online…", short_id(&id)));
                 return vec![Command::Revoke(id)];
             }
             Action::Tick => {
@@ -1130,7 +1129,7 @@ impl App {
             WorkerEvent::BackendLost { error } => self.worker.last_error = Some(format!("Redis unavailable: {error}; results wait")),
             WorkerEvent::BackendRecovered => self.worker.last_error = None,
             WorkerEvent::BackendRefused { task_id, error } => {
-                self.worker.last_error = Some(format!("Redis refused the result of {}: {error}", &task_id[..task_id.len().min(8)]));
+                self.worker.last_error = Some(format!("Redis refused the result of {}: {error}", short_id(&task_id)));
             }
             WorkerEvent::Stopped { mode } => {
                 // On the depth readings' clock: the outage starts after the last reading.
@@ -1516,4 +1515,26 @@ pub fn scrolled(v: u16, a: Action, page: u16) -> u16 {
         Action::Bottom => u16::MAX / 2,
         _ => v,
     }
+}
+
+/// A task id's first 8 characters (never cut inside a character).
+pub fn short_id(id: &str) -> String {
+    id.chars().take(8).collect()
+}
+
+/// What a revoke did, from the workers' replies: a revoke reaches only the workers online (as in
+/// Celery); with none, the task still runs when a worker takes it.
+pub fn revoke_told(id: &str, replies: &[(String, serde_json::Value)]) -> String {
+    let id = short_id(id);
+    if replies.is_empty() {
+        return format!(
+            "revoke of {id}: no worker answered within 1 s, so none received it; the task will run when a worker takes it (a revoke reaches only the workers online)"
+        );
+    }
+    let names: Vec<&str> = replies.iter().map(|(w, _)| w.as_str()).collect();
+    format!(
+        "revoke of {id}: {} worker(s) acknowledged it ({}): they will not run it; one already running finishes",
+        replies.len(),
+        names.join(", ")
+    )
 }
