@@ -757,13 +757,14 @@ fn run_progress(cfg: &Config, args: ProgressArgs) -> anyhow::Result<i32> {
     }
     println!("Progress ({}; track {})", st.path().display(), p.track.unwrap_or(cfg.track).as_str());
     println!("\nChecklist {}/{}", p.ticked(&course), course.checklist().len());
+    let track = p.track.unwrap_or(cfg.track);
     for item in course.checklist() {
-        let mark = match p.checklist.get(&item.id) {
+        let mark = match p.tick_for(item, track) {
             Some(t) if t.by == "hand" => "[x] (by hand)".to_string(),
             Some(_) => "[x]".to_string(),
             None => "[ ]".to_string(),
         };
-        println!("  {mark:<14} {:<14} {}", item.id, item.text);
+        println!("  {mark:<14} {:<14} {}", item.id, item.text_for(track));
     }
     println!("\nChecks");
     if p.checks.is_empty() {

@@ -614,7 +614,13 @@ impl App {
             }
             Action::Tick => {
                 let Some(item) = self.course.checklist().get(self.checklist_selected).map(|i| i.id.clone()) else { return vec![] };
-                if self.progress.checklist.contains_key(&item) {
+                let ticked_here = self
+                    .course
+                    .checklist()
+                    .into_iter()
+                    .find(|i| i.id == item)
+                    .is_some_and(|i| self.progress.tick_for(i, self.track).is_some());
+                if ticked_here {
                     self.change(Change::Untick(item));
                 } else {
                     self.change(Change::Tick(item));
