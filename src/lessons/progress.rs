@@ -193,12 +193,15 @@ impl Progress {
         self.experiments.iter().any(|e| match name {
             "burst" => e.kind == ExperimentKind::Concurrency && num(e, "peak_depth") >= 2.0 && num(e, "drained") >= 1.0,
             "recovery" => {
-                e.kind == ExperimentKind::Recovery
-                    && num(e, "in_flight_at_kill") >= 1.0
+                let lab = num(e, "in_flight_at_kill") >= 1.0
                     && num(e, "tasks") >= 1.0
-                    && num(e, "succeeded") + num(e, "failed") >= num(e, "tasks")
+                    && num(e, "succeeded") + num(e, "failed") >= num(e, "tasks");
+                // Seen on the broker (the learner's own worker): messages waited and drained.
+                let broker = observed(e) && num(e, "waited") >= 1.0 && num(e, "drained") >= 1.0;
+                e.kind == ExperimentKind::Recovery && (lab || broker)
             }
-            "concurrency" => e.kind == ExperimentKind::Concurrency,
+            // A throughput at a known concurrency (a burst seen only on the broker has none).
+            "concurrency" => e.kind == ExperimentKind::Concurrency && num(e, "concurrency") >= 1.0,
             _ => false,
         })
     }
@@ -269,6 +272,11 @@ impl Progress {
 }
 
 /// An experiment as recorded now.
+/// Whether an experiment was seen on the broker (done outside the lab).
+pub fn observed(e: &Experiment) -> bool {
+    e.figures.get("observed").and_then(serde_json::Value::as_str) == Some("broker")
+}
+
 pub fn experiment(kind: ExperimentKind, summary: impl Into<String>, figures: serde_json::Value) -> Experiment {
     let figures = figures.as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
     Experiment { kind, at: Utc::now(), summary: summary.into(), figures, series: vec![] }

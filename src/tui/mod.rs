@@ -4,6 +4,7 @@
 
 pub mod keymap;
 pub mod markdown;
+pub mod observe;
 pub mod state;
 pub mod svg;
 pub mod update;

@@ -194,7 +194,14 @@ impl App {
                 if was != Badge::Up {
                     self.recheck_due = true;
                 }
-                vec![]
+                let lab = matches!(self.worker.state, WorkerState::Running | WorkerState::Starting)
+                    || !self.bursts.is_empty()
+                    || self.recovery.is_some()
+                    || self.killed_since_ready;
+                match self.broker_watch.reading(ready + unacked, consumers, at, lab) {
+                    Some(seen) => self.observed(seen),
+                    None => vec![],
+                }
             }
             Event::Sample { sample, at } => {
                 let was = self.badges.management;
@@ -963,6 +970,44 @@ impl App {
         let newly = self.progress.apply(&self.course, &c);
         self.pending.push(c);
         newly
+    }
+
+    /// Records what the broker showed of an experiment the lab did not run itself.
+    fn observed(&mut self, seen: super::observe::Observed) -> Vec<Command> {
+        use super::observe::Observed;
+        match seen {
+            Observed::Burst { peak, seconds, from } => {
+                let series = self.series_since(self.seconds_since_start(from) - 1.0);
+                self.record_series(
+                    ExperimentKind::Concurrency,
+                    format!(
+                        "Seen on the broker: the queue rose to {peak} and drained in {seconds:.1} s (tasks another program published, consumed by a worker outside the lab)"
+                    ),
+                    json!({"observed": "broker", "peak_depth": peak, "drained": 1, "seconds": seconds}),
+                    series,
+                );
+                self.status = Some(format!("seen on the broker: a burst rose to {peak} and drained in {seconds:.1} s"));
+            }
+            Observed::Recovery { waited, returned, down_seconds, drain_seconds, from } => {
+                let start = (self.seconds_since_start(from) - 2.0).max(0.0);
+                let series = self.series_since(start);
+                let returned_text = if returned > 0 { format!(" ({returned} came back unacknowledged as it left)") } else { String::new() };
+                self.record_series(
+                    ExperimentKind::Recovery,
+                    format!(
+                        "Seen on the broker: the queue's worker went away{returned_text}; {waited} message(s) waited at most; a worker came back after {down_seconds:.1} s and the queue drained {drain_seconds:.1} s later, nothing lost in the queue"
+                    ),
+                    json!({"observed": "broker", "waited": waited, "returned_at_stop": returned, "peak_depth": waited,
+                        "down_seconds": down_seconds, "seconds": drain_seconds, "drained": 1,
+                        "down_at": self.seconds_since_start(from) - start, "up_at": self.seconds_since_start(from) + down_seconds - start}),
+                    series,
+                );
+                self.status = Some(format!(
+                    "seen on the broker: a recovery — {waited} waited, drained {drain_seconds:.1} s after the worker came back"
+                ));
+            }
+        }
+        vec![Command::SaveProgress]
     }
 
     fn record(&mut self, kind: ExperimentKind, summary: String, figures: Value) {
