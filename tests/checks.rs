@@ -569,3 +569,36 @@ async fn a_hanging_exec_plugin_or_a_device_as_kubeconfig_cannot_stall_the_checks
     assert_eq!(r.status, Status::Fail, "{r:?}");
     assert!(took < std::time::Duration::from_secs(8), "the 5 s timeout fired: {took:?}");
 }
+
+/// The preflight says what this machine has before the learner hits a wall: Python (this
+/// machine's is 3.11), the cluster VM's memory from the node, and who holds the lessons' ports (on
+/// the cluster track a local RabbitMQ on them is named, with what mqlab's forwards will do).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_preflight_says_what_this_machine_has() {
+    let fake = FakeKube::start(Scenario::Healthy);
+    let data = tempfile::tempdir().unwrap();
+    let mut p = probes_for(&fake, "rancher-desktop");
+    p.cfg.data_dir = data.path().to_path_buf();
+    p.cfg.project_dir = data.path().join("no-project");
+    let ids = mqlab::probes::preflight::ids(Track::K3s);
+    let rs = p.run_many(&ids).await;
+    let python = get(&rs, "preflight.python");
+    assert_eq!(python.status, Status::Pass, "{python:?}");
+    assert!(python.detail.starts_with("Python 3."), "{python:?}");
+    let memory = get(&rs, "preflight.memory");
+    assert_eq!(memory.status, Status::Pass, "{memory:?}");
+    assert_eq!(memory.detail, "node lima-rancher-desktop has 3.8 GiB of memory");
+    let ports = get(&rs, "preflight.ports");
+    assert!(
+        ports.detail.contains("a server of this machine (answers as node rabbit@") && ports.detail.contains("next free port"),
+        "{ports:?}"
+    );
+    assert_eq!(get(&rs, "preflight.celery").status, Status::Skipped, "no project venv yet");
+    // The CLI runs the same, by track.
+    let out = common::mqlab(data.path()).args(["check", "--preflight", "--track", "local"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("Preflight (track local)") && text.contains("preflight.python") && !text.contains("preflight.tools"),
+        "{text}"
+    );
+}

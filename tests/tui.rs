@@ -478,16 +478,19 @@ fn port_forwards_start_and_stop_on_f_and_show_their_state() {
 fn a_lesson_command_is_shown_then_run_copied_or_cancelled() {
     use mqlab::tui::state::{Modal, ShellDone};
     let mut a = app();
-    // Step 1 on the cluster track has one runnable block.
+    // Step 1 on the cluster track has two runnable blocks: the preflight, then the cluster's.
     assert_eq!(key(&mut a, '!'), vec![]);
     assert!(matches!(a.modals.last(), Some(Modal::Commands { selected: 0 })));
     let s = screen(&mut a, 120, 40);
-    assert!(s.contains("▶ kubectl config use-context rancher-desktop") && s.contains("Enter runs it"), "{s}");
+    assert!(s.contains("▶ mqlab check --preflight") && s.contains("Enter runs it"), "{s}");
+    key(&mut a, 'j');
+    assert!(screen(&mut a, 120, 40).contains("▶ kubectl config use-context rancher-desktop"));
     // y copies (OSC 52) and closes.
     assert_eq!(key(&mut a, 'y'), vec![Command::Copy("kubectl config use-context rancher-desktop\nkubectl get nodes".into())]);
     assert!(a.modals.is_empty());
     // Enter runs it, the output streams in, the exit code and duration end it.
     key(&mut a, '!');
+    key(&mut a, 'j');
     let cmds = code(&mut a, KeyCode::Enter);
     assert_eq!(cmds, vec![Command::RunShell { command: "kubectl config use-context rancher-desktop\nkubectl get nodes".into() }]);
     assert!(matches!(a.modals.last(), Some(Modal::Output { .. })));

@@ -1161,11 +1161,14 @@ impl App {
                     .map(|t| t.id.clone())
                     .collect();
                 if was_down && !pending.is_empty() && self.recovery.is_none() {
+                    let in_flight_at_kill = std::mem::take(&mut self.killed_in_flight);
                     self.recovery = Some(RecoveryWatch {
                         ids: pending,
                         restarted: Utc::now(),
-                        peak_depth: self.peak_depth_while_down,
-                        in_flight_at_kill: std::mem::take(&mut self.killed_in_flight),
+                        // The messages the kill put back were in the queue, even when no reading
+                        // (every 0.5 s) fell in a short outage.
+                        peak_depth: self.peak_depth_while_down.max(in_flight_at_kill as u64),
+                        in_flight_at_kill,
                         killed: was_killed,
                         down_at: self.down_at,
                         up_at: self.depth.back().map(|d| d.0).unwrap_or(0.0),
