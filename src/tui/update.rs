@@ -1440,11 +1440,26 @@ impl App {
         for i in done_bursts.into_iter().rev() {
             let b = self.bursts.remove(i);
             if b.interrupted {
+                // The queue did rise and drain (a burst for lesson 7), but a stop in the middle
+                // makes its time no throughput at any concurrency: no rate is recorded.
+                let series = self.series_since(self.seconds_since_start(b.started) - 1.0);
+                self.record_series(
+                    ExperimentKind::Concurrency,
+                    format!(
+                        "Burst of {} × {}: the queue rose to {} and drained, but the worker stopped in the middle, so its time is no throughput (the recovery records what the stop cost)",
+                        b.ids.len(),
+                        b.task,
+                        b.peak_depth
+                    ),
+                    json!({"task": b.task, "count": b.ids.len(), "peak_depth": b.peak_depth, "drained": 1, "interrupted": true}),
+                    series,
+                );
                 self.status = Some(format!(
-                    "the burst of {} × {} was cut short by the worker stopping: it counts in the recovery, not as a throughput",
+                    "the burst of {} × {} was cut short by the worker stopping: recorded without a rate",
                     b.ids.len(),
                     b.task
                 ));
+                cmds.push(Command::SaveProgress);
                 continue;
             }
             let end = b
