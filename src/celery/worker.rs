@@ -17,8 +17,8 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
 
 use serde_json::json;
 
@@ -328,23 +328,30 @@ impl Shared {
     }
 
     fn op(&self, op: Op) {
-        if let Some(tx) = self.ops.lock().unwrap().as_ref() {
+        if let Some(tx) = self.ops.lock().as_ref() {
             let _ = tx.send(op);
         }
     }
 
     /// How long a task of this type waits for its rate limit (and books its start).
     fn rate_wait(&self, task: &str) -> Duration {
-        let mut limits = self.rate_limits.lock().unwrap();
+        let mut limits = self.rate_limits.lock();
         let Some((per_sec, next)) = limits.get_mut(task) else { return Duration::ZERO };
         let now = Instant::now();
         let at = (*next).max(now);
-        *next = at + Duration::from_secs_f64(1.0 / *per_sec);
+        // `parse_rate` keeps the spacing within a year; checked all the same, so no rate can
+        // make this panic.
+        let spacing = Duration::try_from_secs_f64(1.0 / *per_sec).unwrap_or(MAX_RATE_SPACING).min(MAX_RATE_SPACING);
+        *next = at.checked_add(spacing).unwrap_or(at);
         at - now
     }
 }
 
+/// The slowest rate limit: one task a year (a slower one could not be waited for).
+pub const MAX_RATE_SPACING: Duration = Duration::from_secs(MAX_WAIT_SECS as u64);
+
 /// Celery's rate strings: a number of tasks per second, or "N/s", "N/m", "N/h"; 0 or empty: none.
+/// A rate that is not a number, negative, or slower than one task a year is refused.
 pub fn parse_rate(v: &Value) -> Result<f64, String> {
     let per_sec = match v {
         Value::Null => 0.0,
@@ -362,7 +369,13 @@ pub fn parse_rate(v: &Value) -> Result<f64, String> {
         }
         other => return Err(format!("ValueError('{other}')")),
     };
-    if per_sec.is_finite() && per_sec >= 0.0 { Ok(per_sec) } else { Err(format!("ValueError('{v}')")) }
+    if !per_sec.is_finite() || per_sec < 0.0 {
+        return Err(format!("ValueError('{v}')"));
+    }
+    if per_sec > 0.0 && 1.0 / per_sec > MAX_WAIT_SECS {
+        return Err(format!("ValueError('{v} is slower than one task a year')"));
+    }
+    Ok(per_sec)
 }
 
 /// The revoked ids, oldest dropped first past `MAX_REVOKED` (Celery keeps 50,000).
@@ -478,7 +491,7 @@ impl Inspect for Inspector {
             Err(_) => ("localhost".to_string(), 5672),
         };
         json!({
-            "total": *s.totals.lock().unwrap(),
+            "total": *s.totals.lock(),
             "pid": s.pid,
             "clock": s.clock.now().to_string(),
             "uptime": s.started.elapsed().as_secs(),
@@ -492,7 +505,7 @@ impl Inspect for Inspector {
     }
 
     fn active(&self) -> Value {
-        Value::Array(self.0.active.lock().unwrap().values().cloned().collect())
+        Value::Array(self.0.active.lock().values().cloned().collect())
     }
 
     fn registered(&self) -> Vec<String> {
@@ -502,7 +515,7 @@ impl Inspect for Inspector {
     fn revoke(&self, ids: &[String], terminate: bool, signal: &str) -> Value {
         let s = &self.0;
         {
-            let mut r = s.revoked.lock().unwrap();
+            let mut r = s.revoked.lock();
             for id in ids {
                 r.add(id);
             }
@@ -514,7 +527,7 @@ impl Inspect for Inspector {
         }
         let mut terminated = vec![];
         if terminate {
-            let t = s.terminators.lock().unwrap();
+            let t = s.terminators.lock();
             for id in ids {
                 if let Some(n) = t.get(id) {
                     n.notify_one();
@@ -535,19 +548,12 @@ impl Inspect for Inspector {
     }
 
     fn revoked(&self) -> Vec<String> {
-        self.0.revoked.lock().unwrap().ids()
+        self.0.revoked.lock().ids()
     }
 
     fn reserved(&self) -> Value {
         Value::Array(
-            self.0
-                .reserved
-                .lock()
-                .unwrap()
-                .values()
-                .filter(|(_, eta)| eta.is_none_or(|e| e <= Utc::now()))
-                .map(|(r, _)| r.clone())
-                .collect(),
+            self.0.reserved.lock().values().filter(|(_, eta)| eta.is_none_or(|e| e <= Utc::now())).map(|(r, _)| r.clone()).collect(),
         )
     }
 
@@ -556,7 +562,6 @@ impl Inspect for Inspector {
             self.0
                 .reserved
                 .lock()
-                .unwrap()
                 .values()
                 .filter_map(|(r, eta)| {
                     eta.filter(|e| *e > Utc::now())
@@ -570,9 +575,9 @@ impl Inspect for Inspector {
         let s = &self.0;
         let mut out = serde_json::Map::new();
         for id in ids {
-            if let Some(r) = s.active.lock().unwrap().get(id) {
+            if let Some(r) = s.active.lock().get(id) {
                 out.insert(id.clone(), json!(["active", r]));
-            } else if let Some((r, eta)) = s.reserved.lock().unwrap().get(id) {
+            } else if let Some((r, eta)) = s.reserved.lock().get(id) {
                 let state = if eta.is_some_and(|e| e > Utc::now()) { "scheduled" } else { "reserved" };
                 out.insert(id.clone(), json!([state, r]));
             }
@@ -585,7 +590,6 @@ impl Inspect for Inspector {
             self.0
                 .queues
                 .lock()
-                .unwrap()
                 .iter()
                 .map(|q| {
                     json!({"name": q, "exchange": {"name": q, "type": "direct", "durable": true, "auto_delete": false, "delivery_mode": null,
@@ -652,7 +656,7 @@ impl Inspect for Inspector {
             error!("Rate limit attempt for unknown task {task}");
             return json!({"error": "unknown task"});
         }
-        let mut limits = self.0.rate_limits.lock().unwrap();
+        let mut limits = self.0.rate_limits.lock();
         if per_sec == 0.0 {
             limits.remove(task);
             return json!({"ok": "rate limit disabled successfully"});
@@ -668,7 +672,7 @@ impl Inspect for Inspector {
             return json!({"error": "unknown task"});
         }
         info!("New time limits for tasks of type {task}: soft={soft:?} hard={hard:?}");
-        self.0.time_limits.lock().unwrap().insert(task.to_string(), (soft, hard));
+        self.0.time_limits.lock().insert(task.to_string(), (soft, hard));
         json!({"ok": "time limits set successfully"})
     }
 
@@ -826,7 +830,7 @@ async fn run(
                 let msg = e.to_string();
                 // One line per outage; the retries go to the debug log.
                 let first = {
-                    let mut outage = shared.outage.lock().unwrap();
+                    let mut outage = shared.outage.lock();
                     let first = outage.is_none();
                     outage.get_or_insert_with(Instant::now);
                     first
@@ -877,7 +881,7 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
     let conn = broker::connect(&opts.broker_url, &format!("mqlab worker {}", opts.hostname)).await?;
     let ch = conn.create_channel().await?;
     // `-Q a,b` consumes each queue, as Celery does.
-    let queues = shared.queues.lock().unwrap().clone();
+    let queues = shared.queues.lock().clone();
     for q in &queues {
         let declared = broker::declare_or_use(&conn, q, &opts.queue_args).await.map_err(|e| refusal(e, &format!("declare queue {q:?}")))?;
         if declared == broker::Declared::Existing {
@@ -927,13 +931,13 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
     // Task events can be turned on and off while the worker runs (`control enable_events`).
     let task_events = dispatcher.task_buffer();
     let (ops_tx, mut ops) = mpsc::unbounded_channel::<Op>();
-    *shared.ops.lock().unwrap() = Some(ops_tx);
+    *shared.ops.lock() = Some(ops_tx);
     let _ops_guard = OpsGuard(shared.clone());
     let (settle_tx, settle_rx) = mpsc::unbounded_channel::<Settle>();
     let settler = SettleTask(tokio::spawn(settle_loop(ch.clone(), shared.clone(), settle_rx)));
     let session_ctx = Arc::new(Session { publisher, events: dispatcher.clone(), task_events, holds: holds_tx, settle: settle_tx });
     shared.stats.connected.store(true, Ordering::Relaxed);
-    let recovered = shared.outage.lock().unwrap().take();
+    let recovered = shared.outage.lock().take();
     match recovered {
         Some(since) => info!(
             "consumer: connection to broker re-established after {:.1}s: {}",
@@ -1092,7 +1096,7 @@ struct OpsGuard(Arc<Shared>);
 
 impl Drop for OpsGuard {
     fn drop(&mut self) {
-        *self.0.ops.lock().unwrap() = None;
+        *self.0.ops.lock() = None;
     }
 }
 
@@ -1120,8 +1124,13 @@ async fn remote_op(
             }
             match broker::declare_or_use(conn, &q, &shared.opts.queue_args).await {
                 Ok(_) => {
-                    feeds.consume(ch, &q, host).await?;
-                    shared.queues.lock().unwrap().push(q.clone());
+                    // A queue the broker will not let this worker consume is not a reason to
+                    // stop: the session starts again on the queues it had.
+                    if let Err(e) = feeds.consume(ch, &q, host).await {
+                        warn!("add_consumer: cannot consume queue {q:?}: {e}");
+                        return Err(SessionError::Lost(format!("add_consumer {q:?} was refused: {e}")));
+                    }
+                    shared.queues.lock().push(q.clone());
                     info!("Started consuming from {q}");
                 }
                 Err(e) => warn!("add_consumer: cannot use queue {q:?}: {e}"),
@@ -1131,7 +1140,7 @@ async fn remote_op(
             if let Some(tag) = feeds.current.remove(&q) {
                 feeds.cancelled.insert(tag.clone());
                 ch.basic_cancel(short(&tag), BasicCancelOptions::default()).await?;
-                shared.queues.lock().unwrap().retain(|x| *x != q);
+                shared.queues.lock().retain(|x| *x != q);
                 info!("Stopped consuming from {q}");
             }
         }
@@ -1296,7 +1305,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
     let request = json!({"id": msg.id, "name": name, "args": msg.args, "kwargs": msg.kwargs, "type": msg.task, "hostname": shared.opts.hostname,
         "time_start": null, "acknowledged": false, "worker_pid": null,
         "delivery_info": {"exchange": d.exchange.as_str(), "routing_key": d.routing_key.as_str(), "priority": msg.priority, "redelivered": d.redelivered}});
-    shared.reserved.lock().unwrap().insert(msg.id.clone(), (request, msg.eta));
+    shared.reserved.lock().insert(msg.id.clone(), (request, msg.eta));
     if let Some(eta) = msg.eta {
         let wait = (eta - Utc::now()).to_std().unwrap_or_default().min(Duration::from_secs_f64(MAX_WAIT_SECS));
         if !wait.is_zero() {
@@ -1307,7 +1316,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
                 _ = tokio::time::sleep(wait) => {}
                 _ = stopping => {
                     // A warm shutdown: back to the queue now, for the next worker.
-                    shared.reserved.lock().unwrap().remove(&msg.id);
+                    shared.reserved.lock().remove(&msg.id);
                     ctx.reject(&d, true);
                     return;
                 }
@@ -1317,7 +1326,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         if let Some(exp) = msg.expires
             && exp <= Utc::now()
         {
-            shared.reserved.lock().unwrap().remove(&msg.id);
+            shared.reserved.lock().remove(&msg.id);
             info!("Discarding revoked task: {name}[{}] (expired at {exp} while waiting for its ETA)", msg.id);
             if stores {
                 store(&shared, ResultMeta::revoked(&msg.id, "expired")).await;
@@ -1336,11 +1345,11 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
     // Waits for a free slot; a closed semaphore means a warm shutdown began before this task
     // started, so the message goes back to the queue.
     let Ok(permit) = slots.acquire_owned().await else {
-        shared.reserved.lock().unwrap().remove(&msg.id);
+        shared.reserved.lock().remove(&msg.id);
         ctx.reject(&d, true);
         return;
     };
-    shared.reserved.lock().unwrap().remove(&msg.id);
+    shared.reserved.lock().remove(&msg.id);
     // Revoked while it waited for its ETA or a slot.
     if revoked(&shared, &ctx, &d, &msg.id, &name, stores).await {
         return;
@@ -1365,7 +1374,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
     if stores && shared.opts.track_started {
         store_later(&shared, described(ResultMeta::started(&msg.id, shared.pid, &shared.opts.hostname), &[]));
     }
-    shared.active.lock().unwrap().insert(
+    shared.active.lock().insert(
         msg.id.clone(),
         json!({"id": msg.id, "name": name, "args": msg.args, "kwargs": msg.kwargs, "type": msg.task, "hostname": shared.opts.hostname,
             "time_start": Utc::now().timestamp_micros() as f64 / 1e6, "acknowledged": !shared.opts.acks_late,
@@ -1380,7 +1389,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
     settings.retries = msg.retries;
     let fut = def.call(&msg.args, &msg.kwargs, &settings);
     // Limits from the message, else those set for this task type (`control time_limit`).
-    let (default_soft, default_hard) = shared.time_limits.lock().unwrap().get(&msg.task).copied().unwrap_or((None, None));
+    let (default_soft, default_hard) = shared.time_limits.lock().get(&msg.task).copied().unwrap_or((None, None));
     let limit = match (msg.time_limit.or(default_hard), msg.soft_time_limit.or(default_soft)) {
         (Some(h), Some(s)) => Some((h.min(s), s < h)),
         (Some(h), None) => Some((h, false)),
@@ -1391,7 +1400,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
     // not positive means none, and more than a year is a year.
     let limit = limit.filter(|(secs, _)| secs.is_finite() && *secs > 0.0).map(|(secs, soft)| (secs.min(MAX_WAIT_SECS), soft));
     let stop = Arc::new(tokio::sync::Notify::new());
-    shared.terminators.lock().unwrap().insert(msg.id.clone(), stop.clone());
+    shared.terminators.lock().insert(msg.id.clone(), stop.clone());
     let limited = async move {
         match limit {
             Some((secs, soft)) => match tokio::time::timeout(Duration::from_secs_f64(secs), fut).await {
@@ -1411,12 +1420,12 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         o = limited => Some(o),
         _ = stop.notified() => None,
     };
-    shared.terminators.lock().unwrap().remove(&msg.id);
+    shared.terminators.lock().remove(&msg.id);
     let runtime = start.elapsed().as_secs_f64();
     // The run is over: its slot is free for the next task while this one's result is stored
     // and its message acknowledged.
     drop(permit);
-    shared.active.lock().unwrap().remove(&msg.id);
+    shared.active.lock().remove(&msg.id);
     shared.stats.active.fetch_sub(1, Ordering::Relaxed);
     let Some(outcome) = outcome else {
         // revoke(terminate=True): the run is stopped where it is.
@@ -1490,7 +1499,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
     if shared.opts.acks_late {
         ctx.ack(&d);
     }
-    *shared.totals.lock().unwrap().entry(msg.task.clone()).or_insert(0) += 1;
+    *shared.totals.lock().entry(msg.task.clone()).or_insert(0) += 1;
 }
 
 /// Stores a result through the ordered writer and waits until it is stored (or given up): with
@@ -1583,7 +1592,7 @@ async fn write_loop(backend: ResultBackend, events: Emitter, down: Arc<AtomicBoo
 /// A revoked task is not run: REVOKED is stored, `task-revoked` sent, the message acknowledged
 /// (as Celery does). True when it was revoked.
 async fn revoked(shared: &Arc<Shared>, ctx: &Arc<Session>, d: &Delivery, id: &str, name: &str, stores: bool) -> bool {
-    if !shared.revoked.lock().unwrap().contains(id) {
+    if !shared.revoked.lock().contains(id) {
         return false;
     }
     info!("Discarding revoked task: {name}[{id}]");

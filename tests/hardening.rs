@@ -1,0 +1,257 @@
+//! Hardening, second pass: a result that cannot be stored is an outage, not a loss; remote
+//! control cannot poison the worker; no small message costs gigabytes. Redis servers that get
+//! refused, filled or locked are private ones the tests start themselves; each test runs on a
+//! queue (or vhost) of its own and prints its figures.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use mqlab::celery::backend::ResultBackend;
+use mqlab::celery::client::Client;
+use mqlab::celery::protocol::{TaskMessage, TaskState};
+use mqlab::sandbox::{Redis, find_programs};
+use serde_json::{Map, Value, json};
+
+/// A private Redis, killed when dropped (a failing test leaves none behind).
+struct OwnRedis(Redis);
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.0.kill();
+    }
+}
+
+async fn own_redis(dir: &Path) -> OwnRedis {
+    let programs = find_programs().expect("RabbitMQ and Redis programs (.ci/run installs them)");
+    OwnRedis(Redis::start(&programs, &dir.join("redis"), None).await.unwrap())
+}
+
+/// An administrative connection to a private Redis (kept through CLIENT KILL by SKIPME).
+async fn admin(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap()
+}
+
+async fn cmd<T: redis::FromRedisValue>(con: &mut redis::aio::MultiplexedConnection, args: &[&str]) -> T {
+    let mut c = redis::cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    c.query_async(con).await.unwrap()
+}
+
+fn worker(data: &Path, broker: &str, redis: &str, queue: &str, extra: &[&str], log: &Path) -> common::Proc {
+    let child = common::mqlab(data)
+        .env("MQLAB_BROKER_URL", broker)
+        .env("MQLAB_RESULT_BACKEND", redis)
+        .args(["worker", "-Q", queue, "-n", &format!("hd-{}", &queue[queue.len() - 8..]), "-l", "info"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap())
+        .spawn()
+        .unwrap();
+    common::Proc(child)
+}
+
+async fn publish(broker: &str, queue: &str, msgs: &[TaskMessage]) {
+    let c = Client::connect(broker, None, queue, 3600).await.unwrap();
+    c.publish(msgs).await.unwrap();
+    c.close().await;
+}
+
+fn burst(n: usize, task: &str, args: Value) -> (Vec<TaskMessage>, Vec<String>) {
+    let msgs: Vec<TaskMessage> = (0..n).map(|_| TaskMessage::new(task, args.as_array().unwrap().clone(), Map::new())).collect();
+    let ids = msgs.iter().map(|m| m.id.clone()).collect();
+    (msgs, ids)
+}
+
+/// Per task id: (SUCCESS, FAILURE, STARTED, nothing stored).
+async fn tally(backend: &ResultBackend, ids: &[String]) -> (usize, usize, usize, usize) {
+    let mut out = (0, 0, 0, 0);
+    for chunk in ids.chunks(500) {
+        // A read that fails (this client's own connection was dropped too) counts as unknown.
+        let Ok(metas) = backend.get_many(chunk).await else {
+            out.3 += chunk.len();
+            continue;
+        };
+        for m in metas {
+            match m.status {
+                TaskState::Success => out.0 += 1,
+                TaskState::Failure => out.1 += 1,
+                TaskState::Started => out.2 += 1,
+                _ => out.3 += 1,
+            }
+        }
+    }
+    out
+}
+
+async fn wait_tally(
+    backend: &ResultBackend,
+    ids: &[String],
+    secs: u64,
+    done: impl Fn((usize, usize, usize, usize)) -> bool,
+) -> (usize, usize, usize, usize) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let t = tally(backend, ids).await;
+        if done(t) || Instant::now() > deadline {
+            return t;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Messages the broker still holds for a queue: ready plus unacknowledged.
+fn held(queue: &str) -> u64 {
+    let (ready, unacked) = common::queue_counts(queue).expect("the queue is listed");
+    ready + unacked
+}
+
+/// How long after `since` the number of keys in a Redis grows past `keys` (writes resumed).
+async fn resumed_after(con: &mut redis::aio::MultiplexedConnection, keys: u64, since: Instant) -> Duration {
+    let deadline = since + Duration::from_secs(20);
+    loop {
+        let n: u64 = cmd(con, &["DBSIZE"]).await;
+        if n > keys {
+            return since.elapsed();
+        }
+        assert!(Instant::now() < deadline, "no result stored within 20 s of Redis taking writes again");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Checks the outage's shape in the worker's log: one line when it began, one when it ended.
+fn one_line_each(log: &Path) {
+    let text = std::fs::read_to_string(log).unwrap();
+    assert_eq!(text.matches("result backend: cannot store results").count(), 1, "one line for the outage:\n{text}");
+    assert_eq!(text.matches("result backend: connection re-established").count(), 1, "one line for the recovery");
+}
+
+/// One remote-control request as `celery control` sends it, and the node's reply (within 10 s).
+async fn control(broker: &str, node: &str, method: &str, arguments: Value) -> Value {
+    use futures_util::StreamExt;
+    use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    let conn = lapin::Connection::connect(broker, Default::default()).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let ticket = uuid::Uuid::new_v4().to_string();
+    let q = ch
+        .queue_declare("".into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, FieldTable::default())
+        .await
+        .unwrap();
+    ch.exchange_declare(
+        "reply.celery.pidbox".into(),
+        lapin::ExchangeKind::Direct,
+        lapin::options::ExchangeDeclareOptions { durable: false, ..Default::default() },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.queue_bind(
+        q.name().clone(),
+        "reply.celery.pidbox".into(),
+        ticket.as_str().into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let mut replies = ch
+        .basic_consume(q.name().clone(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+        .await
+        .unwrap();
+    let body = json!({"method": method, "arguments": arguments, "destination": [node], "pattern": null, "matcher": null,
+        "reply_to": {"exchange": "reply.celery.pidbox", "routing_key": ticket}, "ticket": ticket});
+    let props = lapin::BasicProperties::default().with_content_type("application/json".into());
+    ch.basic_publish("celery.pidbox".into(), "".into(), BasicPublishOptions::default(), body.to_string().as_bytes(), props)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(10), replies.next()).await;
+    let _ = conn.close(200, "bye".into()).await;
+    let d = reply.unwrap_or_else(|_| panic!("no reply to {method} {arguments} within 10 s")).unwrap().unwrap();
+    let v: Value = serde_json::from_slice(&d.data).unwrap();
+    v[node].clone()
+}
+
+/// Every control command that takes arguments, sent hostile ones: each gets Celery's error reply
+/// (or a harmless ok), none panics, the pidbox keeps answering, and tasks of every type still
+/// run. Among them the rate that used to poison the worker (`1e-300/s`), then undone.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_control_arguments_poison_nothing() {
+    let vhost = common::Vhost::new("hostilectl");
+    let broker = vhost.broker();
+    let dir = tempfile::tempdir().unwrap();
+    let q = common::queue("hostilectl");
+    let node = format!("celery@hd-{}", &q[q.len() - 8..]);
+    let log = dir.path().join("w.log");
+    let mut w = worker(dir.path(), &broker, &common::redis(), &q, &["-c", "2"], &log);
+    common::wait_for_file(&log, "ready.", 30);
+    let big = "q".repeat(300);
+    let cases: Vec<(&str, Value, bool)> = vec![
+        ("rate_limit", json!({"task_name": "tasks.add", "rate_limit": "1e-300/s"}), false),
+        ("rate_limit", json!({"task_name": "tasks.add", "rate_limit": 1e-300}), false),
+        ("rate_limit", json!({"task_name": "tasks.add", "rate_limit": "-5/s"}), false),
+        ("rate_limit", json!({"task_name": "tasks.add", "rate_limit": "abc/s"}), false),
+        ("rate_limit", json!({"task_name": "tasks.add", "rate_limit": "1/fortnight"}), false),
+        ("rate_limit", json!({"task_name": "tasks.add", "rate_limit": [1]}), false),
+        ("rate_limit", json!({"task_name": "tasks.nope", "rate_limit": "1/s"}), false),
+        ("rate_limit", json!({"task_name": 42, "rate_limit": "1/s"}), false),
+        ("rate_limit", json!({"task_name": "tasks.echo", "rate_limit": "1e308/s"}), true),
+        ("rate_limit", json!({"task_name": "tasks.echo", "rate_limit": "0"}), true),
+        ("time_limit", json!({"task_name": "tasks.add", "soft": "soon", "hard": null}), false),
+        ("time_limit", json!({"task_name": "tasks.add", "soft": null, "hard": -1}), false),
+        ("time_limit", json!({"task_name": "tasks.add", "soft": 1e300, "hard": null}), false),
+        ("time_limit", json!({"task_name": "tasks.add", "soft": [], "hard": {}}), false),
+        ("time_limit", json!({"task_name": "tasks.nope", "soft": 1, "hard": 2}), false),
+        ("time_limit", json!({"task_name": "tasks.add", "soft": null, "hard": null}), true),
+        ("pool_grow", json!({"n": -5}), false),
+        ("pool_grow", json!({"n": 1e30}), false),
+        ("pool_grow", json!({"n": "many"}), false),
+        ("pool_grow", json!({"n": 100_000}), false),
+        ("pool_grow", json!({"n": 2}), true),
+        ("pool_shrink", json!({"n": 0}), false),
+        ("pool_shrink", json!({"n": 10_000}), true),
+        ("add_consumer", json!({"queue": ""}), false),
+        ("add_consumer", json!({"queue": big}), false),
+        ("add_consumer", json!({"queue": 5}), false),
+        ("add_consumer", json!({}), false),
+        ("cancel_consumer", json!({"queue": "  "}), false),
+        ("revoke", json!({"task_id": []}), false),
+        ("revoke", json!({"task_id": 7}), false),
+        ("query_task", json!({"ids": 7}), true),
+        ("enable_events", json!({"junk": [1, 2]}), true),
+        ("no_such_method", json!({}), false),
+    ];
+    let mut errors = 0;
+    for (method, args, ok) in &cases {
+        let reply = control(&broker, &node, method, args.clone()).await;
+        let is_error = reply.get("error").is_some();
+        assert_eq!(!is_error, *ok, "{method} {args}: {reply}");
+        errors += is_error as usize;
+    }
+    // The worker still answers and still runs every task type; the undo of a rate is fine too.
+    assert_eq!(control(&broker, &node, "ping", json!({})).await, json!({"ok": "pong"}));
+    let undo = control(&broker, &node, "rate_limit", json!({"task_name": "tasks.add", "rate_limit": 0})).await;
+    assert!(undo.get("ok").is_some(), "{undo}");
+    let mut msgs = vec![];
+    for i in 0..10 {
+        msgs.push(TaskMessage::new("tasks.add", vec![json!(i), json!(1)], Map::new()));
+        msgs.push(TaskMessage::new("tasks.echo", vec![json!(i)], Map::new()));
+    }
+    let ids: Vec<String> = msgs.iter().map(|m| m.id.clone()).collect();
+    publish(&broker, &q, &msgs).await;
+    let backend = ResultBackend::connect(&common::redis(), 3600).await.unwrap();
+    let t = wait_tally(&backend, &ids, 30, |t| t.0 == ids.len()).await;
+    println!("hostile control: {} commands, {errors} error replies, then {} of {} tasks done", cases.len(), t.0, ids.len());
+    assert_eq!(t, (ids.len(), 0, 0, 0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("panicked"), "{text}");
+    assert!(w.0.try_wait().unwrap().is_none(), "the worker is alive");
+    w.signal(libc::SIGTERM);
+    assert!(w.wait_exit(15).is_some_and(|s| s.success()));
+}
