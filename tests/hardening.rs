@@ -130,6 +130,137 @@ fn one_line_each(log: &Path) {
     assert_eq!(text.matches("result backend: connection re-established").count(), 1, "one line for the recovery");
 }
 
+/// Redis asks for a password for 5 s (every connection dropped) while 5,000 tasks run: no message
+/// is acknowledged without its result, none is lost, none is left STARTED, and writes resume
+/// within a second of Redis taking them again.
+#[tokio::test(flavor = "multi_thread")]
+async fn noauth_for_five_seconds_loses_no_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = own_redis(dir.path()).await;
+    let url = redis.0.url();
+    let mut con = admin(&url).await;
+    let q = common::queue("noauth5");
+    let (msgs, ids) = burst(5000, "tasks.add", json!([1, 2]));
+    publish(&common::broker(), &q, &msgs).await;
+    let log = dir.path().join("w.log");
+    let mut w = worker(dir.path(), &common::broker(), &url, &q, &[], &log);
+    let backend = ResultBackend::connect(&url, 3600).await.unwrap();
+    wait_tally(&backend, &ids, 60, |t| t.0 >= 300).await;
+
+    let _: () = cmd(&mut con, &["CONFIG", "SET", "requirepass", "s3cret-pw"]).await;
+    let _: () = cmd(&mut con, &["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]).await;
+    let began = Instant::now();
+    common::wait_for_file(&log, "result backend: cannot store results", 20);
+    let reader = ResultBackend::connect(&url.replace("redis://", "redis://:s3cret-pw@"), 3600).await.unwrap();
+    // The acks of results stored before the outage have gone out: from here nothing moves.
+    assert!(common::eventually(5, || async { 5000 - held(&q) == tally(&reader, &ids).await.0 as u64 }).await);
+    let at_start = (held(&q), tally(&reader, &ids).await);
+    // The fault lasts 5 s.
+    tokio::time::sleep(Duration::from_secs(5).saturating_sub(began.elapsed())).await;
+    let at_end = (held(&q), tally(&reader, &ids).await);
+    println!("NOAUTH for 5 s: held by the broker {} → {}, stored {} → {}", at_start.0, at_end.0, (at_start.1).0, (at_end.1).0);
+    assert_eq!(at_start, at_end, "nothing was stored, nothing acknowledged during the outage");
+    assert_eq!(at_end.0 + (at_end.1).0 as u64, 5000, "every message not acknowledged is one whose result is not stored");
+
+    let keys: u64 = cmd(&mut con, &["DBSIZE"]).await;
+    let _: () = cmd(&mut con, &["CONFIG", "SET", "requirepass", ""]).await;
+    let resume = resumed_after(&mut con, keys, Instant::now()).await;
+    let (ok, failed, started, missing) = wait_tally(&backend, &ids, 120, |t| t.0 + t.1 == 5000).await;
+    println!(
+        "NOAUTH for 5 s during 5,000 tasks: {ok} SUCCESS, {failed} FAILURE, {started} stuck STARTED, {missing} lost; writes resumed {:.0} ms after Redis took them again",
+        resume.as_secs_f64() * 1000.0
+    );
+    assert_eq!((ok, failed, started, missing), (5000, 0, 0, 0));
+    assert!(resume < Duration::from_secs(1), "writes resumed after {resume:?}");
+    assert!(common::eventually(10, || async { held(&q) == 0 }).await, "every message acknowledged once its result was stored");
+    one_line_each(&log);
+    w.signal(libc::SIGTERM);
+    assert!(w.wait_exit(15).is_some_and(|s| s.success()));
+    common::cleanup(&q).await;
+}
+
+/// Redis at `maxmemory` with `noeviction` (every write refused with OOM) while 2,000 tasks wait:
+/// no new task starts, nothing is acknowledged, and once Redis has room all 2,000 are stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_out_of_memory_pauses_intake_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = own_redis(dir.path()).await;
+    let url = redis.0.url();
+    let mut con = admin(&url).await;
+    let q = common::queue("oom");
+    let log = dir.path().join("w.log");
+    let mut w = worker(dir.path(), &common::broker(), &url, &q, &[], &log);
+    common::wait_for_file(&log, "ready.", 30);
+    let _: () = cmd(&mut con, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]).await;
+    let _: () = cmd(&mut con, &["CONFIG", "SET", "maxmemory", "1"]).await;
+    let (msgs, ids) = burst(2000, "tasks.add", json!([2, 2]));
+    publish(&common::broker(), &q, &msgs).await;
+    common::wait_for_file(&log, "result backend: cannot store results", 20);
+    let backend = ResultBackend::connect(&url, 3600).await.unwrap();
+    let ran = || std::fs::read_to_string(&log).unwrap().matches("succeeded in").count();
+    let before = (held(&q), ran());
+    // The fault lasts 2 s: long enough for a worker that went on to drain the queue.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = (held(&q), ran());
+    println!("OOM: held by the broker {} → {}, tasks run {} → {}", before.0, after.0, before.1, after.1);
+    assert_eq!(after.0, 2000, "no message acknowledged while its result cannot be stored");
+    assert_eq!(before.1, after.1, "no new task started during the outage");
+    assert!(after.1 <= 8, "at most the tasks already under way ran: {}", after.1);
+    assert_eq!(tally(&backend, &ids).await.0, 0);
+
+    let keys: u64 = cmd(&mut con, &["DBSIZE"]).await;
+    let _: () = cmd(&mut con, &["CONFIG", "SET", "maxmemory", "0"]).await;
+    let resume = resumed_after(&mut con, keys, Instant::now()).await;
+    let (ok, failed, started, missing) = wait_tally(&backend, &ids, 120, |t| t.0 + t.1 == 2000).await;
+    println!(
+        "Redis at maxmemory during 2,000 tasks: {ok} SUCCESS, {failed} FAILURE, {started} stuck STARTED, {missing} lost; writes resumed {:.0} ms after Redis had room",
+        resume.as_secs_f64() * 1000.0
+    );
+    assert_eq!((ok, failed, started, missing), (2000, 0, 0, 0));
+    assert!(resume < Duration::from_secs(1), "writes resumed after {resume:?}");
+    assert!(common::eventually(10, || async { held(&q) == 0 }).await);
+    one_line_each(&log);
+    w.signal(libc::SIGTERM);
+    assert!(w.wait_exit(15).is_some_and(|s| s.success()));
+    common::cleanup(&q).await;
+}
+
+/// A result Redis refuses for good (larger than its `proto-max-bulk-len`): the task is stored
+/// as FAILURE (BackendStoreError) naming the refusal and its message acknowledged once; the
+/// tasks around it are stored as usual.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_result_refused_for_good_is_a_failure_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = own_redis(dir.path()).await;
+    let url = redis.0.url();
+    let mut con = admin(&url).await;
+    let _: () = cmd(&mut con, &["CONFIG", "SET", "proto-max-bulk-len", "1048576"]).await;
+    let q = common::queue("toolarge");
+    let log = dir.path().join("w.log");
+    let mut w = worker(dir.path(), &common::broker(), &url, &q, &[], &log);
+    common::wait_for_file(&log, "ready.", 30);
+    let big = TaskMessage::new("tasks.echo", vec![json!("x".repeat(1536 * 1024))], Map::new());
+    let (small, mut ids) = burst(10, "tasks.add", json!([1, 1]));
+    publish(&common::broker(), &q, std::slice::from_ref(&big)).await;
+    publish(&common::broker(), &q, &small).await;
+    ids.push(big.id.clone());
+    let backend = ResultBackend::connect(&url, 3600).await.unwrap();
+    let t = wait_tally(&backend, &ids, 60, |t| t.0 + t.1 == 11).await;
+    assert_eq!(t, (10, 1, 0, 0));
+    let m = backend.get(&big.id).await.unwrap();
+    assert_eq!(m.result["exc_type"], "BackendStoreError", "{m:?}");
+    let why = m.exception_text().unwrap();
+    println!("a result refused for good: {why}");
+    assert!(why.contains("refused the SUCCESS result"), "{why}");
+    assert!(common::eventually(10, || async { held(&q) == 0 }).await, "acknowledged once");
+    // Redis closes the connection after such a request: at most a moment's outage, ended.
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.matches("cannot store results").count(), text.matches("connection re-established").count(), "{text}");
+    w.signal(libc::SIGTERM);
+    assert!(w.wait_exit(15).is_some_and(|s| s.success()));
+    common::cleanup(&q).await;
+}
+
 /// One remote-control request as `celery control` sends it, and the node's reply (within 10 s).
 async fn control(broker: &str, node: &str, method: &str, arguments: Value) -> Value {
     use futures_util::StreamExt;

@@ -281,6 +281,8 @@ struct Shared {
     outage: Mutex<Option<Instant>>,
     /// The ordered result writer (present with a result backend).
     writer: Option<mpsc::UnboundedSender<WriteJob>>,
+    /// False while the result writer cannot store (an outage): no new task starts meanwhile.
+    backend_health: Arc<watch::Sender<bool>>,
     /// Revoked task ids (bounded, as Celery's LimitedSet), checked on receipt and before a run.
     revoked: Mutex<Revoked>,
     /// Received, not started yet (`inspect reserved`), with their ETA if they wait for one
@@ -749,11 +751,11 @@ async fn run(
     // Result writes leave the task slots: one ordered writer batches them (see `write_loop`).
     // The writer ends by itself once the worker's shared state (the last sender) is gone, after
     // writing what was queued.
+    let backend_health = Arc::new(watch::channel(true).0);
     let (writer_tx, _writer_task) = match &backend {
         Some(b) => {
             let (tx, rx) = mpsc::unbounded_channel();
-            let down = Arc::new(AtomicBool::new(false));
-            (Some(tx), Some(tokio::spawn(write_loop(b.clone(), events.clone(), down, rx))))
+            (Some(tx), Some(tokio::spawn(write_loop(b.clone(), events.clone(), backend_health.clone(), rx))))
         }
         None => (None, None),
     };
@@ -772,6 +774,7 @@ async fn run(
         registry: Registry::builtin(),
         backend,
         writer: writer_tx,
+        backend_health,
         stats,
         events: events.clone(),
         pid: std::process::id(),
@@ -1342,6 +1345,13 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
     if !pause.is_zero() {
         tokio::time::sleep(pause).await;
     }
+    // Results cannot be stored now: the task waits (its message unacknowledged) until they can,
+    // rather than run for a result that would wait anyway.
+    if !*shared.backend_health.borrow() && !backend_back(&shared, &slots).await {
+        shared.reserved.lock().remove(&msg.id);
+        ctx.reject(&d, true);
+        return;
+    }
     // Waits for a free slot; a closed semaphore means a warm shutdown began before this task
     // started, so the message goes back to the queue.
     let Ok(permit) = slots.acquire_owned().await else {
@@ -1502,6 +1512,21 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
     *shared.totals.lock().entry(msg.task.clone()).or_insert(0) += 1;
 }
 
+/// Waits until the result writer stores again; false when a warm shutdown begins meanwhile.
+async fn backend_back(shared: &Shared, slots: &Semaphore) -> bool {
+    let mut health = shared.backend_health.subscribe();
+    let stopping = shared.stopping.notified();
+    tokio::pin!(stopping);
+    stopping.as_mut().enable();
+    if slots.is_closed() {
+        return false;
+    }
+    tokio::select! {
+        ok = health.wait_for(|up| *up) => ok.is_ok(),
+        _ = stopping => false,
+    }
+}
+
 /// Stores a result through the ordered writer and waits until it is stored (or given up): with
 /// late acks the message is acknowledged only once its result is safe.
 async fn store(shared: &Shared, meta: ResultMeta) {
@@ -1526,11 +1551,19 @@ struct WriteJob {
     done: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
+/// The first wait before a refused or failed result write is tried again, and the longest (so
+/// writes resume within about half a second of Redis answering again).
+pub const STORE_RETRY_FIRST: Duration = Duration::from_millis(50);
+pub const STORE_RETRY_MAX: Duration = Duration::from_millis(500);
+
 /// The one result writer: takes every waiting result (up to 512) and stores them in one Redis
-/// round trip, in the order they came. Redis away: the batch waits and is retried (one log line
-/// per outage). A result Redis refuses for good (a key of another type, a refused login, a bad
-/// expiry) is given up with a clear line, and its slot is free.
-async fn write_loop(backend: ResultBackend, events: Emitter, down: Arc<AtomicBool>, mut rx: mpsc::UnboundedReceiver<WriteJob>) {
+/// round trip, in the order they came. A write Redis refuses for now (away, NOAUTH, OOM,
+/// READONLY, LOADING…) is an outage: the results wait and are tried again with backoff, their
+/// messages stay unacknowledged, `health` turns false so that no new task starts, and one line
+/// is logged per outage. A result refused for good (a key of another type, a value Redis will
+/// not take) is replaced by a FAILURE naming the refusal (Celery's `BackendStoreError`); when
+/// even that is refused the result is given up with a clear line, and its message acknowledged.
+async fn write_loop(backend: ResultBackend, events: Emitter, health: Arc<watch::Sender<bool>>, mut rx: mpsc::UnboundedReceiver<WriteJob>) {
     let drain = |rx: &mut mpsc::UnboundedReceiver<WriteJob>, batch: &mut Vec<WriteJob>| {
         while batch.len() < 512 {
             match rx.try_recv() {
@@ -1551,39 +1584,111 @@ async fn write_loop(backend: ResultBackend, events: Emitter, down: Arc<AtomicBoo
                 drain(&mut rx, &mut batch);
             }
         }
-        let metas: Vec<ResultMeta> = batch.iter().map(|j| j.meta.clone()).collect();
-        let mut delay = Duration::from_millis(200);
-        let outcomes = loop {
-            match backend.store_many(&metas).await {
-                Ok(o) => {
-                    if down.swap(false, Ordering::Relaxed) {
-                        info!("result backend: connection re-established; storing results again");
-                        events.send(WorkerEvent::BackendRecovered);
-                    }
-                    break o;
-                }
-                Err(e) if !ResultBackend::is_outage(&e) => break vec![Err(e.to_string()); metas.len()],
-                Err(e) => {
-                    if !down.swap(true, Ordering::Relaxed) {
-                        warn!("result backend: cannot store results ({e}); retrying until Redis is back");
-                        events.send(WorkerEvent::BackendLost { error: e.to_string() });
-                    }
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
+        let metas: Vec<&ResultMeta> = batch.iter().map(|j| &j.meta).collect();
+        let outcomes = store_until_settled(&backend, &events, &health, &metas).await;
+        // Refused for good: a FAILURE that says why takes the result's place.
+        let mut instead = vec![];
+        for (job, outcome) in batch.iter().zip(&outcomes) {
+            if let Err(e) = outcome {
+                error!("result backend refused the {} result of task {}: {e}", job.meta.status, job.meta.task_id);
+                events.send(WorkerEvent::BackendRefused { task_id: job.meta.task_id.clone(), error: e.clone() });
+                if job.meta.status.is_ready() && !is_store_error(&job.meta) {
+                    let err =
+                        TaskError::new("BackendStoreError", format!("the result backend refused the {} result: {e}", job.meta.status))
+                            .in_module("celery.exceptions");
+                    instead.push(ResultMeta::failure(&job.meta.task_id, &err));
                 }
             }
-        };
-        for (job, outcome) in batch.into_iter().zip(outcomes) {
-            match outcome {
-                Ok(StoreOutcome::KeptSuccess) => debug!("result of {} already SUCCESS; {} not stored", job.meta.task_id, job.meta.status),
-                Ok(StoreOutcome::Stored) => {}
-                Err(e) => {
-                    error!("result backend refused the {} result of task {}: {e}; it is not stored", job.meta.status, job.meta.task_id);
-                    events.send(WorkerEvent::BackendRefused { task_id: job.meta.task_id.clone(), error: e });
+        }
+        if !instead.is_empty() {
+            let refs: Vec<&ResultMeta> = instead.iter().collect();
+            for (meta, outcome) in instead.iter().zip(store_until_settled(&backend, &events, &health, &refs).await) {
+                match outcome {
+                    Ok(_) => warn!("task {}: stored FAILURE (BackendStoreError) in place of the refused result", meta.task_id),
+                    Err(e) => error!("result backend refused the FAILURE of task {} too: {e}; it is not stored", meta.task_id),
                 }
             }
+        }
+        for job in batch {
             if let Some(d) = job.done {
                 let _ = d.send(());
+            }
+        }
+    }
+}
+
+/// A FAILURE that stands for a refused result (not replaced again when refused in turn).
+fn is_store_error(meta: &ResultMeta) -> bool {
+    meta.status == TaskState::Failure && meta.result.get("exc_type").and_then(Value::as_str) == Some("BackendStoreError")
+}
+
+/// Stores `metas` in order, trying again (with backoff, from `STORE_RETRY_FIRST` to
+/// `STORE_RETRY_MAX`) every write refused for now, until each is stored or refused for good.
+/// The first refusal of an outage is logged and `health` turns false; the first success after
+/// it is logged and `health` turns true.
+async fn store_until_settled(
+    backend: &ResultBackend,
+    events: &Emitter,
+    health: &watch::Sender<bool>,
+    metas: &[&ResultMeta],
+) -> Vec<Result<StoreOutcome, String>> {
+    let mut out: Vec<Option<Result<StoreOutcome, String>>> = vec![None; metas.len()];
+    let mut pending: Vec<usize> = (0..metas.len()).collect();
+    let mut delay = STORE_RETRY_FIRST;
+    // The cause named last (its first word), so that a change of cause is named once too.
+    let mut cause = String::new();
+    loop {
+        let refused_now = match backend.store_many(pending.iter().map(|&i| metas[i])).await {
+            Ok(results) => {
+                let mut again = vec![];
+                let mut why = None;
+                for (i, r) in pending.iter().zip(results) {
+                    match r {
+                        Err(e) if e.split_whitespace().next().is_some_and(ResultBackend::retryable_code) => {
+                            again.push(*i);
+                            why = Some(e);
+                        }
+                        r => out[*i] = Some(r),
+                    }
+                }
+                pending = again;
+                why
+            }
+            Err(e) if !ResultBackend::is_retryable(&e) => {
+                for &i in &pending {
+                    out[i] = Some(Err(e.to_string()));
+                }
+                pending.clear();
+                None
+            }
+            Err(e) => Some(e.to_string()),
+        };
+        match refused_now {
+            None => {
+                if !*health.borrow() {
+                    health.send_replace(true);
+                    info!("result backend: connection re-established; storing results again");
+                    events.send(WorkerEvent::BackendRecovered);
+                }
+                return out.into_iter().map(|o| o.unwrap_or_else(|| Err("not stored".into()))).collect();
+            }
+            Some(e) => {
+                let now = e.split_whitespace().next().unwrap_or_default().to_string();
+                let changed = !cause.is_empty() && now != cause;
+                cause = now;
+                if *health.borrow() {
+                    health.send_replace(false);
+                    warn!(
+                        "result backend: cannot store results ({e}); their messages stay unacknowledged and no new task starts; retrying until Redis takes them"
+                    );
+                    events.send(WorkerEvent::BackendLost { error: e });
+                } else if changed {
+                    warn!("result backend: results still wait, now because: {e}");
+                } else {
+                    debug!("result backend: still refusing ({e}); next try in {} ms", delay.as_millis());
+                }
+                tokio::time::sleep(jitter(delay)).await;
+                delay = (delay * 2).min(STORE_RETRY_MAX);
             }
         }
     }
