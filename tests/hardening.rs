@@ -386,3 +386,119 @@ async fn hostile_control_arguments_poison_nothing() {
     w.signal(libc::SIGTERM);
     assert!(w.wait_exit(15).is_some_and(|s| s.success()));
 }
+
+/// The peak resident memory of a process (VmHWM), in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches("kB").trim().parse().unwrap();
+    kb / 1024.0
+}
+
+/// Small messages that expand to huge ones: 60 MiB of valid JSON in 61 KB of zlib, 1 GiB of
+/// zeros in 156 KB of xz, a plain 20 MiB body, a body of more values than the cap, an integer of
+/// 5 million digits. Each is refused before it is built (FAILURE with the reason, rejected once:
+/// the queue ends empty, so no crash loop can follow), the worker's peak RSS stays small, and
+/// the good tasks around them are done at once. A 4,300-digit integer (Python's limit) passes.
+#[tokio::test(flavor = "multi_thread")]
+async fn small_messages_cannot_cost_gigabytes() {
+    use std::io::Write;
+    let q = common::queue("bombs");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("w.log");
+    let mut w = common::start_worker(dir.path(), &q, &["-c", "2"], &log);
+    let baseline = peak_rss_mib(w.0.id());
+    let broker = common::broker();
+    let backend = ResultBackend::connect(&common::redis(), 3600).await.unwrap();
+    let id = || uuid::Uuid::new_v4().to_string();
+    let ct = Some("application/json");
+
+    // [[0,0,…],{},null]: 60 MiB of JSON, zlib.
+    let mut json60 = Vec::with_capacity(61 << 20);
+    json60.extend_from_slice(b"[[0");
+    while json60.len() < 60 << 20 {
+        json60.extend_from_slice(b",0");
+    }
+    json60.extend_from_slice(b"],{},null]");
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(&json60).unwrap();
+    let zlib = z.finish().unwrap();
+    // 1 GiB of zeros, xz (the xz program, as Python's lzma writes it).
+    let mut xz = std::process::Command::new("sh")
+        .args(["-c", "head -c 1073741824 /dev/zero | xz -6 -T1 -c"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("xz");
+    let mut xz_bytes = vec![];
+    std::io::Read::read_to_end(xz.stdout.as_mut().unwrap(), &mut xz_bytes).unwrap();
+    assert!(xz.wait().unwrap().success());
+    // A plain 20 MiB body; 1.5 million values in 3 MB; 5 million digits; and 4,300 digits.
+    let plain20 = [b"[[\"".as_slice(), &vec![b'x'; 20 << 20], b"\"], {}, null]"].concat();
+    let mut many = b"[[0".to_vec();
+    for _ in 0..1_500_000 {
+        many.extend_from_slice(b",0");
+    }
+    many.extend_from_slice(b"], {}, null]");
+    let digits5m = format!("[[{}], {{}}, null]", "7".repeat(5_000_000)).into_bytes();
+    let ok_digits = "7".repeat(4300);
+    println!(
+        "sizes: zlib {} KB, xz {} KB, plain {} MiB, many {} MB",
+        zlib.len() / 1024,
+        xz_bytes.len() / 1024,
+        plain20.len() >> 20,
+        many.len() >> 20
+    );
+
+    // (what, task id, body, compression, the reason the FAILURE gives)
+    type Bomb<'a> = (&'a str, String, Vec<u8>, Option<&'a str>, &'a str);
+    let bad: Vec<Bomb> = vec![
+        ("zlib 60 MiB", id(), zlib, Some("application/x-gzip"), "expands past 16 MiB"),
+        ("xz 1 GiB", id(), xz_bytes, Some("application/x-lzma"), "expands past 16 MiB"),
+        ("plain 20 MiB", id(), plain20, None, "larger than 16 MiB"),
+        ("1.5 million values", id(), many, None, "more than 1000000 values"),
+        ("5 million digits", id(), digits5m, None, "Exceeds the limit (4300 digits)"),
+    ];
+    let mut good_ids = vec![];
+    let start = Instant::now();
+    for (_, bid, body, compression, _) in &bad {
+        let mut h = json!({"task": "tasks.echo", "id": bid});
+        if let Some(c) = compression {
+            h["compression"] = json!(c);
+        }
+        common::publish_raw(&broker, &q, h, body, ct).await;
+        let good = TaskMessage::new("tasks.add", vec![json!(1), json!(2)], Map::new());
+        good_ids.push(good.id.clone());
+        publish(&broker, &q, std::slice::from_ref(&good)).await;
+    }
+    let big_ok_raw = format!("[[{ok_digits}], {{}}, null]");
+    let big_ok_id = id();
+    common::publish_raw(&broker, &q, json!({"task": "tasks.echo", "id": big_ok_id}), big_ok_raw.as_bytes(), ct).await;
+    good_ids.push(big_ok_id.clone());
+
+    let t = wait_tally(&backend, &good_ids, 60, |t| t.0 == good_ids.len()).await;
+    let elapsed = start.elapsed();
+    assert_eq!(t.0, good_ids.len(), "every good task done: {t:?}");
+    assert!(w.0.try_wait().unwrap().is_none(), "the worker is alive");
+    let bad_ids: Vec<String> = bad.iter().map(|b| b.1.clone()).collect();
+    wait_tally(&backend, &bad_ids, 30, |t| t.1 == bad_ids.len()).await;
+    let refused_in = start.elapsed();
+    for (name, bid, _, _, why) in &bad {
+        let m = backend.get(bid).await.unwrap();
+        assert_eq!(m.status, TaskState::Failure, "{name}: {m:?}");
+        let text = m.exception_text().unwrap();
+        assert!(text.starts_with("DecodeError") && text.contains(why), "{name}: {text}");
+    }
+    let echoed = backend.get(&big_ok_id).await.unwrap();
+    assert_eq!(mqlab::celery::pyjson::big_int_digits(&echoed.result).map(str::len), Some(4300), "{echoed:?}");
+    assert!(common::eventually(10, || async { held(&q) == 0 }).await, "each refused message rejected once: nothing comes back");
+    let peak = peak_rss_mib(w.0.id());
+    println!(
+        "bombs: 5 refused within {:.1} s, {} good tasks done in {:.1} s; worker peak RSS {peak:.0} MiB (at start {baseline:.0} MiB)",
+        refused_in.as_secs_f64(),
+        good_ids.len(),
+        elapsed.as_secs_f64()
+    );
+    assert!(peak < 400.0, "peak RSS {peak:.0} MiB");
+    w.signal(libc::SIGTERM);
+    assert!(w.wait_exit(15).is_some_and(|s| s.success()));
+    common::cleanup(&q).await;
+}

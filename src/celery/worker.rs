@@ -303,6 +303,8 @@ struct Shared {
     rate_limits: Mutex<HashMap<String, (f64, Instant)>>,
     /// Default (soft, hard) time limits by task type, for messages that give none.
     time_limits: Mutex<HashMap<String, Limits>>,
+    /// Bounds how many large or compressed bodies decode at once.
+    large_decodes: Semaphore,
     /// Asks the running session to act on the broker (remote control).
     ops: Mutex<Option<mpsc::UnboundedSender<Op>>>,
 }
@@ -794,6 +796,7 @@ async fn run(
         rate_limits: Mutex::new(HashMap::new()),
         time_limits: Mutex::new(HashMap::new()),
         ops: Mutex::new(None),
+        large_decodes: Semaphore::new(LARGE_DECODES),
         opts,
     });
     // Reconnection: quick first tries, then at most a second apart (a lab's broker comes back
@@ -1214,10 +1217,34 @@ impl Feeds {
     }
 }
 
-async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Session>, tag: Arc<str>, d: Delivery) {
+/// A body past this size, or a compressed one, is decoded off the runtime's threads, at most
+/// `LARGE_DECODES` at a time (so a prefetch of large bodies cannot all expand at once).
+pub const LARGE_BODY: usize = 256 * 1024;
+pub const LARGE_DECODES: usize = 2;
+
+/// Decodes a delivery's message; a large or compressed body on a blocking thread, under the
+/// bound on how many decode at once (the body is handed over, not copied).
+async fn decode(shared: &Shared, d: &mut Delivery) -> Result<TaskMessage, super::protocol::DecodeError> {
+    let compressed = d.properties.headers().as_ref().is_some_and(|h| h.inner().keys().any(|k| k.as_str() == "compression"));
+    if d.data.len() <= LARGE_BODY && !compressed {
+        return TaskMessage::decode(&d.properties, &d.data);
+    }
+    let _permit = shared.large_decodes.acquire().await;
+    let (props, data) = (d.properties.clone(), std::mem::take(&mut d.data));
+    match tokio::task::spawn_blocking(move || TaskMessage::decode(&props, &data)).await {
+        Ok(r) => r,
+        Err(e) => Err(super::protocol::DecodeError {
+            kind: super::protocol::DecodeErrorKind::Body(format!("decoding failed: {e}")),
+            task_id: None,
+            task: None,
+        }),
+    }
+}
+
+async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Session>, tag: Arc<str>, mut d: Delivery) {
     let publisher = &ctx.publisher;
     let now = Utc::now();
-    let msg = match TaskMessage::decode(&d.properties, &d.data) {
+    let msg = match decode(&shared, &mut d).await {
         Ok(m) => m,
         Err(e) => {
             let who = match (&e.task, &e.task_id) {
