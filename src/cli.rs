@@ -261,13 +261,17 @@ pub fn main() -> i32 {
             return 1;
         }
     };
-    match rt.block_on(run(cli)) {
+    let code = match rt.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
             1
         }
-    }
+    };
+    // A computation a time limit gave up on still runs on its thread (its result is discarded):
+    // the process does not wait for it to end.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    code
 }
 
 pub use crate::redact::one_line;
