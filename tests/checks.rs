@@ -608,7 +608,7 @@ async fn the_preflight_says_what_this_machine_has() {
     assert_eq!(memory.detail, "node lima-rancher-desktop has 3.8 GiB of memory");
     let ports = get(&rs, "preflight.ports");
     assert!(
-        ports.detail.contains("a server of this machine (answers as node rabbit@") && ports.detail.contains("next free port"),
+        ports.detail.contains("a server of this machine (answers as node rabbit") && ports.detail.contains("next free port"),
         "{ports:?}"
     );
     assert_eq!(get(&rs, "preflight.celery").status, Status::Skipped, "no project venv yet");

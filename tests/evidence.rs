@@ -50,7 +50,18 @@ fn mqlab(data: &Path, broker: &str) -> Command {
 /// Runs the three evidence checks and returns each one's status.
 fn evidence(data: &Path, broker: &str) -> Vec<(String, String, String)> {
     let out = mqlab(data, broker)
-        .args(["check", "--json", "--id", "celery.py_worker", "--id", "results.learner", "--id", "results.learner_failure"])
+        .args([
+            "check",
+            "--json",
+            "--id",
+            "celery.py_worker",
+            "--id",
+            "celery.py_tasks",
+            "--id",
+            "results.learner",
+            "--id",
+            "results.learner_failure",
+        ])
         .output()
         .unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));

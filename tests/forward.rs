@@ -430,13 +430,9 @@ async fn idle_connections_through_a_forward_outlive_every_timeout() {
     assert_eq!(pong, "PONG");
     let q = common::queue("idle-forward");
     let ch = conn.create_channel().await.expect("the idle AMQP connection still works");
-    ch.queue_declare(
-        q.as_str().into(),
-        lapin::options::QueueDeclareOptions { auto_delete: true, ..Default::default() },
-        Default::default(),
-    )
-    .await
-    .expect("a declare on the idle AMQP connection");
+    ch.queue_declare(q.as_str().into(), lapin::options::QueueDeclareOptions { exclusive: true, ..Default::default() }, Default::default())
+        .await
+        .expect("a declare on the idle AMQP connection");
     for name in ["AMQP", "Redis"] {
         let c = &fw.forward(name).counters;
         assert_eq!(c.cut.load(Ordering::Relaxed), 0, "{name}: a connection was cut");
