@@ -5,6 +5,7 @@
 pub mod identity;
 pub mod kube;
 pub mod learner;
+pub mod mgmt;
 pub mod preflight;
 pub mod rabbit;
 pub mod redis;
