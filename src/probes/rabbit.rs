@@ -201,7 +201,10 @@ pub async fn mgmt_exchanges(p: &Probes) -> Outcome {
     let list = match c.get(&format!("/api/exchanges/{}?columns=name,type", segment(&vhost))).await {
         Ok(serde_json::Value::Array(l)) => l,
         Ok(other) => {
-            return mgmt_failure(p, &MgmtError::BadAnswer(format!("exchanges: {}", other.to_string().chars().take(80).collect::<String>())));
+            return mgmt_failure(
+                p,
+                &MgmtError::BadAnswer(format!("exchanges: {}", other.to_string().chars().take(80).collect::<String>())),
+            );
         }
         Err(e) => return mgmt_failure(p, &e),
     };

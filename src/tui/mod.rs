@@ -554,8 +554,32 @@ async fn results_monitor(c: Config, tx: mpsc::UnboundedSender<Event>) {
 }
 
 async fn input(tx: mpsc::UnboundedSender<Event>) {
-    let mut events = EventStream::new();
-    while let Some(Ok(ev)) = events.next().await {
+    forward_input(EventStream::new(), tx).await
+}
+
+/// Passes the terminal's keys, mouse and resizes on. A read error does not end it (the keys that
+/// follow, Ctrl-C and q included, still arrive): it is logged once and reading goes on, after a
+/// short pause so a terminal that keeps failing cannot spin a core.
+async fn forward_input<S>(mut events: S, tx: mpsc::UnboundedSender<Event>)
+where
+    S: futures_util::Stream<Item = std::io::Result<CtEvent>> + Unpin,
+{
+    let mut failing = false;
+    while let Some(ev) = events.next().await {
+        let ev = match ev {
+            Ok(ev) => {
+                failing = false;
+                ev
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!("reading the terminal failed: {e}; reading on");
+                    failing = true;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
         let mapped = match ev {
             CtEvent::Key(k) => Event::Key(k),
             CtEvent::Mouse(m) => Event::Mouse(m),
@@ -565,6 +589,23 @@ async fn input(tx: mpsc::UnboundedSender<Event>) {
         if tx.send(mapped).is_err() {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+    /// A read error from the terminal does not end the input: the q after it still arrives.
+    #[tokio::test]
+    async fn input_goes_on_after_a_read_error() {
+        let q = KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE);
+        let events =
+            futures_util::stream::iter(vec![Err(std::io::Error::other("EIO")), Err(std::io::Error::other("EIO")), Ok(CtEvent::Key(q))]);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        forward_input(events, tx).await;
+        assert!(matches!(rx.recv().await, Some(Event::Key(k)) if k == q));
     }
 }
 
