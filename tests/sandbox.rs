@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::Need;
+
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -28,6 +30,9 @@ fn port_open(port: u16) -> bool {
 
 #[test]
 fn sandbox_runs_the_local_track_to_a_passing_step_6_and_stops_cleanly() {
+    if !common::have(&[Need::Programs, Need::Venv]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
     let out = sandbox_cmd(data).args(["sandbox", "up", "--json"]).output().unwrap();
@@ -176,6 +181,9 @@ fn missing_programs_say_how_to_install_and_start_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crashed_instance_is_detected_and_up_mends_it() {
+    if !common::have(&[Need::Programs]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let (sb, started) = Sandbox::up(dir.path(), |_| {}).await.unwrap();
     assert!(started);
@@ -231,6 +239,9 @@ fn a_stale_record_touches_no_other_process() {
 
 #[test]
 fn a_failed_start_leaves_nothing_running() {
+    if !common::have(&[Need::Programs]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     // A "rabbitmq-server" that dies at once: Redis (started first) must be stopped again.
     let fake = dir.path().join("rabbitmq-server");
