@@ -69,9 +69,9 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct InitArgs {
-    /// The folder (created if needed)
-    #[arg(default_value = "phase1-celery")]
-    pub dir: std::path::PathBuf,
+    /// The folder (created if needed; default: the project folder, ~/rabbitmq-celery-learning,
+    /// or `project_dir` in the config file / MQLAB_PROJECT_DIR)
+    pub dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -143,9 +143,10 @@ pub struct ResetArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
-    /// Where to write (default: LEARNINGS.md in the current directory; - for stdout)
-    #[arg(short, long, default_value = "LEARNINGS.md")]
-    pub output: String,
+    /// Where to write (default: LEARNINGS.md in the project folder, ~/rabbitmq-celery-learning;
+    /// - for stdout)
+    #[arg(short, long)]
+    pub output: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -756,13 +757,14 @@ fn run_progress(cfg: &Config, args: ProgressArgs) -> anyhow::Result<i32> {
     }
     println!("Progress ({}; track {})", st.path().display(), p.track.unwrap_or(cfg.track).as_str());
     println!("\nChecklist {}/{}", p.ticked(&course), course.checklist().len());
+    let track = p.track.unwrap_or(cfg.track);
     for item in course.checklist() {
-        let mark = match p.checklist.get(&item.id) {
+        let mark = match p.tick_for(item, track) {
             Some(t) if t.by == "hand" => "[x] (by hand)".to_string(),
             Some(_) => "[x]".to_string(),
             None => "[ ]".to_string(),
         };
-        println!("  {mark:<14} {:<14} {}", item.id, item.text);
+        println!("  {mark:<14} {:<14} {}", item.id, item.text_for(track));
     }
     println!("\nChecks");
     if p.checks.is_empty() {
@@ -807,7 +809,8 @@ fn run_reset(cfg: &Config, args: ResetArgs) -> anyhow::Result<i32> {
 
 fn run_init(cfg: &Config, args: InitArgs) -> anyhow::Result<i32> {
     use crate::lessons::project::Outcome;
-    let outcomes = crate::lessons::project::write(&args.dir, cfg)?;
+    let dir = args.dir.clone().unwrap_or_else(|| cfg.project_dir.clone());
+    let outcomes = crate::lessons::project::write(&dir, cfg)?;
     for o in &outcomes {
         match o {
             Outcome::Written(p) => println!("wrote {}", p.display()),
@@ -818,7 +821,7 @@ fn run_init(cfg: &Config, args: InitArgs) -> anyhow::Result<i32> {
         "\nBroker {} · results {}\nNext (Python 3.10 or newer):\n  cd {}\n  python3 -m venv venv && source venv/bin/activate\n  pip install -r requirements.txt\n  celery -A celery_app worker --loglevel=info     # one terminal\n  python submit_task.py                           # another",
         mask_url(&cfg.broker_url),
         mask_url(&cfg.result_backend),
-        args.dir.display()
+        crate::config::shell_path(&dir)
     );
     Ok(0)
 }
@@ -830,11 +833,12 @@ fn run_export(cfg: &Config, args: ExportArgs) -> anyhow::Result<i32> {
         eprintln!("warning: {w}");
     }
     let md = export::render(&p, &course, cfg);
-    if args.output == "-" {
+    let output = args.output.clone().unwrap_or_else(|| cfg.project_dir.join("LEARNINGS.md").to_string_lossy().to_string());
+    if output == "-" {
         print!("{md}");
     } else {
-        let kept = export::write(std::path::Path::new(&args.output), &md).with_context(|| format!("cannot write {}", args.output))?;
-        let shown = std::fs::canonicalize(&args.output).unwrap_or_else(|_| args.output.clone().into());
+        let kept = export::write(std::path::Path::new(&output), &md).with_context(|| format!("cannot write {output}"))?;
+        let shown = std::fs::canonicalize(&output).unwrap_or_else(|_| output.clone().into());
         eprintln!("Wrote {}", shown.display());
         let dir = shown.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
         for chart in export::write_charts(&dir, &p)? {

@@ -11,6 +11,8 @@ pub const DEFAULT_BACKEND: &str = "redis://localhost:6379/0";
 pub const DEFAULT_MANAGEMENT: &str = "http://localhost:15672";
 pub const DEFAULT_CONTEXT: &str = "rancher-desktop";
 pub const DEFAULT_NAMESPACE: &str = "messaging";
+/// The learner's project folder, under their home directory: the curriculum's own (Step 5.2).
+pub const DEFAULT_PROJECT_DIR: &str = "rabbitmq-celery-learning";
 /// Results kept at most ten years (Redis refuses expiries past its own limits).
 pub const MAX_RESULT_EXPIRES: u64 = 315_360_000;
 
@@ -54,6 +56,9 @@ pub struct Config {
     #[serde(skip)]
     pub track_explicit: bool,
     pub data_dir: PathBuf,
+    /// The learner's project folder (`~/rabbitmq-celery-learning`): where `mqlab init` and `I`
+    /// write the Python project, LEARNINGS.md goes, and every lesson command `cd`s.
+    pub project_dir: PathBuf,
 }
 
 /// The config file (`config.toml` in the user's config dir, or `MQLAB_CONFIG`).
@@ -70,6 +75,7 @@ struct FileConfig {
     queue_max_priority: Option<u8>,
     hello_seconds: Option<f64>,
     track: Option<Track>,
+    project_dir: Option<PathBuf>,
 }
 
 /// Values given on the command line (highest precedence).
@@ -173,6 +179,11 @@ impl Config {
             track,
             track_explicit: given.is_some(),
             data_dir,
+            project_dir: env("MQLAB_PROJECT_DIR")
+                .map(PathBuf::from)
+                .or(file.project_dir.clone())
+                .map(|p| expand_home(&p))
+                .unwrap_or_else(|| home_dir().join(DEFAULT_PROJECT_DIR)),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -238,6 +249,29 @@ impl Config {
 
     pub fn config_path() -> Option<PathBuf> {
         default_config_path()
+    }
+}
+
+/// The user's home directory (`.` when there is none).
+pub fn home_dir() -> PathBuf {
+    directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf()).unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// `~/x` as `$HOME/x`.
+fn expand_home(p: &std::path::Path) -> PathBuf {
+    match p.strip_prefix("~") {
+        Ok(rest) => home_dir().join(rest),
+        Err(_) => p.to_path_buf(),
+    }
+}
+
+/// A path as a shell word that means the same for the learner: `~/rabbitmq-celery-learning`
+/// under the home directory (the tilde left unquoted, so the shell expands it), otherwise the
+/// path quoted.
+pub fn shell_path(p: &std::path::Path) -> String {
+    match p.strip_prefix(home_dir()) {
+        Ok(rest) if !rest.as_os_str().is_empty() => format!("~/{}", crate::shell::quote(&rest.to_string_lossy())),
+        _ => crate::shell::quote(&p.to_string_lossy()),
     }
 }
 

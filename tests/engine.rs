@@ -647,3 +647,42 @@ async fn batched_acks_never_cover_an_unfinished_delivery() {
     client.close().await;
     common::cleanup(&q).await;
 }
+
+/// A revoke tells the truth: with no worker online nobody receives it (and the task will run
+/// when a worker takes it); with workers online, each one that received it answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoke_says_who_received_it() {
+    use mqlab::tui::update::revoke_told;
+    let vhost = common::Vhost::new("revoke");
+    let broker = vhost.broker();
+    let q = common::queue("revoke");
+    let client = mqlab::celery::client::Client::connect(&broker, None, &q, 60).await.unwrap();
+    let args = || serde_json::json!({"task_id": "0123456789abcdef", "terminate": false, "signal": "SIGTERM"});
+    let replies = client.broadcast_gather("revoke", args(), std::time::Duration::from_secs(1)).await.unwrap();
+    assert!(replies.is_empty(), "{replies:?}");
+    let told = revoke_told("0123456789abcdef", &replies);
+    assert!(told.contains("no worker answered") && told.contains("will run when a worker takes it"), "{told}");
+
+    let mut o = mqlab::celery::WorkerOptions::new(&broker, None);
+    o.queue = q.clone();
+    o.hostname = format!("celery@revoke-{q}");
+    let mut w = mqlab::celery::worker::spawn(o, None);
+    // Wait until the worker answers control commands (its pidbox is up).
+    let mut replies = vec![];
+    for _ in 0..50 {
+        replies = client.broadcast_gather("revoke", args(), std::time::Duration::from_millis(500)).await.unwrap();
+        if !replies.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert_eq!(replies[0].0, format!("celery@revoke-{q}"));
+    assert!(replies[0].1["ok"].as_str().unwrap_or("").contains("0123456789abcdef"), "{replies:?}");
+    let told = revoke_told("0123456789abcdef", &replies);
+    assert!(told.contains("1 worker(s) acknowledged it") && told.contains(&format!("celery@revoke-{q}")), "{told}");
+    // A task id with a multi-byte character at byte 8 is shortened without a panic.
+    assert_eq!(mqlab::tui::update::short_id("1234567é9"), "1234567é");
+    w.stop(mqlab::celery::worker::StopMode::Warm);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), w.wait()).await;
+    client.close().await;
+}

@@ -121,7 +121,12 @@ fn the_learners_own_python_ticks_the_python_items_and_mqlab_never_does() {
     let out = Command::new(bin.join("python")).arg("submit_task.py").current_dir(&project).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("add completed: 100") && text.contains("ZeroDivisionError"), "{text}");
+    assert!(text.contains("add completed: 100") && !text.contains("divide"), "the first submitter sends hello and add only: {text}");
+    // Experiment 4, as the learner adds it.
+    let exp4 = "from celery_app import divide_task\nr = divide_task.delay(10, 0)\ntry:\n    r.get(timeout=5)\nexcept ZeroDivisionError as e:\n    print('Task failed as expected:', e)\n";
+    let out = Command::new(bin.join("python")).args(["-c", exp4]).current_dir(&project).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Task failed as expected: division by zero"), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
 
     let checked = evidence(&data, &broker);
     for (id, status, detail) in &checked {

@@ -312,11 +312,20 @@ fn a_local_run_with_only_mqlab_exports_no_cluster_or_python_claim() {
     n.facts.insert("node".into(), "lima-rancher-desktop".into());
     results.push(n);
     let newly = p.record_checks(&results, &course, Track::Local);
-    assert_eq!(newly, ["cluster", "deploy", "management_ui"]);
+    // The management UI is the learner's browser: mqlab's own API login does not tick it.
+    assert_eq!(newly, ["cluster", "deploy"]);
     let md = export::render(&p, &course, &cfg);
     assert!(md.contains("Track local: RabbitMQ and Redis running directly on this machine, no cluster"), "{md}");
     let checked: Vec<&str> = md.lines().filter(|l| l.starts_with("- [x]")).collect();
-    assert_eq!(checked.len(), 3, "{checked:#?}");
+    assert_eq!(checked.len(), 2, "{checked:#?}");
+    // On the cluster track, these local ticks are not a Helm deploy: the k3s checklist and its
+    // export do not show them.
+    let mut k = p.clone();
+    k.track = Some(Track::K3s);
+    let on_k3s = export::render(&k, &course, &cfg);
+    assert!(!on_k3s.lines().any(|l| l.starts_with("- [x]")), "{on_k3s}");
+    assert!(on_k3s.contains("- [ ] Deploy RabbitMQ and Redis using Helm charts"), "{on_k3s}");
+    assert!(!on_k3s.contains("deployed with Helm"), "no pod was seen: {on_k3s}");
     for l in &checked {
         for word in ["Rancher", "K3s", "Helm", "port-forward", ".delay()", "worker", ".get()"] {
             assert!(!l.contains(word), "{l:?} claims {word}");
@@ -399,6 +408,59 @@ fn init_never_overwrites() {
     assert!(std::fs::read_to_string(project.join(".gitignore")).unwrap().contains("venv/"));
     assert!(std::fs::read_to_string(project.join("requirements.txt")).unwrap().contains("celery[redis]>=5.7"));
     assert!(!text.contains("guest@"), "the printed URL is masked: {text}");
+}
+
+/// One project folder: `mqlab init` with no argument, `mqlab export` with no `-o`, the lessons'
+/// `cd` lines and the app's `I` and `E` all name the same folder (the curriculum's
+/// `~/rabbitmq-celery-learning`, under this test's own home).
+#[test]
+fn one_project_folder_for_init_export_the_lessons_and_the_app() {
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+    let run = |args: &[&str]| {
+        let out = common::mqlab(&data).env("HOME", home.path()).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let project = home.path().join("rabbitmq-celery-learning");
+    let said = run(&["init"]);
+    assert!(project.join("celery_app.py").exists(), "{said}");
+    assert!(said.contains("cd ~/rabbitmq-celery-learning"), "{said}");
+    run(&["export"]);
+    assert!(project.join("LEARNINGS.md").exists());
+    // The lessons' commands cd into it, and the app's keys write there.
+    let env_home = home.path().to_path_buf();
+    let env = move |k: &str| match k {
+        "MQLAB_CONFIG" => Some("/nonexistent".to_string()),
+        "MQLAB_DATA_DIR" => Some("/nonexistent-data".to_string()),
+        "MQLAB_PROJECT_DIR" => Some(env_home.join("rabbitmq-celery-learning").to_string_lossy().to_string()),
+        _ => None,
+    };
+    let cfg = Config::load_with(&Overrides::default(), &env).unwrap();
+    assert_eq!(cfg.project_dir, project);
+    let course = Course::embedded().unwrap();
+    for step in [5, 6, 10] {
+        for track in [Track::K3s, Track::Local] {
+            let cmds = course.lesson(step).unwrap().commands_with(track, &cfg).join("\n");
+            for line in cmds.lines().filter(|l| l.trim_start().starts_with("cd ")) {
+                let target = line.trim_start()["cd ".len()..].split_whitespace().next().unwrap();
+                let expanded = target.replacen('~', &std::env::var("HOME").unwrap_or_default(), 1);
+                assert!(
+                    target == mqlab::config::shell_path(&project) || std::path::Path::new(&expanded) == project,
+                    "lesson {step}: {line}"
+                );
+            }
+        }
+    }
+    let mut app = mqlab::tui::App::new(cfg, course, mqlab::lessons::progress::Progress::new());
+    let key = |app: &mut mqlab::tui::App, c: char| {
+        app.handle(mqlab::tui::update::Event::Key(crossterm::event::KeyEvent::new(
+            crossterm::event::KeyCode::Char(c),
+            crossterm::event::KeyModifiers::NONE,
+        )))
+    };
+    assert_eq!(key(&mut app, 'I'), vec![mqlab::tui::update::Command::Init(project.clone())]);
+    assert_eq!(key(&mut app, 'E'), vec![mqlab::tui::update::Command::Export(project.join("LEARNINGS.md"))]);
 }
 
 /// One writer at a time: ten writers (five like the app, through the store, and five

@@ -641,3 +641,42 @@ fn each_kill_records_its_own_cost_and_a_cut_burst_is_no_throughput() {
     let rec = a.progress.experiments.iter().find(|e| e.kind == ExperimentKind::Recovery).expect("the recovery is recorded");
     assert!(rec.summary.starts_with("The worker was killed with 12 message(s) unacknowledged"), "{}", rec.summary);
 }
+
+/// Step 7 the curriculum's way, seen only on the broker: the learner's Python worker consumes,
+/// `mqlab submit --count 20` (another program) makes the queue rise and drain, then the worker
+/// is killed with messages unacknowledged, more wait, it comes back and the queue drains. The
+/// app's own worker never ran: both experiments are recorded, as the broker showed them.
+#[test]
+fn a_burst_and_a_recovery_of_the_learners_own_worker_are_seen_on_the_broker() {
+    let mut a = app();
+    let mut ms = 0;
+    let mut depth = |a: &mut App, ready: u64, consumers: u64| {
+        ms += 500;
+        a.handle(Event::Depth { ready, consumers, at: t(ms) });
+    };
+    for (r, c) in [(0, 1), (14, 1), (20, 1), (9, 1), (0, 1)] {
+        depth(&mut a, r, c);
+    }
+    assert!(a.progress.experiment_seen("burst"), "{:#?}", a.progress.experiments);
+    assert!(!a.progress.experiment_seen("concurrency"), "no concurrency is known for a burst seen on the broker");
+    for (r, c) in [(18, 1), (14, 1), (22, 0), (26, 0), (26, 1), (12, 1), (0, 1)] {
+        depth(&mut a, r, c);
+    }
+    assert!(a.progress.experiment_seen("recovery"), "{:#?}", a.progress.experiments);
+    let rec = a.progress.experiments.iter().rev().find(|e| e.kind == ExperimentKind::Recovery).unwrap();
+    assert!(
+        rec.summary
+            .starts_with("Seen on the broker: the queue's worker went away (8 came back unacknowledged as it left); 26 message(s) waited"),
+        "{}",
+        rec.summary
+    );
+    // The lab's own worker running: its experiments record themselves, the broker's view is not
+    // recorded twice.
+    let before = a.progress.experiments.len();
+    key(&mut a, 'w');
+    a.handle(Event::Worker(WorkerEvent::Ready { prefetch: 16 }));
+    for (r, c) in [(0, 1), (14, 1), (0, 1)] {
+        depth(&mut a, r, c);
+    }
+    assert_eq!(a.progress.experiments.len(), before);
+}

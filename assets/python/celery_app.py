@@ -17,6 +17,7 @@ app.conf.update(
     enable_utc=True,
     task_track_started=True,   # store STARTED when a worker begins a task
     result_expires=3600,       # results expire after one hour
+    result_extended=True,      # store each result with its task's name and arguments
 )
 
 

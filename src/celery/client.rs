@@ -111,6 +111,68 @@ impl Client {
     /// Sends a remote-control command to every worker (Celery's `app.control.broadcast` without a
     /// reply), e.g. `revoke` with `{"task_id": id, "terminate": false}`.
     pub async fn broadcast(&self, method: &str, arguments: serde_json::Value) -> anyhow::Result<()> {
+        self.send_control(method, arguments, None).await
+    }
+
+    /// Sends a remote-control command to every worker and gathers the replies that come within
+    /// `wait` (Celery's `app.control.broadcast(..., reply=True)`, timeout 1 s by default): one
+    /// (worker name, reply) per worker that answered. A worker that is not online receives
+    /// nothing and does not answer.
+    pub async fn broadcast_gather(
+        &self,
+        method: &str,
+        arguments: serde_json::Value,
+        wait: Duration,
+    ) -> anyhow::Result<Vec<(String, serde_json::Value)>> {
+        use futures_util::StreamExt;
+        use lapin::options::{BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+        use lapin::types::FieldTable;
+        let ticket = uuid::Uuid::new_v4().to_string();
+        self.channel
+            .exchange_declare(
+                short(super::pidbox::REPLY_EXCHANGE),
+                lapin::ExchangeKind::Direct,
+                ExchangeDeclareOptions { durable: false, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await
+            .context("declare the reply exchange")?;
+        let q = self
+            .channel
+            .queue_declare(
+                short(""),
+                QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await
+            .context("declare a reply queue")?;
+        self.channel
+            .queue_bind(
+                q.name().clone(),
+                short(super::pidbox::REPLY_EXCHANGE),
+                short(&ticket),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .context("bind the reply queue")?;
+        let mut replies = self
+            .channel
+            .basic_consume(q.name().clone(), short(""), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+            .await
+            .context("consume replies")?;
+        self.send_control(method, arguments, Some(&ticket)).await?;
+        let mut out = vec![];
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(Some(Ok(d))) = tokio::time::timeout_at(deadline, replies.next()).await {
+            if let Ok(serde_json::Value::Object(m)) = serde_json::from_slice::<serde_json::Value>(&d.data) {
+                out.extend(m.into_iter());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn send_control(&self, method: &str, arguments: serde_json::Value, reply_ticket: Option<&str>) -> anyhow::Result<()> {
         use lapin::types::{AMQPValue, FieldTable};
         self.channel
             .exchange_declare(
@@ -121,7 +183,11 @@ impl Client {
             )
             .await
             .context("declare the control exchange")?;
-        let body = serde_json::json!({"method": method, "arguments": arguments, "destination": null, "pattern": null, "matcher": null});
+        let mut body = serde_json::json!({"method": method, "arguments": arguments, "destination": null, "pattern": null, "matcher": null});
+        if let Some(ticket) = reply_ticket {
+            body["reply_to"] = serde_json::json!({"exchange": super::pidbox::REPLY_EXCHANGE, "routing_key": ticket});
+            body["ticket"] = serde_json::json!(ticket);
+        }
         let expires = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0) + 30.0;
         let mut headers = FieldTable::default();
         headers.insert(short("clock"), AMQPValue::LongInt(1));

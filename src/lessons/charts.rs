@@ -93,13 +93,21 @@ pub fn recovery_chart(e: &Experiment) -> Option<String> {
     let x = |t: f64| L + (W - L - R) * t / t_max;
     let y = |v: f64| (H - B) - (H - B - T) * v / y_max;
     let num = |k: &str| e.figures.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
-    let title = format!(
-        "Recovery: peak depth {:.0}, {:.0} of {:.0} tasks done {:.1} s after the restart",
-        num("peak_depth"),
-        num("succeeded"),
-        num("tasks"),
-        num("seconds")
-    );
+    let title = if super::progress::observed(e) {
+        format!(
+            "Recovery seen on the broker: {:.0} message(s) waited, the queue drained {:.1} s after a worker came back",
+            num("waited"),
+            num("seconds")
+        )
+    } else {
+        format!(
+            "Recovery: peak depth {:.0}, {:.0} of {:.0} tasks done {:.1} s after the restart",
+            num("peak_depth"),
+            num("succeeded"),
+            num("tasks"),
+            num("seconds")
+        )
+    };
     let mut out = String::new();
     frame(&title, &mut out);
     axes(&mut out, &format!("seconds ({:.0} s recorded)", t_max), y_max, "messages");
@@ -237,7 +245,8 @@ pub fn all(p: &Progress) -> Vec<(String, String)> {
     // housekeeping); without one, the latest recovery.
     let recoveries = || p.experiments.iter().rev().filter(|e| e.kind == ExperimentKind::Recovery && e.series.len() >= 2);
     let num = |e: &Experiment, k: &str| e.figures.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
-    if let Some(e) = recoveries().find(|e| num(e, "in_flight_at_kill") >= 1.0).or_else(|| recoveries().next())
+    if let Some(e) =
+        recoveries().find(|e| num(e, "in_flight_at_kill") >= 1.0 || num(e, "returned_at_stop") >= 1.0).or_else(|| recoveries().next())
         && let Some(svg) = recovery_chart(e)
     {
         out.push(("learnings-recovery.svg".to_string(), svg));

@@ -15,8 +15,13 @@ pub fn render(progress: &Progress, course: &Course, cfg: &Config) -> String {
     let mut md = String::new();
     let track = progress.track.unwrap_or(cfg.track);
     let _ = writeln!(md, "# Phase 1 Learnings\n");
+    // Said only as far as the checks saw it.
+    let seen = |id: &str| progress.checks.get(id).is_some_and(|r| r.passed_at.is_some());
     let where_ = match track {
-        crate::config::Track::K3s => "k3s: RabbitMQ and Redis deployed with Helm on a local K3s cluster",
+        crate::config::Track::K3s if seen("kube.rabbitmq_pod") && seen("kube.redis_pod") => {
+            "k3s: RabbitMQ and Redis deployed with Helm on a local K3s cluster (their pods seen Ready)"
+        }
+        crate::config::Track::K3s => "k3s: a local K3s cluster (RabbitMQ and Redis not seen running there yet)",
         crate::config::Track::Local => "local: RabbitMQ and Redis running directly on this machine, no cluster",
     };
     let _ = writeln!(md, "_Written by mqlab on {}. Track {where_}._\n", Utc::now().format("%Y-%m-%d %H:%M UTC"));
@@ -65,7 +70,7 @@ pub fn render(progress: &Progress, course: &Course, cfg: &Config) -> String {
     let _ = writeln!(md, "## Verification Checklist ({}/{})\n", progress.ticked(course), items.len());
     for item in &items {
         let text = item.text_for(track);
-        match progress.checklist.get(&item.id) {
+        match progress.tick_for(item, track) {
             Some(t) if t.by == "hand" => {
                 let _ = writeln!(md, "- [x] {text} — ticked by hand on {}", t.at.format("%Y-%m-%d"));
             }
@@ -163,6 +168,9 @@ pub fn write_charts(dir: &std::path::Path, progress: &super::progress::Progress)
 /// Writes LEARNINGS.md. An existing, different file is kept beside it
 /// (`LEARNINGS.md.bak-<time>`), never overwritten; its path is returned.
 pub fn write(path: &std::path::Path, md: &str) -> std::io::Result<Option<std::path::PathBuf>> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
     let mut kept = None;
     if let Ok(old) = std::fs::read_to_string(path)
         && old != md

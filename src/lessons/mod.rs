@@ -81,6 +81,11 @@ impl ChecklistItem {
         format!("ticked when these checks pass: {}", titles.join("; "))
     }
 
+    /// Whether it says (and checks) something different on each track.
+    pub fn track_specific(&self) -> bool {
+        self.text_local.is_some() || self.ticked_by_local.is_some()
+    }
+
     pub fn ticked_by(&self, track: Track) -> &[String] {
         match (track, &self.ticked_by_local) {
             (Track::Local, Some(l)) => l,
@@ -177,7 +182,9 @@ impl Lesson {
         }
         let checks_ok = ids.iter().all(|id| rec(id).is_some_and(|r| r.status == probes::Status::Pass));
         let seen = self.experiments.iter().all(|e| progress.experiment_seen(e));
-        if checks_ok && seen { '✓' } else { ' ' }
+        // A step with a checklist is done when every item is ticked on this track (by hand too).
+        let ticked = self.checklist.iter().all(|item| progress.tick_for(item, track).is_some());
+        if checks_ok && seen && ticked { '✓' } else { ' ' }
     }
 
     /// The experiments this step asks for that were not seen yet.

@@ -33,6 +33,10 @@ pub struct Tick {
     /// What the checks saw when they ticked it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<String>,
+    /// The track it was earned on: an item worded for one track (a Helm deploy, say) is not
+    /// ticked on the other by this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track: Option<Track>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,7 +132,7 @@ impl Progress {
         let mut newly = vec![];
         for item in course.checklist() {
             let by = item.ticked_by(track);
-            if by.is_empty() || self.checklist.contains_key(&item.id) {
+            if by.is_empty() || self.tick_for(item, track).is_some() {
                 continue;
             }
             if !item.manual && by.iter().all(|c| self.checks.get(c).is_some_and(|r| r.passed_at.is_some())) {
@@ -145,8 +149,10 @@ impl Progress {
                     })
                     .collect::<Vec<_>>()
                     .join("; ");
-                self.checklist
-                    .insert(item.id.clone(), Tick { by: format!("check:{}", by.join(",")), at: Utc::now(), evidence: Some(evidence) });
+                self.checklist.insert(
+                    item.id.clone(),
+                    Tick { by: format!("check:{}", by.join(",")), at: Utc::now(), evidence: Some(evidence), track: Some(track) },
+                );
                 newly.push(item.id.clone());
             }
         }
@@ -155,7 +161,11 @@ impl Progress {
 
     pub fn tick(&mut self, course: &Course, id: &str) -> anyhow::Result<()> {
         known_item(course, id)?;
-        self.checklist.entry(id.to_string()).or_insert(Tick { by: "hand".into(), at: Utc::now(), evidence: None });
+        let track = self.track.unwrap_or_default();
+        let item = course.checklist().into_iter().find(|i| i.id == id).expect("known");
+        if self.tick_for(item, track).is_none() {
+            self.checklist.insert(id.to_string(), Tick { by: "hand".into(), at: Utc::now(), evidence: None, track: Some(track) });
+        }
         Ok(())
     }
 
@@ -183,18 +193,29 @@ impl Progress {
         self.experiments.iter().any(|e| match name {
             "burst" => e.kind == ExperimentKind::Concurrency && num(e, "peak_depth") >= 2.0 && num(e, "drained") >= 1.0,
             "recovery" => {
-                e.kind == ExperimentKind::Recovery
-                    && num(e, "in_flight_at_kill") >= 1.0
+                let lab = num(e, "in_flight_at_kill") >= 1.0
                     && num(e, "tasks") >= 1.0
-                    && num(e, "succeeded") + num(e, "failed") >= num(e, "tasks")
+                    && num(e, "succeeded") + num(e, "failed") >= num(e, "tasks");
+                // Seen on the broker (the learner's own worker): messages waited and drained.
+                let broker = observed(e) && num(e, "waited") >= 1.0 && num(e, "drained") >= 1.0;
+                e.kind == ExperimentKind::Recovery && (lab || broker)
             }
-            "concurrency" => e.kind == ExperimentKind::Concurrency,
+            // A throughput at a known concurrency (a burst seen only on the broker has none).
+            "concurrency" => e.kind == ExperimentKind::Concurrency && num(e, "concurrency") >= 1.0,
             _ => false,
         })
     }
 
+    /// Items ticked on the learner's track.
     pub fn ticked(&self, course: &Course) -> usize {
-        course.checklist().iter().filter(|i| self.checklist.contains_key(&i.id)).count()
+        let track = self.track.unwrap_or_default();
+        course.checklist().iter().filter(|i| self.tick_for(i, track).is_some()).count()
+    }
+
+    /// The tick of an item on `track`: one earned there, or on either track for an item that
+    /// means the same on both (a tick from before ticks named their track counts as well).
+    pub fn tick_for(&self, item: &super::ChecklistItem, track: Track) -> Option<&Tick> {
+        self.checklist.get(&item.id).filter(|t| !item.track_specific() || t.track.is_none_or(|earned| earned == track))
     }
 }
 
@@ -251,6 +272,11 @@ impl Progress {
 }
 
 /// An experiment as recorded now.
+/// Whether an experiment was seen on the broker (done outside the lab).
+pub fn observed(e: &Experiment) -> bool {
+    e.figures.get("observed").and_then(serde_json::Value::as_str) == Some("broker")
+}
+
 pub fn experiment(kind: ExperimentKind, summary: impl Into<String>, figures: serde_json::Value) -> Experiment {
     let figures = figures.as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
     Experiment { kind, at: Utc::now(), summary: summary.into(), figures, series: vec![] }

@@ -31,7 +31,7 @@ pub fn fill_revealed(text: &str, cfg: &Config) -> String {
 pub const SECRET_VALUES: &[&str] = &["password", "broker_url", "backend_url"];
 
 /// Values that are shell code already (quoted inside), spliced into shell code as they are.
-const SHELL_CODE_VALUES: &[&str] = &["helm_rabbitmq", "helm_redis", "rabbitmq_chart", "redis_chart", "mgmt_auth"];
+const SHELL_CODE_VALUES: &[&str] = &["helm_rabbitmq", "helm_redis", "rabbitmq_chart", "redis_chart", "mgmt_auth", "project_dir"];
 
 /// Whether a fence line opens shell code.
 pub fn is_shell_fence(fence: &str) -> bool {
@@ -131,6 +131,7 @@ fn values_with(cfg: &Config, reveal: bool) -> Vec<(&'static str, String)> {
         ("redis_chart", crate::probes::kube::REDIS_CHART.reference()),
         ("rabbitmq_image", crate::probes::kube::RABBITMQ_CHART.image()),
         ("redis_image", crate::probes::kube::REDIS_CHART.image()),
+        ("project_dir", crate::config::shell_path(&cfg.project_dir)),
         ("mgmt_auth", format!("\"${}:${}\"", crate::shell::MGMT_USER_VAR, crate::shell::MGMT_PASSWORD_VAR)),
     ]
 }

@@ -71,6 +71,38 @@ pub async fn py_worker(p: &Probes) -> Outcome {
     }
 }
 
+/// The learner's Celery application in their project folder: `celery_app.py` registering the
+/// tasks the lessons call by name (read from the file: mqlab cannot import it).
+pub fn project_app(p: &Probes) -> Outcome {
+    let dir = &p.cfg.project_dir;
+    let shown = crate::config::shell_path(dir);
+    let path = dir.join("celery_app.py");
+    let text = match crate::files::read_capped(&path, 1024 * 1024) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Outcome::fail(
+                format!("no celery_app.py in {shown}"),
+                "press I (or run `mqlab init`) to write the project there, or write celery_app.py as this lesson shows",
+            );
+        }
+        Err(e) => return Outcome::fail(format!("cannot read {}: {e}", path.display()), "check the file"),
+    };
+    let named = |task: &str| text.contains(&format!("name='{task}'")) || text.contains(&format!("name=\"{task}\""));
+    let wanted = ["tasks.hello", "tasks.add"];
+    let missing: Vec<&str> = wanted.iter().copied().filter(|t| !named(t)).collect();
+    if !text.contains("Celery(") {
+        return Outcome::fail(format!("{shown}/celery_app.py creates no Celery app"), "it needs `app = Celery(...)` as this lesson shows");
+    }
+    if !missing.is_empty() {
+        return Outcome::fail(
+            format!("{shown}/celery_app.py registers no task named {}", missing.join(" or ")),
+            "decorate the functions with @app.task(name='tasks.hello') and @app.task(name='tasks.add'), as this lesson shows",
+        );
+    }
+    let extra = if named("tasks.divide") { " (and tasks.divide)" } else { "" };
+    Outcome::pass(format!("{shown}/celery_app.py defines tasks.hello and tasks.add{extra}"))
+}
+
 /// RabbitMQ 4.3 and newer refuse transient non-exclusive queues and global QoS by default,
 /// which Celery before 5.7 uses.
 pub fn refuses_old_celery(version: &str) -> bool {
@@ -129,23 +161,64 @@ fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
 }
 
-/// A result of the learner's own `.delay()`: a SUCCESS for a task mqlab did not send.
+/// `tasks.add ×3, tasks.hello ×1` (the names a result carries with `result_extended`), and how
+/// many carry none.
+fn by_name(results: &[&(String, Value)]) -> (String, usize) {
+    let mut names: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut unnamed = 0;
+    for (_, v) in results {
+        match v.get("name").and_then(Value::as_str) {
+            Some(n) => *names.entry(n).or_default() += 1,
+            None => unnamed += 1,
+        }
+    }
+    (names.iter().map(|(n, c)| format!("{n} ×{c}")).collect::<Vec<_>>().join(", "), unnamed)
+}
+
+/// What a list of results holds, in words: by task name where stored, and why not otherwise.
+fn described(results: &[&(String, Value)], state: &str) -> String {
+    let (named, unnamed) = by_name(results);
+    let mut parts = vec![];
+    if !named.is_empty() {
+        parts.push(named);
+    }
+    if unnamed > 0 {
+        parts.push(format!(
+            "{unnamed} without a task name (stored without result_extended, so only \"not sent by mqlab\" tells them apart)"
+        ));
+    }
+    format!("{} {state} result(s) of tasks mqlab did not send: {}", results.len(), parts.join("; "))
+}
+
+/// The learner's own `.delay()`: results of tasks mqlab did not send (it notes every id it
+/// sends), counted by state and by task name (`mqlab init`'s project stores names with
+/// `result_extended`).
 pub async fn results(p: &Probes) -> Outcome {
     let found = match foreign_results(p).await {
         Ok(f) => f,
         Err(o) => return o,
     };
-    let ok: Vec<&(String, Value)> = found.iter().filter(|(_, v)| v.get("status").and_then(Value::as_str) == Some("SUCCESS")).collect();
+    let state = |s: &str| found.iter().filter(|(_, v)| v.get("status").and_then(Value::as_str) == Some(s)).collect::<Vec<_>>();
+    let (ok, failed) = (state("SUCCESS"), state("FAILURE"));
     match ok.first() {
-        Some((id, v)) => Outcome::pass(format!(
-            "{} result(s) of tasks you sent (not mqlab), e.g. {}… = {}",
-            ok.len(),
-            short(id),
-            v.get("result").map(Value::to_string).unwrap_or_default()
-        ))
-        .fact("learner_results", ok.len().to_string()),
+        Some((id, v)) => {
+            let mut detail = format!(
+                "{}, e.g. {}… = {}",
+                described(&ok, "SUCCESS"),
+                short(id),
+                v.get("result").map(Value::to_string).unwrap_or_default()
+            );
+            if !failed.is_empty() {
+                detail.push_str(&format!("; and {}", described(&failed, "FAILURE")));
+            }
+            Outcome::pass(detail).fact("learner_results", ok.len().to_string())
+        }
         None => Outcome::fail(
-            "no result in Redis comes from a task you sent yourself (tasks sent by mqlab do not count)",
+            if failed.is_empty() {
+                "no result in Redis comes from a task you sent yourself (tasks sent by mqlab do not count)".to_string()
+            } else {
+                format!("no SUCCESS yet among tasks you sent; {}", described(&failed, "FAILURE"))
+            },
             "run your submit_task.py (`python submit_task.py`), which calls .delay() and .get()",
         ),
     }
@@ -161,7 +234,7 @@ pub async fn failures(p: &Probes) -> Outcome {
     match failed.first() {
         Some((id, v)) => {
             let exc = v.pointer("/result/exc_type").and_then(Value::as_str).unwrap_or("an exception");
-            Outcome::pass(format!("{} task(s) you sent failed and were stored as FAILURE, e.g. {}… raised {exc}", failed.len(), short(id)))
+            Outcome::pass(format!("{}, e.g. {}… raised {exc}", described(&failed, "FAILURE"), short(id)))
         }
         None => Outcome::fail(
             "no FAILURE in Redis comes from a task you sent yourself",

@@ -112,6 +112,7 @@ pub const CHECKS: &[CheckInfo] = &[
     CheckInfo { id: "mgmt.exchanges", title: "Exchanges amq.direct, amq.fanout, amq.topic exist", group: Group::Management, timeout: T5 },
     CheckInfo { id: "mgmt.celery_queue", title: "Queue celery exists and has a consumer", group: Group::Management, timeout: T5 },
     CheckInfo { id: "redis.ping", title: "Redis answers PING with PONG", group: Group::Redis, timeout: T5 },
+    CheckInfo { id: "project.celery_app", title: "Your celery_app.py defines tasks.hello and tasks.add", group: Group::Tasks, timeout: T5 },
     CheckInfo {
         id: "tasks.roundtrip",
         title: "A task runs through the broker and its result is read back",
@@ -217,6 +218,7 @@ impl Probes {
             "tasks.roundtrip" => tasks::roundtrip(self).await,
             "tasks.failure" => tasks::failure(self).await,
             "celery.py_worker" => learner::py_worker(self).await,
+            "project.celery_app" => learner::project_app(self),
             "results.learner" => learner::results(self).await,
             "results.learner_failure" => learner::failures(self).await,
             _ => Outcome::fail("check not implemented", "report this as a bug"),

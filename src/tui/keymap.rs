@@ -341,7 +341,7 @@ pub const KEYMAP: &[Binding] = &[
         label: "I",
         action: Action::Init,
         scope: Scope::Global,
-        help: "write the Python project (celery_app.py, submit_task.py) to ./phase1-celery",
+        help: "write the Python project (celery_app.py, submit_task.py) to your project folder (~/rabbitmq-celery-learning)",
         hint: "",
     },
 ];

@@ -4,6 +4,7 @@
 
 pub mod keymap;
 pub mod markdown;
+pub mod observe;
 pub mod state;
 pub mod svg;
 pub mod update;
@@ -300,10 +301,11 @@ impl Runtime {
                         Ok(outcomes) => {
                             let kept = outcomes.iter().filter(|o| matches!(o, crate::lessons::project::Outcome::Kept(_))).count();
                             Event::Notice(format!(
-                                "Python project in {}: {} file(s) written{}",
-                                dir.display(),
+                                "Python project in {}: {} file(s) written{} · next: cd {} && python3 -m venv venv",
+                                crate::config::shell_path(&dir),
                                 outcomes.len() - kept,
-                                if kept > 0 { format!(", {kept} already there and kept") } else { String::new() }
+                                if kept > 0 { format!(", {kept} already there and kept") } else { String::new() },
+                                crate::config::shell_path(&dir)
                             ))
                         }
                         Err(e) => Event::Failed(crate::redact::one_line(&e)),
@@ -354,13 +356,15 @@ impl Runtime {
                 let cfg = self.cfg.clone();
                 self.tasks.spawn(async move {
                     let mut guard = client.lock().await;
+                    let args = serde_json::json!({"task_id": id, "terminate": false, "signal": "SIGTERM"});
                     let sent = match connected(&mut guard, &cfg).await {
-                        Ok(c) => c.broadcast("revoke", serde_json::json!({"task_id": id, "terminate": false, "signal": "SIGTERM"})).await,
+                        Ok(c) => c.broadcast_gather("revoke", args, Duration::from_secs(1)).await,
                         Err(e) => Err(e),
                     };
-                    if let Err(e) = sent {
-                        let _ = tx.send(Event::Failed(format!("revoke not sent: {}", crate::redact::one_line(&e))));
-                    }
+                    let _ = tx.send(match sent {
+                        Ok(replies) => Event::Notice(crate::tui::update::revoke_told(&id, &replies)),
+                        Err(e) => Event::Failed(format!("revoke not sent: {}", crate::redact::one_line(&e))),
+                    });
                 });
             }
             Command::StartForwards => {

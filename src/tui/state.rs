@@ -289,6 +289,8 @@ pub struct App {
     pub checks_asked_on: HashMap<String, String>,
     /// Until when a worker that just came up is expected to show as the queue's consumer.
     pub consumer_expected_until: Option<DateTime<Utc>>,
+    /// Bursts and recoveries seen on the broker, whoever's worker and publisher.
+    pub broker_watch: super::observe::BrokerWatch,
     /// Management API overview (exchanges, queues, consumers...), with when it was read.
     pub overview: Option<(Overview, DateTime<Utc>)>,
     /// When the last fast AMQP reading and management sample arrived.
@@ -424,6 +426,7 @@ impl App {
             quiet_checks: Default::default(),
             checks_asked_on: Default::default(),
             consumer_expected_until: None,
+            broker_watch: Default::default(),
             overview: None,
             depth_at: None,
             sample_at: None,

@@ -194,7 +194,14 @@ impl App {
                 if was != Badge::Up {
                     self.recheck_due = true;
                 }
-                vec![]
+                let lab = matches!(self.worker.state, WorkerState::Running | WorkerState::Starting)
+                    || !self.bursts.is_empty()
+                    || self.recovery.is_some()
+                    || self.killed_since_ready;
+                match self.broker_watch.reading(ready + unacked, consumers, at, lab) {
+                    Some(seen) => self.observed(seen),
+                    None => vec![],
+                }
             }
             Event::Sample { sample, at } => {
                 let was = self.badges.management;
@@ -550,8 +557,7 @@ impl App {
                 self.modals.push(Modal::Notes(ta));
             }
             Action::Export => {
-                let path = std::env::current_dir().unwrap_or_default().join("LEARNINGS.md");
-                return vec![Command::Export(path)];
+                return vec![Command::Export(self.cfg.project_dir.join("LEARNINGS.md"))];
             }
             Action::WorkerStart => return self.start_worker(),
             Action::WorkerStop => return self.stop_worker(StopMode::Warm),
@@ -610,13 +616,18 @@ impl App {
                     return vec![];
                 }
                 let id = t.id.clone();
-                self.status =
-                    Some(format!("revoke sent for {}: workers will not run it (one already running finishes)", &id[..id.len().min(8)]));
+                self.status = Some(format!("sending a revoke for {} to the workers online…", short_id(&id)));
                 return vec![Command::Revoke(id)];
             }
             Action::Tick => {
                 let Some(item) = self.course.checklist().get(self.checklist_selected).map(|i| i.id.clone()) else { return vec![] };
-                if self.progress.checklist.contains_key(&item) {
+                let ticked_here = self
+                    .course
+                    .checklist()
+                    .into_iter()
+                    .find(|i| i.id == item)
+                    .is_some_and(|i| self.progress.tick_for(i, self.track).is_some());
+                if ticked_here {
                     self.change(Change::Untick(item));
                 } else {
                     self.change(Change::Tick(item));
@@ -628,8 +639,7 @@ impl App {
                 return vec![Command::SandboxUp];
             }
             Action::Init => {
-                let dir = std::env::current_dir().unwrap_or_default().join("phase1-celery");
-                return vec![Command::Init(dir)];
+                return vec![Command::Init(self.cfg.project_dir.clone())];
             }
             Action::RunCommand => {
                 if self.shell_running() {
@@ -962,6 +972,44 @@ impl App {
         newly
     }
 
+    /// Records what the broker showed of an experiment the lab did not run itself.
+    fn observed(&mut self, seen: super::observe::Observed) -> Vec<Command> {
+        use super::observe::Observed;
+        match seen {
+            Observed::Burst { peak, seconds, from } => {
+                let series = self.series_since(self.seconds_since_start(from) - 1.0);
+                self.record_series(
+                    ExperimentKind::Concurrency,
+                    format!(
+                        "Seen on the broker: the queue rose to {peak} and drained in {seconds:.1} s (tasks another program published, consumed by a worker outside the lab)"
+                    ),
+                    json!({"observed": "broker", "peak_depth": peak, "drained": 1, "seconds": seconds}),
+                    series,
+                );
+                self.status = Some(format!("seen on the broker: a burst rose to {peak} and drained in {seconds:.1} s"));
+            }
+            Observed::Recovery { waited, returned, down_seconds, drain_seconds, from } => {
+                let start = (self.seconds_since_start(from) - 2.0).max(0.0);
+                let series = self.series_since(start);
+                let returned_text = if returned > 0 { format!(" ({returned} came back unacknowledged as it left)") } else { String::new() };
+                self.record_series(
+                    ExperimentKind::Recovery,
+                    format!(
+                        "Seen on the broker: the queue's worker went away{returned_text}; {waited} message(s) waited at most; a worker came back after {down_seconds:.1} s and the queue drained {drain_seconds:.1} s later, nothing lost in the queue"
+                    ),
+                    json!({"observed": "broker", "waited": waited, "returned_at_stop": returned, "peak_depth": waited,
+                        "down_seconds": down_seconds, "seconds": drain_seconds, "drained": 1,
+                        "down_at": self.seconds_since_start(from) - start, "up_at": self.seconds_since_start(from) + down_seconds - start}),
+                    series,
+                );
+                self.status = Some(format!(
+                    "seen on the broker: a recovery — {waited} waited, drained {drain_seconds:.1} s after the worker came back"
+                ));
+            }
+        }
+        vec![Command::SaveProgress]
+    }
+
     fn record(&mut self, kind: ExperimentKind, summary: String, figures: Value) {
         self.record_series(kind, summary, figures, vec![]);
     }
@@ -1132,7 +1180,7 @@ impl App {
             WorkerEvent::BackendLost { error } => self.worker.last_error = Some(format!("Redis unavailable: {error}; results wait")),
             WorkerEvent::BackendRecovered => self.worker.last_error = None,
             WorkerEvent::BackendRefused { task_id, error } => {
-                self.worker.last_error = Some(format!("Redis refused the result of {}: {error}", &task_id[..task_id.len().min(8)]));
+                self.worker.last_error = Some(format!("Redis refused the result of {}: {error}", short_id(&task_id)));
             }
             WorkerEvent::Stopped { mode } => {
                 // On the depth readings' clock: the outage starts after the last reading.
@@ -1518,4 +1566,26 @@ pub fn scrolled(v: u16, a: Action, page: u16) -> u16 {
         Action::Bottom => u16::MAX / 2,
         _ => v,
     }
+}
+
+/// A task id's first 8 characters (never cut inside a character).
+pub fn short_id(id: &str) -> String {
+    id.chars().take(8).collect()
+}
+
+/// What a revoke did, from the workers' replies: a revoke reaches only the workers online (as in
+/// Celery); with none, the task still runs when a worker takes it.
+pub fn revoke_told(id: &str, replies: &[(String, serde_json::Value)]) -> String {
+    let id = short_id(id);
+    if replies.is_empty() {
+        return format!(
+            "revoke of {id}: no worker answered within 1 s, so none received it; the task will run when a worker takes it (a revoke reaches only the workers online)"
+        );
+    }
+    let names: Vec<&str> = replies.iter().map(|(w, _)| w.as_str()).collect();
+    format!(
+        "revoke of {id}: {} worker(s) acknowledged it ({}): they will not run it; one already running finishes",
+        replies.len(),
+        names.join(", ")
+    )
 }

@@ -323,7 +323,7 @@ fn draw_checklist(f: &mut Frame, app: &App, area: Rect, focused: bool) {
     let width = area.width.saturating_sub(2) as usize;
     let mut lines: Vec<ListItem> = vec![];
     for (i, item) in items.iter().enumerate() {
-        let tick = app.progress.checklist.get(&item.id);
+        let tick = app.progress.tick_for(item, app.track);
         let mark = match tick {
             Some(t) if t.by == "hand" => "[x]✎ ",
             Some(_) => "[x] ",
