@@ -652,6 +652,9 @@ async fn batched_acks_never_cover_an_unfinished_delivery() {
 /// when a worker takes it); with workers online, each one that received it answers.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_revoke_says_who_received_it() {
+    if !common::have(&[Need::Rabbitmq, Need::Management, Need::Redis]) {
+        return;
+    }
     use mqlab::tui::update::revoke_told;
     let vhost = common::Vhost::new("revoke");
     let broker = vhost.broker();
