@@ -113,6 +113,10 @@ pub struct CheckArgs {
     /// List the checks and exit
     #[arg(long)]
     pub list: bool,
+    /// Before you start: Python, the cluster tools and the VM's memory, who holds the ports, the
+    /// Celery in your project's venv
+    #[arg(long, conflicts_with_all = ["lesson", "all", "ids"])]
+    pub preflight: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -657,6 +661,7 @@ async fn run_check(cfg: &Config, context_explicit: bool, args: CheckArgs) -> any
         }
     }
     let ids: Vec<String> = match args.lesson {
+        _ if args.preflight => probes::preflight::ids(track).into_iter().map(str::to_string).collect(),
         _ if !args.ids.is_empty() => args.ids.clone(),
         Some(n) => {
             course.lesson(n).with_context(|| format!("there is no lesson {n} (lessons 1-{})", course.lessons.len()))?.checks(track).to_vec()
@@ -686,6 +691,7 @@ async fn run_check(cfg: &Config, context_explicit: bool, args: CheckArgs) -> any
         println!("{}", serde_json::to_string_pretty(&json!({"track": track.as_str(), "results": results, "newly_ticked": newly}))?);
     } else {
         let scope = match args.lesson {
+            _ if args.preflight => "Preflight".to_string(),
             _ if !args.ids.is_empty() => format!("Checks {}", args.ids.join(", ")),
             Some(n) => format!("Lesson {n} · {}", course.lesson(n).map(|l| l.title.as_str()).unwrap_or("")),
             None => "All lessons".to_string(),

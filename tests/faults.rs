@@ -464,8 +464,9 @@ fn a_refused_queue_is_one_clear_error() {
 
 /// A Redis that wants a password: without one in the URL the worker stops at start with one
 /// clear line saying so; a wrong one likewise, masked; and when Redis starts asking while the
-/// worker runs (a password set, connections dropped), each result is refused with a clear line,
-/// every task still ends and is acknowledged, and the worker goes on.
+/// worker runs (a password set, connections dropped), that is an outage: the results wait, named
+/// once (NOAUTH), their messages stay unacknowledged, and once Redis stops asking every task's
+/// result is stored and its message acknowledged.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redis_that_wants_a_password_is_named_not_waited_for() {
     if !common::have(&[Need::Programs, Need::Rabbitmq]) {
@@ -499,15 +500,22 @@ async fn a_redis_that_wants_a_password_is_named_not_waited_for() {
     common::wait_for_file(&log, "ready.", 30);
     let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("s3cret-pw").query_async(&mut con).await.unwrap();
     let _: () = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal").arg("SKIPME").arg("yes").query_async(&mut con).await.unwrap();
-    let (msgs, _) = burst(20, "tasks.add", json!([1, 1]));
+    let (msgs, ids) = burst(20, "tasks.add", json!([1, 1]));
     publish(&common::broker(), &q, &msgs).await;
-    let text = common::wait_for_file(&log, &format!("Task tasks.add[{}] succeeded", msgs[19].id), 30);
-    assert!(text.contains("NOAUTH"), "each refusal names the cause: {text}");
-    assert!(common::eventually(10, || async { common::ready_count(&q).await == 0 }).await, "every task was taken and acknowledged");
+    // Dropped connections first, then NOAUTH: the outage is named, and so is its cause.
+    let text = common::wait_for_file(&log, "NOAUTH", 30);
+    assert_eq!(text.matches("result backend: cannot store results").count(), 1, "one line for the outage: {text}");
+    let held = || common::queue_counts(&q).map(|(r, u)| r + u);
+    assert_eq!(held(), Some(20), "no message is acknowledged while its result waits");
     assert!(w.0.try_wait().unwrap().is_none(), "the worker goes on");
-    let done = text.matches("succeeded in").count();
-    println!("NOAUTH while running: sent 20, ran {done}, results refused with a line each: {}", text.matches("NOAUTH").count());
-    assert_eq!(done, 20);
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("").query_async(&mut con).await.unwrap();
+    let backend = ResultBackend::connect(&url, 3600).await.unwrap();
+    let (ok, failed, pending) = wait_done(&backend, &ids, 30).await;
+    assert!(common::eventually(10, || async { common::ready_count(&q).await == 0 && held() == Some(0) }).await, "every task acknowledged");
+    let text = std::fs::read_to_string(&log).unwrap();
+    println!("NOAUTH while running: sent 20, stored {ok} SUCCESS, {failed} FAILURE, {pending} missing once Redis stopped asking");
+    assert_eq!((ok, failed, pending), (20, 0, 0));
+    assert_eq!(text.matches("NOAUTH").count(), 1, "one line for the outage: {text}");
     w.signal(libc::SIGTERM);
     assert!(w.wait_exit(15).is_some_and(|s| s.success()), "a warm stop still ends");
     redis.stop().await;

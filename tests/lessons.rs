@@ -418,7 +418,7 @@ fn one_project_folder_for_init_export_the_lessons_and_the_app() {
     let home = tempfile::tempdir().unwrap();
     let data = home.path().join("data");
     let run = |args: &[&str]| {
-        let out = common::mqlab(&data).env("HOME", home.path()).args(args).output().unwrap();
+        let out = common::mqlab(&data).env("HOME", home.path()).env_remove("MQLAB_PROJECT_DIR").args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
     };

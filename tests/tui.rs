@@ -478,16 +478,19 @@ fn port_forwards_start_and_stop_on_f_and_show_their_state() {
 fn a_lesson_command_is_shown_then_run_copied_or_cancelled() {
     use mqlab::tui::state::{Modal, ShellDone};
     let mut a = app();
-    // Step 1 on the cluster track has one runnable block.
+    // Step 1 on the cluster track has two runnable blocks: the preflight, then the cluster's.
     assert_eq!(key(&mut a, '!'), vec![]);
     assert!(matches!(a.modals.last(), Some(Modal::Commands { selected: 0 })));
     let s = screen(&mut a, 120, 40);
-    assert!(s.contains("▶ kubectl config use-context rancher-desktop") && s.contains("Enter runs it"), "{s}");
+    assert!(s.contains("▶ mqlab check --preflight") && s.contains("Enter runs it"), "{s}");
+    key(&mut a, 'j');
+    assert!(screen(&mut a, 120, 40).contains("▶ kubectl config use-context rancher-desktop"));
     // y copies (OSC 52) and closes.
     assert_eq!(key(&mut a, 'y'), vec![Command::Copy("kubectl config use-context rancher-desktop\nkubectl get nodes".into())]);
     assert!(a.modals.is_empty());
     // Enter runs it, the output streams in, the exit code and duration end it.
     key(&mut a, '!');
+    key(&mut a, 'j');
     let cmds = code(&mut a, KeyCode::Enter);
     assert_eq!(cmds, vec![Command::RunShell { command: "kubectl config use-context rancher-desktop\nkubectl get nodes".into() }]);
     assert!(matches!(a.modals.last(), Some(Modal::Output { .. })));
@@ -634,7 +637,8 @@ fn each_kill_records_its_own_cost_and_a_cut_burst_is_no_throughput() {
         }));
     }
     assert!(
-        !a.progress.experiments.iter().any(|e| e.kind == ExperimentKind::Concurrency),
+        !a.progress.experiment_seen("concurrency")
+            && !a.progress.experiments.iter().any(|e| e.figures.contains_key("seconds") && e.kind == ExperimentKind::Concurrency),
         "a burst cut by a kill is no throughput: {:#?}",
         a.progress.experiments
     );
@@ -679,4 +683,27 @@ fn a_burst_and_a_recovery_of_the_learners_own_worker_are_seen_on_the_broker() {
         depth(&mut a, r, c);
     }
     assert_eq!(a.progress.experiments.len(), before);
+}
+
+/// `T` twice: results of checks asked on the other track (or other endpoints) that arrive after
+/// the switch are dropped, and nothing from the other track is shown as this one's.
+#[test]
+fn results_from_the_other_track_are_not_shown_after_t() {
+    let mut a = app();
+    assert!(matches!(key(&mut a, 'r').as_slice(), [Command::RunChecks(_)]));
+    key(&mut a, 'T');
+    assert_eq!(a.track, Track::Local);
+    assert!(a.checks.is_empty(), "nothing of the cluster track is shown on the local one");
+    a.handle(Event::ChecksDone(vec![check("kube.context", Status::Fail, "context \"rancher-desktop\" is not in the kubeconfig", None)]));
+    assert!(!a.checks.contains_key("kube.context"), "a late cluster result is dropped");
+    assert!(!a.progress.checks.contains_key("kube.context"), "and not recorded");
+    assert!(matches!(key(&mut a, 'r').as_slice(), [Command::RunChecks(_)]));
+    key(&mut a, 'T');
+    assert_eq!(a.track, Track::K3s);
+    a.handle(Event::ChecksDone(vec![check("amqp.login", Status::Pass, "logged in to amqp://guest:**@localhost:5672//", None)]));
+    assert!(!a.checks.contains_key("amqp.login"), "a late local result is dropped on the cluster track");
+    // Asked on this track, a result counts.
+    key(&mut a, 'r');
+    a.handle(Event::ChecksDone(vec![check("kube.context", Status::Pass, "context \"rancher-desktop\" exists and is current", None)]));
+    assert!(matches!(a.checks.get("kube.context"), Some(mqlab::tui::state::CheckState::Done(_))));
 }

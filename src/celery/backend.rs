@@ -283,6 +283,33 @@ impl ResultBackend {
         matches!(e.code(), Some("LOADING" | "BUSY" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN" | "READONLY"))
     }
 
+    /// Whether a write Redis refused may succeed when tried again, once an operator or Redis
+    /// itself mends the cause: the outages of [`is_outage`](Self::is_outage), and a Redis that
+    /// asks for a password it did not ask for before (NOAUTH, WRONGPASS), is full (OOM under
+    /// `maxmemory` with `noeviction`), cannot persist (MISCONF) or lacks replicas (NOREPLICAS).
+    /// What is left (a key of another type, a value too large, a bad argument) is refused for good.
+    pub fn is_retryable(e: &redis::RedisError) -> bool {
+        Self::is_outage(e) || e.code().is_some_and(Self::retryable_code)
+    }
+
+    /// [`is_retryable`](Self::is_retryable) for an error code (the first word of Redis's reply).
+    pub fn retryable_code(code: &str) -> bool {
+        matches!(
+            code,
+            "LOADING"
+                | "BUSY"
+                | "MASTERDOWN"
+                | "TRYAGAIN"
+                | "CLUSTERDOWN"
+                | "READONLY"
+                | "NOAUTH"
+                | "WRONGPASS"
+                | "OOM"
+                | "MISCONF"
+                | "NOREPLICAS"
+        )
+    }
+
     pub fn key(task_id: &str) -> String {
         format!("{KEY_PREFIX}{task_id}")
     }
@@ -314,20 +341,32 @@ impl ResultBackend {
     /// Stores many states in one round trip, each as `store` does (a stored SUCCESS is never
     /// overwritten; SETEX then PUBLISH), by a script per result so that one result's error (a
     /// key of another type) fails that result only. Ok(per result: Ok(outcome) or Err(reason)).
-    pub async fn store_many(&self, metas: &[ResultMeta]) -> redis::RedisResult<Vec<Result<StoreOutcome, String>>> {
+    pub async fn store_many<'a>(
+        &self,
+        metas: impl IntoIterator<Item = &'a ResultMeta>,
+    ) -> redis::RedisResult<Vec<Result<StoreOutcome, String>>> {
         let mut pipe = redis::pipe();
         for meta in metas {
             let value = pyjson::to_string(meta).expect("result meta serializes");
             pipe.cmd("EVAL").arg(STORE_SCRIPT).arg(1).arg(Self::key(&meta.task_id)).arg(value).arg(self.expires);
         }
         let mut conn = self.conn.clone();
-        let replies: Vec<String> = pipe.query_async(&mut conn).await?;
+        // Each reply on its own (an error for one result, NOAUTH or OOM for all of them), each
+        // error as `CODE detail` so that the caller can tell a refusal for now from one for good.
+        pipe.ignore_errors();
+        let replies: Vec<redis::RedisResult<String>> = pipe.query_async(&mut conn).await?;
         Ok(replies
             .into_iter()
-            .map(|r| match r.as_str() {
-                "OK" => Ok(StoreOutcome::Stored),
-                "KEPT" => Ok(StoreOutcome::KeptSuccess),
-                other => Err(other.trim_start_matches("ERR ").to_string()),
+            .map(|r| match r {
+                Ok(r) => match r.as_str() {
+                    "OK" => Ok(StoreOutcome::Stored),
+                    "KEPT" => Ok(StoreOutcome::KeptSuccess),
+                    other => Err(other.trim_start_matches("ERR ").to_string()),
+                },
+                Err(e) => Err(match e.code() {
+                    Some(code) => format!("{code} {}", e.detail().unwrap_or_default()).trim_end().to_string(),
+                    None => e.to_string(),
+                }),
             })
             .collect())
     }

@@ -166,7 +166,7 @@ impl Client {
         let deadline = tokio::time::Instant::now() + wait;
         while let Ok(Some(Ok(d))) = tokio::time::timeout_at(deadline, replies.next()).await {
             if let Ok(serde_json::Value::Object(m)) = serde_json::from_slice::<serde_json::Value>(&d.data) {
-                out.extend(m.into_iter());
+                out.extend(m);
             }
         }
         Ok(out)

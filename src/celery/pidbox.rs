@@ -136,17 +136,25 @@ pub fn answer(req: &Value, worker: &dyn Inspect, clock: &Clock) -> Value {
         "enable_events" => worker.task_events(true),
         "disable_events" => worker.task_events(false),
         "rate_limit" | "time_limit" | "pool_grow" | "pool_shrink" | "add_consumer" | "cancel_consumer" => {
+            // Every argument is checked here, before the worker sees it; a bad one is an error
+            // reply, as Celery's mailbox gives for an exception in a handler.
             let args = req.get("arguments").cloned().unwrap_or(Value::Null);
             let text = |k: &str| args.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-            let secs = |k: &str| args.get(k).and_then(Value::as_f64);
-            let n = args.get("n").and_then(Value::as_i64).unwrap_or(1).clamp(1, 10_000);
             match method {
                 "rate_limit" => worker.rate_limit(&text("task_name"), args.get("rate_limit").unwrap_or(&Value::Null)),
-                "time_limit" => worker.time_limit(&text("task_name"), secs("soft"), secs("hard")),
-                "pool_grow" => worker.pool_resize(n),
-                "pool_shrink" => worker.pool_resize(-n),
-                "add_consumer" => worker.consume(&text("queue"), true),
-                _ => worker.consume(&text("queue"), false),
+                "time_limit" => match (parse_time_limit(args.get("soft")), parse_time_limit(args.get("hard"))) {
+                    (Ok(soft), Ok(hard)) => worker.time_limit(&text("task_name"), soft, hard),
+                    (Err(e), _) | (_, Err(e)) => json!({"error": format!("Invalid time limit: {e}")}),
+                },
+                "pool_grow" | "pool_shrink" => match pool_step(args.get("n")) {
+                    Ok(n) if method == "pool_grow" => worker.pool_resize(n),
+                    Ok(n) => worker.pool_resize(-n),
+                    Err(e) => json!({"error": e}),
+                },
+                _ => match queue_name(args.get("queue")) {
+                    Ok(q) => worker.consume(q, method == "add_consumer"),
+                    Err(e) => json!({"error": e}),
+                },
             }
         }
         "report" => json!({"ok": format!("mqlab {} worker {}", env!("CARGO_PKG_VERSION"), worker.nodename())}),
@@ -157,6 +165,54 @@ pub fn answer(req: &Value, worker: &dyn Inspect, clock: &Clock) -> Value {
         other => json!({"error": format!("No such method: {other}")}),
     }
 }
+
+/// The largest step `pool_grow` / `pool_shrink` take at once.
+pub const MAX_POOL_STEP: i64 = 10_000;
+
+/// `n` of `pool_grow` / `pool_shrink`: a whole number from 1 to `MAX_POOL_STEP` (1 when absent).
+fn pool_step(v: Option<&Value>) -> Result<i64, String> {
+    let n = match v {
+        None | Some(Value::Null) => return Ok(1),
+        Some(v) => v.as_i64().or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e15).map(|f| f as i64)),
+    };
+    match n {
+        Some(n) if (1..=MAX_POOL_STEP).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "ValueError('n must be a whole number from 1 to {MAX_POOL_STEP}, not {}')",
+            v.map(Value::to_string).unwrap_or_default()
+        )),
+    }
+}
+
+/// The queue of `add_consumer` / `cancel_consumer`: a name AMQP can carry (1 to 255 bytes).
+fn queue_name(v: Option<&Value>) -> Result<&str, String> {
+    match v.and_then(Value::as_str) {
+        Some(q) if !q.trim().is_empty() && q.len() <= 255 => Ok(q),
+        Some(q) if q.trim().is_empty() => Err("ValueError('a queue name cannot be empty')".into()),
+        Some(_) => Err("ValueError('a queue name is at most 255 bytes')".into()),
+        None => Err("ValueError('no queue given')".into()),
+    }
+}
+
+/// A time limit of `control time_limit`: none (null), or seconds from 0 to a year.
+fn parse_time_limit(v: Option<&Value>) -> Result<Option<f64>, String> {
+    let secs = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+        Some(_) => None,
+    };
+    match secs {
+        Some(s) if s.is_finite() && (0.0..=MAX_LIMIT_SECS).contains(&s) => Ok(Some(s)),
+        _ => Err(format!(
+            "ValueError('{} is not a number of seconds from 0 to {MAX_LIMIT_SECS}')",
+            v.map(Value::to_string).unwrap_or_default()
+        )),
+    }
+}
+
+/// The longest time limit remote control may set: a year.
+pub const MAX_LIMIT_SECS: f64 = 31_536_000.0;
 
 /// Consumes the mailbox until the channel closes.
 pub async fn serve(ch: Channel, queue: String, worker: Arc<dyn Inspect>, clock: Arc<Clock>) -> lapin::Result<()> {
@@ -187,7 +243,9 @@ pub async fn serve(ch: Channel, queue: String, worker: Arc<dyn Inspect>, clock: 
             continue;
         }
         let method = req.get("method").and_then(Value::as_str).unwrap_or("?").to_string();
-        let reply = answer(&req, worker.as_ref(), &clock);
+        // A handler that panics is an error reply, not the end of remote control.
+        let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answer(&req, worker.as_ref(), &clock)))
+            .unwrap_or_else(|_| json!({"error": format!("{method} failed inside the worker")}));
         tracing::info!("pidbox: {method} from a control client");
         let Some(reply_to) = req.get("reply_to").filter(|r| r.is_object()) else { continue };
         let exchange = reply_to.get("exchange").and_then(Value::as_str).unwrap_or(REPLY_EXCHANGE);

@@ -258,6 +258,11 @@ impl TaskMessage {
             }
         }
         // kombu's compression (task_compression): the body is compressed, the header names how.
+        // Either way the body read is at most MAX_BODY_BYTES, and its values are counted (and
+        // Python's limit on an integer's digits applied) before any is built.
+        if body.len() > MAX_BODY_BYTES {
+            return Err(err(DecodeErrorKind::Body(format!("the body is larger than {} MiB", MAX_BODY_BYTES / 1024 / 1024))));
+        }
         let inflated;
         let body = match headers.get("compression").and_then(Value::as_str) {
             Some(kind) => {
@@ -266,7 +271,8 @@ impl TaskMessage {
             }
             None => body,
         };
-        let body: Value = pyjson::from_slice(body).map_err(|e| err(DecodeErrorKind::Json(e.to_string())))?;
+        let body: Value =
+            pyjson::from_slice_bounded(body, pyjson::Bounds { max_values: MAX_BODY_VALUES }).map_err(|e| err(DecodeErrorKind::Json(e)))?;
         check_envelopes(&body).map_err(|e| err(DecodeErrorKind::Json(e)))?;
         let reply_to = props.reply_to().as_ref().map(|s| s.to_string()).unwrap_or_default();
         let priority = props.priority().unwrap_or(0);
@@ -600,8 +606,19 @@ pub fn json_to_amqp(v: &Value) -> AMQPValue {
 }
 
 /// AMQP field value → JSON, accepting every integer width, floats and both string kinds.
-/// The largest body a compressed one may expand to (a small message cannot become a huge one).
-pub const MAX_INFLATED: u64 = 64 * 1024 * 1024;
+/// The largest body a task message may have, as sent or once decompressed (RabbitMQ 4's own
+/// default `max_message_size` is 16 MiB): a small message cannot become a huge one.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// The most JSON values (numbers, strings, literals, lists, dicts) a task message's body may
+/// hold: each costs memory far beyond its bytes once built.
+pub const MAX_BODY_VALUES: usize = 1_000_000;
+
+/// The largest body a compressed one may expand to.
+pub const MAX_INFLATED: u64 = MAX_BODY_BYTES as u64;
+
+/// The most memory xz's dictionary may take (KiB); xz's own presets use at most 64 MiB.
+const XZ_MEM_LIMIT_KB: u32 = 64 * 1024 + 1024;
 
 /// Expands a body compressed as kombu does: `application/x-gzip` (zlib, kombu's `zlib`/`gzip`),
 /// `application/x-bz2` (bzip2), `application/x-lzma` (xz/lzma), `application/x-brotli` (brotli)
@@ -618,22 +635,12 @@ pub fn decompress(kind: &str, body: &[u8]) -> Result<Vec<u8>, String> {
             bzip2::read::BzDecoder::new(body).take(MAX_INFLATED + 1).read_to_end(&mut out).map_err(|e| format!("bzip2: {e}"))?;
         }
         "application/x-lzma" | "lzma" | "xz" => {
-            /// Refuses to grow past the limit.
-            struct Capped<'a>(&'a mut Vec<u8>);
-            impl std::io::Write for Capped<'_> {
-                fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                    if (self.0.len() + buf.len()) as u64 > MAX_INFLATED {
-                        return Err(std::io::Error::other("too big"));
-                    }
-                    self.0.extend_from_slice(buf);
-                    Ok(buf.len())
-                }
-                fn flush(&mut self) -> std::io::Result<()> {
-                    Ok(())
-                }
-            }
-            let mut input = std::io::BufReader::new(body);
-            lzma_rs::xz_decompress(&mut input, &mut Capped(&mut out)).map_err(|e| format!("xz: {e}"))?;
+            // Streamed: at most the limit comes out, and a dictionary larger than xz's presets
+            // use is refused before it is allocated.
+            lzma_rust2::XzReader::new_mem_limit(body, true, XZ_MEM_LIMIT_KB)
+                .take(MAX_INFLATED + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("xz: {e}"))?;
         }
         "application/x-brotli" | "brotli" => {
             brotli_decompressor::Decompressor::new(body, 4096)
@@ -845,7 +852,7 @@ mod tests {
         let bomb = z.finish().unwrap();
         assert!(bomb.len() < 200_000);
         let e = decompress("application/x-gzip", &bomb).unwrap_err();
-        assert!(e.contains("expands past 64 MiB"), "{e}");
+        assert!(e.contains("expands past 16 MiB"), "{e}");
         assert!(decompress("application/x-snappy", b"x").unwrap_err().contains("not supported"));
     }
 }

@@ -21,7 +21,25 @@ const BIG_INT_OPEN: &[u8] = br#"{"\u0000int":""#;
 
 /// Parses JSON, keeping integers beyond 64 bits exact.
 pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
-    serde_json::from_slice(&mark_big_ints(bytes))
+    serde_json::from_slice(&mark_big_ints(bytes, None).unwrap_or(Cow::Borrowed(bytes)))
+}
+
+/// CPython's limit on the digits of an integer read from text (`sys.int_max_str_digits`).
+pub const MAX_INT_DIGITS: usize = 4300;
+
+/// What [`from_slice_bounded`] refuses before it builds anything.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    /// The most values (numbers, strings, literals, lists and dicts, keys included) in the text.
+    pub max_values: usize,
+}
+
+/// [`from_slice`] for text from outside: more than `bounds.max_values` values, or an integer of
+/// more than [`MAX_INT_DIGITS`] digits (Python's `ValueError`), is refused by the scan that
+/// marks big integers, before any value is built.
+pub fn from_slice_bounded<T: DeserializeOwned>(bytes: &[u8], bounds: Bounds) -> Result<T, String> {
+    let marked = mark_big_ints(bytes, Some(bounds))?;
+    serde_json::from_slice(&marked).map_err(|e| e.to_string())
 }
 
 /// [`from_slice`] for text.
@@ -120,11 +138,25 @@ pub fn envelope_type_name(ty: &str) -> Option<&'static str> {
     })
 }
 
-/// Replaces each integer literal beyond 64 bits with its holder object (borrowed when none).
-fn mark_big_ints(bytes: &[u8]) -> Cow<'_, [u8]> {
+/// Replaces each integer literal beyond 64 bits with its holder object (borrowed when none);
+/// with `bounds`, counts the values on the way and refuses too many, or too long an integer.
+fn mark_big_ints(bytes: &[u8], bounds: Option<Bounds>) -> Result<Cow<'_, [u8]>, String> {
     let mut out: Option<Vec<u8>> = None;
     let (mut last, mut i) = (0, 0);
+    let (max_values, max_digits) = match bounds {
+        Some(b) => (b.max_values, MAX_INT_DIGITS),
+        None => (usize::MAX, usize::MAX),
+    };
+    let mut values = 0usize;
     while i < bytes.len() {
+        // Every value starts with one of these bytes outside a string: `"`, a digit or `-`,
+        // `[`, `{`, and the first letter of true, false, null (NaN, Infinity).
+        if matches!(bytes[i], b'"' | b'-' | b'0'..=b'9' | b'[' | b'{' | b't' | b'f' | b'n' | b'N' | b'I') {
+            values += 1;
+            if values > max_values {
+                return Err(format!("more than {max_values} values"));
+            }
+        }
         match bytes[i] {
             b'"' => {
                 i += 1;
@@ -146,6 +178,12 @@ fn mark_big_ints(bytes: &[u8]) -> Cow<'_, [u8]> {
                     i += 1;
                 }
                 let token = &bytes[start..i];
+                let digits = token.len() - (token[0] == b'-') as usize;
+                if digits > max_digits && token.iter().all(|b| b.is_ascii_digit() || *b == b'-') {
+                    return Err(format!(
+                        "Exceeds the limit ({max_digits} digits) for integer string conversion: value has {digits} digits; use sys.set_int_max_str_digits() to increase the limit"
+                    ));
+                }
                 if is_big_int(token) {
                     let o = out.get_or_insert_with(|| Vec::with_capacity(bytes.len() + 32));
                     o.extend_from_slice(&bytes[last..start]);
@@ -158,13 +196,13 @@ fn mark_big_ints(bytes: &[u8]) -> Cow<'_, [u8]> {
             _ => i += 1,
         }
     }
-    match out {
+    Ok(match out {
         Some(mut o) => {
             o.extend_from_slice(&bytes[last..]);
             Cow::Owned(o)
         }
         None => Cow::Borrowed(bytes),
-    }
+    })
 }
 
 /// A well-formed JSON integer (no fraction, no exponent) that fits neither i64 nor u64.
@@ -244,6 +282,24 @@ mod tests {
         let v = json!([r#"{"\u0000int":"5"}"#, "a\"b 123456789012345678901234"]);
         let text = to_string(&v).unwrap();
         assert_eq!(from_str::<Value>(&text).unwrap(), v);
+    }
+
+    #[test]
+    fn bounded_parsing_refuses_before_building() {
+        let b = Bounds { max_values: 5 };
+        assert_eq!(
+            from_slice_bounded::<Value>(br#"[[1, "a", true], {"k": null}]"#, Bounds { max_values: 8 }).unwrap()[1]["k"],
+            Value::Null
+        );
+        let e = from_slice_bounded::<Value>(b"[0,0,0,0,0,0]", b).unwrap_err();
+        assert!(e.contains("more than 5 values"), "{e}");
+        let at_limit = "9".repeat(MAX_INT_DIGITS);
+        let v: Value = from_slice_bounded(format!("[{at_limit}]").as_bytes(), b).unwrap();
+        assert_eq!(big_int_digits(&v[0]).map(str::len), Some(MAX_INT_DIGITS));
+        let e = from_slice_bounded::<Value>(format!("[-{at_limit}1]").as_bytes(), b).unwrap_err();
+        assert!(e.starts_with("Exceeds the limit (4300 digits) for integer string conversion: value has 4301 digits"), "{e}");
+        // Digits inside a string, and long floats, are not integers.
+        assert!(from_slice_bounded::<Value>(format!("[\"{at_limit}1\"]").as_bytes(), b).is_ok());
     }
 
     #[test]

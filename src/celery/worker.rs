@@ -17,8 +17,8 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
 
 use serde_json::json;
 
@@ -281,6 +281,8 @@ struct Shared {
     outage: Mutex<Option<Instant>>,
     /// The ordered result writer (present with a result backend).
     writer: Option<mpsc::UnboundedSender<WriteJob>>,
+    /// False while the result writer cannot store (an outage): no new task starts meanwhile.
+    backend_health: Arc<watch::Sender<bool>>,
     /// Revoked task ids (bounded, as Celery's LimitedSet), checked on receipt and before a run.
     revoked: Mutex<Revoked>,
     /// Received, not started yet (`inspect reserved`), with their ETA if they wait for one
@@ -301,6 +303,8 @@ struct Shared {
     rate_limits: Mutex<HashMap<String, (f64, Instant)>>,
     /// Default (soft, hard) time limits by task type, for messages that give none.
     time_limits: Mutex<HashMap<String, Limits>>,
+    /// Bounds how many large or compressed bodies decode at once.
+    large_decodes: Semaphore,
     /// Asks the running session to act on the broker (remote control).
     ops: Mutex<Option<mpsc::UnboundedSender<Op>>>,
 }
@@ -328,23 +332,30 @@ impl Shared {
     }
 
     fn op(&self, op: Op) {
-        if let Some(tx) = self.ops.lock().unwrap().as_ref() {
+        if let Some(tx) = self.ops.lock().as_ref() {
             let _ = tx.send(op);
         }
     }
 
     /// How long a task of this type waits for its rate limit (and books its start).
     fn rate_wait(&self, task: &str) -> Duration {
-        let mut limits = self.rate_limits.lock().unwrap();
+        let mut limits = self.rate_limits.lock();
         let Some((per_sec, next)) = limits.get_mut(task) else { return Duration::ZERO };
         let now = Instant::now();
         let at = (*next).max(now);
-        *next = at + Duration::from_secs_f64(1.0 / *per_sec);
+        // `parse_rate` keeps the spacing within a year; checked all the same, so no rate can
+        // make this panic.
+        let spacing = Duration::try_from_secs_f64(1.0 / *per_sec).unwrap_or(MAX_RATE_SPACING).min(MAX_RATE_SPACING);
+        *next = at.checked_add(spacing).unwrap_or(at);
         at - now
     }
 }
 
+/// The slowest rate limit: one task a year (a slower one could not be waited for).
+pub const MAX_RATE_SPACING: Duration = Duration::from_secs(MAX_WAIT_SECS as u64);
+
 /// Celery's rate strings: a number of tasks per second, or "N/s", "N/m", "N/h"; 0 or empty: none.
+/// A rate that is not a number, negative, or slower than one task a year is refused.
 pub fn parse_rate(v: &Value) -> Result<f64, String> {
     let per_sec = match v {
         Value::Null => 0.0,
@@ -362,7 +373,13 @@ pub fn parse_rate(v: &Value) -> Result<f64, String> {
         }
         other => return Err(format!("ValueError('{other}')")),
     };
-    if per_sec.is_finite() && per_sec >= 0.0 { Ok(per_sec) } else { Err(format!("ValueError('{v}')")) }
+    if !per_sec.is_finite() || per_sec < 0.0 {
+        return Err(format!("ValueError('{v}')"));
+    }
+    if per_sec > 0.0 && 1.0 / per_sec > MAX_WAIT_SECS {
+        return Err(format!("ValueError('{v} is slower than one task a year')"));
+    }
+    Ok(per_sec)
 }
 
 /// The revoked ids, oldest dropped first past `MAX_REVOKED` (Celery keeps 50,000).
@@ -478,7 +495,7 @@ impl Inspect for Inspector {
             Err(_) => ("localhost".to_string(), 5672),
         };
         json!({
-            "total": *s.totals.lock().unwrap(),
+            "total": *s.totals.lock(),
             "pid": s.pid,
             "clock": s.clock.now().to_string(),
             "uptime": s.started.elapsed().as_secs(),
@@ -492,7 +509,7 @@ impl Inspect for Inspector {
     }
 
     fn active(&self) -> Value {
-        Value::Array(self.0.active.lock().unwrap().values().cloned().collect())
+        Value::Array(self.0.active.lock().values().cloned().collect())
     }
 
     fn registered(&self) -> Vec<String> {
@@ -502,7 +519,7 @@ impl Inspect for Inspector {
     fn revoke(&self, ids: &[String], terminate: bool, signal: &str) -> Value {
         let s = &self.0;
         {
-            let mut r = s.revoked.lock().unwrap();
+            let mut r = s.revoked.lock();
             for id in ids {
                 r.add(id);
             }
@@ -514,7 +531,7 @@ impl Inspect for Inspector {
         }
         let mut terminated = vec![];
         if terminate {
-            let t = s.terminators.lock().unwrap();
+            let t = s.terminators.lock();
             for id in ids {
                 if let Some(n) = t.get(id) {
                     n.notify_one();
@@ -535,19 +552,12 @@ impl Inspect for Inspector {
     }
 
     fn revoked(&self) -> Vec<String> {
-        self.0.revoked.lock().unwrap().ids()
+        self.0.revoked.lock().ids()
     }
 
     fn reserved(&self) -> Value {
         Value::Array(
-            self.0
-                .reserved
-                .lock()
-                .unwrap()
-                .values()
-                .filter(|(_, eta)| eta.is_none_or(|e| e <= Utc::now()))
-                .map(|(r, _)| r.clone())
-                .collect(),
+            self.0.reserved.lock().values().filter(|(_, eta)| eta.is_none_or(|e| e <= Utc::now())).map(|(r, _)| r.clone()).collect(),
         )
     }
 
@@ -556,7 +566,6 @@ impl Inspect for Inspector {
             self.0
                 .reserved
                 .lock()
-                .unwrap()
                 .values()
                 .filter_map(|(r, eta)| {
                     eta.filter(|e| *e > Utc::now())
@@ -570,9 +579,9 @@ impl Inspect for Inspector {
         let s = &self.0;
         let mut out = serde_json::Map::new();
         for id in ids {
-            if let Some(r) = s.active.lock().unwrap().get(id) {
+            if let Some(r) = s.active.lock().get(id) {
                 out.insert(id.clone(), json!(["active", r]));
-            } else if let Some((r, eta)) = s.reserved.lock().unwrap().get(id) {
+            } else if let Some((r, eta)) = s.reserved.lock().get(id) {
                 let state = if eta.is_some_and(|e| e > Utc::now()) { "scheduled" } else { "reserved" };
                 out.insert(id.clone(), json!([state, r]));
             }
@@ -585,7 +594,6 @@ impl Inspect for Inspector {
             self.0
                 .queues
                 .lock()
-                .unwrap()
                 .iter()
                 .map(|q| {
                     json!({"name": q, "exchange": {"name": q, "type": "direct", "durable": true, "auto_delete": false, "delivery_mode": null,
@@ -652,7 +660,7 @@ impl Inspect for Inspector {
             error!("Rate limit attempt for unknown task {task}");
             return json!({"error": "unknown task"});
         }
-        let mut limits = self.0.rate_limits.lock().unwrap();
+        let mut limits = self.0.rate_limits.lock();
         if per_sec == 0.0 {
             limits.remove(task);
             return json!({"ok": "rate limit disabled successfully"});
@@ -668,7 +676,7 @@ impl Inspect for Inspector {
             return json!({"error": "unknown task"});
         }
         info!("New time limits for tasks of type {task}: soft={soft:?} hard={hard:?}");
-        self.0.time_limits.lock().unwrap().insert(task.to_string(), (soft, hard));
+        self.0.time_limits.lock().insert(task.to_string(), (soft, hard));
         json!({"ok": "time limits set successfully"})
     }
 
@@ -745,11 +753,11 @@ async fn run(
     // Result writes leave the task slots: one ordered writer batches them (see `write_loop`).
     // The writer ends by itself once the worker's shared state (the last sender) is gone, after
     // writing what was queued.
+    let backend_health = Arc::new(watch::channel(true).0);
     let (writer_tx, _writer_task) = match &backend {
         Some(b) => {
             let (tx, rx) = mpsc::unbounded_channel();
-            let down = Arc::new(AtomicBool::new(false));
-            (Some(tx), Some(tokio::spawn(write_loop(b.clone(), events.clone(), down, rx))))
+            (Some(tx), Some(tokio::spawn(write_loop(b.clone(), events.clone(), backend_health.clone(), rx))))
         }
         None => (None, None),
     };
@@ -768,6 +776,7 @@ async fn run(
         registry: Registry::builtin(),
         backend,
         writer: writer_tx,
+        backend_health,
         stats,
         events: events.clone(),
         pid: std::process::id(),
@@ -787,6 +796,7 @@ async fn run(
         rate_limits: Mutex::new(HashMap::new()),
         time_limits: Mutex::new(HashMap::new()),
         ops: Mutex::new(None),
+        large_decodes: Semaphore::new(LARGE_DECODES),
         opts,
     });
     // Reconnection: quick first tries, then at most a second apart (a lab's broker comes back
@@ -826,7 +836,7 @@ async fn run(
                 let msg = e.to_string();
                 // One line per outage; the retries go to the debug log.
                 let first = {
-                    let mut outage = shared.outage.lock().unwrap();
+                    let mut outage = shared.outage.lock();
                     let first = outage.is_none();
                     outage.get_or_insert_with(Instant::now);
                     first
@@ -877,7 +887,7 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
     let conn = broker::connect(&opts.broker_url, &format!("mqlab worker {}", opts.hostname)).await?;
     let ch = conn.create_channel().await?;
     // `-Q a,b` consumes each queue, as Celery does.
-    let queues = shared.queues.lock().unwrap().clone();
+    let queues = shared.queues.lock().clone();
     for q in &queues {
         let declared = broker::declare_or_use(&conn, q, &opts.queue_args).await.map_err(|e| refusal(e, &format!("declare queue {q:?}")))?;
         if declared == broker::Declared::Existing {
@@ -927,13 +937,13 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
     // Task events can be turned on and off while the worker runs (`control enable_events`).
     let task_events = dispatcher.task_buffer();
     let (ops_tx, mut ops) = mpsc::unbounded_channel::<Op>();
-    *shared.ops.lock().unwrap() = Some(ops_tx);
+    *shared.ops.lock() = Some(ops_tx);
     let _ops_guard = OpsGuard(shared.clone());
     let (settle_tx, settle_rx) = mpsc::unbounded_channel::<Settle>();
     let settler = SettleTask(tokio::spawn(settle_loop(ch.clone(), shared.clone(), settle_rx)));
     let session_ctx = Arc::new(Session { publisher, events: dispatcher.clone(), task_events, holds: holds_tx, settle: settle_tx });
     shared.stats.connected.store(true, Ordering::Relaxed);
-    let recovered = shared.outage.lock().unwrap().take();
+    let recovered = shared.outage.lock().take();
     match recovered {
         Some(since) => info!(
             "consumer: connection to broker re-established after {:.1}s: {}",
@@ -1092,7 +1102,7 @@ struct OpsGuard(Arc<Shared>);
 
 impl Drop for OpsGuard {
     fn drop(&mut self) {
-        *self.0.ops.lock().unwrap() = None;
+        *self.0.ops.lock() = None;
     }
 }
 
@@ -1120,8 +1130,13 @@ async fn remote_op(
             }
             match broker::declare_or_use(conn, &q, &shared.opts.queue_args).await {
                 Ok(_) => {
-                    feeds.consume(ch, &q, host).await?;
-                    shared.queues.lock().unwrap().push(q.clone());
+                    // A queue the broker will not let this worker consume is not a reason to
+                    // stop: the session starts again on the queues it had.
+                    if let Err(e) = feeds.consume(ch, &q, host).await {
+                        warn!("add_consumer: cannot consume queue {q:?}: {e}");
+                        return Err(SessionError::Lost(format!("add_consumer {q:?} was refused: {e}")));
+                    }
+                    shared.queues.lock().push(q.clone());
                     info!("Started consuming from {q}");
                 }
                 Err(e) => warn!("add_consumer: cannot use queue {q:?}: {e}"),
@@ -1131,7 +1146,7 @@ async fn remote_op(
             if let Some(tag) = feeds.current.remove(&q) {
                 feeds.cancelled.insert(tag.clone());
                 ch.basic_cancel(short(&tag), BasicCancelOptions::default()).await?;
-                shared.queues.lock().unwrap().retain(|x| *x != q);
+                shared.queues.lock().retain(|x| *x != q);
                 info!("Stopped consuming from {q}");
             }
         }
@@ -1202,10 +1217,34 @@ impl Feeds {
     }
 }
 
-async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Session>, tag: Arc<str>, d: Delivery) {
+/// A body past this size, or a compressed one, is decoded off the runtime's threads, at most
+/// `LARGE_DECODES` at a time (so a prefetch of large bodies cannot all expand at once).
+pub const LARGE_BODY: usize = 256 * 1024;
+pub const LARGE_DECODES: usize = 2;
+
+/// Decodes a delivery's message; a large or compressed body on a blocking thread, under the
+/// bound on how many decode at once (the body is handed over, not copied).
+async fn decode(shared: &Shared, d: &mut Delivery) -> Result<TaskMessage, super::protocol::DecodeError> {
+    let compressed = d.properties.headers().as_ref().is_some_and(|h| h.inner().keys().any(|k| k.as_str() == "compression"));
+    if d.data.len() <= LARGE_BODY && !compressed {
+        return TaskMessage::decode(&d.properties, &d.data);
+    }
+    let _permit = shared.large_decodes.acquire().await;
+    let (props, data) = (d.properties.clone(), std::mem::take(&mut d.data));
+    match tokio::task::spawn_blocking(move || TaskMessage::decode(&props, &data)).await {
+        Ok(r) => r,
+        Err(e) => Err(super::protocol::DecodeError {
+            kind: super::protocol::DecodeErrorKind::Body(format!("decoding failed: {e}")),
+            task_id: None,
+            task: None,
+        }),
+    }
+}
+
+async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Session>, tag: Arc<str>, mut d: Delivery) {
     let publisher = &ctx.publisher;
     let now = Utc::now();
-    let msg = match TaskMessage::decode(&d.properties, &d.data) {
+    let msg = match decode(&shared, &mut d).await {
         Ok(m) => m,
         Err(e) => {
             let who = match (&e.task, &e.task_id) {
@@ -1296,7 +1335,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
     let request = json!({"id": msg.id, "name": name, "args": msg.args, "kwargs": msg.kwargs, "type": msg.task, "hostname": shared.opts.hostname,
         "time_start": null, "acknowledged": false, "worker_pid": null,
         "delivery_info": {"exchange": d.exchange.as_str(), "routing_key": d.routing_key.as_str(), "priority": msg.priority, "redelivered": d.redelivered}});
-    shared.reserved.lock().unwrap().insert(msg.id.clone(), (request, msg.eta));
+    shared.reserved.lock().insert(msg.id.clone(), (request, msg.eta));
     if let Some(eta) = msg.eta {
         let wait = (eta - Utc::now()).to_std().unwrap_or_default().min(Duration::from_secs_f64(MAX_WAIT_SECS));
         if !wait.is_zero() {
@@ -1307,7 +1346,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
                 _ = tokio::time::sleep(wait) => {}
                 _ = stopping => {
                     // A warm shutdown: back to the queue now, for the next worker.
-                    shared.reserved.lock().unwrap().remove(&msg.id);
+                    shared.reserved.lock().remove(&msg.id);
                     ctx.reject(&d, true);
                     return;
                 }
@@ -1317,7 +1356,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         if let Some(exp) = msg.expires
             && exp <= Utc::now()
         {
-            shared.reserved.lock().unwrap().remove(&msg.id);
+            shared.reserved.lock().remove(&msg.id);
             info!("Discarding revoked task: {name}[{}] (expired at {exp} while waiting for its ETA)", msg.id);
             if stores {
                 store(&shared, ResultMeta::revoked(&msg.id, "expired")).await;
@@ -1333,14 +1372,21 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
     if !pause.is_zero() {
         tokio::time::sleep(pause).await;
     }
+    // Results cannot be stored now: the task waits (its message unacknowledged) until they can,
+    // rather than run for a result that would wait anyway.
+    if !*shared.backend_health.borrow() && !backend_back(&shared, &slots).await {
+        shared.reserved.lock().remove(&msg.id);
+        ctx.reject(&d, true);
+        return;
+    }
     // Waits for a free slot; a closed semaphore means a warm shutdown began before this task
     // started, so the message goes back to the queue.
     let Ok(permit) = slots.acquire_owned().await else {
-        shared.reserved.lock().unwrap().remove(&msg.id);
+        shared.reserved.lock().remove(&msg.id);
         ctx.reject(&d, true);
         return;
     };
-    shared.reserved.lock().unwrap().remove(&msg.id);
+    shared.reserved.lock().remove(&msg.id);
     // Revoked while it waited for its ETA or a slot.
     if revoked(&shared, &ctx, &d, &msg.id, &name, stores).await {
         return;
@@ -1365,7 +1411,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
     if stores && shared.opts.track_started {
         store_later(&shared, described(ResultMeta::started(&msg.id, shared.pid, &shared.opts.hostname), &[]));
     }
-    shared.active.lock().unwrap().insert(
+    shared.active.lock().insert(
         msg.id.clone(),
         json!({"id": msg.id, "name": name, "args": msg.args, "kwargs": msg.kwargs, "type": msg.task, "hostname": shared.opts.hostname,
             "time_start": Utc::now().timestamp_micros() as f64 / 1e6, "acknowledged": !shared.opts.acks_late,
@@ -1380,7 +1426,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
     settings.retries = msg.retries;
     let fut = def.call(&msg.args, &msg.kwargs, &settings);
     // Limits from the message, else those set for this task type (`control time_limit`).
-    let (default_soft, default_hard) = shared.time_limits.lock().unwrap().get(&msg.task).copied().unwrap_or((None, None));
+    let (default_soft, default_hard) = shared.time_limits.lock().get(&msg.task).copied().unwrap_or((None, None));
     let limit = match (msg.time_limit.or(default_hard), msg.soft_time_limit.or(default_soft)) {
         (Some(h), Some(s)) => Some((h.min(s), s < h)),
         (Some(h), None) => Some((h, false)),
@@ -1391,7 +1437,7 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
     // not positive means none, and more than a year is a year.
     let limit = limit.filter(|(secs, _)| secs.is_finite() && *secs > 0.0).map(|(secs, soft)| (secs.min(MAX_WAIT_SECS), soft));
     let stop = Arc::new(tokio::sync::Notify::new());
-    shared.terminators.lock().unwrap().insert(msg.id.clone(), stop.clone());
+    shared.terminators.lock().insert(msg.id.clone(), stop.clone());
     let limited = async move {
         match limit {
             Some((secs, soft)) => match tokio::time::timeout(Duration::from_secs_f64(secs), fut).await {
@@ -1411,12 +1457,12 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
         o = limited => Some(o),
         _ = stop.notified() => None,
     };
-    shared.terminators.lock().unwrap().remove(&msg.id);
+    shared.terminators.lock().remove(&msg.id);
     let runtime = start.elapsed().as_secs_f64();
     // The run is over: its slot is free for the next task while this one's result is stored
     // and its message acknowledged.
     drop(permit);
-    shared.active.lock().unwrap().remove(&msg.id);
+    shared.active.lock().remove(&msg.id);
     shared.stats.active.fetch_sub(1, Ordering::Relaxed);
     let Some(outcome) = outcome else {
         // revoke(terminate=True): the run is stopped where it is.
@@ -1490,7 +1536,22 @@ async fn handle_delivery(shared: Arc<Shared>, slots: Arc<Semaphore>, ctx: Arc<Se
     if shared.opts.acks_late {
         ctx.ack(&d);
     }
-    *shared.totals.lock().unwrap().entry(msg.task.clone()).or_insert(0) += 1;
+    *shared.totals.lock().entry(msg.task.clone()).or_insert(0) += 1;
+}
+
+/// Waits until the result writer stores again; false when a warm shutdown begins meanwhile.
+async fn backend_back(shared: &Shared, slots: &Semaphore) -> bool {
+    let mut health = shared.backend_health.subscribe();
+    let stopping = shared.stopping.notified();
+    tokio::pin!(stopping);
+    stopping.as_mut().enable();
+    if slots.is_closed() {
+        return false;
+    }
+    tokio::select! {
+        ok = health.wait_for(|up| *up) => ok.is_ok(),
+        _ = stopping => false,
+    }
 }
 
 /// Stores a result through the ordered writer and waits until it is stored (or given up): with
@@ -1517,11 +1578,19 @@ struct WriteJob {
     done: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
+/// The first wait before a refused or failed result write is tried again, and the longest (so
+/// writes resume within about half a second of Redis answering again).
+pub const STORE_RETRY_FIRST: Duration = Duration::from_millis(50);
+pub const STORE_RETRY_MAX: Duration = Duration::from_millis(500);
+
 /// The one result writer: takes every waiting result (up to 512) and stores them in one Redis
-/// round trip, in the order they came. Redis away: the batch waits and is retried (one log line
-/// per outage). A result Redis refuses for good (a key of another type, a refused login, a bad
-/// expiry) is given up with a clear line, and its slot is free.
-async fn write_loop(backend: ResultBackend, events: Emitter, down: Arc<AtomicBool>, mut rx: mpsc::UnboundedReceiver<WriteJob>) {
+/// round trip, in the order they came. A write Redis refuses for now (away, NOAUTH, OOM,
+/// READONLY, LOADING…) is an outage: the results wait and are tried again with backoff, their
+/// messages stay unacknowledged, `health` turns false so that no new task starts, and one line
+/// is logged per outage. A result refused for good (a key of another type, a value Redis will
+/// not take) is replaced by a FAILURE naming the refusal (Celery's `BackendStoreError`); when
+/// even that is refused the result is given up with a clear line, and its message acknowledged.
+async fn write_loop(backend: ResultBackend, events: Emitter, health: Arc<watch::Sender<bool>>, mut rx: mpsc::UnboundedReceiver<WriteJob>) {
     let drain = |rx: &mut mpsc::UnboundedReceiver<WriteJob>, batch: &mut Vec<WriteJob>| {
         while batch.len() < 512 {
             match rx.try_recv() {
@@ -1542,39 +1611,111 @@ async fn write_loop(backend: ResultBackend, events: Emitter, down: Arc<AtomicBoo
                 drain(&mut rx, &mut batch);
             }
         }
-        let metas: Vec<ResultMeta> = batch.iter().map(|j| j.meta.clone()).collect();
-        let mut delay = Duration::from_millis(200);
-        let outcomes = loop {
-            match backend.store_many(&metas).await {
-                Ok(o) => {
-                    if down.swap(false, Ordering::Relaxed) {
-                        info!("result backend: connection re-established; storing results again");
-                        events.send(WorkerEvent::BackendRecovered);
-                    }
-                    break o;
-                }
-                Err(e) if !ResultBackend::is_outage(&e) => break vec![Err(e.to_string()); metas.len()],
-                Err(e) => {
-                    if !down.swap(true, Ordering::Relaxed) {
-                        warn!("result backend: cannot store results ({e}); retrying until Redis is back");
-                        events.send(WorkerEvent::BackendLost { error: e.to_string() });
-                    }
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
+        let metas: Vec<&ResultMeta> = batch.iter().map(|j| &j.meta).collect();
+        let outcomes = store_until_settled(&backend, &events, &health, &metas).await;
+        // Refused for good: a FAILURE that says why takes the result's place.
+        let mut instead = vec![];
+        for (job, outcome) in batch.iter().zip(&outcomes) {
+            if let Err(e) = outcome {
+                error!("result backend refused the {} result of task {}: {e}", job.meta.status, job.meta.task_id);
+                events.send(WorkerEvent::BackendRefused { task_id: job.meta.task_id.clone(), error: e.clone() });
+                if job.meta.status.is_ready() && !is_store_error(&job.meta) {
+                    let err =
+                        TaskError::new("BackendStoreError", format!("the result backend refused the {} result: {e}", job.meta.status))
+                            .in_module("celery.exceptions");
+                    instead.push(ResultMeta::failure(&job.meta.task_id, &err));
                 }
             }
-        };
-        for (job, outcome) in batch.into_iter().zip(outcomes) {
-            match outcome {
-                Ok(StoreOutcome::KeptSuccess) => debug!("result of {} already SUCCESS; {} not stored", job.meta.task_id, job.meta.status),
-                Ok(StoreOutcome::Stored) => {}
-                Err(e) => {
-                    error!("result backend refused the {} result of task {}: {e}; it is not stored", job.meta.status, job.meta.task_id);
-                    events.send(WorkerEvent::BackendRefused { task_id: job.meta.task_id.clone(), error: e });
+        }
+        if !instead.is_empty() {
+            let refs: Vec<&ResultMeta> = instead.iter().collect();
+            for (meta, outcome) in instead.iter().zip(store_until_settled(&backend, &events, &health, &refs).await) {
+                match outcome {
+                    Ok(_) => warn!("task {}: stored FAILURE (BackendStoreError) in place of the refused result", meta.task_id),
+                    Err(e) => error!("result backend refused the FAILURE of task {} too: {e}; it is not stored", meta.task_id),
                 }
             }
+        }
+        for job in batch {
             if let Some(d) = job.done {
                 let _ = d.send(());
+            }
+        }
+    }
+}
+
+/// A FAILURE that stands for a refused result (not replaced again when refused in turn).
+fn is_store_error(meta: &ResultMeta) -> bool {
+    meta.status == TaskState::Failure && meta.result.get("exc_type").and_then(Value::as_str) == Some("BackendStoreError")
+}
+
+/// Stores `metas` in order, trying again (with backoff, from `STORE_RETRY_FIRST` to
+/// `STORE_RETRY_MAX`) every write refused for now, until each is stored or refused for good.
+/// The first refusal of an outage is logged and `health` turns false; the first success after
+/// it is logged and `health` turns true.
+async fn store_until_settled(
+    backend: &ResultBackend,
+    events: &Emitter,
+    health: &watch::Sender<bool>,
+    metas: &[&ResultMeta],
+) -> Vec<Result<StoreOutcome, String>> {
+    let mut out: Vec<Option<Result<StoreOutcome, String>>> = vec![None; metas.len()];
+    let mut pending: Vec<usize> = (0..metas.len()).collect();
+    let mut delay = STORE_RETRY_FIRST;
+    // The cause named last (its first word), so that a change of cause is named once too.
+    let mut cause = String::new();
+    loop {
+        let refused_now = match backend.store_many(pending.iter().map(|&i| metas[i])).await {
+            Ok(results) => {
+                let mut again = vec![];
+                let mut why = None;
+                for (i, r) in pending.iter().zip(results) {
+                    match r {
+                        Err(e) if e.split_whitespace().next().is_some_and(ResultBackend::retryable_code) => {
+                            again.push(*i);
+                            why = Some(e);
+                        }
+                        r => out[*i] = Some(r),
+                    }
+                }
+                pending = again;
+                why
+            }
+            Err(e) if !ResultBackend::is_retryable(&e) => {
+                for &i in &pending {
+                    out[i] = Some(Err(e.to_string()));
+                }
+                pending.clear();
+                None
+            }
+            Err(e) => Some(e.to_string()),
+        };
+        match refused_now {
+            None => {
+                if !*health.borrow() {
+                    health.send_replace(true);
+                    info!("result backend: connection re-established; storing results again");
+                    events.send(WorkerEvent::BackendRecovered);
+                }
+                return out.into_iter().map(|o| o.unwrap_or_else(|| Err("not stored".into()))).collect();
+            }
+            Some(e) => {
+                let now = e.split_whitespace().next().unwrap_or_default().to_string();
+                let changed = !cause.is_empty() && now != cause;
+                cause = now;
+                if *health.borrow() {
+                    health.send_replace(false);
+                    warn!(
+                        "result backend: cannot store results ({e}); their messages stay unacknowledged and no new task starts; retrying until Redis takes them"
+                    );
+                    events.send(WorkerEvent::BackendLost { error: e });
+                } else if changed {
+                    warn!("result backend: results still wait, now because: {e}");
+                } else {
+                    debug!("result backend: still refusing ({e}); next try in {} ms", delay.as_millis());
+                }
+                tokio::time::sleep(jitter(delay)).await;
+                delay = (delay * 2).min(STORE_RETRY_MAX);
             }
         }
     }
@@ -1583,7 +1724,7 @@ async fn write_loop(backend: ResultBackend, events: Emitter, down: Arc<AtomicBoo
 /// A revoked task is not run: REVOKED is stored, `task-revoked` sent, the message acknowledged
 /// (as Celery does). True when it was revoked.
 async fn revoked(shared: &Arc<Shared>, ctx: &Arc<Session>, d: &Delivery, id: &str, name: &str, stores: bool) -> bool {
-    if !shared.revoked.lock().unwrap().contains(id) {
+    if !shared.revoked.lock().contains(id) {
         return false;
     }
     info!("Discarding revoked task: {name}[{id}]");

@@ -5,6 +5,7 @@
 pub mod identity;
 pub mod kube;
 pub mod learner;
+pub mod preflight;
 pub mod rabbit;
 pub mod redis;
 pub mod tasks;
@@ -112,6 +113,11 @@ pub const CHECKS: &[CheckInfo] = &[
     CheckInfo { id: "mgmt.exchanges", title: "Exchanges amq.direct, amq.fanout, amq.topic exist", group: Group::Management, timeout: T5 },
     CheckInfo { id: "mgmt.celery_queue", title: "Queue celery exists and has a consumer", group: Group::Management, timeout: T5 },
     CheckInfo { id: "redis.ping", title: "Redis answers PING with PONG", group: Group::Redis, timeout: T5 },
+    CheckInfo { id: "preflight.python", title: "Python 3.10 or newer, with venv", group: Group::Tasks, timeout: Duration::from_secs(12) },
+    CheckInfo { id: "preflight.tools", title: "kubectl and helm on PATH", group: Group::Tasks, timeout: Duration::from_secs(12) },
+    CheckInfo { id: "preflight.memory", title: "The cluster's VM has 4 GB of memory or more", group: Group::Kube, timeout: T5 },
+    CheckInfo { id: "preflight.ports", title: "Who holds the lessons' ports", group: Group::Broker, timeout: Duration::from_secs(10) },
+    CheckInfo { id: "preflight.celery", title: "Celery 5.7 in your project's venv", group: Group::Tasks, timeout: Duration::from_secs(12) },
     CheckInfo { id: "project.celery_app", title: "Your celery_app.py defines tasks.hello and tasks.add", group: Group::Tasks, timeout: T5 },
     CheckInfo {
         id: "tasks.roundtrip",
@@ -219,6 +225,11 @@ impl Probes {
             "tasks.failure" => tasks::failure(self).await,
             "celery.py_worker" => learner::py_worker(self).await,
             "project.celery_app" => learner::project_app(self),
+            "preflight.python" => preflight::python(self).await,
+            "preflight.tools" => preflight::tools(self).await,
+            "preflight.memory" => preflight::memory(self).await,
+            "preflight.ports" => preflight::ports(self).await,
+            "preflight.celery" => preflight::celery(self).await,
             "results.learner" => learner::results(self).await,
             "results.learner_failure" => learner::failures(self).await,
             _ => Outcome::fail("check not implemented", "report this as a bug"),

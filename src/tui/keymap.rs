@@ -214,7 +214,7 @@ pub const KEYMAP: &[Binding] = &[
         label: "E",
         action: Action::Export,
         scope: Scope::Global,
-        help: "export LEARNINGS.md to the current directory",
+        help: "export LEARNINGS.md to your project folder (~/rabbitmq-celery-learning)",
         hint: "",
     },
     Binding { keys: &[k('w')], label: "w", action: Action::WorkerStart, scope: Scope::Global, help: "worker: start", hint: "worker" },

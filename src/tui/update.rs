@@ -1161,11 +1161,14 @@ impl App {
                     .map(|t| t.id.clone())
                     .collect();
                 if was_down && !pending.is_empty() && self.recovery.is_none() {
+                    let in_flight_at_kill = std::mem::take(&mut self.killed_in_flight);
                     self.recovery = Some(RecoveryWatch {
                         ids: pending,
                         restarted: Utc::now(),
-                        peak_depth: self.peak_depth_while_down,
-                        in_flight_at_kill: std::mem::take(&mut self.killed_in_flight),
+                        // The messages the kill put back were in the queue, even when no reading
+                        // (every 0.5 s) fell in a short outage.
+                        peak_depth: self.peak_depth_while_down.max(in_flight_at_kill as u64),
+                        in_flight_at_kill,
                         killed: was_killed,
                         down_at: self.down_at,
                         up_at: self.depth.back().map(|d| d.0).unwrap_or(0.0),
@@ -1437,11 +1440,26 @@ impl App {
         for i in done_bursts.into_iter().rev() {
             let b = self.bursts.remove(i);
             if b.interrupted {
+                // The queue did rise and drain (a burst for lesson 7), but a stop in the middle
+                // makes its time no throughput at any concurrency: no rate is recorded.
+                let series = self.series_since(self.seconds_since_start(b.started) - 1.0);
+                self.record_series(
+                    ExperimentKind::Concurrency,
+                    format!(
+                        "Burst of {} × {}: the queue rose to {} and drained, but the worker stopped in the middle, so its time is no throughput (the recovery records what the stop cost)",
+                        b.ids.len(),
+                        b.task,
+                        b.peak_depth
+                    ),
+                    json!({"task": b.task, "count": b.ids.len(), "peak_depth": b.peak_depth, "drained": 1, "interrupted": true}),
+                    series,
+                );
                 self.status = Some(format!(
-                    "the burst of {} × {} was cut short by the worker stopping: it counts in the recovery, not as a throughput",
+                    "the burst of {} × {} was cut short by the worker stopping: recorded without a rate",
                     b.ids.len(),
                     b.task
                 ));
+                cmds.push(Command::SaveProgress);
                 continue;
             }
             let end = b

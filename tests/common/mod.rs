@@ -108,6 +108,7 @@ pub fn mqlab(data_dir: &std::path::Path) -> Command {
         .env("MQLAB_RESULT_BACKEND", redis())
         .env("MQLAB_MANAGEMENT_URL", management())
         .env("MQLAB_DATA_DIR", data_dir)
+        .env("MQLAB_PROJECT_DIR", data_dir.join("project"))
         .env("MQLAB_CONFIG", data_dir.join("no-config.toml"))
         .env_remove("CELERY_BROKER_URL")
         .env_remove("CELERY_RESULT_BACKEND");
