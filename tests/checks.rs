@@ -607,6 +607,9 @@ async fn a_hanging_exec_plugin_or_a_device_as_kubeconfig_cannot_stall_the_checks
 /// the cluster track a local RabbitMQ on them is named, with what mqlab's forwards will do).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_preflight_says_what_this_machine_has() {
+    if !common::have(&[Need::Rabbitmq, Need::Management, Need::Redis]) {
+        return;
+    }
     let fake = FakeKube::start(Scenario::Healthy);
     let data = tempfile::tempdir().unwrap();
     let mut p = probes_for(&fake, "rancher-desktop");
