@@ -727,7 +727,7 @@ async fn run_check(cfg: &Config, context_explicit: bool, args: CheckArgs) -> any
         let scope = match args.lesson {
             _ if args.preflight => "Preflight".to_string(),
             _ if !args.ids.is_empty() => format!("Checks {}", args.ids.join(", ")),
-            Some(n) => format!("Lesson {n} · {}", course.lesson(n).map(|l| l.title.as_str()).unwrap_or("")),
+            Some(n) => format!("Lesson {n} · {}", course.lesson(n).map(|l| l.title_for(track)).unwrap_or("")),
             None => "All lessons".to_string(),
         };
         println!("{scope} (track {})", track.as_str());

@@ -244,7 +244,10 @@ impl Config {
         } else {
             ("guest".into(), "guest".into())
         };
-        let decode = |s: String| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or(s);
+        // Userinfo is percent-encoded, not form-encoded: a literal `+` is a plus, not a space.
+        let decode = |s: String| {
+            url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or(s)
+        };
         let mut base = m.clone();
         let _ = base.set_username("");
         let _ = base.set_password(None);
@@ -401,6 +404,16 @@ mod tests {
         assert_eq!(cfg.result_expires, 3600);
         let (base, user, pass) = cfg.management_login();
         assert_eq!((base.as_str(), user.as_str(), pass.as_str()), ("http://localhost:15672", "admin", "admin123"));
+    }
+
+    /// A literal `+` in a login is a plus (userinfo is percent-encoded, not a form); `%2B` and
+    /// `%20` decode as usual.
+    #[test]
+    fn a_plus_in_a_password_stays_a_plus() {
+        let env = [("MQLAB_CONFIG", "/nonexistent/x.toml"), ("MQLAB_BROKER_URL", "amqp://ad+min:pa+ss%20w%2Bd@localhost:5672//")];
+        let cfg = Config::load_with(&Overrides::default(), &env_of(&env)).unwrap();
+        let (_, user, pass) = cfg.management_login();
+        assert_eq!((user.as_str(), pass.as_str()), ("ad+min", "pa+ss w+d"));
     }
 
     #[test]

@@ -230,7 +230,13 @@ async fn bind_loopbacks(port: u16) -> std::io::Result<Vec<TcpListener>> {
         Ok(v6) => Ok(vec![v4, v6]),
         // No IPv6 loopback on this machine: 127.0.0.1 is all "localhost" can mean.
         Err(e) if matches!(e.kind(), std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::Unsupported) => Ok(vec![v4]),
-        Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) || e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Ok(vec![v4]),
+        Err(e)
+            if [rustix::io::Errno::AFNOSUPPORT, rustix::io::Errno::ADDRNOTAVAIL]
+                .iter()
+                .any(|n| e.raw_os_error() == Some(n.raw_os_error())) =>
+        {
+            Ok(vec![v4])
+        }
         Err(e) => Err(e),
     }
 }

@@ -10,6 +10,7 @@ pub mod lessons;
 pub mod logging;
 pub mod pods;
 pub mod probes;
+pub mod process;
 pub mod redact;
 pub mod sandbox;
 pub mod shell;

@@ -2,6 +2,7 @@
 //! tests that must stop or restart a broker. Each instance runs in its own process group with its
 //! node name, ports, data and logs under the given directory.
 
+use std::ffi::OsStr;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::process::{self, Seen, Signal, alive, signal_group};
 use crate::redact::mask_url;
 
 pub const USER: &str = "admin";
@@ -22,49 +24,125 @@ pub struct Programs {
     pub redis_server: PathBuf,
 }
 
+/// What `find_programs` could not find, each with where it looked.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "{missing} not installed. Install with:\n  Debian/Ubuntu: sudo apt install rabbitmq-server redis-server\n  macOS:         brew install rabbitmq redis"
-)]
+#[error("{}", self.message())]
 pub struct MissingPrograms {
-    pub missing: String,
+    /// One per missing program: RabbitMQ first.
+    pub missing: Vec<Missing>,
 }
 
-fn on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+/// A program that is not there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Missing {
+    /// What it is, e.g. "Redis (redis-server)".
+    pub what: &'static str,
+    /// Debian's package and Homebrew's formula that bring it.
+    pub apt: &'static str,
+    pub brew: &'static str,
+    /// Where it was looked for, in order; or the variable that named a path that is no file.
+    pub looked: Looked,
 }
 
-/// Finds rabbitmq-server (the real script, not Debian's wrapper that switches user) and
-/// redis-server.
-/// `MQLAB_RABBITMQ_SERVER` and `MQLAB_REDIS_SERVER` name other programs.
-pub fn find_programs() -> Result<Programs, MissingPrograms> {
-    let chosen = |var: &str| std::env::var_os(var).map(PathBuf::from);
-    let rabbit = match chosen("MQLAB_RABBITMQ_SERVER") {
-        Some(p) => p.is_file().then_some(p),
-        None => default_rabbit(),
-    };
-    let redis = match chosen("MQLAB_REDIS_SERVER") {
-        Some(p) => p.is_file().then_some(p),
-        None => on_path("redis-server"),
-    };
-    match (rabbit, redis) {
-        (Some(rabbitmq_server), Some(redis_server)) => Ok(Programs { rabbitmq_server, redis_server }),
-        (None, None) => Err(MissingPrograms { missing: "RabbitMQ (rabbitmq-server) and Redis (redis-server) are".into() }),
-        (None, _) => Err(MissingPrograms { missing: "RabbitMQ (rabbitmq-server) is".into() }),
-        (_, None) => Err(MissingPrograms { missing: "Redis (redis-server) is".into() }),
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Looked {
+    /// `MQLAB_RABBITMQ_SERVER` or `MQLAB_REDIS_SERVER` named this path.
+    Named { var: &'static str, path: PathBuf },
+    /// These places: on PATH and Homebrew's prefixes.
+    In(Vec<PathBuf>),
+}
+
+impl MissingPrograms {
+    pub fn message(&self) -> String {
+        let what: Vec<&str> = self.missing.iter().map(|m| m.what).collect();
+        let verb = if what.len() > 1 { "are" } else { "is" };
+        let apt: Vec<&str> = self.missing.iter().map(|m| m.apt).collect();
+        let brew: Vec<&str> = self.missing.iter().map(|m| m.brew).collect();
+        let mut out = format!(
+            "{} {verb} not installed. Install with:\n  Debian/Ubuntu: sudo apt install {}\n  macOS:         brew install {}",
+            what.join(" and "),
+            apt.join(" "),
+            brew.join(" ")
+        );
+        for m in &self.missing {
+            match &m.looked {
+                Looked::Named { var, path } => out.push_str(&format!("\n{var} names {}, which is not a file", path.display())),
+                Looked::In(places) => {
+                    let dirs: Vec<String> = places.iter().filter_map(|p| p.parent()).map(|d| d.display().to_string()).collect();
+                    let name = places.first().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                    out.push_str(&format!(
+                        "\nno {name} in {}",
+                        if dirs.is_empty() { "PATH (it is empty)".into() } else { dirs.join(", ") }
+                    ));
+                }
+            }
+        }
+        out
     }
 }
 
-fn default_rabbit() -> Option<PathBuf> {
-    std::fs::read_dir("/usr/lib/rabbitmq/lib")
-        .ok()
-        .and_then(|entries| {
-            let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-            dirs.sort();
-            dirs.into_iter().rev().map(|d| d.join("sbin/rabbitmq-server")).find(|p| p.is_file())
-        })
-        .or_else(|| on_path("rabbitmq-server"))
+/// Homebrew's prefixes: `HOMEBREW_PREFIX` when set, Apple Silicon's /opt/homebrew, Intel's
+/// /usr/local.
+fn homebrew_prefixes(homebrew_prefix: Option<&OsStr>) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = homebrew_prefix.filter(|p| !p.is_empty()).map(PathBuf::from).into_iter().collect();
+    for p in ["/opt/homebrew", "/usr/local"] {
+        if !out.iter().any(|o| o == Path::new(p)) {
+            out.push(PathBuf::from(p));
+        }
+    }
+    out
+}
+
+/// Where `name` may be, in order: each PATH entry, then for each Homebrew prefix its linked
+/// `sbin` and `bin` (Homebrew links rabbitmq-server into sbin, often not on PATH) and the
+/// formula's own `opt/<formula>/{sbin,bin}` (there even when it is not linked).
+pub fn candidates(name: &str, formula: &str, path: Option<&OsStr>, homebrew_prefix: Option<&OsStr>) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = path.map(|p| std::env::split_paths(p).filter(|d| !d.as_os_str().is_empty()).collect()).unwrap_or_default();
+    for prefix in homebrew_prefixes(homebrew_prefix) {
+        let opt = prefix.join("opt").join(formula);
+        out.extend([prefix.join("sbin"), prefix.join("bin"), opt.join("sbin"), opt.join("bin")]);
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|d| seen.insert(d.clone()));
+    out.into_iter().map(|d| d.join(name)).collect()
+}
+
+/// Finds rabbitmq-server (on Debian the real script, not the wrapper that switches user) and
+/// redis-server: on PATH, then in Homebrew's prefixes (Apple Silicon and Intel).
+/// `MQLAB_RABBITMQ_SERVER` and `MQLAB_REDIS_SERVER` name other programs.
+pub fn find_programs() -> Result<Programs, MissingPrograms> {
+    let path = std::env::var_os("PATH");
+    let brew = std::env::var_os("HOMEBREW_PREFIX");
+    let find = |var: &'static str, name: &str, formula: &str, first: Option<PathBuf>| -> Result<PathBuf, Looked> {
+        if let Some(p) = std::env::var_os(var).map(PathBuf::from) {
+            return if p.is_file() { Ok(p) } else { Err(Looked::Named { var, path: p }) };
+        }
+        let places = candidates(name, formula, path.as_deref(), brew.as_deref());
+        first.or_else(|| places.iter().find(|p| p.is_file()).cloned()).ok_or(Looked::In(places))
+    };
+    let rabbit = find("MQLAB_RABBITMQ_SERVER", "rabbitmq-server", "rabbitmq", debian_rabbit());
+    let redis = find("MQLAB_REDIS_SERVER", "redis-server", "redis", None);
+    match (rabbit, redis) {
+        (Ok(rabbitmq_server), Ok(redis_server)) => Ok(Programs { rabbitmq_server, redis_server }),
+        (rabbit, redis) => {
+            let mut missing = vec![];
+            if let Err(looked) = rabbit {
+                missing.push(Missing { what: "RabbitMQ (rabbitmq-server)", apt: "rabbitmq-server", brew: "rabbitmq", looked });
+            }
+            if let Err(looked) = redis {
+                missing.push(Missing { what: "Redis (redis-server)", apt: "redis-server", brew: "redis", looked });
+            }
+            Err(MissingPrograms { missing })
+        }
+    }
+}
+
+/// Debian's real rabbitmq-server script (/usr/sbin/rabbitmq-server switches to the rabbitmq user).
+fn debian_rabbit() -> Option<PathBuf> {
+    let entries = std::fs::read_dir("/usr/lib/rabbitmq/lib").ok()?;
+    let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    dirs.sort();
+    dirs.into_iter().rev().map(|d| d.join("sbin/rabbitmq-server")).find(|p| p.is_file())
 }
 
 fn port_free(port: u16) -> bool {
@@ -83,16 +161,6 @@ fn pick(preferred: Option<u16>) -> anyhow::Result<u16> {
     }
 }
 
-/// Whether the process still runs (a child that exited is reaped, not counted as alive).
-fn alive(pid: u32) -> bool {
-    unsafe {
-        if libc::waitpid(pid as i32, std::ptr::null_mut(), libc::WNOHANG) == pid as i32 {
-            return false;
-        }
-        libc::kill(pid as i32, 0) == 0
-    }
-}
-
 async fn answers(port: u16) -> bool {
     tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(("127.0.0.1", port))).await.is_ok_and(|r| r.is_ok())
 }
@@ -101,8 +169,9 @@ async fn answers(port: u16) -> bool {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Rabbit {
     pub pid: u32,
-    /// When the process started (clock ticks after boot, from /proc): with the process group
-    /// and working directory, what tells our process from another that got the same pid later.
+    /// When the process started (clock ticks after boot from /proc on Linux, seconds since the
+    /// epoch on macOS): with the process group and working directory, what tells our process from
+    /// another that got the same pid later.
     #[serde(default)]
     pub started_at: Option<u64>,
     pub nodename: String,
@@ -176,7 +245,7 @@ impl Rabbit {
         let child = cmd.spawn().with_context(|| format!("cannot run {}", programs.rabbitmq_server.display()))?;
         let rabbit = Rabbit {
             pid: child.id(),
-            started_at: proc_start_time(child.id()),
+            started_at: process::start_time(child.id()),
             nodename: nodename.to_string(),
             amqp_port,
             management_port,
@@ -208,10 +277,10 @@ impl Rabbit {
         if !is_ours(self.pid, self.started_at, &self.dir) {
             return Stopped::NotOurs;
         }
-        signal_group(self.pid, libc::SIGTERM);
+        signal_group(self.pid, Signal::TERM);
         wait_gone(self.pid, &[self.amqp_port, self.dist_port], Duration::from_secs(30)).await;
         if is_ours(self.pid, self.started_at, &self.dir) {
-            signal_group(self.pid, libc::SIGKILL);
+            signal_group(self.pid, Signal::KILL);
         }
         Stopped::Stopped
     }
@@ -219,7 +288,7 @@ impl Rabbit {
     /// Kills the node at once (a crash).
     pub fn kill(&self) {
         if is_ours(self.pid, self.started_at, &self.dir) {
-            signal_group(self.pid, libc::SIGKILL);
+            signal_group(self.pid, Signal::KILL);
         }
     }
 
@@ -253,7 +322,7 @@ impl Redis {
             .stderr(log);
         new_process_group(&mut cmd);
         let child = cmd.spawn().with_context(|| format!("cannot run {}", programs.redis_server.display()))?;
-        let r = Redis { pid: child.id(), started_at: proc_start_time(child.id()), port, dir: dir.to_path_buf() };
+        let r = Redis { pid: child.id(), started_at: process::start_time(child.id()), port, dir: dir.to_path_buf() };
         if wait_ready(r.pid, &[port], Duration::from_secs(10)).await {
             return Ok(r);
         }
@@ -273,17 +342,17 @@ impl Redis {
         if !is_ours(self.pid, self.started_at, &self.dir) {
             return Stopped::NotOurs;
         }
-        signal_group(self.pid, libc::SIGTERM);
+        signal_group(self.pid, Signal::TERM);
         wait_gone(self.pid, &[self.port], Duration::from_secs(10)).await;
         if is_ours(self.pid, self.started_at, &self.dir) {
-            signal_group(self.pid, libc::SIGKILL);
+            signal_group(self.pid, Signal::KILL);
         }
         Stopped::Stopped
     }
 
     pub fn kill(&self) {
         if is_ours(self.pid, self.started_at, &self.dir) {
-            signal_group(self.pid, libc::SIGKILL);
+            signal_group(self.pid, Signal::KILL);
         }
     }
 
@@ -330,45 +399,28 @@ pub enum Stopped {
     NotOurs,
 }
 
-/// The start time of a process (field 22 of /proc/<pid>/stat), and its process group (field 5).
-fn proc_stat(pid: u32) -> Option<(u64, i64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces: read after the last ')'.
-    let rest = &text[text.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3.
-    let pgrp = fields.get(5 - 3)?.parse().ok()?;
-    let start = fields.get(22 - 3)?.parse().ok()?;
-    Some((start, pgrp))
-}
-
-pub fn proc_start_time(pid: u32) -> Option<u64> {
-    proc_stat(pid).map(|(s, _)| s)
-}
-
 /// Whether `pid` is still the process this sandbox started: never pid 0 or 1; the start time
 /// recorded then; leading its own process group (the one we made for it); working in its dir.
 pub fn is_ours(pid: u32, started_at: Option<u64>, dir: &Path) -> bool {
     if pid <= 1 {
         return false;
     }
-    let Some(recorded) = started_at else { return false };
-    let Some((start, pgrp)) = proc_stat(pid) else { return false };
-    if start != recorded || pgrp != pid as i64 {
-        return false;
-    }
-    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
-    let want = std::fs::canonicalize(dir).ok();
-    cwd.is_some() && cwd == want
+    owns(pid, started_at, std::fs::canonicalize(dir).ok().as_deref(), process::seen(pid).as_ref())
 }
 
-fn signal_group(pid: u32, sig: i32) {
-    // Never a broadcast: kill(-1) would signal every process we may signal.
-    if pid <= 1 {
-        return;
+/// The ownership rule itself, on what was recorded at the start (`pid`, `started_at`, the
+/// canonical `dir`) and what the process with that pid is now (`now`, None when none runs):
+/// the same start time, leading its own process group, and working in `dir` wherever the
+/// platform tells a process's working directory (on Linux always; where it does not, the start
+/// time and the group decide). Then the health check asks its ports.
+pub fn owns(pid: u32, started_at: Option<u64>, dir: Option<&Path>, now: Option<&Seen>) -> bool {
+    let (Some(recorded), Some(now)) = (started_at, now) else { return false };
+    if pid <= 1 || now.started_at != recorded || now.pgrp != pid {
+        return false;
     }
-    unsafe {
-        libc::kill(-(pid as i32), sig);
+    match &now.cwd {
+        Some(cwd) => dir == Some(cwd.as_path()),
+        None => true,
     }
 }
 
@@ -376,9 +428,7 @@ async fn wait_gone(pid: u32, ports: &[u16], limit: Duration) {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         // Reap it if it is our child, so it does not linger as a zombie.
-        unsafe {
-            libc::waitpid(pid as i32, std::ptr::null_mut(), libc::WNOHANG);
-        }
+        process::reap(pid);
         let mut open = false;
         for p in ports {
             open |= answers(*p).await;
@@ -563,4 +613,115 @@ impl Part {
 pub struct Health {
     pub rabbitmq: Part,
     pub redis: Part,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(started_at: u64, pgrp: u32, cwd: Option<&str>) -> Seen {
+        Seen { started_at, pgrp, cwd: cwd.map(PathBuf::from) }
+    }
+
+    fn dir() -> Option<&'static Path> {
+        Some(Path::new("/data/sandbox/redis"))
+    }
+
+    #[test]
+    fn the_started_process_is_ours() {
+        assert!(owns(4242, Some(777), dir(), Some(&seen(777, 4242, Some("/data/sandbox/redis")))));
+    }
+
+    #[test]
+    fn a_later_process_with_the_same_pid_is_not_ours() {
+        // Another start time: the pid was reused (after a reboot, or wrapped around).
+        assert!(!owns(4242, Some(777), dir(), Some(&seen(778, 4242, Some("/data/sandbox/redis")))));
+        // Not leading its own group: not the group the sandbox made.
+        assert!(!owns(4242, Some(777), dir(), Some(&seen(777, 4000, Some("/data/sandbox/redis")))));
+        // Working elsewhere.
+        assert!(!owns(4242, Some(777), dir(), Some(&seen(777, 4242, Some("/home/me")))));
+    }
+
+    #[test]
+    fn nothing_running_or_nothing_recorded_is_not_ours() {
+        assert!(!owns(4242, Some(777), dir(), None));
+        assert!(!owns(4242, None, dir(), Some(&seen(777, 4242, Some("/data/sandbox/redis")))));
+        // The sandbox's folder is gone: whatever runs there now is not ours.
+        assert!(!owns(4242, Some(777), None, Some(&seen(777, 4242, Some("/data/sandbox/redis")))));
+    }
+
+    #[test]
+    fn pid_0_and_1_are_never_ours_whatever_a_record_says() {
+        for pid in [0, 1] {
+            assert!(!owns(pid, Some(5), dir(), Some(&seen(5, pid, Some("/data/sandbox/redis")))));
+            assert!(!owns(pid, Some(5), dir(), Some(&seen(5, pid, None))));
+            assert!(!is_ours(pid, Some(5), Path::new("/")));
+        }
+    }
+
+    /// Where the platform does not tell a process's working directory, the start time and the
+    /// group decide.
+    #[test]
+    fn without_a_working_directory_start_time_and_group_decide() {
+        assert!(owns(4242, Some(777), dir(), Some(&seen(777, 4242, None))));
+        assert!(!owns(4242, Some(777), dir(), Some(&seen(776, 4242, None))));
+        assert!(!owns(4242, Some(777), dir(), Some(&seen(777, 1, None))));
+    }
+
+    #[test]
+    fn programs_are_looked_for_on_path_then_in_both_homebrew_prefixes() {
+        let c = candidates("rabbitmq-server", "rabbitmq", Some(OsStr::new("/usr/bin:/opt/homebrew/bin")), None);
+        let want: Vec<PathBuf> = [
+            "/usr/bin",
+            "/opt/homebrew/bin",
+            "/opt/homebrew/sbin",
+            "/opt/homebrew/opt/rabbitmq/sbin",
+            "/opt/homebrew/opt/rabbitmq/bin",
+            "/usr/local/sbin",
+            "/usr/local/bin",
+            "/usr/local/opt/rabbitmq/sbin",
+            "/usr/local/opt/rabbitmq/bin",
+        ]
+        .iter()
+        .map(|d| Path::new(d).join("rabbitmq-server"))
+        .collect();
+        assert_eq!(c, want);
+        // HOMEBREW_PREFIX first among the prefixes; an empty PATH adds nothing.
+        let c = candidates("redis-server", "redis", Some(OsStr::new("")), Some(OsStr::new("/home/linuxbrew/.linuxbrew")));
+        assert_eq!(c[0], Path::new("/home/linuxbrew/.linuxbrew/sbin/redis-server"));
+        assert_eq!(c[3], Path::new("/home/linuxbrew/.linuxbrew/opt/redis/bin/redis-server"));
+        assert_eq!(c[4], Path::new("/opt/homebrew/sbin/redis-server"));
+        assert_eq!(c.len(), 12);
+    }
+
+    #[test]
+    fn a_missing_program_is_named_with_its_install_and_where_it_was_looked_for() {
+        let m = MissingPrograms {
+            missing: vec![Missing {
+                what: "Redis (redis-server)",
+                apt: "redis-server",
+                brew: "redis",
+                looked: Looked::In(candidates("redis-server", "redis", Some(OsStr::new("/usr/bin")), None)),
+            }],
+        };
+        let text = m.to_string();
+        assert!(text.starts_with("Redis (redis-server) is not installed. Install with:\n"), "{text}");
+        assert!(text.contains("sudo apt install redis-server\n") && text.contains("brew install redis\n"), "{text}");
+        assert!(text.ends_with("no redis-server in /usr/bin, /opt/homebrew/sbin, /opt/homebrew/bin, /opt/homebrew/opt/redis/sbin, /opt/homebrew/opt/redis/bin, /usr/local/sbin, /usr/local/bin, /usr/local/opt/redis/sbin, /usr/local/opt/redis/bin"), "{text}");
+        let both = MissingPrograms {
+            missing: vec![
+                Missing {
+                    what: "RabbitMQ (rabbitmq-server)",
+                    apt: "rabbitmq-server",
+                    brew: "rabbitmq",
+                    looked: Looked::Named { var: "MQLAB_RABBITMQ_SERVER", path: "/nowhere/rabbitmq-server".into() },
+                },
+                m.missing[0].clone(),
+            ],
+        };
+        let text = both.to_string();
+        assert!(text.starts_with("RabbitMQ (rabbitmq-server) and Redis (redis-server) are not installed"), "{text}");
+        assert!(text.contains("sudo apt install rabbitmq-server redis-server") && text.contains("brew install rabbitmq redis"), "{text}");
+        assert!(text.contains("\nMQLAB_RABBITMQ_SERVER names /nowhere/rabbitmq-server, which is not a file\n"), "{text}");
+    }
 }

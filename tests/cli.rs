@@ -2,8 +2,13 @@
 
 mod common;
 
+use common::Need;
+
 #[test]
 fn worker_banner_masks_passwords_and_sigterm_is_a_warm_shutdown() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis]) {
+        return;
+    }
     let q = common::queue("banner");
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("w.log");
@@ -33,6 +38,9 @@ fn worker_banner_masks_passwords_and_sigterm_is_a_warm_shutdown() {
 
 #[test]
 fn submit_reports_bulk_rates_timeouts_and_bad_input() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis]) {
+        return;
+    }
     let q = common::queue("submitcli");
     let dir = tempfile::tempdir().unwrap();
     // Nobody consumes this queue: --wait times out with exit code 2 and says why.
@@ -66,6 +74,9 @@ fn submit_reports_bulk_rates_timeouts_and_bad_input() {
 
 #[test]
 fn a_second_signal_is_a_cold_shutdown_that_requeues() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis]) {
+        return;
+    }
     let q = common::queue("twosignals");
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("w.log");

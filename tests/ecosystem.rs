@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::Need;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,6 +26,9 @@ fn celery(args: &[&str]) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn celery_status_and_inspect_list_the_mqlab_worker() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis, Need::Venv]) {
+        return;
+    }
     let q = common::queue("inspect");
     let node = format!("celery@rs-{}", &q[q.len() - 8..]);
     let dir = tempfile::tempdir().unwrap();
@@ -53,6 +58,9 @@ async fn celery_status_and_inspect_list_the_mqlab_worker() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn celery_event_receiver_sees_heartbeats_and_task_events() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis, Need::Venv]) {
+        return;
+    }
     let q = common::queue("events");
     let node = format!("celery@ev-{}", &q[q.len() - 8..]);
     let dir = tempfile::tempdir().unwrap();
@@ -137,6 +145,9 @@ async fn celery_event_receiver_sees_heartbeats_and_task_events() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mqlab_follows_a_python_workers_events() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis, Need::Venv]) {
+        return;
+    }
     let q = common::queue("pyevents");
     let dir = tempfile::tempdir().unwrap();
     let node = format!("py-{}@%h", &q[q.len() - 8..]);

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::Need;
+
 use std::time::Duration;
 
 use lapin::options::BasicGetOptions;
@@ -60,6 +62,9 @@ async fn mgmt_get(path: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn declares_what_celery_declares() {
+    if !common::have(&[Need::Rabbitmq]) {
+        return;
+    }
     let q = common::queue("declare");
     let client = Client::connect(&common::broker(), None, &q, 3600).await.unwrap();
     let queue = mgmt_get(&format!("queues/%2F/{q}")).await;
@@ -84,6 +89,9 @@ async fn declares_what_celery_declares() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn messages_have_celery_properties_headers_and_body() {
+    if !common::have(&[Need::Rabbitmq]) {
+        return;
+    }
     let q = common::queue("format");
     let client = Client::connect(&common::broker(), None, &q, 3600).await.unwrap();
     let m = msg("tasks.hello", json!(["World"]));
@@ -150,6 +158,9 @@ async fn messages_have_celery_properties_headers_and_body() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn worker_runs_tasks_and_stores_results_like_celery() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis]) {
+        return;
+    }
     let q = common::queue("results");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut w = worker::spawn(opts(&q), Some(tx));
@@ -207,6 +218,9 @@ async fn worker_runs_tasks_and_stores_results_like_celery() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn success_is_never_overwritten_and_ignore_result_stores_nothing() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis]) {
+        return;
+    }
     let backend = ResultBackend::connect(&common::redis(), 60).await.unwrap();
     let id = uuid::Uuid::new_v4().to_string();
     assert_eq!(backend.store(&ResultMeta::success(&id, json!(4))).await.unwrap(), StoreOutcome::Stored);
@@ -233,6 +247,9 @@ async fn success_is_never_overwritten_and_ignore_result_stores_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_messages_never_stop_the_worker() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis]) {
+        return;
+    }
     let q = common::queue("bad");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut w = worker::spawn(opts(&q), Some(tx));
@@ -309,6 +326,9 @@ async fn bad_messages_never_stop_the_worker() {
 /// requeued. Early acks (Celery's default): it is lost.
 #[tokio::test(flavor = "multi_thread")]
 async fn late_acks_requeue_a_crashed_task_and_early_acks_lose_it() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis]) {
+        return;
+    }
     for acks_late in [true, false] {
         let q = common::queue(if acks_late { "late" } else { "early" });
         let mut o = opts(&q);
@@ -341,6 +361,9 @@ async fn late_acks_requeue_a_crashed_task_and_early_acks_lose_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn prefetch_is_concurrency_times_multiplier() {
+    if !common::have(&[Need::Rabbitmq]) {
+        return;
+    }
     let q = common::queue("prefetch");
     let mut o = opts(&q);
     o.concurrency = 3;
@@ -376,6 +399,9 @@ async fn prefetch_is_concurrency_times_multiplier() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn warm_shutdown_finishes_running_tasks_and_requeues_the_rest() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis]) {
+        return;
+    }
     let q = common::queue("warm");
     let mut o = opts(&q);
     o.concurrency = 1;
@@ -407,6 +433,9 @@ async fn warm_shutdown_finishes_running_tasks_and_requeues_the_rest() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn chains_and_callbacks_from_python_are_followed() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis]) {
+        return;
+    }
     let q = common::queue("chain");
     let mut w = worker::spawn(opts(&q), None);
     let client = Client::connect(&common::broker(), Some(&common::redis()), &q, 3600).await.unwrap();
@@ -430,6 +459,9 @@ async fn chains_and_callbacks_from_python_are_followed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_credentials_and_unreachable_hosts_are_clear_errors() {
+    if !common::have(&[Need::Rabbitmq]) {
+        return;
+    }
     let mut o = opts("unused");
     o.broker_url = common::broker_as("guest", "wrong-password", "");
     let mut w = worker::spawn(o, None);
@@ -444,6 +476,9 @@ async fn wrong_credentials_and_unreachable_hosts_are_clear_errors() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn protocol_v1_messages_run_too() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis]) {
+        return;
+    }
     let q = common::queue("v1");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut w = worker::spawn(opts(&q), Some(tx));
@@ -464,6 +499,9 @@ async fn protocol_v1_messages_run_too() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retries_go_back_to_the_queue_with_the_same_id_and_stop_at_max_retries() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis]) {
+        return;
+    }
     let q = common::queue("retry");
     let mut w = worker::spawn(opts(&q), None);
     let client = Client::connect(&common::broker(), Some(&common::redis()), &q, 3600).await.unwrap();
@@ -509,6 +547,9 @@ fn the_engine_imports_nothing_from_the_app() {
 /// restart and published after it is REVOKED without running; the others run.
 #[tokio::test(flavor = "multi_thread")]
 async fn revoked_ids_survive_a_restart_with_a_state_file() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis, Need::Rabbitmqctl]) {
+        return;
+    }
     let q = common::queue("statedb");
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("worker.state");
@@ -565,6 +606,9 @@ fn broker_unacked(q: &str) -> Option<u64> {
 /// finish and nothing is left unacknowledged.
 #[tokio::test(flavor = "multi_thread")]
 async fn batched_acks_never_cover_an_unfinished_delivery() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis]) {
+        return;
+    }
     let q = common::queue("acks");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut o = opts(&q);
@@ -608,6 +652,9 @@ async fn batched_acks_never_cover_an_unfinished_delivery() {
 /// when a worker takes it); with workers online, each one that received it answers.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_revoke_says_who_received_it() {
+    if !common::have(&[Need::Rabbitmq, Need::Management, Need::Redis]) {
+        return;
+    }
     use mqlab::tui::update::revoke_told;
     let vhost = common::Vhost::new("revoke");
     let broker = vhost.broker();

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::Need;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
@@ -99,6 +101,9 @@ fn burst(n: usize, task: &str, args: Value) -> (Vec<TaskMessage>, Vec<String>) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_mid_burst_loses_nothing_with_late_acks() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis]) {
+        return;
+    }
     let q = common::queue("sigkill");
     let dir = tempfile::tempdir().unwrap();
     let backend = ResultBackend::connect(&common::redis(), 3600).await.unwrap();
@@ -124,6 +129,9 @@ async fn sigkill_mid_burst_loses_nothing_with_late_acks() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_with_early_acks_loses_the_running_tasks_as_celery_does() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis]) {
+        return;
+    }
     let q = common::queue("early");
     let dir = tempfile::tempdir().unwrap();
     let backend = ResultBackend::connect(&common::redis(), 3600).await.unwrap();
@@ -155,6 +163,9 @@ async fn sigkill_with_early_acks_loses_the_running_tasks_as_celery_does() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_restart_mid_burst_all_complete() {
+    if !common::have(&[Need::Programs, Need::Redis]) {
+        return;
+    }
     let programs = find_programs().expect("RabbitMQ and Redis programs (.ci/run installs them)");
     let dir = tempfile::tempdir().unwrap();
     let mut rabbit = Rabbit::start(&programs, &dir.path().join("rabbit"), None, None).await.unwrap();
@@ -185,6 +196,9 @@ async fn broker_restart_mid_burst_all_complete() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_restart_mid_burst_all_results_stored() {
+    if !common::have(&[Need::Programs, Need::Rabbitmq]) {
+        return;
+    }
     let programs = find_programs().expect("RabbitMQ and Redis programs (.ci/run installs them)");
     let dir = tempfile::tempdir().unwrap();
     let mut redis = Redis::start(&programs, &dir.path().join("redis"), None).await.unwrap();
@@ -212,6 +226,9 @@ async fn redis_restart_mid_burst_all_results_stored() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn poison_corpus_leaves_the_worker_running_and_good_tasks_done() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis]) {
+        return;
+    }
     let q = common::queue("poison");
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("w.log");
@@ -290,6 +307,9 @@ async fn poison_corpus_leaves_the_worker_running_and_good_tasks_done() {
 /// each bad one is rejected or FAILURE, and no slot is held.
 #[tokio::test(flavor = "multi_thread")]
 async fn deep_headers_huge_limits_and_wrong_result_keys_stop_nothing() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis]) {
+        return;
+    }
     let q = common::queue("harden");
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("w.log");
@@ -400,6 +420,9 @@ async fn deep_headers_huge_limits_and_wrong_result_keys_stop_nothing() {
 /// The worker waits for Redis at start, as it does for the broker, and works once it is there.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_worker_waits_for_redis_at_start() {
+    if !common::have(&[Need::Programs, Need::Rabbitmq]) {
+        return;
+    }
     let programs = find_programs().expect("RabbitMQ and Redis programs (.ci/run installs them)");
     let dir = tempfile::tempdir().unwrap();
     let port = {
@@ -428,6 +451,9 @@ async fn the_worker_waits_for_redis_at_start() {
 /// clear error, instead of retrying for ever.
 #[test]
 fn a_refused_queue_is_one_clear_error() {
+    if !common::have(&[Need::Rabbitmq]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let out = common::mqlab(dir.path()).args(["worker", "-Q", ""]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -443,6 +469,9 @@ fn a_refused_queue_is_one_clear_error() {
 /// result is stored and its message acknowledged.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redis_that_wants_a_password_is_named_not_waited_for() {
+    if !common::have(&[Need::Programs, Need::Rabbitmq]) {
+        return;
+    }
     let programs = find_programs().expect("RabbitMQ and Redis programs (.ci/run installs them)");
     let dir = tempfile::tempdir().unwrap();
     let redis = Redis::start(&programs, &dir.path().join("redis"), None).await.unwrap();

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::Need;
+
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -102,6 +104,9 @@ async fn add_through(broker: &str, redis: &str, queue: &str, x: i64) -> (TaskSta
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_celery_task_and_a_ping_go_through_the_forwards_and_survive_a_pod_restart() {
+    if !common::have(&[Need::Rabbitmq, Need::Management, Need::Redis]) {
+        return;
+    }
     let fake = FakeKube::start(Scenario::Healthy);
     // The fake pods' container ports lead to the test broker (RabbitMQ 3 or 4) and Redis.
     let (amqp_real, mgmt_real) = (
@@ -289,6 +294,9 @@ fn cluster_management_stub() -> u16 {
 /// the forward, the machine's own RabbitMQ on 15672 is named as what answers.
 #[test]
 fn mqlab_forward_runs_until_ctrl_c_and_the_checks_follow_its_ports() {
+    if !common::have(&[Need::Rabbitmq, Need::Management]) {
+        return;
+    }
     use std::io::BufRead;
     let fake = FakeKube::start(Scenario::Healthy);
     let stub = cluster_management_stub();
@@ -408,6 +416,9 @@ fn upstream_to_real_services(fake: &FakeKube) {
 /// cut, and each close is counted with who closed it.
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_connections_through_a_forward_outlive_every_timeout() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis]) {
+        return;
+    }
     let fake = FakeKube::start(Scenario::Healthy);
     upstream_to_real_services(&fake);
     let dir = tempfile::tempdir().unwrap();
@@ -430,13 +441,9 @@ async fn idle_connections_through_a_forward_outlive_every_timeout() {
     assert_eq!(pong, "PONG");
     let q = common::queue("idle-forward");
     let ch = conn.create_channel().await.expect("the idle AMQP connection still works");
-    ch.queue_declare(
-        q.as_str().into(),
-        lapin::options::QueueDeclareOptions { auto_delete: true, ..Default::default() },
-        Default::default(),
-    )
-    .await
-    .expect("a declare on the idle AMQP connection");
+    ch.queue_declare(q.as_str().into(), lapin::options::QueueDeclareOptions { exclusive: true, ..Default::default() }, Default::default())
+        .await
+        .expect("a declare on the idle AMQP connection");
     for name in ["AMQP", "Redis"] {
         let c = &fw.forward(name).counters;
         assert_eq!(c.cut.load(Ordering::Relaxed), 0, "{name}: a connection was cut");
@@ -458,9 +465,7 @@ async fn idle_connections_through_a_forward_outlive_every_timeout() {
 /// nothing to do, loses its broker connection not once, and then runs a task sent through them.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_python_celery_worker_stays_connected_through_the_forwards_for_two_minutes() {
-    let venv = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/celery");
-    if !venv.exists() && std::env::var_os("MQLAB_TEST_VENV").is_none() {
-        println!("skipped: no Python venv with Celery at .venv (.ci/run makes it)");
+    if !common::have(&[Need::Rabbitmq, Need::Redis, Need::Venv]) {
         return;
     }
     let fake = FakeKube::start(Scenario::Healthy);
@@ -507,6 +512,9 @@ async fn a_python_celery_worker_stays_connected_through_the_forwards_for_two_min
 /// record alone; the record is live while that one holds the lock, and gone with it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_forwarder_defers_to_the_first_and_leaves_its_record() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis]) {
+        return;
+    }
     let fake = FakeKube::start(Scenario::Healthy);
     upstream_to_real_services(&fake);
     let dir = tempfile::tempdir().unwrap();

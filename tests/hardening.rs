@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::Need;
+
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -135,6 +137,9 @@ fn one_line_each(log: &Path) {
 /// within a second of Redis taking them again.
 #[tokio::test(flavor = "multi_thread")]
 async fn noauth_for_five_seconds_loses_no_result() {
+    if !common::have(&[Need::Programs, Need::Rabbitmq, Need::Rabbitmqctl]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let redis = own_redis(dir.path()).await;
     let url = redis.0.url();
@@ -183,6 +188,9 @@ async fn noauth_for_five_seconds_loses_no_result() {
 /// no new task starts, nothing is acknowledged, and once Redis has room all 2,000 are stored.
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_out_of_memory_pauses_intake_and_loses_nothing() {
+    if !common::have(&[Need::Programs, Need::Rabbitmq, Need::Rabbitmqctl]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let redis = own_redis(dir.path()).await;
     let url = redis.0.url();
@@ -230,6 +238,9 @@ async fn redis_out_of_memory_pauses_intake_and_loses_nothing() {
 /// tasks around it are stored as usual.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_result_refused_for_good_is_a_failure_with_the_reason() {
+    if !common::have(&[Need::Programs, Need::Rabbitmq, Need::Rabbitmqctl]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let redis = own_redis(dir.path()).await;
     let url = redis.0.url();
@@ -314,6 +325,9 @@ async fn control(broker: &str, node: &str, method: &str, arguments: Value) -> Va
 /// run. Among them the rate that used to poison the worker (`1e-300/s`), then undone.
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_control_arguments_poison_nothing() {
+    if !common::have(&[Need::Rabbitmq, Need::Management, Need::Redis]) {
+        return;
+    }
     let vhost = common::Vhost::new("hostilectl");
     let broker = vhost.broker();
     let dir = tempfile::tempdir().unwrap();
@@ -401,6 +415,9 @@ fn peak_rss_mib(pid: u32) -> f64 {
 /// the good tasks around them are done at once. A 4,300-digit integer (Python's limit) passes.
 #[tokio::test(flavor = "multi_thread")]
 async fn small_messages_cannot_cost_gigabytes() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis]) {
+        return;
+    }
     use std::io::Write;
     let q = common::queue("bombs");
     let dir = tempfile::tempdir().unwrap();

@@ -4,12 +4,17 @@
 
 mod common;
 
+use common::Need;
+
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn python_client_uses_the_mqlab_worker() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis, Need::Venv]) {
+        return;
+    }
     let q = common::queue("py2rs");
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("worker.log");
@@ -52,6 +57,9 @@ async fn python_client_uses_the_mqlab_worker() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mqlab_submit_uses_a_python_celery_worker() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis, Need::Venv]) {
+        return;
+    }
     let q = common::queue("rs2py");
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("celery.log");

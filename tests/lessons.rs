@@ -114,7 +114,10 @@ fn passing_checks_tick_the_checklist_and_ticks_are_kept() {
     let newly = p.record_checks(&[result("results.learner", Status::Pass)], &course, Track::K3s);
     assert_eq!(newly, ["delay"]);
     let newly = p.record_checks(&[result("celery.py_worker", Status::Pass)], &course, Track::K3s);
-    assert_eq!(newly, ["celery_app", "worker"]);
+    assert_eq!(newly, ["worker"]);
+    // The app is the learner's once their worker registers its tasks.
+    let newly = p.record_checks(&[result("celery.py_tasks", Status::Pass)], &course, Track::K3s);
+    assert_eq!(newly, ["celery_app"]);
     assert_eq!(p.checklist["worker"].evidence.as_deref().map(|e| e.contains("celery.py_worker detail")), Some(true));
     // A later failure does not untick, and the evidence stays the passing one.
     p.record_checks(&[result("results.learner", Status::Fail)], &course, Track::K3s);
@@ -197,7 +200,9 @@ fn export_has_what_was_done_and_no_secret() {
         "1. ",
         "[tasks] Sent 20 × tasks.hello('World'): 20 SUCCESS",
         "[recovery] Worker killed with 20 tasks queued",
-        "## Questions Answered",
+        "## Questions",
+        "_Not answered yet: write your answers in your notes for Step 10",
+        "### Model answers",
         "**Q: What happens if a worker crashes during task execution?**",
         "### Step 7: Watch the message flow",
         "Killing the worker left 20 messages Ready.",
@@ -207,6 +212,12 @@ fn export_has_what_was_done_and_no_secret() {
         assert!(md.contains(needle), "missing {needle:?} in:\n{md}");
     }
     assert!(!md.contains("S3cretPass") && !md.contains("RedisPw99"), "{md}");
+    // The learner's own answers (their notes of Step 10) come before the model answers.
+    p.set_note(10, "A crash requeues what the worker had not acknowledged.");
+    let md = export::render(&p, &course, &cfg);
+    let (mine, model) = (md.find("### My answers").expect("my answers"), md.find("### Model answers").expect("model answers"));
+    assert!(mine < model && md[mine..model].contains("A crash requeues what the worker had not acknowledged."), "{md}");
+    assert!(!md.contains("### Step 10:"), "Step 10's notes are the answers, not repeated as notes: {md}");
 }
 
 fn run_cli(dir: &std::path::Path, kubeconfig: &std::path::Path, args: &[&str]) -> (i32, String, String) {

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::Need;
+
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
@@ -47,6 +49,9 @@ fn assert_revoke_outcomes(who: &str, v: &Value) {
 
 #[test]
 fn revoke_every_form_on_both_workers() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis, Need::Venv]) {
+        return;
+    }
     let (python, mqlab) = on_both_workers("revoke", "revoke.py", &|_, node| vec![node.to_string()]);
     assert_revoke_outcomes("Python Celery", &python);
     assert_revoke_outcomes("mqlab", &mqlab);
@@ -112,6 +117,9 @@ fn run_script_env(script: &str, q: &str, args: &[&str], env: &[(&str, &str)]) ->
 /// the same outcomes on both workers.
 #[test]
 fn compressed_messages_on_both_workers() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis, Need::Venv]) {
+        return;
+    }
     let (python, mqlab) = on_both_workers("zip", "compressed.py", &|_, _| vec![]);
     for m in ["zlib", "gzip", "bzip2", "lzma", "brotli", "zstd"] {
         assert_eq!(python[m], serde_json::json!({"result": 42, "state": "SUCCESS"}), "Python Celery, {m}: {python}");
@@ -123,6 +131,9 @@ fn compressed_messages_on_both_workers() {
 /// bytes) go through each worker and come back as the same Python objects.
 #[test]
 fn big_ints_and_kombu_types_on_both_workers() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis, Need::Venv]) {
+        return;
+    }
     let (python, mqlab) = on_both_workers("types", "pytypes.py", &|_, _| vec![]);
     let expect = |name: &str, ty: &str, repr: &str| {
         let want = serde_json::json!({"state": "SUCCESS", "type": ty, "repr": repr});
@@ -150,6 +161,9 @@ fn big_ints_and_kombu_types_on_both_workers() {
 /// `-Q a,b` consumes both queues, on both workers.
 #[test]
 fn comma_separated_queues_on_both_workers() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis, Need::Venv]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (common::queue("qa"), common::queue("qb"));
     let both = format!("{a},{b}");
@@ -169,6 +183,9 @@ fn comma_separated_queues_on_both_workers() {
 /// and the broker hands out the waiting messages by priority.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_existing_priority_queue_is_consumed_in_priority_order() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis, Need::Rabbitmqctl]) {
+        return;
+    }
     use lapin::options::QueueDeclareOptions;
     use lapin::types::{AMQPValue, FieldTable};
     let q = common::queue("prio");
@@ -232,6 +249,9 @@ fn queue_arguments(q: &str) -> Value {
 /// priority 9 task queued last runs first, and `inspect` reports the arguments alike.
 #[test]
 fn configured_priority_queues_on_both_workers() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis, Need::Venv]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let env = [("MQLAB_TEST_MAX_PRIORITY", "10")];
     let run = |who: &str, q: &str, start: &dyn Fn(&str) -> common::Proc| {
@@ -282,6 +302,9 @@ fn configured_priority_queues_on_both_workers() {
 /// stop hands a waiting task back to the queue at once.
 #[test]
 fn eta_tasks_and_inspect_on_both_workers() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis, Need::Venv]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let q = common::queue("eta-py");
     let node = format!("pye-{}@{}", &q[q.len() - 8..], mqlab::celery::protocol::hostname());
@@ -315,6 +338,9 @@ fn eta_tasks_and_inspect_on_both_workers() {
 /// same on Python Celery with RabbitMQ 3 (global QoS), while on RabbitMQ 4 Celery's add waits.
 #[test]
 fn waiting_eta_tasks_do_not_hold_back_the_others_on_both_workers() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis, Need::Venv]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let q = common::queue("etapf-py");
     let node = format!("pyp-{}@{}", &q[q.len() - 8..], mqlab::celery::protocol::hostname());
@@ -350,6 +376,9 @@ fn waiting_eta_tasks_do_not_hold_back_the_others_on_both_workers() {
 /// resized, a queue added and cancelled).
 #[test]
 fn remote_control_commands_on_both_workers() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis, Need::Venv]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let mut results: Vec<serde_json::Value> = vec![];
     for who in ["py", "mq"] {
@@ -389,6 +418,9 @@ fn remote_control_commands_on_both_workers() {
 /// gets the header's results in order; a failing header task fails the body with ChordError.
 #[test]
 fn chords_across_both_workers() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis, Need::Venv]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let expected = serde_json::json!({"results": [0, 2, 4],
         "failed_header": {"raised": true, "body_state": "FAILURE", "body_error": "ChordError", "says": true}});
@@ -437,6 +469,9 @@ fn chords_across_both_workers() {
 /// `.get()` raises TaskRevokedError, the body is never sent and stays PENDING).
 #[test]
 fn a_chord_with_a_revoked_header_task_on_both_workers() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis, Need::Venv]) {
+        return;
+    }
     let expected = serde_json::json!({"raised": "TaskRevokedError", "body": "PENDING", "header": ["SUCCESS", "REVOKED"]});
     let (python, mqlab) = on_both_workers("chordrev", "chord_revoked.py", &|q, _| vec![q.to_string()]);
     assert_eq!(python, expected, "Python Celery");
@@ -448,6 +483,9 @@ fn a_chord_with_a_revoked_header_task_on_both_workers() {
 /// group member, keys in Celery's order.
 #[test]
 fn stored_results_of_linked_tasks_match_celery() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis, Need::Venv]) {
+        return;
+    }
     let (python, mqlab) = on_both_workers("links", "links.py", &|_, _| vec![]);
     println!("linked results, Python Celery: {python}\nmqlab: {mqlab}");
     assert_eq!(python["linked"]["meta"]["children"], serde_json::json!([[["<callback>", null], null]]), "{python}");
@@ -459,6 +497,9 @@ fn stored_results_of_linked_tasks_match_celery() {
 /// args, kwargs, worker, retries, queue, in Celery's key order).
 #[test]
 fn result_extended_on_both_workers() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis, Need::Venv]) {
+        return;
+    }
     let (python, mqlab) = on_both_workers_with(
         "ext",
         "extended.py",
@@ -476,6 +517,9 @@ fn result_extended_on_both_workers() {
 /// is FAILURE too: the same on both workers.
 #[test]
 fn errbacks_and_failed_chains_on_both_workers() {
+    if !common::have(&[Need::Rabbitmq, Need::Redis, Need::Venv]) {
+        return;
+    }
     let (python, mqlab) = on_both_workers("eb", "canvas_failure.py", &|_, _| vec![]);
     assert_eq!(
         python,

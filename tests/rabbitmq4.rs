@@ -36,10 +36,13 @@ mod forward;
 mod denied_features {
     //! The chroot's broker really denies what RabbitMQ 4.3 denies, so the tests above prove
     //! something: a transient non-exclusive queue is refused there.
-    use crate::common;
+    use crate::common::{self, Need};
 
     #[tokio::test]
     async fn transient_non_exclusive_queues_are_refused() {
+        if !common::have(&[Need::Rabbitmq]) {
+            return;
+        }
         assert!(common::on_rabbitmq4());
         let conn = lapin::Connection::connect(&common::broker(), Default::default()).await.unwrap();
         let ch = conn.create_channel().await.unwrap();

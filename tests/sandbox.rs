@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::Need;
+
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -28,6 +30,9 @@ fn port_open(port: u16) -> bool {
 
 #[test]
 fn sandbox_runs_the_local_track_to_a_passing_step_6_and_stops_cleanly() {
+    if !common::have(&[Need::Programs, Need::Venv]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
     let out = sandbox_cmd(data).args(["sandbox", "up", "--json"]).output().unwrap();
@@ -137,7 +142,9 @@ fn missing_programs_say_how_to_install_and_start_nothing() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Redis (redis-server) is not installed"), "{err}");
-    assert!(err.contains("sudo apt install rabbitmq-server redis-server") && err.contains("brew install rabbitmq redis"), "{err}");
+    assert!(err.contains("sudo apt install redis-server") && err.contains("brew install redis"), "{err}");
+    assert!(!err.contains("rabbitmq-server") && !err.contains("brew install rabbitmq"), "only what is missing: {err}");
+    assert!(err.contains("MQLAB_REDIS_SERVER names /nonexistent/redis-server, which is not a file"), "{err}");
     assert!(Sandbox::load(dir.path()).is_none());
     assert!(!dir.path().join("sandbox").exists(), "nothing half-started");
     let out = sandbox_cmd(dir.path())
@@ -146,18 +153,46 @@ fn missing_programs_say_how_to_install_and_start_nothing() {
         .args(["sandbox", "up"])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("RabbitMQ (rabbitmq-server) and Redis (redis-server) are not installed"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("RabbitMQ (rabbitmq-server) and Redis (redis-server) are not installed"), "{err}");
+    assert!(err.contains("sudo apt install rabbitmq-server redis-server") && err.contains("brew install rabbitmq redis"), "{err}");
+    // No redis-server on PATH: the message names every place looked in, Homebrew's prefixes
+    // (HOMEBREW_PREFIX, Apple Silicon's, Intel's) included.
+    let brewed = ["/opt/homebrew", "/usr/local"].iter().any(|p| std::path::Path::new(p).join("bin/redis-server").exists());
+    if !brewed {
+        let out = sandbox_cmd(dir.path())
+            .env("PATH", dir.path())
+            .env("HOMEBREW_PREFIX", dir.path().join("brew"))
+            .env("MQLAB_RABBITMQ_SERVER", "/nonexistent")
+            .args(["sandbox", "up"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        let looked = err.split("no redis-server in ").nth(1).unwrap_or_else(|| panic!("{err}"));
+        for place in ["brew/sbin", "brew/bin", "brew/opt/redis/sbin", "brew/opt/redis/bin"] {
+            assert!(looked.contains(&dir.path().join(place).display().to_string()), "{place}: {looked}");
+        }
+        for place in ["/opt/homebrew/sbin", "/opt/homebrew/bin", "/usr/local/bin", "/usr/local/opt/redis/bin"] {
+            assert!(looked.contains(place), "{place}: {looked}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crashed_instance_is_detected_and_up_mends_it() {
+    if !common::have(&[Need::Programs]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let (sb, started) = Sandbox::up(dir.path(), |_| {}).await.unwrap();
     assert!(started);
     sb.redis.kill();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    unsafe {
-        libc::waitpid(sb.redis.pid as i32, std::ptr::null_mut(), libc::WNOHANG);
+    // Gone (and reaped: it is this process's child).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mqlab::process::alive(sb.redis.pid) {
+        assert!(Instant::now() < deadline, "Redis outlived SIGKILL");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let h = sb.health().await;
     assert_eq!(h.redis, Part::Crashed);
@@ -198,12 +233,15 @@ fn a_stale_record_touches_no_other_process() {
     let _ = bystander.kill();
     let _ = bystander.wait();
     // pid 1 and 0 are never ours, whatever a record says.
-    assert!(!mqlab::sandbox::is_ours(1, mqlab::sandbox::proc_start_time(1), std::path::Path::new("/")));
+    assert!(!mqlab::sandbox::is_ours(1, mqlab::process::start_time(1), std::path::Path::new("/")));
     assert!(!mqlab::sandbox::is_ours(0, Some(0), std::path::Path::new("/")));
 }
 
 #[test]
 fn a_failed_start_leaves_nothing_running() {
+    if !common::have(&[Need::Programs]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     // A "rabbitmq-server" that dies at once: Redis (started first) must be stopped again.
     let fake = dir.path().join("rabbitmq-server");

@@ -36,11 +36,21 @@ pub async fn declare(ch: &Channel) -> lapin::Result<()> {
     .await
 }
 
+/// The 1, 5 and 15 minute load averages, two decimals (zeros where unknown): /proc on Linux,
+/// sysinfo elsewhere (macOS).
 pub fn loadavg() -> Vec<f64> {
-    std::fs::read_to_string("/proc/loadavg")
+    let round = |x: f64| (x * 100.0).round() / 100.0;
+    #[cfg(target_os = "linux")]
+    let l = std::fs::read_to_string("/proc/loadavg")
         .ok()
-        .map(|s| s.split_whitespace().take(3).filter_map(|x| x.parse::<f64>().ok()).map(|x| (x * 100.0).round() / 100.0).collect())
-        .unwrap_or_else(|| vec![0.0, 0.0, 0.0])
+        .map(|s| s.split_whitespace().take(3).filter_map(|x| x.parse::<f64>().ok()).map(round).collect())
+        .unwrap_or_else(|| vec![0.0, 0.0, 0.0]);
+    #[cfg(not(target_os = "linux"))]
+    let l = {
+        let l = sysinfo::System::load_average();
+        vec![round(l.one), round(l.five), round(l.fifteen)]
+    };
+    l
 }
 
 /// Sends events for one worker.

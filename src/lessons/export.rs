@@ -136,17 +136,37 @@ pub fn render(progress: &Progress, course: &Course, cfg: &Config) -> String {
         let _ = writeln!(md);
     }
 
-    let _ = writeln!(md, "## Questions Answered\n");
-    for lesson in &course.lessons {
+    // The learner's own answers (their notes of the step that asks) come first; the model
+    // answers after them, said to be such.
+    for lesson in course.lessons.iter().filter(|l| !l.questions.is_empty()) {
+        let _ = writeln!(md, "## Questions\n");
+        for q in &lesson.questions {
+            let _ = writeln!(md, "- {}", q.q);
+        }
+        let _ = writeln!(md);
+        match progress.notes.get(&lesson.step) {
+            Some(mine) => {
+                let _ = writeln!(md, "### My answers\n\n{}\n", mine.trim());
+            }
+            None => {
+                let _ = writeln!(
+                    md,
+                    "_Not answered yet: write your answers in your notes for Step {} (`n` in the app) and export again._\n",
+                    lesson.step
+                );
+            }
+        }
+        let _ = writeln!(md, "### Model answers\n");
         for q in &lesson.questions {
             let _ = writeln!(md, "**Q: {}**\nA: {}\n", q.q, q.a);
         }
     }
 
-    if !progress.notes.is_empty() {
+    let asked: Vec<u32> = course.lessons.iter().filter(|l| !l.questions.is_empty()).map(|l| l.step).collect();
+    if progress.notes.keys().any(|s| !asked.contains(s)) {
         let _ = writeln!(md, "## My Notes\n");
-        for (step, text) in &progress.notes {
-            let title = course.lesson(*step).map(|l| l.title.as_str()).unwrap_or("");
+        for (step, text) in progress.notes.iter().filter(|(s, _)| !asked.contains(s)) {
+            let title = course.lesson(*step).map(|l| l.title_for(track)).unwrap_or("");
             let _ = writeln!(md, "### Step {step}: {title}\n\n{}\n", text.trim());
         }
     }

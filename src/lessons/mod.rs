@@ -113,6 +113,9 @@ pub struct Question {
 struct FrontMatter {
     step: u32,
     title: String,
+    /// The title on the local track, where the cluster's words do not fit.
+    #[serde(default)]
+    title_local: Option<String>,
     summary: String,
     #[serde(default)]
     checks: TrackChecks,
@@ -132,6 +135,8 @@ pub struct Lesson {
     pub step: u32,
     pub file: String,
     pub title: String,
+    /// The title on the local track, when it differs (`title_for`).
+    pub title_local: Option<String>,
     pub summary: String,
     pub checks: TrackChecks,
     pub checklist: Vec<ChecklistItem>,
@@ -152,6 +157,7 @@ impl Lesson {
             step: fm.step,
             file: file.to_string(),
             title: fm.title,
+            title_local: fm.title_local,
             summary: fm.summary,
             checks: fm.checks,
             checklist: fm.checklist,
@@ -160,6 +166,14 @@ impl Lesson {
             experiments: fm.experiments,
             body: rest[end + 5..].to_string(),
         })
+    }
+
+    /// The title as the learner's track says it.
+    pub fn title_for(&self, track: Track) -> &str {
+        match (track, &self.title_local) {
+            (Track::Local, Some(t)) => t,
+            _ => &self.title,
+        }
     }
 
     pub fn checks(&self, track: Track) -> &[String] {

@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
+use crate::process::{Signal, signal_group};
 
 /// How a command run from the app ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -71,7 +72,7 @@ pub async fn run(
             return ShellDone { code: None, secs: started.elapsed().as_secs_f64(), cancelled: false };
         }
     };
-    let pgid = child.id().map(|p| p as i32);
+    let pgid = child.id();
     // Dropped before the command ends (the app quit): its whole group goes with it.
     let mut guard = GroupGuard(pgid);
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
@@ -116,13 +117,13 @@ pub async fn run(
         _ = async { if cancel.await.is_err() { std::future::pending::<()>().await } } => {
             cancelled = true;
             if let Some(g) = pgid {
-                signal_group(g, libc::SIGTERM);
+                signal_group(g, Signal::TERM);
             }
             match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
                 Ok(st) => st.ok(),
                 Err(_) => {
                     if let Some(g) = pgid {
-                        signal_group(g, libc::SIGKILL);
+                        signal_group(g, Signal::KILL);
                     }
                     child.wait().await.ok()
                 }
@@ -133,21 +134,13 @@ pub async fn run(
     ShellDone { code: status.and_then(|s| s.code()), secs: started.elapsed().as_secs_f64(), cancelled }
 }
 
-struct GroupGuard(Option<i32>);
+/// Kills the command's process group when dropped, unless disarmed (`.0 = None`) after it ended.
+struct GroupGuard(Option<u32>);
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         if let Some(g) = self.0 {
-            signal_group(g, libc::SIGKILL);
-        }
-    }
-}
-
-fn signal_group(pgid: i32, sig: i32) {
-    if pgid > 1 {
-        // SAFETY: kill(2) on the process group this function's caller created for the command.
-        unsafe {
-            libc::kill(-pgid, sig);
+            signal_group(g, Signal::KILL);
         }
     }
 }

@@ -16,6 +16,79 @@ pub const SENT_LOG_KEY: &str = "mqlab:sent-task-ids";
 /// At most this many result keys are read.
 const MAX_KEYS: usize = 20_000;
 
+/// The Python Celery workers on the broker (their heartbeats say `py-celery`), by hostname, with
+/// their Celery version, seen within 4.5 s; None when the broker cannot be listened to.
+async fn python_workers(p: &Probes) -> Option<Vec<(String, String)>> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let url = p.cfg.broker_url.clone();
+    let monitor = tokio::spawn(async move { crate::celery::events::monitor(&url, tx).await });
+    let mut found: Vec<(String, String)> = vec![];
+    let _ = tokio::time::timeout(Duration::from_millis(4500), async {
+        while let Some(ev) = rx.recv().await {
+            if matches!(ev.kind.as_str(), "worker-heartbeat" | "worker-online")
+                && ev.str("sw_ident") == Some("py-celery")
+                && !found.iter().any(|(h, _)| *h == ev.hostname)
+            {
+                found.push((ev.hostname.clone(), ev.str("sw_ver").unwrap_or("").to_string()));
+                return;
+            }
+        }
+    })
+    .await;
+    let ended = monitor.is_finished() && found.is_empty();
+    monitor.abort();
+    (!ended).then_some(found)
+}
+
+/// The learner's own Celery app, running: their Python worker registers the tasks the lessons call
+/// by name (asked over remote control, as `celery inspect registered` does).
+pub async fn py_tasks(p: &Probes) -> Outcome {
+    let Some(workers) = python_workers(p).await else {
+        return Outcome::fail("cannot listen for worker heartbeats: the broker does not answer", "see amqp.login");
+    };
+    if workers.is_empty() {
+        return Outcome::fail(
+            "no Python Celery worker is on the broker (no heartbeat in 4.5 s)",
+            "start yours in the project folder: `celery -A celery_app worker --loglevel=info`",
+        );
+    }
+    let client = match crate::celery::client::Client::connect(&p.cfg.broker_url, None, &p.cfg.queue, p.cfg.result_expires).await {
+        Ok(c) => c,
+        Err(e) => return Outcome::fail(format!("{e:#}"), "see amqp.login"),
+    };
+    let replies = client.broadcast_gather("registered", serde_json::json!({"taskinfoitems": []}), Duration::from_secs(1)).await;
+    client.close().await;
+    let replies = match replies {
+        Ok(r) => r,
+        Err(e) => return Outcome::fail(format!("{e:#}"), "see amqp.login"),
+    };
+    let mut said = vec![];
+    for (host, _) in &workers {
+        let Some((_, reply)) = replies.iter().find(|(h, _)| h == host) else {
+            said.push(format!("{host} did not answer"));
+            continue;
+        };
+        let names: Vec<&str> = reply
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).filter_map(|t| t.split_whitespace().next()).collect())
+            .unwrap_or_default();
+        let missing: Vec<&str> = ["tasks.hello", "tasks.add"].into_iter().filter(|t| !names.contains(t)).collect();
+        if missing.is_empty() {
+            let extra = if names.contains(&"tasks.divide") { ", tasks.divide" } else { "" };
+            return Outcome::pass(format!("your worker {host} registers tasks.hello, tasks.add{extra} (asked over remote control)"));
+        }
+        said.push(format!(
+            "{host} registers {} but not {}",
+            if names.is_empty() { "nothing".to_string() } else { names.join(", ") },
+            missing.join(", ")
+        ));
+    }
+    Outcome::fail(
+        said.join("; "),
+        "start the worker from your project folder, where celery_app.py defines the tasks: `celery -A celery_app worker --loglevel=info` (a worker started elsewhere, or with another -A, lacks them)",
+    )
+}
+
 /// A Python Celery worker's heartbeat on the broker.
 pub async fn py_worker(p: &Probes) -> Outcome {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

@@ -5,6 +5,7 @@
 pub mod identity;
 pub mod kube;
 pub mod learner;
+pub mod mgmt;
 pub mod preflight;
 pub mod rabbit;
 pub mod redis;
@@ -118,6 +119,12 @@ pub const CHECKS: &[CheckInfo] = &[
     CheckInfo { id: "preflight.memory", title: "The cluster's VM has 4 GB of memory or more", group: Group::Kube, timeout: T5 },
     CheckInfo { id: "preflight.ports", title: "Who holds the lessons' ports", group: Group::Broker, timeout: Duration::from_secs(10) },
     CheckInfo { id: "preflight.celery", title: "Celery 5.7 in your project's venv", group: Group::Tasks, timeout: Duration::from_secs(12) },
+    CheckInfo {
+        id: "celery.py_tasks",
+        title: "Your Python worker registers tasks.hello and tasks.add",
+        group: Group::Tasks,
+        timeout: Duration::from_secs(10),
+    },
     CheckInfo { id: "project.celery_app", title: "Your celery_app.py defines tasks.hello and tasks.add", group: Group::Tasks, timeout: T5 },
     CheckInfo {
         id: "tasks.roundtrip",
@@ -199,7 +206,7 @@ impl Probes {
         use identity::Service::{Amqp, Redis};
         let needs: &[identity::Service] = match id {
             "tasks.roundtrip" | "tasks.failure" => &[Amqp, Redis],
-            "celery.py_worker" => &[Amqp],
+            "celery.py_worker" | "celery.py_tasks" => &[Amqp],
             "results.learner" | "results.learner_failure" => &[Redis],
             _ => &[],
         };
@@ -225,6 +232,7 @@ impl Probes {
             "tasks.failure" => tasks::failure(self).await,
             "celery.py_worker" => learner::py_worker(self).await,
             "project.celery_app" => learner::project_app(self),
+            "celery.py_tasks" => learner::py_tasks(self).await,
             "preflight.python" => preflight::python(self).await,
             "preflight.tools" => preflight::tools(self).await,
             "preflight.memory" => preflight::memory(self).await,

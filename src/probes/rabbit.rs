@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use rabbitmq_http_client::api::Client as MgmtClient;
-use rabbitmq_http_client::error::Error as MgmtError;
+use super::mgmt::{Mgmt, MgmtError, segment};
 
 use super::{Outcome, Probes, error_chain, host_port};
 use crate::celery::broker::{self, ConnectError};
@@ -25,22 +24,8 @@ pub fn vhost_of(broker_url: &str) -> String {
 }
 
 /// A management API client with short timeouts.
-pub fn management_client(p: &Probes) -> MgmtClient<String, String, String> {
-    let (base, user, pass) = p.cfg.management_login();
-    let http = {
-        crate::tls::ensure_provider();
-        reqwest::Client::builder()
-    }
-    .connect_timeout(Duration::from_secs(2))
-    .timeout(Duration::from_secs(4))
-    .build()
-    .expect("reqwest client builds");
-    rabbitmq_http_client::api::ClientBuilder::new()
-        .with_endpoint(format!("{base}/api"))
-        .with_basic_auth_credentials(user, pass)
-        .with_client(http)
-        .build()
-        .expect("valid endpoint")
+pub fn management_client(p: &Probes) -> Mgmt {
+    Mgmt::new(&p.cfg, Duration::from_secs(4))
 }
 
 fn port_forward_hint(p: &Probes, port: u16) -> String {
@@ -60,10 +45,10 @@ fn port_forward_hint(p: &Probes, port: u16) -> String {
     }
 }
 
-fn mgmt_failure(p: &Probes, e: &rabbitmq_http_client::error::HttpClientError) -> Outcome {
+fn mgmt_failure(p: &Probes, e: &MgmtError) -> Outcome {
     let (base, user, _) = p.cfg.management_login();
     match e {
-        MgmtError::ClientErrorResponse { status_code, .. } if status_code.as_u16() == 401 => Outcome::fail(
+        MgmtError::Status(401) => Outcome::fail(
             format!("login refused (401) for user {user:?} at {base}"),
             match p.track() {
                 Track::K3s => {
@@ -74,12 +59,10 @@ fn mgmt_failure(p: &Probes, e: &rabbitmq_http_client::error::HttpClientError) ->
                 }
             },
         ),
-        MgmtError::ClientErrorResponse { status_code, .. } => {
-            Outcome::fail(format!("{base} answered {status_code}"), "is this the RabbitMQ management port (15672)?")
+        MgmtError::Status(code) if *code < 500 => {
+            Outcome::fail(format!("{base} answered HTTP {code}"), "is this the RabbitMQ management port (15672)?")
         }
-        MgmtError::ServerErrorResponse { status_code, .. } => {
-            Outcome::fail(format!("{base} answered {status_code}"), "RabbitMQ is unhealthy: look at its log")
-        }
+        MgmtError::Status(code) => Outcome::fail(format!("{base} answered HTTP {code}"), "RabbitMQ is unhealthy: look at its log"),
         other => {
             let (_, port) = host_port(&base, 15672);
             Outcome::fail(format!("cannot reach the management API at {base}: {}", error_chain(other)), port_forward_hint(p, port))
@@ -161,11 +144,11 @@ pub async fn amqp_login(p: &Probes) -> Outcome {
 
 pub async fn mgmt_login(p: &Probes) -> Outcome {
     let c = management_client(p);
-    let me = match c.current_user().await {
+    let me = match c.get("/api/whoami").await {
         Ok(me) => me,
         Err(e) => return mgmt_failure(p, &e),
     };
-    let user = me.name.to_string();
+    let user = me.get("name").and_then(|n| n.as_str()).unwrap_or("?").to_string();
     let (base, _, _) = p.cfg.management_login();
     let mut o = Outcome::pass(format!("logged in to {base} as {user}"));
     // The overview names the versions; older brokers may lack fields the client expects, so this
@@ -205,16 +188,8 @@ pub fn is_cluster_node(node: &str) -> bool {
 }
 
 /// `GET /api/overview` as JSON.
-pub async fn raw_overview(p: &Probes) -> anyhow::Result<serde_json::Value> {
-    let (base, user, pass) = p.cfg.management_login();
-    let http = {
-        crate::tls::ensure_provider();
-        reqwest::Client::builder()
-    }
-    .timeout(Duration::from_secs(4))
-    .build()?;
-    let r = http.get(format!("{base}/api/overview")).basic_auth(user, Some(pass)).send().await?.error_for_status()?;
-    Ok(r.json().await?)
+pub async fn raw_overview(p: &Probes) -> Result<serde_json::Value, MgmtError> {
+    management_client(p).get("/api/overview").await
 }
 
 pub async fn mgmt_exchanges(p: &Probes) -> Outcome {
@@ -223,18 +198,29 @@ pub async fn mgmt_exchanges(p: &Probes) -> Outcome {
     }
     let c = management_client(p);
     let vhost = vhost_of(&p.cfg.broker_url);
-    let list = match c.list_exchanges_in(&vhost).await {
-        Ok(l) => l,
+    let list = match c.get(&format!("/api/exchanges/{}?columns=name,type", segment(&vhost))).await {
+        Ok(serde_json::Value::Array(l)) => l,
+        Ok(other) => {
+            return mgmt_failure(
+                p,
+                &MgmtError::BadAnswer(format!("exchanges: {}", other.to_string().chars().take(80).collect::<String>())),
+            );
+        }
         Err(e) => return mgmt_failure(p, &e),
     };
+    let field = |x: &serde_json::Value, k: &str| x.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
     let want = [("amq.direct", "direct"), ("amq.fanout", "fanout"), ("amq.topic", "topic")];
     let missing: Vec<String> = want
         .iter()
-        .filter(|(n, t)| !list.iter().any(|x| x.name == *n && x.exchange_type == *t))
+        .filter(|(n, t)| !list.iter().any(|x| field(x, "name") == *n && field(x, "type") == *t))
         .map(|(n, t)| format!("{n} ({t})"))
         .collect();
     if missing.is_empty() {
-        let bindings = c.list_bindings_in(&vhost).await.ok().map(|b| b.iter().filter(|b| b.source == "amq.direct").count());
+        let bindings = c
+            .get(&format!("/api/exchanges/{}/amq.direct/bindings/source", segment(&vhost)))
+            .await
+            .ok()
+            .and_then(|b| b.as_array().map(Vec::len));
         let note = match bindings {
             Some(0) => "; amq.direct has no bindings yet (Celery publishes through the default exchange)",
             _ => "",

@@ -554,8 +554,32 @@ async fn results_monitor(c: Config, tx: mpsc::UnboundedSender<Event>) {
 }
 
 async fn input(tx: mpsc::UnboundedSender<Event>) {
-    let mut events = EventStream::new();
-    while let Some(Ok(ev)) = events.next().await {
+    forward_input(EventStream::new(), tx).await
+}
+
+/// Passes the terminal's keys, mouse and resizes on. A read error does not end it (the keys that
+/// follow, Ctrl-C and q included, still arrive): it is logged once and reading goes on, after a
+/// short pause so a terminal that keeps failing cannot spin a core.
+async fn forward_input<S>(mut events: S, tx: mpsc::UnboundedSender<Event>)
+where
+    S: futures_util::Stream<Item = std::io::Result<CtEvent>> + Unpin,
+{
+    let mut failing = false;
+    while let Some(ev) = events.next().await {
+        let ev = match ev {
+            Ok(ev) => {
+                failing = false;
+                ev
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!("reading the terminal failed: {e}; reading on");
+                    failing = true;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
         let mapped = match ev {
             CtEvent::Key(k) => Event::Key(k),
             CtEvent::Mouse(m) => Event::Mouse(m),
@@ -565,6 +589,23 @@ async fn input(tx: mpsc::UnboundedSender<Event>) {
         if tx.send(mapped).is_err() {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+    /// A read error from the terminal does not end the input: the q after it still arrives.
+    #[tokio::test]
+    async fn input_goes_on_after_a_read_error() {
+        let q = KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE);
+        let events =
+            futures_util::stream::iter(vec![Err(std::io::Error::other("EIO")), Err(std::io::Error::other("EIO")), Ok(CtEvent::Key(q))]);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        forward_input(events, tx).await;
+        assert!(matches!(rx.recv().await, Some(Event::Key(k)) if k == q));
     }
 }
 
@@ -612,42 +653,26 @@ async fn amqp_depth(c: Config, t: mpsc::UnboundedSender<Event>) {
 
 /// The management API every 5 s: the queue (rates are the broker's 5 s figures) and the overview.
 async fn management(c: Config, t: mpsc::UnboundedSender<Event>) {
-    let (base, user, pass) = c.management_login();
-    let Ok(http) = {
-        crate::tls::ensure_provider();
-        reqwest::Client::builder()
-    }
-    .timeout(Duration::from_secs(3))
-    .build() else {
-        return;
-    };
+    use crate::probes::mgmt::{Mgmt, MgmtError, segment};
+    let api = Mgmt::new(&c, Duration::from_secs(3));
     let vhost = crate::probes::rabbit::vhost_of(&c.broker_url);
-    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20");
-    let queue_url = format!("{base}/api/queues/{}/{}", enc(&vhost), enc(&c.queue));
-    let overview_url = format!("{base}/api/overview");
-    let exchanges_url = format!("{base}/api/exchanges/{}?columns=name,type", enc(&vhost));
+    let queue_path = format!("/api/queues/{}/{}", segment(&vhost), segment(&c.queue));
+    let exchanges_path = format!("/api/exchanges/{}?columns=name,type", segment(&vhost));
     loop {
-        let ev = match http.get(&queue_url).basic_auth(&user, Some(&pass)).send().await {
-            Ok(r) if r.status().as_u16() == 404 => Event::Sample { sample: Default::default(), at: Utc::now() },
-            Ok(r) if r.status().is_success() => match r.json::<Value>().await {
-                Ok(v) => Event::Sample { sample: sample_of(&v), at: Utc::now() },
-                Err(e) => Event::SourceDown { source: Source::Management, error: e.to_string() },
-            },
-            Ok(r) => Event::SourceDown { source: Source::Management, error: format!("HTTP {}", r.status()) },
+        let ev = match api.get(&queue_path).await {
+            Err(MgmtError::Status(404)) => Event::Sample { sample: Default::default(), at: Utc::now() },
+            Ok(v) => Event::Sample { sample: sample_of(&v), at: Utc::now() },
             Err(e) => Event::SourceDown { source: Source::Management, error: e.to_string() },
         };
         let up = matches!(ev, Event::Sample { .. });
         if t.send(ev).is_err() {
             return;
         }
-        if up {
-            let get = |u: &str| http.get(u).basic_auth(&user, Some(&pass)).send();
-            if let (Ok(o), Ok(x)) = (get(&overview_url).await, get(&exchanges_url).await)
-                && let (Ok(o), Ok(x)) = (o.json::<Value>().await, x.json::<Value>().await)
-                && t.send(Event::Overview(overview_of(&o, &x))).is_err()
-            {
-                return;
-            }
+        if up
+            && let (Ok(o), Ok(x)) = (api.get("/api/overview").await, api.get(&exchanges_path).await)
+            && t.send(Event::Overview(overview_of(&o, &x))).is_err()
+        {
+            return;
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
     }

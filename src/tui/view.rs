@@ -304,7 +304,7 @@ fn draw_lesson_list(f: &mut Frame, app: &App, area: Rect) {
             let missing = l.missing_experiments(&app.progress);
             let mut spans = vec![
                 Span::styled(format!("{mark} "), Style::default().fg(color)),
-                Span::styled(format!("{:>2} {}", l.step, l.title), style),
+                Span::styled(format!("{:>2} {}", l.step, l.title_for(app.track)), style),
             ];
             if !missing.is_empty()
                 && l.checks(app.track).iter().all(|c| app.progress.checks.get(c).is_some_and(|r| r.status == Status::Pass))
@@ -394,7 +394,7 @@ fn draw_lesson(f: &mut Frame, app: &mut App, area: Rect) {
     app.lesson_max_hscroll = max_code.saturating_sub(avail.saturating_sub(8));
     app.scroll = app.scroll.min(total.saturating_sub(view));
     let focused = app.focus == Focus::Lesson && app.pane == Pane::Text;
-    let mut title = format!(" {}/{} · {} ", app.current().step, app.course.lessons.len(), app.current().title);
+    let mut title = format!(" {}/{} · {} ", app.current().step, app.course.lessons.len(), app.current().title_for(app.track));
     title.push_str(&position(app.scroll, view, total));
     if app.lesson_wide_code {
         title.push_str(if app.hscroll > 0 { "· ← → code " } else { "· → wide code " });

@@ -1,5 +1,12 @@
 //! Helpers shared by the integration tests: the real RabbitMQ and Redis of this machine, one
 //! queue per test so tests run in parallel, and the built binary.
+//!
+//! Where the services are: `MQLAB_TEST_BROKER` (AMQP URL), `MQLAB_TEST_MANAGEMENT` (management
+//! API URL), `MQLAB_TEST_REDIS` (Redis URL), `MQLAB_TEST_RABBITMQ4` and
+//! `MQLAB_TEST_RABBITMQ4_MANAGEMENT` (RabbitMQ 4, for tests/rabbitmq4.rs), `MQLAB_TEST_VENV` (a
+//! Python venv with Celery). A test that needs one starts with `if !common::have(&[…]) { return; }`:
+//! what is not there is skipped, said once per test binary; under `MQLAB_TEST_REQUIRE_SERVICES=1`
+//! (`.ci/run` sets it) a missing service fails the test instead.
 #![allow(dead_code)]
 
 pub mod fake_kube;
@@ -23,17 +30,9 @@ pub fn rabbitmq4_root() -> PathBuf {
     std::env::var_os("MQLAB_RABBITMQ4_ROOT").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/tmp/mqlab-rabbitmq4"))
 }
 
-fn rabbitmq4_up() {
-    use std::sync::OnceLock;
-    static UP: OnceLock<bool> = OnceLock::new();
-    let up = *UP.get_or_init(|| std::net::TcpStream::connect_timeout(&"127.0.0.1:5673".parse().unwrap(), Duration::from_secs(2)).is_ok());
-    assert!(up, "RabbitMQ 4 is not running on 127.0.0.1:5673: `.ci/run` starts it (Debian 13's rabbitmq-server in a chroot)");
-}
-
 pub fn broker() -> String {
     if on_rabbitmq4() {
-        rabbitmq4_up();
-        return "amqp://guest:guest@127.0.0.1:5673//".into();
+        return std::env::var("MQLAB_TEST_RABBITMQ4").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5673//".into());
     }
     std::env::var("MQLAB_TEST_BROKER").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672//".into())
 }
@@ -58,8 +57,7 @@ pub fn redis() -> String {
 
 pub fn management() -> String {
     if on_rabbitmq4() {
-        rabbitmq4_up();
-        return "http://127.0.0.1:15673".into();
+        return std::env::var("MQLAB_TEST_RABBITMQ4_MANAGEMENT").unwrap_or_else(|_| "http://127.0.0.1:15673".into());
     }
     std::env::var("MQLAB_TEST_MANAGEMENT").unwrap_or_else(|_| "http://127.0.0.1:15672".into())
 }
@@ -198,9 +196,13 @@ pub async fn ready_count(queue: &str) -> u32 {
     q.message_count()
 }
 
+/// The Python venv with Celery (`MQLAB_TEST_VENV`, else the checkout's `.venv`).
+pub fn venv() -> PathBuf {
+    std::env::var("MQLAB_TEST_VENV").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"))
+}
+
 pub fn python() -> PathBuf {
-    let venv =
-        std::env::var("MQLAB_TEST_VENV").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"));
+    let venv = venv();
     let py = venv.join("bin/python");
     assert!(
         py.exists(),
@@ -289,5 +291,163 @@ impl Vhost {
 impl Drop for Vhost {
     fn drop(&mut self) {
         management_call("DELETE", &format!("/api/vhosts/{}", self.name), None);
+    }
+}
+
+/// What a test needs from this machine beyond Rust: each is looked for once per test binary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// The test broker's AMQP port (`broker()`): RabbitMQ, or RabbitMQ 4 in tests/rabbitmq4.rs.
+    Rabbitmq,
+    /// Its management API (`management()`).
+    Management,
+    /// The test Redis (`redis()`).
+    Redis,
+    /// `rabbitmqctl` answering for the test broker (`rabbitmqctl()`).
+    Rabbitmqctl,
+    /// The Python venv with Celery and its Redis client (`venv()`).
+    Venv,
+    /// tmux, for the end-to-end tests that drive the app in a terminal.
+    Tmux,
+    /// kubectl, which reads the fake Kubernetes API as a real cluster.
+    Kubectl,
+    /// rabbitmq-server and redis-server, which the sandbox starts on ports of its own.
+    Programs,
+}
+
+const NEEDS: usize = 8;
+
+/// Whether everything in `needs` is here. What is not is said once per test binary and group, on
+/// stderr past the test harness's capture, e.g.
+/// `skipped (no RabbitMQ at 127.0.0.1:5672): the tests of engine that need it; start RabbitMQ
+/// there or set MQLAB_TEST_BROKER, or run .ci/run`, and the test returns early. Under
+/// `MQLAB_TEST_REQUIRE_SERVICES=1` (`.ci/run`) a missing one fails the test instead.
+pub fn have(needs: &[Need]) -> bool {
+    use std::sync::OnceLock;
+    static FOUND: [OnceLock<Option<(String, String)>>; NEEDS] = [const { OnceLock::new() }; NEEDS];
+    for &need in needs {
+        let missing = FOUND[need as usize].get_or_init(|| {
+            let m = missing(need);
+            if let Some((what, how)) = &m
+                && !services_required()
+            {
+                use std::io::Write;
+                // Straight to the process's stderr: the harness captures only print!/eprint!.
+                let tests = module_path!().trim_end_matches("::common");
+                let line = format!("skipped ({what}): the tests of {tests} that need it; {how}, or run .ci/run\n");
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            }
+            m
+        });
+        if let Some((what, how)) = missing {
+            assert!(!services_required(), "{what}: {how} (MQLAB_TEST_REQUIRE_SERVICES is set, so nothing may be skipped)");
+            return false;
+        }
+    }
+    true
+}
+
+/// `.ci/run` sets `MQLAB_TEST_REQUIRE_SERVICES=1`: there every service must be there.
+pub fn services_required() -> bool {
+    std::env::var("MQLAB_TEST_REQUIRE_SERVICES").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// `host:port` of a URL (its scheme's port when it names none).
+fn url_addr(u: &str) -> String {
+    let default = if u.starts_with("redis") {
+        6379
+    } else if u.starts_with("amqp") {
+        5672
+    } else {
+        80
+    };
+    match url::Url::parse(u) {
+        Ok(p) => format!("{}:{}", p.host_str().unwrap_or("127.0.0.1"), p.port_or_known_default().unwrap_or(default)),
+        Err(_) => u.to_string(),
+    }
+}
+
+/// Whether something accepts a TCP connection at `host:port` within a second.
+fn answers(addr: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs().map(|mut a| a.any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok())).unwrap_or(false)
+}
+
+/// Whether `cmd` ran and exited 0 within `secs` (killed after that).
+fn runs(mut cmd: Command, secs: u64) -> bool {
+    let Ok(child) = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn() else { return false };
+    let mut p = Proc(child);
+    p.wait_exit(secs).is_some_and(|st| st.success())
+}
+
+/// What is missing and how to bring it, or None when `need` is there.
+fn missing(need: Need) -> Option<(String, String)> {
+    let r4 = on_rabbitmq4();
+    match need {
+        Need::Rabbitmq => {
+            let addr = url_addr(&broker());
+            (!answers(&addr)).then(|| {
+                if r4 {
+                    (
+                        format!("no RabbitMQ 4 at {addr}"),
+                        "start one there (.ci/run runs Debian 13's in a chroot) or set MQLAB_TEST_RABBITMQ4".into(),
+                    )
+                } else {
+                    (format!("no RabbitMQ at {addr}"), "start RabbitMQ there or set MQLAB_TEST_BROKER".into())
+                }
+            })
+        }
+        Need::Management => {
+            let addr = url_addr(&management());
+            let var = if r4 { "MQLAB_TEST_RABBITMQ4_MANAGEMENT" } else { "MQLAB_TEST_MANAGEMENT" };
+            (!answers(&addr)).then(|| {
+                (
+                    format!("no RabbitMQ management API at {addr}"),
+                    format!("enable it (rabbitmq-plugins enable rabbitmq_management) or set {var}"),
+                )
+            })
+        }
+        Need::Redis => {
+            let addr = url_addr(&redis());
+            (!answers(&addr)).then(|| (format!("no Redis at {addr}"), "start redis-server there or set MQLAB_TEST_REDIS".into()))
+        }
+        Need::Rabbitmqctl => {
+            let mut c = rabbitmqctl();
+            c.args(["list_queues", "-q", "--no-table-headers", "name"]);
+            (!runs(c, 30)).then(|| {
+                (
+                    format!("rabbitmqctl does not answer for the broker at {}", url_addr(&broker())),
+                    "install RabbitMQ's command line tools beside it, runnable by this user".into(),
+                )
+            })
+        }
+        Need::Venv => {
+            let py = venv().join("bin/python");
+            let mut c = Command::new(&py);
+            c.args(["-c", "import celery, redis"]);
+            (!runs(c, 30)).then(|| {
+                (
+                    format!("no Python venv with Celery at {}", venv().display()),
+                    "python3 -m venv .venv && .venv/bin/pip install 'celery[redis]' brotli backports.zstd, or set MQLAB_TEST_VENV".into(),
+                )
+            })
+        }
+        Need::Tmux => {
+            let mut c = Command::new("tmux");
+            c.arg("-V");
+            (!runs(c, 10)).then(|| ("no tmux".into(), "install tmux".into()))
+        }
+        Need::Kubectl => {
+            let mut c = Command::new("kubectl");
+            c.args(["version", "--client"]);
+            (!runs(c, 30)).then(|| ("no kubectl".into(), "install kubectl".into()))
+        }
+        Need::Programs => mqlab::sandbox::find_programs().err().map(|e| {
+            let what: Vec<&str> = e.missing.iter().map(|m| m.what).collect();
+            (
+                format!("no {}", what.join(" nor ")),
+                "install them (apt install rabbitmq-server redis-server, or brew install rabbitmq redis)".into(),
+            )
+        }),
     }
 }
