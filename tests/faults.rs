@@ -447,15 +447,16 @@ async fn the_worker_waits_for_redis_at_start() {
     common::cleanup(&q).await;
 }
 
-/// A queue the broker refuses (the default exchange's empty name) ends the worker with one
-/// clear error, instead of retrying for ever.
+/// A queue the broker refuses (a name with the reserved prefix `amq.`: 403) ends the worker with
+/// one clear error, instead of retrying for ever. (An empty name never reaches the broker: it is
+/// a usage error, see tests/limits.rs.)
 #[test]
 fn a_refused_queue_is_one_clear_error() {
     if !common::have(&[Need::Rabbitmq]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let out = common::mqlab(dir.path()).args(["worker", "-Q", ""]).output().unwrap();
+    let out = common::mqlab(dir.path()).args(["worker", "-Q", "amq.mqlab-refused"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_eq!(err.matches("the broker refused to declare queue").count(), 2, "the log line and the error: {err}");
