@@ -65,8 +65,11 @@ fn no_import_cycle_between_modules() {
             panic!("import cycle: {}\ngraph: {g:#?}", c.join(" → "));
         }
     }
+    // The leaves import nothing of the app but `redact`; the engine may also use `files` (a leaf
+    // itself: capped reads of its state file).
     for leaf in ["redact", "files", "celery", "pods"] {
         let deps = &g[leaf];
-        assert!(deps.iter().all(|d| d == "redact"), "{leaf} must not import the app: {deps:?}");
+        let allowed = |d: &String| d == "redact" || (leaf == "celery" && d == "files");
+        assert!(deps.iter().all(allowed), "{leaf} must not import the app: {deps:?}");
     }
 }
