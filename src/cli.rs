@@ -164,8 +164,8 @@ pub struct WorkerArgs {
     /// Ack when a task starts (Celery's default) instead of after its result is stored
     #[arg(long)]
     pub acks_early: bool,
-    /// Queue to consume from
-    #[arg(short = 'Q', long)]
+    /// Queue to consume from (several: a,b)
+    #[arg(short = 'Q', long, value_parser = queue_list)]
     pub queue: Option<String>,
     /// Node name
     #[arg(short = 'n', long)]
@@ -201,6 +201,7 @@ pub struct WorkerArgs {
 #[derive(Debug, clap::Args)]
 pub struct SubmitArgs {
     /// Task name, e.g. tasks.add
+    #[arg(value_parser = task_name)]
     pub task: String,
     /// Positional arguments; each is read as JSON when it parses (42, 1.5, true, [1,2]) and as a
     /// string otherwise (World)
@@ -221,7 +222,7 @@ pub struct SubmitArgs {
     #[arg(long)]
     pub json: bool,
     /// Queue to send to
-    #[arg(short = 'Q', long)]
+    #[arg(short = 'Q', long, value_parser = queue_name)]
     pub queue: Option<String>,
     /// Discard the task if it has not started within this many seconds (at most a year)
     #[arg(long, value_parser = seconds(31_536_000.0))]
@@ -238,6 +239,24 @@ pub struct SubmitArgs {
     pub max_priority: Option<u8>,
 }
 
+/// A task name: not empty (a message with no name can only be refused by the worker).
+fn task_name(raw: &str) -> Result<String, String> {
+    if raw.trim().is_empty() {
+        return Err("a task name cannot be empty: give one such as tasks.add".into());
+    }
+    Ok(raw.to_string())
+}
+
+fn queue_name(raw: &str) -> Result<String, String> {
+    crate::config::check_queue_name(raw)?;
+    Ok(raw.to_string())
+}
+
+fn queue_list(raw: &str) -> Result<String, String> {
+    crate::config::check_queue_list(raw)?;
+    Ok(raw.to_string())
+}
+
 /// A number of seconds: finite, not negative, at most `max` (refused by the parser, so nothing
 /// is sent with a duration that cannot be represented).
 fn seconds(max: f64) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
@@ -250,9 +269,20 @@ fn seconds(max: f64) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sy
     }
 }
 
-/// Exit codes: 0 success, 1 error, 2 timed out waiting, 3 a task failed.
+/// Exit codes: 0 success, 1 error, 2 timed out waiting, 3 a task failed, 64 a usage error (an
+/// unknown flag, a missing or malformed argument: sysexits' EX_USAGE; clap's own 2 would read
+/// as a timeout).
+pub const EXIT_USAGE: i32 = 64;
+
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Help and version asked for are answers, not errors.
+            return if e.use_stderr() { EXIT_USAGE } else { 0 };
+        }
+    };
     crate::tls::ensure_provider();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -261,13 +291,17 @@ pub fn main() -> i32 {
             return 1;
         }
     };
-    match rt.block_on(run(cli)) {
+    let code = match rt.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
             1
         }
-    }
+    };
+    // A computation a time limit gave up on still runs on its thread (its result is discarded):
+    // the process does not wait for it to end.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    code
 }
 
 pub use crate::redact::one_line;

@@ -11,6 +11,9 @@ pub const DEFAULT_BACKEND: &str = "redis://localhost:6379/0";
 pub const DEFAULT_MANAGEMENT: &str = "http://localhost:15672";
 pub const DEFAULT_CONTEXT: &str = "rancher-desktop";
 pub const DEFAULT_NAMESPACE: &str = "messaging";
+/// The largest config file read: a few lines of TOML are expected.
+const CONFIG_MAX: u64 = 1024 * 1024;
+
 /// The learner's project folder, under their home directory: the curriculum's own (Step 5.2).
 pub const DEFAULT_PROJECT_DIR: &str = "rabbitmq-celery-learning";
 /// Results kept at most ten years (Redis refuses expiries past its own limits).
@@ -112,7 +115,7 @@ impl Config {
         let file_path = env("MQLAB_CONFIG").map(PathBuf::from).or_else(default_config_path);
         let file = match &file_path {
             Some(p) if p.exists() => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("cannot read config file {}", p.display()))?;
+                let text = crate::files::read_capped(p, CONFIG_MAX).with_context(|| format!("cannot read config file {}", p.display()))?;
                 toml::from_str::<FileConfig>(&text).map_err(|e| anyhow::anyhow!("config file {}: {}", p.display(), e.message()))?
             }
             _ => FileConfig::default(),
@@ -213,6 +216,7 @@ impl Config {
         if self.result_expires > MAX_RESULT_EXPIRES {
             bail!("result_expires must be at most {MAX_RESULT_EXPIRES} seconds (10 years), got {}", self.result_expires);
         }
+        check_queue_list(&self.queue).map_err(|e| anyhow::anyhow!("queue in the config file: {e}"))?;
         if self.queue_max_priority == Some(0) {
             bail!("queue_max_priority must be from 1 to 255 (RabbitMQ's x-max-priority), got 0");
         }
@@ -318,6 +322,26 @@ pub fn scrub(text: &str, urls: &[&str]) -> String {
         }
     }
     out
+}
+
+/// A queue name as AMQP takes it: not empty, at most 255 bytes (a short string).
+pub fn check_queue_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("a queue name cannot be empty: give one such as celery".into());
+    }
+    if name.len() > 255 {
+        return Err(format!("a queue name is at most 255 bytes (AMQP's limit), this one has {}", name.len()));
+    }
+    Ok(())
+}
+
+/// A worker's queues, `a,b`: at least one name, each a queue name.
+pub fn check_queue_list(list: &str) -> Result<(), String> {
+    let names: Vec<&str> = list.split(',').map(str::trim).filter(|q| !q.is_empty()).collect();
+    if names.is_empty() {
+        return Err("a queue name cannot be empty: give one such as celery".into());
+    }
+    names.into_iter().try_for_each(check_queue_name)
 }
 
 #[cfg(test)]

@@ -9,6 +9,16 @@ pub fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
 }
 
+/// Starts `path` afresh, empty and private to its owner: a file there before (a log of an earlier
+/// run, perhaps created open to others) is removed first.
+pub fn private_file_afresh(path: &Path) -> std::io::Result<std::fs::File> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    private_file(path)
+}
+
 /// Creates `dir` (and its parents) for its owner only; an existing one open to others is closed.
 pub fn private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -33,17 +43,36 @@ pub fn unique_beside(path: &Path, tag: &str) -> PathBuf {
 /// Reads a text file of at most `max` bytes: a larger one (or a device that never ends, such as
 /// `/dev/zero`) is an error, not a read until memory runs out.
 pub fn read_capped(path: &Path, max: u64) -> std::io::Result<String> {
+    String::from_utf8(read_capped_bytes(path, max)?)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{} is not UTF-8 text: {e}", path.display())))
+}
+
+/// Reads a file of at most `max` bytes, as `read_capped` does, without asking for text.
+pub fn read_capped_bytes(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let f = std::fs::File::open(path)?;
-    let mut text = String::new();
-    f.take(max + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > max {
+    let mut bytes = Vec::new();
+    f.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!("{} is larger than {} KiB: not a file mqlab wrote", path.display(), max / 1024),
         ));
     }
-    Ok(text)
+    Ok(bytes)
+}
+
+/// The last `max` bytes of a file at most (a log's tail), as text.
+pub fn read_tail(path: &Path, max: u64) -> std::io::Result<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    if len > max {
+        f.seek(SeekFrom::Start(len - max))?;
+    }
+    let mut bytes = Vec::new();
+    f.take(max).read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Replaces `path` with `bytes` at once (a temporary file of its own beside it, then a rename),

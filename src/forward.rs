@@ -183,7 +183,7 @@ struct Serving {
 impl Serving {
     /// Takes the lock, or says who holds it.
     fn take(data_dir: &Path) -> Result<Serving, Option<Recorded>> {
-        if let Err(e) = std::fs::create_dir_all(data_dir) {
+        if let Err(e) = crate::files::private_dir(data_dir) {
             warn!("forwards: cannot create {}: {e}", data_dir.display());
         }
         let lock = match std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(Recorded::lock_file(data_dir)) {

@@ -33,8 +33,14 @@ where
     }
 }
 
+/// lapin logs every channel the broker closes as an ERROR of its own, even the 406 mqlab expects
+/// when it finds a queue of another kind (a quorum queue) and then uses it. Every such close is
+/// also returned to mqlab as an error, which reports it at the level it deserves (the refusal
+/// that stops a worker as an error, the expected one as information), so lapin's copy is left out.
+const QUIET: &str = "lapin::channel=off";
+
 fn filter(default: &str) -> EnvFilter {
-    EnvFilter::try_from_env("MQLAB_LOG").unwrap_or_else(|_| EnvFilter::new(default))
+    EnvFilter::try_from_env("MQLAB_LOG").unwrap_or_else(|_| EnvFilter::new(format!("{default},{QUIET}")))
 }
 
 /// Headless commands: Celery-style lines on stderr (colour only on a terminal).

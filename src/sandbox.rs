@@ -195,7 +195,7 @@ impl Rabbit {
     /// Starts a node in `dir` (ports: the preferred ones when free) and waits until AMQP and the
     /// management API answer.
     pub async fn start(programs: &Programs, dir: &Path, amqp: Option<u16>, management: Option<u16>) -> anyhow::Result<Rabbit> {
-        std::fs::create_dir_all(dir)?;
+        crate::files::private_dir(dir)?;
         let amqp_port = pick(amqp)?;
         let management_port = pick(management)?;
         let dist_port = pick(amqp_port.checked_add(20000))?;
@@ -213,15 +213,16 @@ impl Rabbit {
         dist_port: u16,
     ) -> anyhow::Result<Rabbit> {
         let conf = dir.join("rabbitmq.conf");
-        std::fs::write(
+        crate::files::write_atomic(
             &conf,
             format!(
                 "listeners.tcp.1 = 127.0.0.1:{amqp_port}\nmanagement.tcp.port = {management_port}\nmanagement.tcp.ip = 127.0.0.1\n\
                  default_user = {USER}\ndefault_pass = {PASS}\nloopback_users = none\n"
-            ),
+            )
+            .as_bytes(),
         )?;
-        std::fs::write(dir.join("enabled_plugins"), "[rabbitmq_management].\n")?;
-        let log = std::fs::File::create(dir.join("rabbitmq.out"))?;
+        crate::files::write_atomic(&dir.join("enabled_plugins"), b"[rabbitmq_management].\n")?;
+        let log = crate::files::private_file_afresh(&dir.join("rabbitmq.out"))?;
         let mut cmd = Command::new(&programs.rabbitmq_server);
         cmd.env("HOME", dir)
             .env("RABBITMQ_NODENAME", nodename)
@@ -303,13 +304,13 @@ impl Rabbit {
 
 impl Redis {
     pub async fn start(programs: &Programs, dir: &Path, port: Option<u16>) -> anyhow::Result<Redis> {
-        std::fs::create_dir_all(dir)?;
+        crate::files::private_dir(dir)?;
         let port = pick(port)?;
         Self::launch(programs, dir, port).await
     }
 
     async fn launch(programs: &Programs, dir: &Path, port: u16) -> anyhow::Result<Redis> {
-        let log = std::fs::File::create(dir.join("redis.out"))?;
+        let log = crate::files::private_file_afresh(&dir.join("redis.out"))?;
         let mut cmd = Command::new(&programs.redis_server);
         // Append-only file: results survive a restart of this Redis.
         cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--daemonize", "no"])
@@ -379,7 +380,7 @@ async fn wait_ready(pid: u32, ports: &[u16], limit: Duration) -> bool {
 }
 
 fn last_lines(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = crate::files::read_tail(path, 64 * 1024).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines[lines.len().saturating_sub(n)..].join("\n  ");
     if tail.is_empty() { "no output".to_string() } else { tail }
@@ -467,7 +468,7 @@ impl Sandbox {
 
     /// The recorded sandbox, if any.
     pub fn load(data_dir: &Path) -> Option<Sandbox> {
-        let text = std::fs::read_to_string(Self::file(data_dir)).ok()?;
+        let text = crate::files::read_capped(&Self::file(data_dir), 64 * 1024).ok()?;
         serde_json::from_str(&text).ok()
     }
 
@@ -496,6 +497,10 @@ impl Sandbox {
         }
         let programs = find_programs()?;
         let dir = Self::dir(data_dir);
+        // The data dir and the sandbox's own: for their owner only (one made open to others
+        // before is closed).
+        crate::files::private_dir(data_dir)?;
+        crate::files::private_dir(&dir)?;
         progress("starting Redis");
         let redis = Redis::start(&programs, &dir.join("redis"), Some(6379)).await?;
         progress(&format!("Redis answers on port {}", redis.port));

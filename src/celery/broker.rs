@@ -123,12 +123,13 @@ pub async fn declare_task_queue(ch: &Channel, queue: &str, args: &QueueArgs) -> 
 }
 
 /// What `declare_or_use` found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Declared {
     /// Declared as Celery declares it (or it was already so).
     AsCelery,
-    /// It exists with other arguments (say x-max-priority) and is used as it is.
-    Existing,
+    /// It exists with other arguments (say x-max-priority, or a quorum queue's x-queue-type) and
+    /// is used as it is; the broker's words for the difference.
+    Existing(String),
 }
 
 /// Declares a task queue as Celery does, on a channel of its own: a queue that exists with
@@ -142,7 +143,11 @@ pub async fn declare_or_use(conn: &lapin::Connection, queue: &str, args: &QueueA
             let again = conn.create_channel().await?;
             again.queue_declare(short(queue), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await?;
             let _ = again.close(200, short("declared")).await;
-            return Ok(Declared::Existing);
+            let reason = match e.kind() {
+                lapin::ErrorKind::ProtocolError(amqp) => amqp.get_message().to_string(),
+                _ => e.to_string(),
+            };
+            return Ok(Declared::Existing(reason));
         }
         Err(e) => return Err(e),
     };

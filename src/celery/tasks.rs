@@ -101,6 +101,30 @@ impl std::fmt::Display for TaskError {
 
 pub type TaskFuture = Pin<Box<dyn Future<Output = Result<Value, TaskError>> + Send>>;
 type TaskFn = dyn Fn(Vec<Value>, &TaskSettings) -> TaskFuture + Send + Sync;
+type ComputeFn = dyn Fn(Vec<Value>, &TaskSettings) -> Result<Value, TaskError> + Send + Sync;
+
+/// What a task's body is: something that waits (a timer) and runs on the async runtime, or a
+/// computation, which runs on a thread of its own unless its arguments make it trivially cheap.
+/// A computation never holds the runtime's threads: time limits, other tasks, heartbeats and
+/// remote control keep their pace while it works.
+enum Body {
+    Waits(Arc<TaskFn>),
+    Computes(Arc<ComputeFn>),
+}
+
+/// The largest string argument a computation may take on the runtime's own thread.
+const CHEAP_TEXT: usize = 4096;
+
+/// Arguments no built-in computation spends more than microseconds on: numbers of 64 bits,
+/// booleans, None and short strings. Anything else (integers of thousands of digits, Decimals
+/// far apart, lists, long texts) is computed off the runtime.
+fn cheap(args: &[Value]) -> bool {
+    args.iter().all(|a| match a {
+        Value::Null | Value::Bool(_) | Value::Number(_) => true,
+        Value::String(s) => s.len() <= CHEAP_TEXT,
+        _ => false,
+    })
+}
 
 /// Knobs the built-in tasks read.
 #[derive(Clone, Debug)]
@@ -124,7 +148,7 @@ pub struct TaskDef {
     pub func: &'static str,
     pub params: &'static [&'static str],
     pub doc: &'static str,
-    run: Arc<TaskFn>,
+    body: Body,
 }
 
 impl TaskDef {
@@ -169,7 +193,22 @@ impl TaskDef {
     /// Binds the arguments and runs the task.
     pub fn call(&self, args: &[Value], kwargs: &Map<String, Value>, settings: &TaskSettings) -> TaskFuture {
         match self.bind(args, kwargs) {
-            Ok(bound) => (self.run)(bound, settings),
+            Ok(bound) => match &self.body {
+                Body::Waits(run) => run(bound, settings),
+                Body::Computes(run) if cheap(&bound) => ready(run(bound, settings)),
+                Body::Computes(run) => {
+                    let (run, settings, func) = (run.clone(), settings.clone(), self.func);
+                    // Started when first polled, so a time limit around this future counts from
+                    // there; at the limit the future is dropped and the thread's result with it.
+                    Box::pin(async move {
+                        match tokio::task::spawn_blocking(move || run(bound, &settings)).await {
+                            Ok(r) => r,
+                            Err(e) => Err(TaskError::new("RuntimeError", format!("the task's computation stopped: {e}"))
+                                .with_traceback(func, "(computation)")),
+                        }
+                    })
+                }
+            },
             Err(e) => {
                 let e = e.with_traceback(self.func, "(argument binding)");
                 Box::pin(async move { Err(e) })
@@ -210,6 +249,7 @@ impl Registry {
     }
 }
 
+/// A task whose body waits (on the runtime).
 fn def(
     name: &'static str,
     func: &'static str,
@@ -217,7 +257,18 @@ fn def(
     doc: &'static str,
     run: impl Fn(Vec<Value>, &TaskSettings) -> TaskFuture + Send + Sync + 'static,
 ) -> TaskDef {
-    TaskDef { name, func, params, doc, run: Arc::new(run) }
+    TaskDef { name, func, params, doc, body: Body::Waits(Arc::new(run)) }
+}
+
+/// A task whose body computes (off the runtime unless its arguments are trivially cheap).
+fn compute(
+    name: &'static str,
+    func: &'static str,
+    params: &'static [&'static str],
+    doc: &'static str,
+    run: impl Fn(Vec<Value>, &TaskSettings) -> Result<Value, TaskError> + Send + Sync + 'static,
+) -> TaskDef {
+    TaskDef { name, func, params, doc, body: Body::Computes(Arc::new(run)) }
 }
 
 fn ready(r: Result<Value, TaskError>) -> TaskFuture {
@@ -234,11 +285,11 @@ fn builtin_tasks() -> Vec<TaskDef> {
                 Ok(Value::String(format!("Hello, {name}! This message was processed by Celery.")))
             })
         }),
-        def("tasks.add", "add_task", &["x", "y"], "Returns x + y.", |a, _| {
-            ready(py_add(&a[0], &a[1]).map_err(|e| e.with_traceback("add_task", "result = x + y")))
+        compute("tasks.add", "add_task", &["x", "y"], "Returns x + y.", |a, _| {
+            py_add(&a[0], &a[1]).map_err(|e| e.with_traceback("add_task", "result = x + y"))
         }),
-        def("tasks.divide", "divide_task", &["x", "y"], "Returns x / y; y = 0 raises ZeroDivisionError.", |a, _| {
-            ready(py_divide(&a[0], &a[1]).map_err(|e| e.with_traceback("divide_task", "result = x / y")))
+        compute("tasks.divide", "divide_task", &["x", "y"], "Returns x / y; y = 0 raises ZeroDivisionError.", |a, _| {
+            py_divide(&a[0], &a[1]).map_err(|e| e.with_traceback("divide_task", "result = x / y"))
         }),
         def("tasks.sleep", "sleep_task", &["seconds"], "Sleeps for the given seconds and returns them.", |a, _| {
             let secs = a[0].clone();
@@ -255,7 +306,7 @@ fn builtin_tasks() -> Vec<TaskDef> {
                 Ok(secs)
             })
         }),
-        def("tasks.echo", "echo_task", &["value"], "Returns its argument unchanged.", |a, _| ready(Ok(a[0].clone()))),
+        compute("tasks.echo", "echo_task", &["value"], "Returns its argument unchanged.", |mut a, _| Ok(a.swap_remove(0))),
         def(
             "tasks.flaky",
             "flaky_task",
@@ -275,8 +326,8 @@ fn builtin_tasks() -> Vec<TaskDef> {
                 ready(Ok(Value::String(format!("succeeded after {} retries", s.retries))))
             },
         ),
-        def("tasks.fail", "fail_task", &["message"], "Always raises RuntimeError(message).", |a, _| {
-            ready(Err(TaskError::new("RuntimeError", pyrepr::str_of(&a[0])).with_traceback("fail_task", "raise RuntimeError(message)")))
+        compute("tasks.fail", "fail_task", &["message"], "Always raises RuntimeError(message).", |a, _| {
+            Err(TaskError::new("RuntimeError", pyrepr::str_of(&a[0])).with_traceback("fail_task", "raise RuntimeError(message)"))
         }),
     ]
 }

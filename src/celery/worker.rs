@@ -390,6 +390,8 @@ pub struct Revoked {
 }
 
 pub const MAX_REVOKED: usize = 50_000;
+/// The largest state file read: `MAX_REVOKED` ids with their times take under 4 MiB.
+const STATEDB_MAX: u64 = 16 * 1024 * 1024;
 
 impl Revoked {
     pub fn add(&mut self, id: &str) {
@@ -416,7 +418,7 @@ impl Revoked {
 
     /// Reads a state file written by `save`; a missing file is an empty set.
     pub fn load(path: &std::path::Path) -> anyhow::Result<Revoked> {
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::files::read_capped(path, STATEDB_MAX) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Revoked::default()),
             Err(e) => return Err(anyhow::anyhow!("cannot read the state file {}: {e}", path.display())),
@@ -890,8 +892,11 @@ async fn session(shared: &Arc<Shared>, control: &mut watch::Receiver<Control>) -
     let queues = shared.queues.lock().clone();
     for q in &queues {
         let declared = broker::declare_or_use(&conn, q, &opts.queue_args).await.map_err(|e| refusal(e, &format!("declare queue {q:?}")))?;
-        if declared == broker::Declared::Existing {
-            info!("queue {q:?} exists with other arguments than a plain Celery queue; consuming it as it is");
+        // Expected, and handled: the broker's 406 to a plain declaration is how an existing
+        // queue of another kind shows itself (a quorum queue, a priority queue). Information,
+        // not an error: the worker consumes it.
+        if let broker::Declared::Existing(reason) = declared {
+            info!("queue {q:?} exists with other arguments than a plain Celery queue ({reason}); consuming it as it is");
         }
     }
     let prefetch = shared.prefetch_count();

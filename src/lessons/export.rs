@@ -192,9 +192,12 @@ pub fn write(path: &std::path::Path, md: &str) -> std::io::Result<Option<std::pa
         std::fs::create_dir_all(dir)?;
     }
     let mut kept = None;
-    if let Ok(old) = std::fs::read_to_string(path)
-        && old != md
-    {
+    // A file there that differs (or is too large to compare: it differs) is kept aside.
+    let differs = match crate::files::read_capped(path, 16 * 1024 * 1024) {
+        Ok(old) => old != md,
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    };
+    if differs {
         let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
         name.push(format!(".bak-{}", Utc::now().format("%Y%m%d%H%M%S")));
         let backup = path.with_file_name(name);

@@ -311,7 +311,7 @@ impl Course {
             let path = entry?.path();
             if path.extension().is_some_and(|e| e == "md") {
                 let name = path.file_name().unwrap().to_string_lossy().to_string();
-                files.push((name, std::fs::read_to_string(&path)?));
+                files.push((name, crate::files::read_capped(&path, 1024 * 1024)?));
             }
         }
         Self::from_files(files)

@@ -299,6 +299,9 @@ pub struct Store {
 }
 
 use crate::files::unique_beside;
+/// The largest progress file read: far beyond what the recorded runs of a course take.
+const PROGRESS_MAX: u64 = 16 * 1024 * 1024;
+
 pub use crate::files::{private_dir, private_file};
 
 impl Store {
@@ -329,9 +332,11 @@ impl Store {
     /// Reads the progress. A missing file is a fresh start; a damaged one (not UTF-8, not JSON,
     /// not progress) is moved aside under a name of its own, never overwritten, and reported.
     pub fn load(&self) -> anyhow::Result<Progress> {
-        let bytes = match std::fs::read(&self.path) {
+        let bytes = match crate::files::read_capped_bytes(&self.path, PROGRESS_MAX) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Progress::new()),
+            // Larger than any progress mqlab writes: damaged, moved aside below.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return self.set_aside(e.to_string()),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", self.path.display())),
         };
         let parsed = std::str::from_utf8(&bytes)
@@ -339,16 +344,15 @@ impl Store {
             .and_then(|t| serde_json::from_str::<Progress>(t).map_err(|e| e.to_string()));
         match parsed {
             Ok(p) => Ok(p),
-            Err(e) => {
-                let aside = unique_beside(&self.path, "damaged");
-                std::fs::rename(&self.path, &aside).with_context(|| format!("cannot move aside {}", self.path.display()))?;
-                anyhow::bail!(
-                    "{} was damaged ({e}); it was kept as {} and a fresh progress will start",
-                    self.path.display(),
-                    aside.display()
-                )
-            }
+            Err(e) => self.set_aside(e),
         }
+    }
+
+    /// Moves a damaged progress file aside under a name of its own, and says so.
+    fn set_aside(&self, why: String) -> anyhow::Result<Progress> {
+        let aside = unique_beside(&self.path, "damaged");
+        std::fs::rename(&self.path, &aside).with_context(|| format!("cannot move aside {}", self.path.display()))?;
+        anyhow::bail!("{} was damaged ({why}); it was kept as {} and a fresh progress will start", self.path.display(), aside.display())
     }
 
     /// Like `load`, but a damaged file starts fresh (after being moved aside) with a warning.
