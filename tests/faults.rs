@@ -12,29 +12,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use mqlab::celery::backend::ResultBackend;
-use mqlab::celery::client::Client;
 use mqlab::celery::protocol::{TaskMessage, TaskState};
 use mqlab::sandbox::{Rabbit, Redis, find_programs};
 use serde_json::{Map, Value, json};
-
-fn worker(data: &Path, broker: &str, redis: &str, queue: &str, extra: &[&str], log: &Path) -> common::Proc {
-    let child = common::mqlab(data)
-        .env("MQLAB_BROKER_URL", broker)
-        .env("MQLAB_RESULT_BACKEND", redis)
-        .args(["worker", "-Q", queue, "-n", &format!("f-{}", &queue[queue.len() - 8..]), "-l", "info"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap())
-        .spawn()
-        .unwrap();
-    common::Proc(child)
-}
-
-async fn publish(broker: &str, queue: &str, msgs: &[TaskMessage]) {
-    let c = Client::connect(broker, None, queue, 3600).await.unwrap();
-    c.publish(msgs).await.unwrap();
-    c.close().await;
-}
 
 /// Counts of SUCCESS, FAILURE and not-yet-ready among `ids` (MGET, so it survives Redis restarts).
 async fn tally(backend: &ResultBackend, ids: &[String]) -> (usize, usize, usize) {
@@ -108,14 +88,14 @@ async fn sigkill_mid_burst_loses_nothing_with_late_acks() {
     let dir = tempfile::tempdir().unwrap();
     let backend = ResultBackend::connect(&common::redis(), 3600).await.unwrap();
     let (msgs, ids) = burst(1000, "tasks.sleep", json!([0.01]));
-    publish(&common::broker(), &q, &msgs).await;
+    common::publish_tasks(&common::broker(), &q, &msgs).await;
     let (log1, log2) = (dir.path().join("w1.log"), dir.path().join("w2.log"));
-    let mut w = worker(dir.path(), &common::broker(), &common::redis(), &q, &["-c", "20"], &log1);
+    let mut w = common::worker_proc(dir.path(), &common::broker(), &common::redis(), &q, &["-c", "20"], &log1, "f");
     wait_successes(&backend, &ids, 300, 60).await;
     w.signal(libc::SIGKILL);
     w.wait_exit(5).expect("killed");
     let before = tally(&backend, &ids).await.0;
-    let _w2 = worker(dir.path(), &common::broker(), &common::redis(), &q, &["-c", "20"], &log2);
+    let _w2 = common::worker_proc(dir.path(), &common::broker(), &common::redis(), &q, &["-c", "20"], &log2, "f");
     let (ok, failed, pending) = wait_done(&backend, &ids, 120).await;
     let dups = duplicates(&[&log1, &log2]);
     println!(
@@ -136,14 +116,14 @@ async fn sigkill_with_early_acks_loses_the_running_tasks_as_celery_does() {
     let dir = tempfile::tempdir().unwrap();
     let backend = ResultBackend::connect(&common::redis(), 3600).await.unwrap();
     let (msgs, ids) = burst(60, "tasks.sleep", json!([0.5]));
-    publish(&common::broker(), &q, &msgs).await;
+    common::publish_tasks(&common::broker(), &q, &msgs).await;
     let log = dir.path().join("w.log");
-    let mut w = worker(dir.path(), &common::broker(), &common::redis(), &q, &["-c", "5", "--acks-early"], &log);
+    let mut w = common::worker_proc(dir.path(), &common::broker(), &common::redis(), &q, &["-c", "5", "--acks-early"], &log, "f");
     wait_successes(&backend, &ids, 10, 30).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     w.signal(libc::SIGKILL);
     w.wait_exit(5);
-    let _w2 = worker(dir.path(), &common::broker(), &common::redis(), &q, &["-c", "5", "--acks-early"], &log);
+    let _w2 = common::worker_proc(dir.path(), &common::broker(), &common::redis(), &q, &["-c", "5", "--acks-early"], &log, "f");
     // The lost ones never finish: wait for the rest, then count.
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = (0, 0, 0);
@@ -173,9 +153,9 @@ async fn broker_restart_mid_burst_all_complete() {
     let q = common::queue("brokerrestart");
     let backend = ResultBackend::connect(&common::redis(), 3600).await.unwrap();
     let (msgs, ids) = burst(1000, "tasks.sleep", json!([0.02]));
-    publish(&broker, &q, &msgs).await;
+    common::publish_tasks(&broker, &q, &msgs).await;
     let log = dir.path().join("w.log");
-    let _w = worker(dir.path(), &broker, &common::redis(), &q, &["-c", "10"], &log);
+    let _w = common::worker_proc(dir.path(), &broker, &common::redis(), &q, &["-c", "10"], &log, "f");
     wait_successes(&backend, &ids, 200, 60).await;
     let t0 = Instant::now();
     rabbit.restart(&programs).await.unwrap();
@@ -205,9 +185,9 @@ async fn redis_restart_mid_burst_all_results_stored() {
     let url = redis.url();
     let q = common::queue("redisrestart");
     let (msgs, ids) = burst(1000, "tasks.sleep", json!([0.01]));
-    publish(&common::broker(), &q, &msgs).await;
+    common::publish_tasks(&common::broker(), &q, &msgs).await;
     let log = dir.path().join("w.log");
-    let _w = worker(dir.path(), &common::broker(), &url, &q, &["-c", "10"], &log);
+    let _w = common::worker_proc(dir.path(), &common::broker(), &url, &q, &["-c", "10"], &log, "f");
     let backend = ResultBackend::connect(&url, 3600).await.unwrap();
     wait_successes(&backend, &ids, 200, 60).await;
     redis.restart(&programs).await.unwrap();
@@ -267,7 +247,7 @@ async fn poison_corpus_leaves_the_worker_running_and_good_tasks_done() {
         common::publish_raw(&broker, &q, h.clone(), body, *ct).await;
         let good = TaskMessage::new("tasks.add", vec![json!(i), json!(1)], Map::new());
         good_ids.push(good.id.clone());
-        publish(&broker, &q, std::slice::from_ref(&good)).await;
+        common::publish_tasks(&broker, &q, std::slice::from_ref(&good)).await;
     }
     let (ok, _, pending) = wait_done(&backend, &good_ids, 60).await;
     assert!(w.0.try_wait().unwrap().is_none(), "the worker is alive");
@@ -377,7 +357,7 @@ async fn deep_headers_huge_limits_and_wrong_result_keys_stop_nothing() {
     }
     sent += wrong.len();
     let (goods, good_ids) = burst(20, "tasks.add", json!([2, 3]));
-    publish(&broker, &q, &goods).await;
+    common::publish_tasks(&broker, &q, &goods).await;
     sent += goods.len();
 
     let (ok, failed, pending) = wait_done(&backend, &good_ids, 60).await;
@@ -432,13 +412,13 @@ async fn the_worker_waits_for_redis_at_start() {
     let redis_url = format!("redis://127.0.0.1:{port}/0");
     let q = common::queue("waitredis");
     let log = dir.path().join("w.log");
-    let mut w = worker(dir.path(), &common::broker(), &redis_url, &q, &["-c", "2"], &log);
+    let mut w = common::worker_proc(dir.path(), &common::broker(), &redis_url, &q, &["-c", "2"], &log, "f");
     common::wait_for_file(&log, "waiting for Redis before consuming", 20);
     assert!(w.0.try_wait().unwrap().is_none(), "still running while Redis is away");
     let redis = Redis::start(&programs, &dir.path().join("redis"), Some(port)).await.unwrap();
     common::wait_for_file(&log, "ready.", 30);
     let (msgs, ids) = burst(5, "tasks.add", json!([1, 1]));
-    publish(&common::broker(), &q, &msgs).await;
+    common::publish_tasks(&common::broker(), &q, &msgs).await;
     let backend = ResultBackend::connect(&redis_url, 3600).await.unwrap();
     assert_eq!(wait_done(&backend, &ids, 30).await, (5, 0, 0));
     w.signal(libc::SIGTERM);
@@ -484,7 +464,7 @@ async fn a_redis_that_wants_a_password_is_named_not_waited_for() {
 
     for (given, expect) in [(url.clone(), "NOAUTH"), (url.replace("redis://", "redis://:wrong-pw@"), "authentication failed")] {
         let log = dir.path().join(format!("start-{}.log", given.len()));
-        let mut w = worker(dir.path(), &common::broker(), &given, &q, &["-c", "2"], &log);
+        let mut w = common::worker_proc(dir.path(), &common::broker(), &given, &q, &["-c", "2"], &log, "f");
         let status = w.wait_exit(20).expect("the worker stops instead of waiting");
         assert!(!status.success());
         let text = std::fs::read_to_string(&log).unwrap();
@@ -497,12 +477,12 @@ async fn a_redis_that_wants_a_password_is_named_not_waited_for() {
     let _: () = redis::cmd("AUTH").arg("s3cret-pw").query_async(&mut con).await.unwrap();
     let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("").query_async(&mut con).await.unwrap();
     let log = dir.path().join("running.log");
-    let mut w = worker(dir.path(), &common::broker(), &url, &q, &["-c", "2"], &log);
+    let mut w = common::worker_proc(dir.path(), &common::broker(), &url, &q, &["-c", "2"], &log, "f");
     common::wait_for_file(&log, "ready.", 30);
     let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("s3cret-pw").query_async(&mut con).await.unwrap();
     let _: () = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal").arg("SKIPME").arg("yes").query_async(&mut con).await.unwrap();
     let (msgs, ids) = burst(20, "tasks.add", json!([1, 1]));
-    publish(&common::broker(), &q, &msgs).await;
+    common::publish_tasks(&common::broker(), &q, &msgs).await;
     // Dropped connections first, then NOAUTH: the outage is named, and so is its cause.
     let text = common::wait_for_file(&log, "NOAUTH", 30);
     assert_eq!(text.matches("result backend: cannot store results").count(), 1, "one line for the outage: {text}");

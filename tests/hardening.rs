@@ -12,7 +12,6 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use mqlab::celery::backend::ResultBackend;
-use mqlab::celery::client::Client;
 use mqlab::celery::protocol::{TaskMessage, TaskState};
 use mqlab::sandbox::{Redis, find_programs};
 use serde_json::{Map, Value, json};
@@ -42,25 +41,6 @@ async fn cmd<T: redis::FromRedisValue>(con: &mut redis::aio::MultiplexedConnecti
         c.arg(*a);
     }
     c.query_async(con).await.unwrap()
-}
-
-fn worker(data: &Path, broker: &str, redis: &str, queue: &str, extra: &[&str], log: &Path) -> common::Proc {
-    let child = common::mqlab(data)
-        .env("MQLAB_BROKER_URL", broker)
-        .env("MQLAB_RESULT_BACKEND", redis)
-        .args(["worker", "-Q", queue, "-n", &format!("hd-{}", &queue[queue.len() - 8..]), "-l", "info"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap())
-        .spawn()
-        .unwrap();
-    common::Proc(child)
-}
-
-async fn publish(broker: &str, queue: &str, msgs: &[TaskMessage]) {
-    let c = Client::connect(broker, None, queue, 3600).await.unwrap();
-    c.publish(msgs).await.unwrap();
-    c.close().await;
 }
 
 fn burst(n: usize, task: &str, args: Value) -> (Vec<TaskMessage>, Vec<String>) {
@@ -146,9 +126,9 @@ async fn noauth_for_five_seconds_loses_no_result() {
     let mut con = admin(&url).await;
     let q = common::queue("noauth5");
     let (msgs, ids) = burst(5000, "tasks.add", json!([1, 2]));
-    publish(&common::broker(), &q, &msgs).await;
+    common::publish_tasks(&common::broker(), &q, &msgs).await;
     let log = dir.path().join("w.log");
-    let mut w = worker(dir.path(), &common::broker(), &url, &q, &[], &log);
+    let mut w = common::worker_proc(dir.path(), &common::broker(), &url, &q, &[], &log, "hd");
     let backend = ResultBackend::connect(&url, 3600).await.unwrap();
     wait_tally(&backend, &ids, 60, |t| t.0 >= 300).await;
 
@@ -197,12 +177,12 @@ async fn redis_out_of_memory_pauses_intake_and_loses_nothing() {
     let mut con = admin(&url).await;
     let q = common::queue("oom");
     let log = dir.path().join("w.log");
-    let mut w = worker(dir.path(), &common::broker(), &url, &q, &[], &log);
+    let mut w = common::worker_proc(dir.path(), &common::broker(), &url, &q, &[], &log, "hd");
     common::wait_for_file(&log, "ready.", 30);
     let _: () = cmd(&mut con, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]).await;
     let _: () = cmd(&mut con, &["CONFIG", "SET", "maxmemory", "1"]).await;
     let (msgs, ids) = burst(2000, "tasks.add", json!([2, 2]));
-    publish(&common::broker(), &q, &msgs).await;
+    common::publish_tasks(&common::broker(), &q, &msgs).await;
     common::wait_for_file(&log, "result backend: cannot store results", 20);
     let backend = ResultBackend::connect(&url, 3600).await.unwrap();
     let ran = || std::fs::read_to_string(&log).unwrap().matches("succeeded in").count();
@@ -248,12 +228,12 @@ async fn a_result_refused_for_good_is_a_failure_with_the_reason() {
     let _: () = cmd(&mut con, &["CONFIG", "SET", "proto-max-bulk-len", "1048576"]).await;
     let q = common::queue("toolarge");
     let log = dir.path().join("w.log");
-    let mut w = worker(dir.path(), &common::broker(), &url, &q, &[], &log);
+    let mut w = common::worker_proc(dir.path(), &common::broker(), &url, &q, &[], &log, "hd");
     common::wait_for_file(&log, "ready.", 30);
     let big = TaskMessage::new("tasks.echo", vec![json!("x".repeat(1536 * 1024))], Map::new());
     let (small, mut ids) = burst(10, "tasks.add", json!([1, 1]));
-    publish(&common::broker(), &q, std::slice::from_ref(&big)).await;
-    publish(&common::broker(), &q, &small).await;
+    common::publish_tasks(&common::broker(), &q, std::slice::from_ref(&big)).await;
+    common::publish_tasks(&common::broker(), &q, &small).await;
     ids.push(big.id.clone());
     let backend = ResultBackend::connect(&url, 3600).await.unwrap();
     let t = wait_tally(&backend, &ids, 60, |t| t.0 + t.1 == 11).await;
@@ -272,52 +252,10 @@ async fn a_result_refused_for_good_is_a_failure_with_the_reason() {
     common::cleanup(&q).await;
 }
 
-/// One remote-control request as `celery control` sends it, and the node's reply (within 10 s).
+/// The node's reply to one control request (within 10 s).
 async fn control(broker: &str, node: &str, method: &str, arguments: Value) -> Value {
-    use futures_util::StreamExt;
-    use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
-    use lapin::types::FieldTable;
-    let conn = lapin::Connection::connect(broker, Default::default()).await.unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    let ticket = uuid::Uuid::new_v4().to_string();
-    let q = ch
-        .queue_declare("".into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, FieldTable::default())
-        .await
-        .unwrap();
-    ch.exchange_declare(
-        "reply.celery.pidbox".into(),
-        lapin::ExchangeKind::Direct,
-        lapin::options::ExchangeDeclareOptions { durable: false, ..Default::default() },
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    ch.queue_bind(
-        q.name().clone(),
-        "reply.celery.pidbox".into(),
-        ticket.as_str().into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    let mut replies = ch
-        .basic_consume(q.name().clone(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
-        .await
-        .unwrap();
-    let body = json!({"method": method, "arguments": arguments, "destination": [node], "pattern": null, "matcher": null,
-        "reply_to": {"exchange": "reply.celery.pidbox", "routing_key": ticket}, "ticket": ticket});
-    let props = lapin::BasicProperties::default().with_content_type("application/json".into());
-    ch.basic_publish("celery.pidbox".into(), "".into(), BasicPublishOptions::default(), body.to_string().as_bytes(), props)
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    let reply = tokio::time::timeout(Duration::from_secs(10), replies.next()).await;
-    let _ = conn.close(200, "bye".into()).await;
-    let d = reply.unwrap_or_else(|_| panic!("no reply to {method} {arguments} within 10 s")).unwrap().unwrap();
-    let v: Value = serde_json::from_slice(&d.data).unwrap();
-    v[node].clone()
+    let what = format!("{method} {arguments}");
+    common::control_request(broker, node, method, arguments, 10).await.unwrap_or_else(|| panic!("no reply to {what} within 10 s")).0
 }
 
 /// Every control command that takes arguments, sent hostile ones: each gets Celery's error reply
@@ -334,7 +272,7 @@ async fn hostile_control_arguments_poison_nothing() {
     let q = common::queue("hostilectl");
     let node = format!("celery@hd-{}", &q[q.len() - 8..]);
     let log = dir.path().join("w.log");
-    let mut w = worker(dir.path(), &broker, &common::redis(), &q, &["-c", "2"], &log);
+    let mut w = common::worker_proc(dir.path(), &broker, &common::redis(), &q, &["-c", "2"], &log, "hd");
     common::wait_for_file(&log, "ready.", 30);
     let big = "q".repeat(300);
     let cases: Vec<(&str, Value, bool)> = vec![
@@ -389,7 +327,7 @@ async fn hostile_control_arguments_poison_nothing() {
         msgs.push(TaskMessage::new("tasks.echo", vec![json!(i)], Map::new()));
     }
     let ids: Vec<String> = msgs.iter().map(|m| m.id.clone()).collect();
-    publish(&broker, &q, &msgs).await;
+    common::publish_tasks(&broker, &q, &msgs).await;
     let backend = ResultBackend::connect(&common::redis(), 3600).await.unwrap();
     let t = wait_tally(&backend, &ids, 30, |t| t.0 == ids.len()).await;
     println!("hostile control: {} commands, {errors} error replies, then {} of {} tasks done", cases.len(), t.0, ids.len());
@@ -484,7 +422,7 @@ async fn small_messages_cannot_cost_gigabytes() {
         common::publish_raw(&broker, &q, h, body, ct).await;
         let good = TaskMessage::new("tasks.add", vec![json!(1), json!(2)], Map::new());
         good_ids.push(good.id.clone());
-        publish(&broker, &q, std::slice::from_ref(&good)).await;
+        common::publish_tasks(&broker, &q, std::slice::from_ref(&good)).await;
     }
     let big_ok_raw = format!("[[{ok_digits}], {{}}, null]");
     let big_ok_id = id();

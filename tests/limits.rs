@@ -9,15 +9,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use mqlab::celery::backend::ResultBackend;
-use mqlab::celery::client::Client;
 use mqlab::celery::protocol::{TaskMessage, TaskState};
 use serde_json::{Map, Value, json};
-
-async fn publish(broker: &str, queue: &str, msgs: &[TaskMessage]) {
-    let c = Client::connect(broker, None, queue, 3600).await.unwrap();
-    c.publish(msgs).await.unwrap();
-    c.close().await;
-}
 
 /// The state stored for `id` as soon as it is ready, with when it was seen, waiting up to `secs`.
 async fn wait_ready(backend: &ResultBackend, id: &str, secs: u64) -> Option<(TaskState, Instant)> {
@@ -35,54 +28,6 @@ async fn wait_ready(backend: &ResultBackend, id: &str, secs: u64) -> Option<(Tas
 
 /// One remote-control request as `celery control` sends it: the node's reply and how long it
 /// took, or None after `secs`.
-async fn control(broker: &str, node: &str, method: &str, secs: u64) -> Option<(Value, Duration)> {
-    use futures_util::StreamExt;
-    use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
-    use lapin::types::FieldTable;
-    let conn = lapin::Connection::connect(broker, Default::default()).await.unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    let ticket = uuid::Uuid::new_v4().to_string();
-    let q = ch
-        .queue_declare("".into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, FieldTable::default())
-        .await
-        .unwrap();
-    ch.exchange_declare(
-        "reply.celery.pidbox".into(),
-        lapin::ExchangeKind::Direct,
-        lapin::options::ExchangeDeclareOptions { durable: false, ..Default::default() },
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    ch.queue_bind(
-        q.name().clone(),
-        "reply.celery.pidbox".into(),
-        ticket.as_str().into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    let mut replies = ch
-        .basic_consume(q.name().clone(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
-        .await
-        .unwrap();
-    let body = json!({"method": method, "arguments": {}, "destination": [node], "pattern": null, "matcher": null,
-        "reply_to": {"exchange": "reply.celery.pidbox", "routing_key": ticket}, "ticket": ticket});
-    let props = lapin::BasicProperties::default().with_content_type("application/json".into());
-    let sent = Instant::now();
-    ch.basic_publish("celery.pidbox".into(), "".into(), BasicPublishOptions::default(), body.to_string().as_bytes(), props)
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    let reply = tokio::time::timeout(Duration::from_secs(secs), replies.next()).await;
-    let took = sent.elapsed();
-    let _ = conn.close(200, "bye".into()).await;
-    let d = reply.ok()??.ok()?;
-    let v: Value = serde_json::from_slice(&d.data).ok()?;
-    Some((v[node].clone(), took))
-}
 
 fn decimal(s: &str) -> Value {
     json!({"__type__": "decimal", "__value__": s})
@@ -110,12 +55,12 @@ async fn a_hard_time_limit_ends_a_long_computation_on_time() {
     long.time_limit = Some(1.0);
     let short: Vec<TaskMessage> = (0..5).map(|i| TaskMessage::new("tasks.add", vec![json!(i), json!(1)], Map::new())).collect();
     let sent = Instant::now();
-    publish(&broker, &q, std::slice::from_ref(&long)).await;
+    common::publish_tasks(&broker, &q, std::slice::from_ref(&long)).await;
     // The long task has started before the short ones are sent.
     common::wait_for_file(&log, &format!("[{}] received", long.id), 10);
     let started = Instant::now();
-    publish(&broker, &q, &short).await;
-    let ping = control(&broker, &node, "ping", 5).await;
+    common::publish_tasks(&broker, &q, &short).await;
+    let ping = common::control_request(&broker, &node, "ping", json!({}), 5).await;
     let mut short_done = vec![];
     for m in &short {
         short_done.push(wait_ready(&backend, &m.id, 30).await);
@@ -149,25 +94,12 @@ async fn a_hard_time_limit_ends_a_long_computation_on_time() {
     common::cleanup(&q).await;
 }
 
-/// `mqlab` with no service variables and a data dir of its own (for the sandbox).
-fn bare(data: &Path) -> std::process::Command {
-    let mut c = std::process::Command::new(common::bin());
-    c.env("MQLAB_DATA_DIR", data)
-        .env("MQLAB_CONFIG", data.join("none.toml"))
-        .env_remove("MQLAB_BROKER_URL")
-        .env_remove("MQLAB_RESULT_BACKEND")
-        .env_remove("MQLAB_MANAGEMENT_URL")
-        .env_remove("CELERY_BROKER_URL")
-        .env_remove("CELERY_RESULT_BACKEND");
-    c
-}
-
 /// Stops the sandbox of a data dir when dropped (a failing test leaves no server behind).
 struct SandboxDown(std::path::PathBuf);
 
 impl Drop for SandboxDown {
     fn drop(&mut self) {
-        let _ = bare(&self.0).args(["sandbox", "down"]).output();
+        let _ = common::bare_mqlab(&self.0).args(["sandbox", "down"]).output();
     }
 }
 
@@ -187,7 +119,7 @@ fn the_sandbox_is_private_to_its_owner() {
     std::fs::create_dir(&data).unwrap();
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
     let _down = SandboxDown(data.clone());
-    let out = bare(&data).args(["sandbox", "up", "--json"]).output().unwrap();
+    let out = common::bare_mqlab(&data).args(["sandbox", "up", "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let sb = data.join("sandbox");
     let dirs = [data.clone(), sb.clone(), sb.join("rabbitmq"), sb.join("redis")];
@@ -327,7 +259,7 @@ async fn a_quorum_queue_is_information_not_an_error() {
     let mut w = common::start_worker(dir.path(), &q, &[], &log);
     let backend = ResultBackend::connect(&common::redis(), 3600).await.unwrap();
     let m = TaskMessage::new("tasks.add", vec![json!(1), json!(2)], Map::new());
-    publish(&common::broker(), &q, std::slice::from_ref(&m)).await;
+    common::publish_tasks(&common::broker(), &q, std::slice::from_ref(&m)).await;
     let done = wait_ready(&backend, &m.id, 20).await;
     w.signal(libc::SIGTERM);
     assert!(w.wait_exit(15).is_some_and(|s| s.success()));
@@ -366,7 +298,7 @@ async fn a_cold_stop_with_early_acks_loses_the_running_tasks() {
     let log = dir.path().join("w.log");
     let mut w = common::start_worker(dir.path(), &q, &["-c", "2", "--acks-early"], &log);
     let msgs: Vec<TaskMessage> = (0..4).map(|_| TaskMessage::new("tasks.sleep", vec![json!(30)], Map::new())).collect();
-    publish(&common::broker(), &q, &msgs).await;
+    common::publish_tasks(&common::broker(), &q, &msgs).await;
     // Two started (acknowledged): the broker holds the other two, unacknowledged.
     let two_running = common::eventually(20, || async { common::queue_counts(&q) == Some((0, 2)) }).await;
     assert!(two_running, "two tasks running: {:?}", common::queue_counts(&q));

@@ -11,19 +11,6 @@ use std::time::{Duration, Instant};
 use mqlab::sandbox::{Part, Sandbox, Stopped};
 use serde_json::Value;
 
-fn sandbox_cmd(data: &std::path::Path) -> std::process::Command {
-    // No MQLAB_* service variables: the recorded sandbox is what mqlab must use.
-    let mut c = std::process::Command::new(common::bin());
-    c.env("MQLAB_DATA_DIR", data)
-        .env("MQLAB_CONFIG", data.join("none.toml"))
-        .env_remove("MQLAB_BROKER_URL")
-        .env_remove("MQLAB_RESULT_BACKEND")
-        .env_remove("MQLAB_MANAGEMENT_URL")
-        .env_remove("CELERY_BROKER_URL")
-        .env_remove("CELERY_RESULT_BACKEND");
-    c
-}
-
 fn port_open(port: u16) -> bool {
     std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300)).is_ok()
 }
@@ -35,7 +22,7 @@ fn sandbox_runs_the_local_track_to_a_passing_step_6_and_stops_cleanly() {
     }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
-    let out = sandbox_cmd(data).args(["sandbox", "up", "--json"]).output().unwrap();
+    let out = common::bare_mqlab(data).args(["sandbox", "up", "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let up: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(up["started"], true);
@@ -43,13 +30,14 @@ fn sandbox_runs_the_local_track_to_a_passing_step_6_and_stops_cleanly() {
     let sb = Sandbox::load(data).expect("recorded");
 
     // Starting twice is harmless.
-    let again: Value = serde_json::from_slice(&sandbox_cmd(data).args(["sandbox", "up", "--json"]).output().unwrap().stdout).unwrap();
+    let again: Value =
+        serde_json::from_slice(&common::bare_mqlab(data).args(["sandbox", "up", "--json"]).output().unwrap().stdout).unwrap();
     assert_eq!(again["started"], false);
     assert_eq!(Sandbox::load(data).unwrap(), sb);
 
     // A worker and a submit through it, with no URL given: the sandbox is used automatically.
     let log = data.join("worker.log");
-    let worker = sandbox_cmd(data)
+    let worker = common::bare_mqlab(data)
         .args(["worker", "-c", "2", "--hello-seconds", "0.1"])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -57,7 +45,7 @@ fn sandbox_runs_the_local_track_to_a_passing_step_6_and_stops_cleanly() {
         .unwrap();
     let mut worker = common::Proc(worker);
     common::wait_for_file(&log, "ready.", 20);
-    let out = sandbox_cmd(data).args(["submit", "tasks.hello", "World", "--wait", "--json"]).output().unwrap();
+    let out = common::bare_mqlab(data).args(["submit", "tasks.hello", "World", "--wait", "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Hello, World!"));
 
@@ -107,7 +95,7 @@ fn sandbox_runs_the_local_track_to_a_passing_step_6_and_stops_cleanly() {
     // Step 6 of the local track passes (the management API counts consumers every 5 s).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let out = sandbox_cmd(data).args(["--track", "local", "check", "--lesson", "6"]).output().unwrap();
+        let out = common::bare_mqlab(data).args(["--track", "local", "check", "--lesson", "6"]).output().unwrap();
         if out.status.success() {
             let text = String::from_utf8_lossy(&out.stdout);
             assert!(
@@ -122,23 +110,25 @@ fn sandbox_runs_the_local_track_to_a_passing_step_6_and_stops_cleanly() {
     worker.signal(libc::SIGTERM);
     worker.wait_exit(10);
 
-    let status: Value = serde_json::from_slice(&sandbox_cmd(data).args(["sandbox", "status", "--json"]).output().unwrap().stdout).unwrap();
+    let status: Value =
+        serde_json::from_slice(&common::bare_mqlab(data).args(["sandbox", "status", "--json"]).output().unwrap().stdout).unwrap();
     assert_eq!(status["running"], true);
-    let out = sandbox_cmd(data).args(["sandbox", "down"]).output().unwrap();
+    let out = common::bare_mqlab(data).args(["sandbox", "down"]).output().unwrap();
     assert!(out.status.success());
     for port in [sb.rabbitmq.amqp_port, sb.rabbitmq.management_port, sb.rabbitmq.dist_port, sb.redis.port] {
         assert!(!port_open(port), "port {port} still open");
     }
     assert!(!sb.rabbitmq.is_alive() && !sb.redis.is_alive(), "processes left running");
     assert!(Sandbox::load(data).is_none());
-    let out = sandbox_cmd(data).args(["sandbox", "status"]).output().unwrap();
+    let out = common::bare_mqlab(data).args(["sandbox", "status"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
 
 #[test]
 fn missing_programs_say_how_to_install_and_start_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let out = sandbox_cmd(dir.path()).env("MQLAB_REDIS_SERVER", "/nonexistent/redis-server").args(["sandbox", "up"]).output().unwrap();
+    let out =
+        common::bare_mqlab(dir.path()).env("MQLAB_REDIS_SERVER", "/nonexistent/redis-server").args(["sandbox", "up"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Redis (redis-server) is not installed"), "{err}");
@@ -147,7 +137,7 @@ fn missing_programs_say_how_to_install_and_start_nothing() {
     assert!(err.contains("MQLAB_REDIS_SERVER names /nonexistent/redis-server, which is not a file"), "{err}");
     assert!(Sandbox::load(dir.path()).is_none());
     assert!(!dir.path().join("sandbox").exists(), "nothing half-started");
-    let out = sandbox_cmd(dir.path())
+    let out = common::bare_mqlab(dir.path())
         .env("MQLAB_RABBITMQ_SERVER", "/nonexistent")
         .env("MQLAB_REDIS_SERVER", "/nonexistent")
         .args(["sandbox", "up"])
@@ -160,7 +150,7 @@ fn missing_programs_say_how_to_install_and_start_nothing() {
     // (HOMEBREW_PREFIX, Apple Silicon's, Intel's) included.
     let brewed = ["/opt/homebrew", "/usr/local"].iter().any(|p| std::path::Path::new(p).join("bin/redis-server").exists());
     if !brewed {
-        let out = sandbox_cmd(dir.path())
+        let out = common::bare_mqlab(dir.path())
             .env("PATH", dir.path())
             .env("HOMEBREW_PREFIX", dir.path().join("brew"))
             .env("MQLAB_RABBITMQ_SERVER", "/nonexistent")
@@ -224,7 +214,7 @@ fn a_stale_record_touches_no_other_process() {
         "redis": {"pid": 1, "port": 4, "dir": sb_dir.join("redis")}
     });
     std::fs::write(sb_dir.join("sandbox.json"), record.to_string()).unwrap();
-    let out = sandbox_cmd(data).args(["sandbox", "down"]).output().unwrap();
+    let out = common::bare_mqlab(data).args(["sandbox", "down"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("RabbitMQ: not running any more") && text.contains("Redis: not running any more"), "{text}");
@@ -247,7 +237,7 @@ fn a_failed_start_leaves_nothing_running() {
     let fake = dir.path().join("rabbitmq-server");
     std::fs::write(&fake, "#!/bin/sh\necho 'BOOT FAILED: simulated' >&2\nexit 1\n").unwrap();
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let out = sandbox_cmd(dir.path()).env("MQLAB_RABBITMQ_SERVER", &fake).args(["sandbox", "up"]).output().unwrap();
+    let out = common::bare_mqlab(dir.path()).env("MQLAB_RABBITMQ_SERVER", &fake).args(["sandbox", "up"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("RabbitMQ did not start") && err.contains("BOOT FAILED: simulated"), "{err}");

@@ -451,3 +451,107 @@ fn missing(need: Need) -> Option<(String, String)> {
         }),
     }
 }
+
+/// `mqlab worker` on `queue` against `broker` and `redis`, named `{tag}-{queue's last 8}`,
+/// logging at info to `log` (appended); not waited for.
+#[allow(dead_code)]
+pub fn worker_proc(
+    data: &std::path::Path,
+    broker: &str,
+    redis: &str,
+    queue: &str,
+    extra: &[&str],
+    log: &std::path::Path,
+    tag: &str,
+) -> Proc {
+    let child = mqlab(data)
+        .env("MQLAB_BROKER_URL", broker)
+        .env("MQLAB_RESULT_BACKEND", redis)
+        .args(["worker", "-Q", queue, "-n", &format!("{tag}-{}", &queue[queue.len() - 8..]), "-l", "info"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap())
+        .spawn()
+        .unwrap();
+    Proc(child)
+}
+
+/// Publishes task messages as `delay()` does, confirmed by the broker.
+#[allow(dead_code)]
+pub async fn publish_tasks(broker: &str, queue: &str, msgs: &[mqlab::celery::protocol::TaskMessage]) {
+    let c = mqlab::celery::client::Client::connect(broker, None, queue, 3600).await.unwrap();
+    c.publish(msgs).await.unwrap();
+    c.close().await;
+}
+
+/// `mqlab` with no service variables and a data dir of its own: what it uses is what the data dir
+/// records (a sandbox).
+#[allow(dead_code)]
+pub fn bare_mqlab(data: &std::path::Path) -> Command {
+    let mut c = Command::new(bin());
+    c.env("MQLAB_DATA_DIR", data)
+        .env("MQLAB_CONFIG", data.join("none.toml"))
+        .env_remove("MQLAB_BROKER_URL")
+        .env_remove("MQLAB_RESULT_BACKEND")
+        .env_remove("MQLAB_MANAGEMENT_URL")
+        .env_remove("CELERY_BROKER_URL")
+        .env_remove("CELERY_RESULT_BACKEND");
+    c
+}
+
+/// One remote-control request to one node, as `celery control` sends it: its reply and how long
+/// it took, or None when none came within `secs`.
+#[allow(dead_code)]
+pub async fn control_request(
+    broker: &str,
+    node: &str,
+    method: &str,
+    arguments: serde_json::Value,
+    secs: u64,
+) -> Option<(serde_json::Value, Duration)> {
+    use futures_util::StreamExt;
+    use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueBindOptions};
+    let conn = lapin::Connection::connect(broker, Default::default()).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let ticket = uuid::Uuid::new_v4().to_string();
+    let q = ch
+        .queue_declare("".into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, FieldTable::default())
+        .await
+        .unwrap();
+    ch.exchange_declare(
+        "reply.celery.pidbox".into(),
+        lapin::ExchangeKind::Direct,
+        lapin::options::ExchangeDeclareOptions { durable: false, ..Default::default() },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.queue_bind(
+        q.name().clone(),
+        "reply.celery.pidbox".into(),
+        ticket.as_str().into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let mut replies = ch
+        .basic_consume(q.name().clone(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+        .await
+        .unwrap();
+    let body = serde_json::json!({"method": method, "arguments": arguments, "destination": [node], "pattern": null, "matcher": null,
+        "reply_to": {"exchange": "reply.celery.pidbox", "routing_key": ticket}, "ticket": ticket});
+    let props = lapin::BasicProperties::default().with_content_type("application/json".into());
+    let sent = Instant::now();
+    ch.basic_publish("celery.pidbox".into(), "".into(), BasicPublishOptions::default(), body.to_string().as_bytes(), props)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(secs), replies.next()).await;
+    let took = sent.elapsed();
+    let _ = conn.close(200, "bye".into()).await;
+    let d = reply.ok()??.ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&d.data).ok()?;
+    Some((v[node].clone(), took))
+}
