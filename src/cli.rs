@@ -45,7 +45,10 @@ pub enum Command {
     Check(CheckArgs),
     /// Show progress: checks, checklist, experiments, notes; tick items and keep notes
     Progress(ProgressArgs),
-    /// Clear all progress (asks first)
+    /// Run a lesson's solution: the lesson's own commands, each shown before it runs (your Python
+    /// worker in the background, the bursts, the kill and the restart), then its checks
+    Solve(SolveArgs),
+    /// Clear all progress, or one lesson's (asks first)
     Reset(ResetArgs),
     /// Write LEARNINGS.md from what you did
     Export(ExportArgs),
@@ -113,6 +116,14 @@ pub struct CheckArgs {
     /// List the checks and exit
     #[arg(long)]
     pub list: bool,
+    /// Re-run every earlier lesson's checks (those before the lesson you are on) and show, per
+    /// check, when it was earned and what it sees now
+    #[arg(long, conflicts_with_all = ["lesson", "all", "ids"])]
+    pub previous: bool,
+    /// With each check, the exact call it made (HTTP path, AMQP operation, Redis command,
+    /// host:port)
+    #[arg(short, long)]
+    pub verbose: bool,
     /// Before you start: Python, the cluster tools and the VM's memory, who holds the ports, the
     /// Celery in your project's venv
     #[arg(long, conflicts_with_all = ["lesson", "all", "ids"])]
@@ -143,6 +154,25 @@ pub struct ResetArgs {
     /// Do not ask
     #[arg(short, long)]
     pub yes: bool,
+    /// Only this lesson: its earned checks, experiments, note and ticks, and what its solution
+    /// left running or made on the broker (the queues it declared); other lessons keep theirs
+    #[arg(short, long)]
+    pub lesson: Option<u32>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SolveArgs {
+    /// The lesson (1-11)
+    pub lesson: u32,
+    /// The track whose solution runs (default: yours)
+    #[arg(long, value_enum)]
+    pub track: Option<crate::config::Track>,
+    /// Show the steps and exit, running nothing
+    #[arg(long)]
+    pub list: bool,
+    /// With each failed check, the exact call it made
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -322,7 +352,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Submit(args)) => run_submit(&cfg, args).await,
         Some(Command::Check(args)) => run_check(&cfg, context_explicit, args).await,
         Some(Command::Progress(args)) => run_progress(&cfg, args),
-        Some(Command::Reset(args)) => run_reset(&cfg, args),
+        Some(Command::Solve(args)) => run_solve(&cfg, &cli.over, args).await,
+        Some(Command::Reset(args)) => run_reset(&cfg, args).await,
         Some(Command::Export(args)) => run_export(&cfg, args),
         Some(Command::Sandbox(args)) => run_sandbox(&cfg, args).await,
         Some(Command::Forward) => run_forward(&cfg, context_explicit).await,
@@ -563,34 +594,60 @@ async fn run_submit(cfg: &Config, args: SubmitArgs) -> anyhow::Result<i32> {
     })
     .await?;
     let total = started.elapsed().as_secs_f64();
-    client.close().await;
     let failures = finals.values().filter(|m| m.status != TaskState::Success).count();
+    // A burst that completed on the one worker on the broker is a timing at that worker's
+    // concurrency (whichever worker it is: yours in Python answers `stats` as mqlab's does).
+    let mut timed_at: Option<(String, u64)> = None;
+    if !single && done && finals.len() == args.count as usize {
+        let replies = client.broadcast_gather("stats", json!({}), Duration::from_secs(1)).await.unwrap_or_default();
+        if let [(host, stats)] = replies.as_slice()
+            && let Some(conc) = stats.pointer("/pool/max-concurrency").and_then(Value::as_u64)
+        {
+            timed_at = Some((host.clone(), conc));
+        }
+    }
+    client.close().await;
     let first_exc = finals.values().find_map(|m| m.exception_text());
-    record(
-        cfg,
-        ExperimentKind::TasksSubmitted,
-        if single {
-            let m = finals.values().next();
-            let outcome = match m {
-                Some(m) if m.status == TaskState::Success => format!("SUCCESS {}", crate::celery::pyrepr::repr(&m.result)),
-                Some(m) => format!("{} ({})", m.status, m.exception_text().unwrap_or_default()),
-                None => "no result in time".to_string(),
-            };
-            format!("Sent {}{}: {outcome} after {:.0} ms", args.task, msgs[0].argsrepr, total * 1000.0)
-        } else {
+    if let Some((host, conc)) = &timed_at {
+        let ok = finals.len() - failures;
+        record(
+            cfg,
+            ExperimentKind::Concurrency,
             format!(
-                "Sent {} × {}{}: {} SUCCESS, {failures} FAILURE{}, {} unfinished, in {total:.2} s ({:.0} tasks/s)",
+                "Burst of {} × {} at concurrency {conc} on {host} (the only worker on the broker): {ok} SUCCESS in {total:.1} s ({:.0} tasks/s), timed by mqlab submit",
                 args.count,
                 args.task,
-                msgs[0].argsrepr,
-                finals.len() - failures,
-                first_exc.as_ref().map(|e| format!(" ({e})")).unwrap_or_default(),
-                args.count - finals.len(),
-                finals.len() as f64 / total.max(1e-9)
-            )
-        },
-        json!({"task": args.task, "count": args.count, "succeeded": finals.len() - failures, "failed": failures, "seconds": total, "exception": first_exc}),
-    );
+                args.count as f64 / total.max(1e-9)
+            ),
+            json!({"task": args.task, "count": args.count, "succeeded": ok, "failed": failures, "concurrency": conc, "seconds": total, "worker": host, "observed": "submit"}),
+        );
+    } else {
+        record(
+            cfg,
+            ExperimentKind::TasksSubmitted,
+            if single {
+                let m = finals.values().next();
+                let outcome = match m {
+                    Some(m) if m.status == TaskState::Success => format!("SUCCESS {}", crate::celery::pyrepr::repr(&m.result)),
+                    Some(m) => format!("{} ({})", m.status, m.exception_text().unwrap_or_default()),
+                    None => "no result in time".to_string(),
+                };
+                format!("Sent {}{}: {outcome} after {:.0} ms", args.task, msgs[0].argsrepr, total * 1000.0)
+            } else {
+                format!(
+                    "Sent {} × {}{}: {} SUCCESS, {failures} FAILURE{}, {} unfinished, in {total:.2} s ({:.0} tasks/s)",
+                    args.count,
+                    args.task,
+                    msgs[0].argsrepr,
+                    finals.len() - failures,
+                    first_exc.as_ref().map(|e| format!(" ({e})")).unwrap_or_default(),
+                    args.count - finals.len(),
+                    finals.len() as f64 / total.max(1e-9)
+                )
+            },
+            json!({"task": args.task, "count": args.count, "succeeded": finals.len() - failures, "failed": failures, "seconds": total, "exception": first_exc}),
+        );
+    }
     if !single {
         let ok = finals.len() - failures;
         let missing = args.count - finals.len();
@@ -675,7 +732,13 @@ fn store(cfg: &Config) -> Store {
 
 /// Records an experiment; a failure to write progress is reported, never fatal to the command.
 fn record(cfg: &Config, kind: ExperimentKind, summary: String, figures: Value) {
-    if let Err(e) = store(cfg).update(|p| p.add_experiment(kind, summary, figures)) {
+    let add = |p: &mut crate::lessons::progress::Progress| {
+        let mut e = crate::lessons::progress::experiment(kind, summary, figures);
+        // The lesson the learner is on: `mqlab reset --lesson N` clears what was done there.
+        e.lesson = Some(p.current_lesson);
+        p.experiments.push(e);
+    };
+    if let Err(e) = store(cfg).update(add) {
         eprintln!("warning: could not record this in your progress: {}", one_line(&e));
     }
 }
@@ -694,35 +757,95 @@ async fn run_check(cfg: &Config, context_explicit: bool, args: CheckArgs) -> any
             anyhow::bail!("no check {id:?} (mqlab check --list shows them)");
         }
     }
+    let previous: Vec<u32> = if args.previous {
+        let upto = store(cfg).load_or_fresh().0.current_lesson;
+        course.lessons.iter().map(|l| l.step).filter(|s| *s < upto).collect()
+    } else {
+        vec![]
+    };
+    if args.previous && previous.is_empty() {
+        println!("You are on lesson 1: there is no earlier lesson to re-check (mqlab progress says where you are).");
+        return Ok(0);
+    }
     let ids: Vec<String> = match args.lesson {
         _ if args.preflight => probes::preflight::ids(track).into_iter().map(str::to_string).collect(),
         _ if !args.ids.is_empty() => args.ids.clone(),
+        _ if args.previous => {
+            let mut v: Vec<String> = vec![];
+            for l in course.lessons.iter().filter(|l| previous.contains(&l.step)) {
+                for c in l.checks(track) {
+                    if !v.contains(c) {
+                        v.push(c.clone());
+                    }
+                }
+            }
+            v
+        }
         Some(n) => {
             course.lesson(n).with_context(|| format!("there is no lesson {n} (lessons 1-{})", course.lessons.len()))?.checks(track).to_vec()
         }
         None => course.all_checks(track),
     };
+    // The lessons whose checks these passes earn: the one asked for, the earlier ones, or every
+    // lesson that lists them.
+    let scope: Vec<u32> = match args.lesson {
+        _ if args.previous => previous.clone(),
+        Some(n) => vec![n],
+        None => vec![],
+    };
     let mut probes = Probes::new(cfg.clone());
     probes.context_explicit = context_explicit;
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let results = probes.run_many(&refs).await;
-    let newly = store(cfg).update(|p| {
+    let saved = store(cfg).update(|p| {
         // A track given on purpose is kept as the learner's choice.
         if cfg.track_explicit {
             p.track = Some(track);
         }
-        p.record_checks(&results, &course, track)
+        let newly = p.record_checks_in(&results, &course, track, &scope);
+        (newly, p.clone())
     });
-    let newly = match newly {
+    let (newly, progress) = match saved {
         Ok(n) => n,
         Err(e) => {
             eprintln!("warning: could not save progress: {}", one_line(&e));
-            vec![]
+            (vec![], store(cfg).load_or_fresh().0)
         }
     };
     let failed = results.iter().filter(|r| r.status == Status::Fail).count();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json!({"track": track.as_str(), "results": results, "newly_ticked": newly}))?);
+        let earned: Value = if args.previous {
+            json!(previous.iter().map(|n| (n.to_string(), json!(progress.earned.get(n)))).collect::<Map<String, Value>>())
+        } else {
+            Value::Null
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"track": track.as_str(), "results": results, "newly_ticked": newly, "earned": earned}))?
+        );
+    } else if args.previous {
+        println!("Earlier lessons, earned and now (track {})", track.as_str());
+        for l in course.lessons.iter().filter(|l| previous.contains(&l.step)) {
+            println!("Lesson {} · {} {}", l.step, l.title_for(track), l.mark(track, &progress));
+            if l.checks(track).is_empty() {
+                println!("  no checks: it is read, not proved");
+            }
+            for id in l.checks(track) {
+                let Some(now) = results.iter().find(|r| &r.id == id) else { continue };
+                let earned = match progress.earned_for(l.step, id, track) {
+                    Some(e) => format!("earned {}", e.at.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M")),
+                    None => "not earned".to_string(),
+                };
+                println!("  {:<24} {earned} · now {} {}", id, now.status.mark(), now.detail);
+                if args.verbose && !now.call.is_empty() {
+                    println!("  {:<24} call: {}", "", now.call);
+                }
+            }
+        }
+        let passed = results.iter().filter(|r| r.status == Status::Pass).count();
+        println!(
+            "now: {passed} passed, {failed} failed (an earned check stays earned; run the lesson's solution or its steps to make it true again)"
+        );
     } else {
         let scope = match args.lesson {
             _ if args.preflight => "Preflight".to_string(),
@@ -734,15 +857,7 @@ async fn run_check(cfg: &Config, context_explicit: bool, args: CheckArgs) -> any
         if results.is_empty() {
             println!("  this lesson has no checks: it is read, not proved");
         }
-        let width = results.iter().map(|r| r.id.len()).max().unwrap_or(0);
-        for r in &results {
-            println!("  {} {:<width$}  {}", r.status.mark(), r.id, r.detail);
-            if r.status == Status::Fail
-                && let Some(h) = &r.hint
-            {
-                println!("    {:<width$}  → {h}", "");
-            }
-        }
+        print_results(&results, args.verbose);
         let passed = results.iter().filter(|r| r.status == Status::Pass).count();
         let skipped = results.iter().filter(|r| r.status == Status::Skipped).count();
         println!("{passed} passed, {failed} failed, {skipped} skipped");
@@ -830,10 +945,23 @@ fn run_progress(cfg: &Config, args: ProgressArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn run_reset(cfg: &Config, args: ResetArgs) -> anyhow::Result<i32> {
+async fn run_reset(cfg: &Config, args: ResetArgs) -> anyhow::Result<i32> {
     let st = store(cfg);
+    let course = Course::load()?;
+    let what = match args.lesson {
+        Some(n) => {
+            let l = course.lesson(n).with_context(|| format!("there is no lesson {n} (lessons 1-{})", course.lessons.len()))?;
+            format!(
+                "lesson {n} ({})'s earned checks, experiments, note and ticks, and stop what its solution left running",
+                l.title_for(cfg.track)
+            )
+        }
+        None => {
+            format!("all progress, checklist ticks, notes and experiments in {}, and stop what solutions left running", st.path().display())
+        }
+    };
     if !args.yes {
-        eprint!("Clear all progress, checklist ticks, notes and experiments in {}? [y/N] ", st.path().display());
+        eprint!("Clear {what}? [y/N] ");
         std::io::stderr().flush()?;
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer)?;
@@ -842,9 +970,98 @@ fn run_reset(cfg: &Config, args: ResetArgs) -> anyhow::Result<i32> {
             return Ok(1);
         }
     }
-    st.reset()?;
-    eprintln!("Progress cleared.");
+    let undone = crate::lessons::solver::undo(cfg, args.lesson).await?;
+    for line in &undone {
+        eprintln!("  {line}");
+    }
+    match args.lesson {
+        Some(n) => {
+            let cleared = st.update(|p| p.reset_lesson(&course, n))?;
+            if cleared.is_empty() {
+                eprintln!("Lesson {n} had nothing recorded; it starts afresh.");
+            } else {
+                eprintln!("Lesson {n} cleared: {}. Other lessons keep theirs.", cleared.join(", "));
+            }
+        }
+        None => {
+            st.reset()?;
+            eprintln!("Progress cleared.");
+        }
+    }
     Ok(0)
+}
+
+async fn run_solve(cfg: &Config, over: &crate::config::Overrides, args: SolveArgs) -> anyhow::Result<i32> {
+    let course = Course::load()?;
+    let track = args.track.unwrap_or(cfg.track);
+    let lesson =
+        course.lesson(args.lesson).with_context(|| format!("there is no lesson {} (lessons 1-{})", args.lesson, course.lessons.len()))?;
+    if args.list {
+        let steps = lesson.solution(track);
+        println!(
+            "Lesson {} · {} (track {}): {} step(s), then its checks",
+            lesson.step,
+            lesson.title_for(track),
+            track.as_str(),
+            steps.len()
+        );
+        for (i, s) in steps.iter().enumerate() {
+            let p = s.plan(cfg)?;
+            println!("[{}/{}] {}", i + 1, steps.len(), p.say);
+            for l in p.shown() {
+                println!("  {l}");
+            }
+        }
+        return Ok(0);
+    }
+    let over = over.clone();
+    let load = move || -> anyhow::Result<Config> {
+        let mut c = Config::load(&over)?;
+        c.track = track;
+        Ok(c)
+    };
+    let mut say = |l: &str| println!("{l}");
+    let solved = crate::lessons::solver::solve(&course, args.lesson, track, &load, &mut say).await?;
+    if let Some(f) = &solved.failed {
+        println!("\nThe solution stopped at {f}");
+        println!("{} of {} step(s) ran in {:.0} s; the checks did not run.", solved.steps_run, solved.steps, solved.seconds);
+        return Ok(1);
+    }
+    println!("\nChecks of lesson {} (track {})", args.lesson, track.as_str());
+    if solved.checks.is_empty() {
+        println!("  this lesson has no checks: it is read, not proved");
+    }
+    print_results(&solved.checks, args.verbose);
+    let failed = solved.checks.iter().filter(|r| r.status == Status::Fail).count();
+    println!(
+        "{} step(s) in {:.0} s; {} of {} check(s) passed",
+        solved.steps,
+        solved.seconds,
+        solved.checks.iter().filter(|r| r.status == Status::Pass).count(),
+        solved.checks.len()
+    );
+    Ok(if failed == 0 { 0 } else { 1 })
+}
+
+/// Check results as the command line shows them: the mark, the id and what it saw; with a
+/// failure, what was expected and the hint; with `verbose`, the call each made.
+fn print_results(results: &[probes::CheckResult], verbose: bool) {
+    let width = results.iter().map(|r| r.id.len()).max().unwrap_or(0);
+    for r in results {
+        println!("  {} {:<width$}  {}", r.status.mark(), r.id, r.detail);
+        if r.status == Status::Fail {
+            if !r.expected.is_empty() {
+                println!("    {:<width$}  expected: {}", "", r.expected);
+                println!("    {:<width$}  observed: {}", "", r.detail);
+            }
+            if let Some(h) = &r.hint {
+                println!("    {:<width$}  → {h}", "");
+            }
+        }
+        if (verbose || r.status == Status::Fail && std::env::var_os("MQLAB_DEBUG").is_some()) && !r.call.is_empty() {
+            println!("    {:<width$}  call: {}", "", r.call);
+        }
+    }
 }
 
 fn run_init(cfg: &Config, args: InitArgs) -> anyhow::Result<i32> {

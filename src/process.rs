@@ -21,6 +21,11 @@ pub fn signal_group(pgid: u32, sig: Signal) -> bool {
     to_pid(pgid).is_some_and(|p| rustix::process::kill_process_group(p, sig).is_ok())
 }
 
+/// Whether any process of the group led by `pgid` still exists (never for pid 0 or 1).
+pub fn group_alive(pgid: u32) -> bool {
+    pgid > 1 && to_pid(pgid).is_some_and(|p| rustix::process::test_kill_process_group(p).is_ok())
+}
+
 /// Reaps `pid` if it is a child of this process that has exited (so it does not linger as a
 /// zombie); whether it was reaped now. Anything else (running, not our child) is left as it is.
 pub fn reap(pid: u32) -> bool {

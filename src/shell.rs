@@ -7,6 +7,16 @@ pub const MGMT_USER_VAR: &str = "MQLAB_MGMT_USER";
 /// The management API's password for a lesson command; set in the command's environment only.
 pub const MGMT_PASSWORD_VAR: &str = "MQLAB_MGMT_PASSWORD";
 
+/// The shell lesson commands run in: bash where there is one (what the lessons are written for,
+/// `source venv/bin/activate` included: macOS and Linux both have it), else `sh`.
+pub fn program() -> &'static str {
+    static FOUND: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    FOUND.get_or_init(|| {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        if std::env::split_paths(&path).any(|d| d.join("bash").is_file()) { "bash" } else { "sh" }
+    })
+}
+
 /// `value` as one shell word: unchanged when it needs no quoting (`messaging`,
 /// `http://localhost:15672`), otherwise quoted so that `;`, `$`, backquotes, quotes, spaces and
 /// the like are literal. A NUL (which no argument can carry) is dropped.

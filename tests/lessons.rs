@@ -94,6 +94,8 @@ fn result(id: &str, status: Status) -> CheckResult {
         facts: Default::default(),
         at: chrono::Utc::now(),
         millis: 1,
+        expected: String::new(),
+        call: String::new(),
     }
 }
 

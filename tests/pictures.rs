@@ -80,6 +80,8 @@ fn ok(id: &str, title: &str, detail: &str) -> CheckResult {
         facts: Default::default(),
         at: t(1000),
         millis: 4,
+        expected: String::new(),
+        call: String::new(),
     }
 }
 

@@ -67,6 +67,8 @@ fn check(id: &str, status: Status, detail: &str, hint: Option<&str>) -> CheckRes
         facts: Default::default(),
         at: t(0),
         millis: 3,
+        expected: String::new(),
+        call: String::new(),
     }
 }
 

@@ -6,9 +6,12 @@
 
 pub mod charts;
 pub mod export;
+pub mod observe;
 pub mod progress;
 pub mod project;
 pub mod run;
+pub mod solve;
+pub mod solver;
 pub mod template;
 
 use std::path::Path;
@@ -128,6 +131,9 @@ struct FrontMatter {
     /// Experiments that must have been seen before the step counts as done.
     #[serde(default)]
     experiments: Vec<String>,
+    /// The solution: the learner's actions as this lesson tells them (`solve::Step`).
+    #[serde(default)]
+    solve: Vec<solve::Step>,
 }
 
 #[derive(Clone, Debug)]
@@ -144,6 +150,8 @@ pub struct Lesson {
     pub questions: Vec<Question>,
     /// Experiments (`burst`, `recovery`, `concurrency`) seen before the step is done.
     pub experiments: Vec<String>,
+    /// The solution, for both tracks (`solution` picks a track's steps).
+    pub solve: Vec<solve::Step>,
     body: String,
 }
 
@@ -164,6 +172,7 @@ impl Lesson {
             concepts: fm.concepts,
             questions: fm.questions,
             experiments: fm.experiments,
+            solve: fm.solve,
             body: rest[end + 5..].to_string(),
         })
     }
@@ -183,27 +192,40 @@ impl Lesson {
         }
     }
 
-    /// The step's state: ✓ when every check passed and every experiment it asks for was seen, ✗
-    /// when a check failed, · for a step with nothing to check, blank otherwise.
+    /// The step's state: ✓ when every check was earned on this lesson (see `progress::Earned`:
+    /// it stays earned when an experiment makes it false now), every experiment it asks for
+    /// was seen and its checklist is ticked; ✗ when a check not earned yet fails now; · for a
+    /// step with nothing to check; blank otherwise.
     pub fn mark(&self, track: Track, progress: &progress::Progress) -> char {
         let ids = self.checks(track);
-        if ids.is_empty() && self.experiments.is_empty() {
+        if ids.is_empty() && self.experiments.is_empty() && self.checklist.is_empty() {
             return '·';
         }
-        let rec = |id: &String| progress.checks.get(id);
-        if ids.iter().any(|id| rec(id).is_some_and(|r| r.status == probes::Status::Fail)) {
+        let earned = |id: &String| progress.earned_for(self.step, id, track).is_some();
+        let failing = |id: &String| progress.checks.get(id).is_some_and(|r| r.status == probes::Status::Fail);
+        if ids.iter().any(|id| !earned(id) && failing(id)) {
             return '✗';
         }
-        let checks_ok = ids.iter().all(|id| rec(id).is_some_and(|r| r.status == probes::Status::Pass));
-        let seen = self.experiments.iter().all(|e| progress.experiment_seen(e));
+        let seen = self.experiments.iter().all(|e| self.experiment_seen(progress, e));
         // A step with a checklist is done when every item is ticked on this track (by hand too).
         let ticked = self.checklist.iter().all(|item| progress.tick_for(item, track).is_some());
-        if checks_ok && seen && ticked { '✓' } else { ' ' }
+        if ids.iter().all(earned) && seen && ticked { '✓' } else { ' ' }
+    }
+
+    /// Whether an experiment this lesson asks for was seen (in this lesson, or in records from
+    /// before lessons were noted).
+    pub fn experiment_seen(&self, progress: &progress::Progress, name: &str) -> bool {
+        progress.experiment_seen_in(name, Some(self.step))
     }
 
     /// The experiments this step asks for that were not seen yet.
     pub fn missing_experiments(&self, progress: &progress::Progress) -> Vec<&str> {
-        self.experiments.iter().filter(|e| !progress.experiment_seen(e)).map(String::as_str).collect()
+        self.experiments.iter().filter(|e| !self.experiment_seen(progress, e)).map(String::as_str).collect()
+    }
+
+    /// The solution's steps on a track.
+    pub fn solution(&self, track: Track) -> Vec<&solve::Step> {
+        self.solve.iter().filter(|s| s.on(track)).collect()
     }
 
     /// The Markdown text for one track.
@@ -277,6 +299,53 @@ fn blocks_of(text: &str, opens: impl Fn(&str) -> bool) -> Vec<String> {
         }
     }
     out
+}
+
+impl Course {
+    /// What is wrong with the solutions: a step that does not do exactly one thing, a command the
+    /// course has not shown on that track by then, code the lesson does not show, a program
+    /// stopped that no solution started.
+    fn validate_solutions(&self) -> Vec<String> {
+        let mut problems = vec![];
+        let cfg = crate::config::Config::load_with(&Default::default(), &|_| None).ok();
+        for track in [Track::K3s, Track::Local] {
+            let mut shown: Vec<String> = vec![];
+            let mut code: Vec<String> = vec![];
+            let mut names: Vec<String> = vec![];
+            for l in &self.lessons {
+                let text = l.text(track);
+                shown.extend(solve::shown_lines(&text));
+                code.extend(solve::code_blocks(&text, "python"));
+                for s in l.solution(track) {
+                    let at = format!("{} (solution, {} track, {:?})", l.file, track.as_str(), s.say);
+                    if let Some(cfg) = &cfg
+                        && let Err(e) = s.plan(cfg)
+                    {
+                        problems.push(format!("{at}: {e}"));
+                    }
+                    for line in s.run.iter().chain(&s.start) {
+                        if !shown.iter().any(|l| l == solve::bare(line)) {
+                            problems.push(format!("{at}: runs {line:?}, which the course has not shown on this track by then"));
+                        }
+                    }
+                    if let Some(text) = &s.text
+                        && !code.iter().any(|c| c.trim() == text.trim())
+                    {
+                        problems.push(format!("{at}: appends code that is not a Python block of the course by then"));
+                    }
+                    if let Some(n) = &s.name {
+                        names.push(n.clone());
+                    }
+                    if let Some(n) = &s.stop
+                        && !names.contains(n)
+                    {
+                        problems.push(format!("{at}: stops {n:?}, which no solution started before"));
+                    }
+                }
+            }
+        }
+        problems
+    }
 }
 
 /// A command a lesson lets the learner run from the app: what the screen shows is what runs
@@ -402,6 +471,7 @@ impl Course {
                 }
             }
         }
+        problems.extend(self.validate_solutions());
         let ids: Vec<&str> = self.checklist().iter().map(|i| i.id.as_str()).collect();
         for (i, id) in ids.iter().enumerate() {
             if ids[..i].contains(id) {

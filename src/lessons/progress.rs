@@ -54,6 +54,16 @@ pub enum ExperimentKind {
     EarlyAckLoss,
 }
 
+/// A check passed from the learner's evidence while a lesson's checks ran: it stays earned (a
+/// later experiment may make it false now, on purpose) until that lesson is reset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Earned {
+    pub at: DateTime<Utc>,
+    /// What the check saw then.
+    pub detail: String,
+    pub track: Track,
+}
+
 /// Experiments a lesson can ask for, and what proves each.
 pub const EXPERIMENTS: &[(&str, &str)] = &[
     ("burst", "a burst whose queue depth rose and then drained"),
@@ -73,6 +83,10 @@ pub struct Experiment {
     /// `MAX_SERIES` points (for the charts beside LEARNINGS.md).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub series: Vec<[f64; 3]>,
+    /// The lesson the learner was on (what `mqlab reset --lesson N` clears); None in records
+    /// from before lessons were noted (then `lesson_of` goes by the experiment's kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lesson: Option<u32>,
 }
 
 /// The most points an experiment keeps of its time series.
@@ -97,6 +111,15 @@ pub struct Progress {
     /// Facts learned by checks: versions, node name, figures.
     #[serde(default)]
     pub facts: BTreeMap<String, String>,
+    /// Checks earned per lesson (see `Earned`).
+    #[serde(default)]
+    pub earned: BTreeMap<u32, BTreeMap<String, Earned>>,
+    /// When each lesson was last reset: experiments from before do not count for it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reset_at: BTreeMap<u32, DateTime<Utc>>,
+    /// The screen the app was on (`lesson`, `lab`, `checklist`…), to reopen there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screen: Option<String>,
 }
 
 fn one() -> u32 {
@@ -105,12 +128,30 @@ fn one() -> u32 {
 
 impl Progress {
     pub fn new() -> Self {
-        Progress { version: 1, current_lesson: 1, ..Default::default() }
+        Progress { version: 2, current_lesson: 1, ..Default::default() }
     }
 
-    /// Records check results and ticks every checklist item whose checks have all passed.
-    /// Returns the ids of items newly ticked.
+    /// Records check results and ticks every checklist item whose checks have all passed; a pass
+    /// is earned by every lesson that lists the check. Returns the ids of items newly ticked.
     pub fn record_checks(&mut self, results: &[CheckResult], course: &Course, track: Track) -> Vec<String> {
+        self.record_checks_in(results, course, track, &[])
+    }
+
+    /// Like `record_checks`, with the passes earned by `lessons` only (those of them that list
+    /// the check on `track`; every lesson that lists it when `lessons` is empty).
+    pub fn record_checks_in(&mut self, results: &[CheckResult], course: &Course, track: Track, lessons: &[u32]) -> Vec<String> {
+        self.migrate(course);
+        for r in results.iter().filter(|r| r.status == Status::Pass) {
+            for l in &course.lessons {
+                if (lessons.is_empty() || lessons.contains(&l.step)) && l.checks(track).contains(&r.id) {
+                    self.earned.entry(l.step).or_default().entry(r.id.clone()).or_insert_with(|| Earned {
+                        at: r.at,
+                        detail: r.detail.clone(),
+                        track,
+                    });
+                }
+            }
+        }
         for r in results {
             if r.status == Status::Skipped {
                 continue;
@@ -159,6 +200,70 @@ impl Progress {
         newly
     }
 
+    /// The earned record of a check for a lesson, on `track`.
+    pub fn earned_for(&self, lesson: u32, id: &str, track: Track) -> Option<&Earned> {
+        self.earned.get(&lesson).and_then(|m| m.get(id)).filter(|e| e.track == track)
+    }
+
+    /// Older progress files kept no earned checks: each check that has passed counts as earned,
+    /// when it last passed, by every lesson that lists it on the track of the progress.
+    pub fn migrate(&mut self, course: &Course) {
+        if self.version >= 2 {
+            return;
+        }
+        self.version = 2;
+        let track = self.track.unwrap_or_default();
+        for l in &course.lessons {
+            for id in l.checks(track) {
+                if let Some(r) = self.checks.get(id)
+                    && let Some(at) = r.passed_at
+                {
+                    let detail = r.passed_detail.clone().unwrap_or_else(|| r.detail.clone());
+                    self.earned.entry(l.step).or_default().insert(id.clone(), Earned { at, detail, track });
+                }
+            }
+        }
+    }
+
+    /// The lesson an experiment belongs to: the one it was recorded on, or (records from before
+    /// lessons were noted) the first lesson that asks for its kind.
+    pub fn lesson_of(e: &Experiment, course: &Course) -> Option<u32> {
+        e.lesson.or_else(|| {
+            let name = match e.kind {
+                ExperimentKind::Recovery | ExperimentKind::EarlyAckLoss => "recovery",
+                ExperimentKind::Concurrency if e.figures.get("concurrency").is_some() => "concurrency",
+                ExperimentKind::Concurrency => "burst",
+                _ => return None,
+            };
+            course.lessons.iter().find(|l| l.experiments.iter().any(|x| x == name)).map(|l| l.step)
+        })
+    }
+
+    /// Clears one lesson: its earned checks, its experiments, its note and its checklist ticks.
+    /// Other lessons' records stay. Returns what was cleared, in words.
+    pub fn reset_lesson(&mut self, course: &Course, step: u32) -> Vec<String> {
+        let mut said = vec![];
+        self.reset_at.insert(step, Utc::now());
+        if let Some(e) = self.earned.remove(&step) {
+            said.push(format!("{} earned check(s)", e.len()));
+        }
+        let before = self.experiments.len();
+        self.experiments.retain(|e| Self::lesson_of(e, course) != Some(step));
+        if before > self.experiments.len() {
+            said.push(format!("{} experiment(s)", before - self.experiments.len()));
+        }
+        if self.notes.remove(&step).is_some() {
+            said.push("its note".into());
+        }
+        if let Some(l) = course.lesson(step) {
+            let ticks = l.checklist.iter().filter(|i| self.checklist.remove(&i.id).is_some()).count();
+            if ticks > 0 {
+                said.push(format!("{ticks} checklist tick(s)"));
+            }
+        }
+        said
+    }
+
     pub fn tick(&mut self, course: &Course, id: &str) -> anyhow::Result<()> {
         known_item(course, id)?;
         let track = self.track.unwrap_or_default();
@@ -189,8 +294,14 @@ impl Progress {
 
     /// Whether an experiment a lesson asks for (see `EXPERIMENTS`) was seen.
     pub fn experiment_seen(&self, name: &str) -> bool {
+        self.experiment_seen_in(name, None)
+    }
+
+    /// Like `experiment_seen`, for a lesson: only experiments since it was last reset count.
+    pub fn experiment_seen_in(&self, name: &str, lesson: Option<u32>) -> bool {
         let num = |e: &Experiment, k: &str| e.figures.get(k).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
-        self.experiments.iter().any(|e| match name {
+        let since = lesson.and_then(|l| self.reset_at.get(&l));
+        self.experiments.iter().filter(|e| since.is_none_or(|t| e.at > *t)).any(|e| match name {
             "burst" => e.kind == ExperimentKind::Concurrency && num(e, "peak_depth") >= 2.0 && num(e, "drained") >= 1.0,
             "recovery" => {
                 let lab = num(e, "in_flight_at_kill") >= 1.0
@@ -224,10 +335,16 @@ impl Progress {
 /// erase each other's work.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Change {
+    /// Check results; passes are earned by `lessons` (every lesson listing them when empty).
     Checks {
         results: Vec<CheckResult>,
         track: Track,
+        lessons: Vec<u32>,
     },
+    /// Clear one lesson (`Progress::reset_lesson`).
+    ResetLesson(u32),
+    /// The screen the app shows.
+    Screen(String),
     Tick(String),
     Untick(String),
     Note {
@@ -248,7 +365,11 @@ impl Progress {
     /// Applies a change; returns the checklist items it newly ticked.
     pub fn apply(&mut self, course: &Course, c: &Change) -> Vec<String> {
         match c {
-            Change::Checks { results, track } => return self.record_checks(results, course, *track),
+            Change::Checks { results, track, lessons } => return self.record_checks_in(results, course, *track, lessons),
+            Change::ResetLesson(step) => {
+                self.reset_lesson(course, *step);
+            }
+            Change::Screen(s) => self.screen = Some(s.clone()),
             Change::Tick(id) => {
                 let _ = self.tick(course, id);
             }
@@ -279,7 +400,7 @@ pub fn observed(e: &Experiment) -> bool {
 
 pub fn experiment(kind: ExperimentKind, summary: impl Into<String>, figures: serde_json::Value) -> Experiment {
     let figures = figures.as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
-    Experiment { kind, at: Utc::now(), summary: summary.into(), figures, series: vec![] }
+    Experiment { kind, at: Utc::now(), summary: summary.into(), figures, series: vec![], lesson: None }
 }
 
 fn known_item(course: &Course, id: &str) -> anyhow::Result<()> {

@@ -1,4 +1,4 @@
-//! Running a lesson's command on request: `sh -c` with the learner's environment (KUBECONFIG,
+//! Running a lesson's command on request: `bash -c` (`sh -c` without bash) with the learner's environment (KUBECONFIG,
 //! PATH…), this mqlab first on PATH and its configuration in the environment (so a `mqlab …`
 //! line uses the same broker as the app), output streamed line by line with URLs' passwords
 //! masked, and a cancel that stops the command's whole process group. Only commands from the
@@ -51,7 +51,7 @@ pub fn env_for(cfg: &Config) -> Vec<(String, String)> {
     env
 }
 
-/// Runs `cmd` with `sh -c`, sending its output (stdout and stderr, by line, in batches) to
+/// Runs `cmd` with `bash -c` (or `sh -c`), sending its output (stdout and stderr, by line, in batches) to
 /// `lines`, until it exits or `cancel` fires (then SIGTERM to its process group, SIGKILL 2 s later).
 pub async fn run(
     cmd: &str,
@@ -60,7 +60,7 @@ pub async fn run(
     cancel: oneshot::Receiver<()>,
 ) -> ShellDone {
     let started = Instant::now();
-    let mut command = tokio::process::Command::new("sh");
+    let mut command = tokio::process::Command::new(crate::shell::program());
     command.arg("-c").arg(cmd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0).kill_on_drop(true);
     for (k, v) in env {
         command.env(k, v);
@@ -68,7 +68,7 @@ pub async fn run(
     let mut child = match command.spawn() {
         Ok(c) => c,
         Err(e) => {
-            let _ = lines.send(vec![format!("cannot start sh: {e}")]);
+            let _ = lines.send(vec![format!("cannot start {}: {e}", crate::shell::program())]);
             return ShellDone { code: None, secs: started.elapsed().as_secs_f64(), cancelled: false };
         }
     };

@@ -52,6 +52,12 @@ pub struct CheckResult {
     pub facts: BTreeMap<String, String>,
     pub at: DateTime<Utc>,
     pub millis: u64,
+    /// What the check wants to see (the detail says what it saw).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub expected: String,
+    /// The exact call it made: HTTP path, AMQP operation, Redis command, host:port.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub call: String,
 }
 
 /// What a check body returns.
@@ -280,6 +286,8 @@ impl Probes {
         };
         let mut r = finish(id, &title_for(id, &self.cfg), outcome, started);
         r.detail = crate::config::scrub(&r.detail, &[&self.cfg.broker_url, &self.cfg.result_backend, &self.cfg.management_url]);
+        r.expected = expected(id, &self.cfg);
+        r.call = call(id, &self.cfg);
         r
     }
 
@@ -318,6 +326,85 @@ impl Probes {
     }
 }
 
+/// What a check wants to see, in the learner's terms.
+pub fn expected(id: &str, cfg: &Config) -> String {
+    let q = &cfg.queue;
+    match id {
+        "kube.context" => format!("a kubeconfig context named {} (the current one unless --context chose it)", cfg.kube_context),
+        "kube.api" => "the cluster's API server answers GET /version".into(),
+        "kube.node_ready" => "at least one node with condition Ready=True".into(),
+        "kube.namespace" => format!("namespace {} exists", cfg.namespace),
+        "kube.rabbitmq_pod" => "the RabbitMQ pod Running with every container ready (1/1)".into(),
+        "kube.redis_pod" => "the Redis pod Running with every container ready (1/1)".into(),
+        "kube.rabbitmq_log" => "\"Server startup complete\" in the RabbitMQ pod's log after its last start".into(),
+        "kube.services" => "services rabbitmq (5672, 15672) and redis-master (6379)".into(),
+        "ports.local" => "something answering on each of the three local ports".into(),
+        "amqp.login" => "an AMQP connection opened with your user and vhost".into(),
+        "mgmt.login" => "HTTP 200 from the management API with your user".into(),
+        "mgmt.exchanges" => "exchanges amq.direct (direct), amq.fanout (fanout) and amq.topic (topic)".into(),
+        "mgmt.celery_queue" => format!("queue {q} declared, with 1 consumer or more"),
+        "redis.ping" => "PONG".into(),
+        "tasks.roundtrip" => format!("tasks.add(42, 58) through queue {q} stored as SUCCESS 100 within 10 s"),
+        "tasks.failure" => format!("tasks.divide(10, 0) through queue {q} stored as FAILURE ZeroDivisionError within 10 s"),
+        "celery.py_worker" => "a heartbeat from a Python Celery worker (sw_ident py-celery) within 4.5 s".into(),
+        "celery.py_tasks" => "your Python worker answers `registered` with tasks.hello and tasks.add".into(),
+        "project.celery_app" => "celery_app.py in the project folder naming tasks.hello and tasks.add".into(),
+        "results.learner" => "a SUCCESS in Redis of a task mqlab did not send (your .delay())".into(),
+        "results.learner_failure" => "a FAILURE in Redis of a task mqlab did not send, with its exception".into(),
+        _ => String::new(),
+    }
+}
+
+/// The call a check makes, exactly: what a learner would repeat to see the same.
+pub fn call(id: &str, cfg: &Config) -> String {
+    let (ah, ap) = host_port(&cfg.broker_url, 5672);
+    let (rh, rp) = host_port(&cfg.result_backend, 6379);
+    let mgmt = url::Url::parse(&cfg.management_url)
+        .map(|u| format!("{}://{}:{}", u.scheme(), u.host_str().unwrap_or("localhost"), u.port_or_known_default().unwrap_or(15672)))
+        .unwrap_or_else(|_| cfg.management_url.clone());
+    let vhost = rabbit::vhost_of(&cfg.broker_url);
+    let enc = |s: &str| mgmt::segment(s);
+    let (_, user, _) = cfg.management_login();
+    let amqp_user = url::Url::parse(&cfg.broker_url).map(|u| u.username().to_string()).unwrap_or_default();
+    let db = url::Url::parse(&cfg.result_backend).ok().map(|u| u.path().trim_start_matches('/').to_string()).filter(|d| !d.is_empty());
+    let db = db.unwrap_or_else(|| "0".into());
+    let ns = &cfg.namespace;
+    let q = &cfg.queue;
+    let kube = |path: &str| format!("GET {path} on the API server of context {} (kubeconfig)", cfg.kube_context);
+    match id {
+        "kube.context" => "read the kubeconfig ($KUBECONFIG or ~/.kube/config): contexts and current-context".into(),
+        "kube.api" => kube("/version"),
+        "kube.node_ready" => kube("/api/v1/nodes"),
+        "kube.namespace" => kube(&format!("/api/v1/namespaces/{ns}")),
+        "kube.rabbitmq_pod" => kube(&format!("/api/v1/namespaces/{ns}/pods (the RabbitMQ pod) and its events")),
+        "kube.redis_pod" => kube(&format!("/api/v1/namespaces/{ns}/pods (the Redis pod) and its events")),
+        "kube.rabbitmq_log" => kube(&format!("/api/v1/namespaces/{ns}/pods/<rabbitmq pod>/log (last 2000 lines)")),
+        "kube.services" => kube(&format!("/api/v1/namespaces/{ns}/services/rabbitmq and …/redis-master")),
+        "ports.local" => format!("TCP connect to {ah}:{ap}, the management port and {rh}:{rp}"),
+        "amqp.login" => format!("AMQP 0-9-1 connect to {ah}:{ap}, vhost {vhost:?}, user {amqp_user:?} (Connection.Start → Open)"),
+        "mgmt.login" => format!("GET {mgmt}/api/overview as {user:?}"),
+        "mgmt.exchanges" => format!("GET {mgmt}/api/exchanges/{}?columns=name,type as {user:?}", enc(&vhost)),
+        "mgmt.celery_queue" => format!("AMQP Queue.Declare {q:?} passive=true on {ah}:{ap}, vhost {vhost:?} (the broker's own counts)"),
+        "redis.ping" => format!("Redis PING to {rh}:{rp}"),
+        "tasks.roundtrip" => format!(
+            "AMQP Basic.Publish tasks.add(42, 58) to exchange \"\" key {q:?} on {ah}:{ap}; Redis SUBSCRIBE celery-task-meta-<id> and GET it on {rh}:{rp} db {db}"
+        ),
+        "tasks.failure" => format!(
+            "AMQP Basic.Publish tasks.divide(10, 0) to exchange \"\" key {q:?} on {ah}:{ap}; Redis SUBSCRIBE celery-task-meta-<id> and GET it on {rh}:{rp} db {db}"
+        ),
+        "celery.py_worker" => format!("AMQP: a queue bound to exchange celeryev (key #) on {ah}:{ap}, listened to for 4.5 s"),
+        "celery.py_tasks" => {
+            format!("AMQP: celeryev listened to for heartbeats, then remote control `registered` broadcast to celery.pidbox on {ah}:{ap}")
+        }
+        "project.celery_app" => format!("read {}", cfg.project_dir.join("celery_app.py").display()),
+        "results.learner" | "results.learner_failure" => format!(
+            "Redis SCAN celery-task-meta-* and MGET them on {rh}:{rp} db {db}; ZSCORE {} for each id (the tasks mqlab sent)",
+            learner::SENT_LOG_KEY
+        ),
+        _ => String::new(),
+    }
+}
+
 fn finish(id: &str, title: &str, o: Outcome, started: Instant) -> CheckResult {
     CheckResult {
         id: id.to_string(),
@@ -328,6 +415,8 @@ fn finish(id: &str, title: &str, o: Outcome, started: Instant) -> CheckResult {
         facts: o.facts,
         at: Utc::now(),
         millis: started.elapsed().as_millis() as u64,
+        expected: String::new(),
+        call: String::new(),
     }
 }
 

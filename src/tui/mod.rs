@@ -4,7 +4,6 @@
 
 pub mod keymap;
 pub mod markdown;
-pub mod observe;
 pub mod state;
 pub mod svg;
 pub mod update;

@@ -290,7 +290,7 @@ pub struct App {
     /// Until when a worker that just came up is expected to show as the queue's consumer.
     pub consumer_expected_until: Option<DateTime<Utc>>,
     /// Bursts and recoveries seen on the broker, whoever's worker and publisher.
-    pub broker_watch: super::observe::BrokerWatch,
+    pub broker_watch: crate::lessons::observe::BrokerWatch,
     /// Management API overview (exchanges, queues, consumers...), with when it was read.
     pub overview: Option<(Overview, DateTime<Utc>)>,
     /// When the last fast AMQP reading and management sample arrived.

@@ -864,7 +864,10 @@ impl App {
             }
             self.checks.insert(r.id.clone(), CheckState::Done(r.clone()));
         }
-        let newly = self.change(Change::Checks { results: results.clone(), track: self.track });
+        // Passes are earned by the lessons the learner has reached that list them.
+        let upto = self.current().step;
+        let lessons: Vec<u32> = self.course.lessons.iter().map(|l| l.step).filter(|s| *s <= upto).collect();
+        let newly = self.change(Change::Checks { results: results.clone(), track: self.track, lessons });
         // Checks re-run by themselves report in the panel, not over the status line (unless
         // they tick something).
         let removed: Vec<bool> = results.iter().map(|r| self.quiet_checks.remove(&r.id)).collect();
@@ -973,40 +976,21 @@ impl App {
     }
 
     /// Records what the broker showed of an experiment the lab did not run itself.
-    fn observed(&mut self, seen: super::observe::Observed) -> Vec<Command> {
-        use super::observe::Observed;
-        match seen {
-            Observed::Burst { peak, seconds, from } => {
-                let series = self.series_since(self.seconds_since_start(from) - 1.0);
-                self.record_series(
-                    ExperimentKind::Concurrency,
-                    format!(
-                        "Seen on the broker: the queue rose to {peak} and drained in {seconds:.1} s (tasks another program published, consumed by a worker outside the lab)"
-                    ),
-                    json!({"observed": "broker", "peak_depth": peak, "drained": 1, "seconds": seconds}),
-                    series,
-                );
-                self.status = Some(format!("seen on the broker: a burst rose to {peak} and drained in {seconds:.1} s"));
-            }
-            Observed::Recovery { waited, returned, down_seconds, drain_seconds, from } => {
-                let start = (self.seconds_since_start(from) - 2.0).max(0.0);
-                let series = self.series_since(start);
-                let returned_text = if returned > 0 { format!(" ({returned} came back unacknowledged as it left)") } else { String::new() };
-                self.record_series(
-                    ExperimentKind::Recovery,
-                    format!(
-                        "Seen on the broker: the queue's worker went away{returned_text}; {waited} message(s) waited at most; a worker came back after {down_seconds:.1} s and the queue drained {drain_seconds:.1} s later, nothing lost in the queue"
-                    ),
-                    json!({"observed": "broker", "waited": waited, "returned_at_stop": returned, "peak_depth": waited,
-                        "down_seconds": down_seconds, "seconds": drain_seconds, "drained": 1,
-                        "down_at": self.seconds_since_start(from) - start, "up_at": self.seconds_since_start(from) + down_seconds - start}),
-                    series,
-                );
-                self.status = Some(format!(
-                    "seen on the broker: a recovery — {waited} waited, drained {drain_seconds:.1} s after the worker came back"
-                ));
-            }
+    fn observed(&mut self, seen: crate::lessons::observe::Observed) -> Vec<Command> {
+        use crate::lessons::observe::Observed;
+        let (kind, summary, mut figures) = seen.experiment();
+        // A little of the queue before it began, for the chart.
+        let start = match seen {
+            Observed::Burst { .. } => self.seconds_since_start(seen.from()) - 1.0,
+            Observed::Recovery { .. } => (self.seconds_since_start(seen.from()) - 2.0).max(0.0),
+        };
+        if let Observed::Recovery { down_seconds, .. } = seen {
+            figures["down_at"] = json!(self.seconds_since_start(seen.from()) - start);
+            figures["up_at"] = json!(self.seconds_since_start(seen.from()) + down_seconds - start);
         }
+        let series = self.series_since(start);
+        self.record_series(kind, summary, figures, series);
+        self.status = Some(seen.status());
         vec![Command::SaveProgress]
     }
 
@@ -1017,6 +1001,8 @@ impl App {
     fn record_series(&mut self, kind: ExperimentKind, summary: String, figures: Value, series: Vec<[f64; 3]>) {
         let mut e = crate::lessons::progress::experiment(kind, summary, figures);
         e.series = series;
+        // The lesson the learner is on: `mqlab reset --lesson N` clears what was done there.
+        e.lesson = Some(self.current().step);
         self.change(Change::Experiment(e));
     }
 

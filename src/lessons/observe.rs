@@ -6,6 +6,9 @@
 //! Pure: readings in, observations out.
 
 use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use super::progress::ExperimentKind;
 
 /// What the broker showed.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,22 +77,25 @@ impl BrokerWatch {
                 o.back = None;
                 return None;
             }
-            let back = *o.back.get_or_insert(at);
-            if depth > 0 {
-                o.waited = o.waited.max(depth);
-                return None;
-            }
-            let o = self.outage.take().expect("an outage");
             if o.waited == 0 {
-                return None;
+                // Nothing waited while no consumer was there: no recovery. What this reading
+                // shows (a burst sent the moment a worker came back) is an ordinary reading.
+                self.outage = None;
+            } else {
+                // Only what waited with no consumer counts; the rest is the drain.
+                let back = *o.back.get_or_insert(at);
+                if depth > 0 {
+                    return None;
+                }
+                let o = self.outage.take().expect("an outage");
+                return Some(Observed::Recovery {
+                    waited: o.waited,
+                    returned: o.returned,
+                    down_seconds: secs(o.since, back),
+                    drain_seconds: secs(back, at),
+                    from: o.since,
+                });
             }
-            return Some(Observed::Recovery {
-                waited: o.waited,
-                returned: o.returned,
-                down_seconds: secs(o.since, back),
-                drain_seconds: secs(back, at),
-                from: o.since,
-            });
         }
         if consumers == 0 {
             self.rise = None;
@@ -109,6 +115,50 @@ impl BrokerWatch {
                 Some(Observed::Burst { peak: r.peak, seconds: secs(r.from, at), from: r.from })
             }
             None => None,
+        }
+    }
+}
+
+impl Observed {
+    /// When it began.
+    pub fn from(&self) -> DateTime<Utc> {
+        match self {
+            Observed::Burst { from, .. } | Observed::Recovery { from, .. } => *from,
+        }
+    }
+
+    /// The experiment it is, in the learner's words, with its figures (marked "observed":
+    /// "broker"). `down_at`/`up_at` of a recovery are added by whoever holds its time series.
+    pub fn experiment(&self) -> (ExperimentKind, String, Value) {
+        match *self {
+            Observed::Burst { peak, seconds, .. } => (
+                ExperimentKind::Concurrency,
+                format!(
+                    "Seen on the broker: the queue rose to {peak} and drained in {seconds:.1} s (tasks another program published, consumed by a worker outside the lab)"
+                ),
+                json!({"observed": "broker", "peak_depth": peak, "drained": 1, "seconds": seconds}),
+            ),
+            Observed::Recovery { waited, returned, down_seconds, drain_seconds, .. } => {
+                let returned_text = if returned > 0 { format!(" ({returned} came back unacknowledged as it left)") } else { String::new() };
+                (
+                    ExperimentKind::Recovery,
+                    format!(
+                        "Seen on the broker: the queue's worker went away{returned_text}; {waited} message(s) waited at most; a worker came back after {down_seconds:.1} s and the queue drained {drain_seconds:.1} s later, nothing lost in the queue"
+                    ),
+                    json!({"observed": "broker", "waited": waited, "returned_at_stop": returned, "peak_depth": waited,
+                        "down_seconds": down_seconds, "seconds": drain_seconds, "drained": 1}),
+                )
+            }
+        }
+    }
+
+    /// One line for a status bar.
+    pub fn status(&self) -> String {
+        match *self {
+            Observed::Burst { peak, seconds, .. } => format!("seen on the broker: a burst rose to {peak} and drained in {seconds:.1} s"),
+            Observed::Recovery { waited, drain_seconds, .. } => {
+                format!("seen on the broker: a recovery — {waited} waited, drained {drain_seconds:.1} s after the worker came back")
+            }
         }
     }
 }
@@ -155,6 +205,15 @@ mod tests {
         assert!(feed(&mut w, &[(20, 1), (24, 0), (24, 1), (0, 1)], true).is_empty());
         let mut w = BrokerWatch::default();
         assert!(feed(&mut w, &[(0, 1), (0, 0), (0, 0), (0, 1), (0, 1)], false).is_empty());
+    }
+
+    #[test]
+    fn a_worker_restarted_and_given_a_burst_between_two_readings_is_a_burst_not_a_recovery() {
+        let mut w = BrokerWatch::default();
+        // Stopped while idle; back with 10 already waiting at the next reading (the burst was
+        // sent the moment it was ready): nothing waited while no consumer was there.
+        let seen = feed(&mut w, &[(0, 1), (0, 0), (0, 0), (10, 1), (6, 1), (0, 1)], false);
+        assert_eq!(seen, vec![Observed::Burst { peak: 10, seconds: 1.5, from: at(1000) }]);
     }
 
     #[test]

@@ -1,0 +1,369 @@
+//! Runs a lesson's solution (`solve`): each step shown, then run; the broker watched the whole
+//! time (a burst or a recovery the steps cause is recorded as the learner's experiment, as the
+//! app records it); then the lesson's checks, recorded as `mqlab check --lesson N` records them.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use tokio::sync::{mpsc, watch};
+
+use super::Course;
+use super::observe::{BrokerWatch, Observed};
+use super::progress::{Change, Store, experiment};
+use super::solve::{Action, Planned};
+use crate::config::{Config, Track};
+use crate::probes::{CheckResult, Probes, Status};
+
+/// How a solve went.
+#[derive(Debug)]
+pub struct Solved {
+    /// Steps run, of all.
+    pub steps_run: usize,
+    pub steps: usize,
+    /// What the broker showed while it ran.
+    pub observed: Vec<Observed>,
+    /// The lesson's checks afterwards (empty when a step failed).
+    pub checks: Vec<CheckResult>,
+    /// The step that failed, and why.
+    pub failed: Option<String>,
+    pub seconds: f64,
+}
+
+impl Solved {
+    pub fn ok(&self) -> bool {
+        self.failed.is_none() && self.checks.iter().all(|c| c.status != Status::Fail)
+    }
+}
+
+/// Runs lesson `step`'s solution on `track`. `load` gives the configuration as it is now (a step
+/// may change it: `mqlab sandbox up`); `say` gets every line to show.
+pub async fn solve(
+    course: &Course,
+    step: u32,
+    track: Track,
+    load: &dyn Fn() -> anyhow::Result<Config>,
+    say: &mut dyn FnMut(&str),
+) -> anyhow::Result<Solved> {
+    let started = std::time::Instant::now();
+    let lesson = course.lesson(step).with_context(|| format!("there is no lesson {step} (lessons 1-{})", course.lessons.len()))?;
+    let mut cfg = load()?;
+    let store = Store::new(&cfg.data_dir);
+    store.apply(course, &[Change::Track(track), Change::CurrentLesson(step)])?;
+    let steps = lesson.solution(track);
+    say(&format!("Lesson {step} · {} (track {}): {} step(s)", lesson.title_for(track), track.as_str(), steps.len()));
+    if steps.is_empty() {
+        say("  this lesson has nothing to do but read: its checks run now");
+    }
+    let queue_before = queue_exists(&cfg).await;
+    let (cfg_tx, cfg_rx) = watch::channel(cfg.clone());
+    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
+    let watcher = tokio::spawn(watch_broker(cfg_rx, seen_tx));
+    let mut observed: Vec<Observed> = vec![];
+    let mut failed = None;
+    let mut steps_run = 0;
+    for (i, s) in steps.iter().enumerate() {
+        let planned = match s.plan(&cfg) {
+            Ok(p) => p,
+            Err(e) => {
+                failed = Some(format!("step {}: {e:#}", i + 1));
+                break;
+            }
+        };
+        say(&format!("\n[{}/{}] {}", i + 1, steps.len(), planned.say));
+        for line in planned.shown() {
+            say(&format!("  {line}"));
+        }
+        let outcome = run_step(&planned, step, &cfg, &store, course, &mut seen_rx, &mut observed, say).await;
+        // Record what the broker showed during the step before going on.
+        while let Ok(seen) = seen_rx.try_recv() {
+            note(&seen, step, &store, course, say);
+            observed.push(seen);
+        }
+        if let Err(e) = outcome {
+            failed = Some(format!("step {} ({}): {e:#}", i + 1, planned.say));
+            break;
+        }
+        steps_run += 1;
+        // A step may have changed the endpoints (a sandbox started): later steps, the watcher and
+        // the checks use the new ones.
+        cfg = load()?;
+        let _ = cfg_tx.send(cfg.clone());
+    }
+    watcher.abort();
+    // A queue this lesson's steps declared (it did not exist before) is the lesson's to undo.
+    if queue_before == Some(false) && queue_exists(&cfg).await == Some(true) {
+        made_queue(&cfg.data_dir, step, &cfg.queue)?;
+        say(&format!("  (queue {} was declared during this lesson: `mqlab reset --lesson {step}` deletes it)", cfg.queue));
+    }
+    let checks = if failed.is_none() {
+        let ids: Vec<&str> = lesson.checks(track).iter().map(String::as_str).collect();
+        let results = Probes::new(cfg.clone()).run_many(&ids).await;
+        store.apply(course, &[Change::Checks { results: results.clone(), track, lessons: vec![step] }])?;
+        results
+    } else {
+        vec![]
+    };
+    Ok(Solved { steps_run, steps: steps.len(), observed, checks, failed, seconds: started.elapsed().as_secs_f64() })
+}
+
+fn note(seen: &Observed, step: u32, store: &Store, course: &Course, say: &mut dyn FnMut(&str)) {
+    let (kind, summary, figures) = seen.experiment();
+    let mut e = experiment(kind, summary, figures);
+    e.lesson = Some(step);
+    say(&format!("  {}", seen.status()));
+    if let Err(err) = store.apply(course, &[Change::Experiment(e)]) {
+        say(&format!("  warning: could not record it: {}", crate::redact::one_line(&err)));
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_step(
+    p: &Planned,
+    lesson: u32,
+    cfg: &Config,
+    store: &Store,
+    course: &Course,
+    seen_rx: &mut mpsc::UnboundedReceiver<Observed>,
+    observed: &mut Vec<Observed>,
+    say: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
+    let env = super::run::env_for(cfg);
+    match &p.action {
+        Action::Run { script } => {
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            let (_cancel_tx, cancel_rx) = tokio::sync::oneshot::channel();
+            let run = super::run::run(script, &env, tx, cancel_rx);
+            tokio::pin!(run);
+            let done = loop {
+                tokio::select! {
+                    done = &mut run => break done,
+                    Some(batch) = rx.recv() => for l in batch { say(&format!("  │ {l}")) },
+                }
+            };
+            while let Ok(batch) = rx.try_recv() {
+                for l in batch {
+                    say(&format!("  │ {l}"));
+                }
+            }
+            match done.code {
+                Some(0) => Ok(()),
+                Some(c) => anyhow::bail!("the command exited with {c}"),
+                None => anyhow::bail!("the command was ended by a signal"),
+            }
+        }
+        Action::Start { name, script, ready, limit } => {
+            if let Some(s) = super::solve::started(&cfg.data_dir).get(name)
+                && s.alive()
+                && s.command == *script
+            {
+                say(&format!("  {name} runs already (pid {}, since {}): kept", s.pid, s.at.format("%H:%M:%S")));
+                return Ok(());
+            }
+            // One program of that name at a time: an older one (another command line) goes first.
+            super::solve::stop(&cfg.data_dir, name, super::solve::StopSignal::CtrlC).await?;
+            let s = super::solve::start(&cfg.data_dir, lesson, name, script, &env)?;
+            say(&format!("  started {name} (pid {}; its output: {})", s.pid, s.log.display()));
+            let Some(ready) = ready else { return Ok(()) };
+            let deadline = tokio::time::Instant::now() + *limit;
+            loop {
+                let text = crate::files::read_capped(&s.log, 16 * 1024 * 1024).unwrap_or_default();
+                if text.contains(ready.as_str()) {
+                    say(&format!("  {name} is ready"));
+                    return Ok(());
+                }
+                if !s.alive() {
+                    anyhow::bail!("{name} exited before it was ready; its last lines:\n  {}", super::solve::tail(&s.log, 12));
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    anyhow::bail!(
+                        "{name} was not ready within {} s; its last lines:\n  {}",
+                        limit.as_secs(),
+                        super::solve::tail(&s.log, 12)
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Action::Stop { name, signal } => {
+            if super::solve::stop(&cfg.data_dir, name, *signal).await? {
+                say(&format!("  {name} stopped"));
+            } else {
+                say(&format!("  {name} was not running"));
+            }
+            Ok(())
+        }
+        Action::Append { file, text } => {
+            let old = match std::fs::read_to_string(file) {
+                Ok(t) => t,
+                Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+            };
+            if old.contains(text.trim()) {
+                say(&format!("  {} has it already", file.display()));
+                return Ok(());
+            }
+            let sep = if old.ends_with('\n') { "\n" } else { "\n\n" };
+            crate::files::write_atomic(file, format!("{old}{sep}{}\n", text.trim_end()).as_bytes())
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            Ok(())
+        }
+        Action::Wait { what, limit } => {
+            let deadline = tokio::time::Instant::now() + *limit;
+            let wanted =
+                |o: &Observed| matches!((what.as_str(), o), ("burst", Observed::Burst { .. }) | ("recovery", Observed::Recovery { .. }));
+            loop {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                match tokio::time::timeout(left, seen_rx.recv()).await {
+                    Ok(Some(seen)) => {
+                        note(&seen, lesson, store, course, say);
+                        let hit = wanted(&seen);
+                        observed.push(seen);
+                        if hit {
+                            return Ok(());
+                        }
+                    }
+                    Ok(None) => anyhow::bail!("the broker watch stopped"),
+                    Err(_) => anyhow::bail!("the broker did not show the {what} within {} s", limit.as_secs()),
+                }
+            }
+        }
+    }
+}
+
+/// Reads the queue every 0.5 s (a passive declare: it creates nothing) and sends what the
+/// readings show. Follows the configuration as steps change it.
+async fn watch_broker(mut cfg: watch::Receiver<Config>, seen: mpsc::UnboundedSender<Observed>) {
+    let mut w = BrokerWatch::default();
+    loop {
+        let c = cfg.borrow_and_update().clone();
+        let Ok(conn) = crate::celery::broker::connect(&c.broker_url, "mqlab solve").await else {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = cfg.changed() => {}
+            }
+            continue;
+        };
+        'channel: loop {
+            let Ok(ch) = conn.create_channel().await else { break };
+            loop {
+                if cfg.has_changed().unwrap_or(false) {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), conn.close(200, "endpoints changed".into())).await;
+                    break 'channel;
+                }
+                let q = ch
+                    .queue_declare(
+                        crate::celery::protocol::short(&c.queue),
+                        lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
+                        Default::default(),
+                    )
+                    .await;
+                match q {
+                    Ok(q) => {
+                        if let Some(o) = w.reading(q.message_count() as u64, q.consumer_count() as u64, Utc::now(), false)
+                            && seen.send(o).is_err()
+                        {
+                            return;
+                        }
+                    }
+                    // Not declared yet (the channel is closed by the broker): a new channel.
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue 'channel;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Whether the queue exists (a passive declare); None when the broker does not answer.
+async fn queue_exists(cfg: &Config) -> Option<bool> {
+    let conn =
+        tokio::time::timeout(Duration::from_secs(3), crate::celery::broker::connect(&cfg.broker_url, "mqlab solve")).await.ok()?.ok()?;
+    let ch = conn.create_channel().await.ok()?;
+    let q = ch
+        .queue_declare(
+            crate::celery::protocol::short(&cfg.queue),
+            lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
+            Default::default(),
+        )
+        .await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), conn.close(200, "done".into())).await;
+    match q {
+        Ok(_) => Some(true),
+        Err(e) if e.to_string().contains("NOT_FOUND") => Some(false),
+        Err(_) => None,
+    }
+}
+
+fn queues_path(data_dir: &std::path::Path) -> std::path::PathBuf {
+    super::solve::dir(data_dir).join("queues.json")
+}
+
+/// Queues each lesson's solution declared: lesson → queue names (no broker address: that is
+/// the configuration's).
+fn made_queues(data_dir: &std::path::Path) -> std::collections::BTreeMap<u32, Vec<String>> {
+    crate::files::read_capped(&queues_path(data_dir), 1024 * 1024).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+}
+
+fn made_queue(data_dir: &std::path::Path, lesson: u32, queue: &str) -> anyhow::Result<()> {
+    let mut all = made_queues(data_dir);
+    let v = all.entry(lesson).or_default();
+    if !v.iter().any(|q| q == queue) {
+        v.push(queue.to_string());
+    }
+    crate::files::private_dir(&super::solve::dir(data_dir))?;
+    crate::files::write_atomic(&queues_path(data_dir), serde_json::to_string_pretty(&all)?.as_bytes())?;
+    Ok(())
+}
+
+/// Undoes what a lesson's solution (every lesson's with None) left behind: stops the programs it
+/// started, then deletes the queues it declared, if nothing else consumes them. Returns what it
+/// did, in words.
+pub async fn undo(cfg: &Config, lesson: Option<u32>) -> anyhow::Result<Vec<String>> {
+    let mut said = vec![];
+    for name in super::solve::stop_lesson(&cfg.data_dir, lesson).await? {
+        said.push(format!("stopped {name}"));
+    }
+    let mut all = made_queues(&cfg.data_dir);
+    let lessons: Vec<u32> = all.keys().copied().filter(|l| lesson.is_none_or(|x| x == *l)).collect();
+    for l in lessons {
+        let queues = all.remove(&l).unwrap_or_default();
+        let mut kept = vec![];
+        for q in queues {
+            match delete_unused(cfg, &q).await {
+                Ok(n) => said.push(format!("deleted queue {q} (lesson {l} declared it; {n} message(s) in it went with it)")),
+                Err(e) => {
+                    said.push(format!("kept queue {q}: {e}"));
+                    kept.push(q);
+                }
+            }
+        }
+        if !kept.is_empty() {
+            all.insert(l, kept);
+        }
+    }
+    if queues_path(&cfg.data_dir).exists() {
+        crate::files::write_atomic(&queues_path(&cfg.data_dir), serde_json::to_string_pretty(&all)?.as_bytes())?;
+    }
+    Ok(said)
+}
+
+/// Deletes a queue unless a consumer still uses it; the messages it held.
+async fn delete_unused(cfg: &Config, queue: &str) -> anyhow::Result<u32> {
+    let conn = tokio::time::timeout(Duration::from_secs(5), crate::celery::broker::connect(&cfg.broker_url, "mqlab reset"))
+        .await
+        .map_err(|_| anyhow::anyhow!("the broker did not answer within 5 s"))??;
+    let ch = conn.create_channel().await?;
+    let r = ch
+        .queue_delete(crate::celery::protocol::short(queue), lapin::options::QueueDeleteOptions { if_unused: true, ..Default::default() })
+        .await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), conn.close(200, "done".into())).await;
+    match r {
+        Ok(n) => Ok(n),
+        Err(e) if e.to_string().contains("PRECONDITION_FAILED") => anyhow::bail!("a consumer still uses it (another worker)"),
+        Err(e) => Err(e.into()),
+    }
+}
