@@ -50,6 +50,9 @@ pub enum Command {
     Solve(SolveArgs),
     /// Clear all progress, or one lesson's (asks first)
     Reset(ResetArgs),
+    /// The end-of-course quiz, from the curriculum's own questions: answer with a letter; the
+    /// answers and the score go into LEARNINGS.md
+    Quiz(QuizArgs),
     /// Write LEARNINGS.md from what you did
     Export(ExportArgs),
     /// Private RabbitMQ and Redis on this machine, for the local track
@@ -158,6 +161,16 @@ pub struct ResetArgs {
     /// left running or made on the broker (the queues it declared); other lessons keep theirs
     #[arg(short, long)]
     pub lesson: Option<u32>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct QuizArgs {
+    /// Answer without being asked: `--answer 1=b` (question 1, choice b); may be repeated
+    #[arg(long, value_name = "N=LETTER")]
+    pub answer: Vec<String>,
+    /// Only show the score and your answers so far
+    #[arg(long)]
+    pub score: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -305,6 +318,17 @@ fn seconds(max: f64) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sy
 pub const EXIT_USAGE: i32 = 64;
 
 pub fn main() -> i32 {
+    // `mqlab progress | head`: a reader that stops early ends the output quietly, as for any
+    // Unix tool (exit status 141, 128 + SIGPIPE), not with a panic report.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let p = info.payload();
+        let msg = p.downcast_ref::<String>().map(String::as_str).or_else(|| p.downcast_ref::<&str>().copied()).unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info)
+    }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -353,6 +377,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Check(args)) => run_check(&cfg, context_explicit, args).await,
         Some(Command::Progress(args)) => run_progress(&cfg, args),
         Some(Command::Solve(args)) => run_solve(&cfg, &cli.over, args).await,
+        Some(Command::Quiz(args)) => run_quiz(&cfg, args),
         Some(Command::Reset(args)) => run_reset(&cfg, args).await,
         Some(Command::Export(args)) => run_export(&cfg, args),
         Some(Command::Sandbox(args)) => run_sandbox(&cfg, args).await,
@@ -598,7 +623,7 @@ async fn run_submit(cfg: &Config, args: SubmitArgs) -> anyhow::Result<i32> {
     // A burst that completed on the one worker on the broker is a timing at that worker's
     // concurrency (whichever worker it is: yours in Python answers `stats` as mqlab's does).
     let mut timed_at: Option<(String, u64)> = None;
-    if !single && done && finals.len() == args.count as usize {
+    if !single && done && finals.len() == args.count {
         let replies = client.broadcast_gather("stats", json!({}), Duration::from_secs(1)).await.unwrap_or_default();
         if let [(host, stats)] = replies.as_slice()
             && let Some(conc) = stats.pointer("/pool/max-concurrency").and_then(Value::as_u64)
@@ -782,9 +807,15 @@ async fn run_check(cfg: &Config, context_explicit: bool, args: CheckArgs) -> any
             v
         }
         Some(n) => {
-            course.lesson(n).with_context(|| format!("there is no lesson {n} (lessons 1-{})", course.lessons.len()))?.checks(track).to_vec()
+            let l = course.lesson(n).with_context(|| format!("there is no lesson {n} (lessons 1-{})", course.lessons.len()))?;
+            l.checks(track).iter().chain(&l.diagnose).cloned().collect()
         }
         None => course.all_checks(track),
+    };
+    // Diagnoses (a state that spoils an experiment) are said, never counted as a failure.
+    let diagnoses: Vec<String> = match args.lesson {
+        Some(n) if !args.previous && !args.preflight => course.lesson(n).map(|l| l.diagnose.clone()).unwrap_or_default(),
+        _ => vec![],
     };
     // The lessons whose checks these passes earn: the one asked for, the earlier ones, or every
     // lesson that lists them.
@@ -812,6 +843,8 @@ async fn run_check(cfg: &Config, context_explicit: bool, args: CheckArgs) -> any
             (vec![], store(cfg).load_or_fresh().0)
         }
     };
+    let (diagnosed, results): (Vec<probes::CheckResult>, Vec<probes::CheckResult>) =
+        results.into_iter().partition(|r| diagnoses.contains(&r.id));
     let failed = results.iter().filter(|r| r.status == Status::Fail).count();
     if args.json {
         let earned: Value = if args.previous {
@@ -821,7 +854,9 @@ async fn run_check(cfg: &Config, context_explicit: bool, args: CheckArgs) -> any
         };
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({"track": track.as_str(), "results": results, "newly_ticked": newly, "earned": earned}))?
+            serde_json::to_string_pretty(
+                &json!({"track": track.as_str(), "results": results, "diagnoses": diagnosed, "newly_ticked": newly, "earned": earned})
+            )?
         );
     } else if args.previous {
         println!("Earlier lessons, earned and now (track {})", track.as_str());
@@ -857,7 +892,13 @@ async fn run_check(cfg: &Config, context_explicit: bool, args: CheckArgs) -> any
         if results.is_empty() {
             println!("  this lesson has no checks: it is read, not proved");
         }
-        print_results(&results, args.verbose);
+        print_results(&results, args.verbose, cfg);
+        for d in diagnosed.iter().filter(|d| d.status == Status::Fail) {
+            println!("  ! {}  {}", d.id, d.detail);
+            if let Some(h) = &d.hint {
+                println!("    → {h}");
+            }
+        }
         let passed = results.iter().filter(|r| r.status == Status::Pass).count();
         let skipped = results.iter().filter(|r| r.status == Status::Skipped).count();
         println!("{passed} passed, {failed} failed, {skipped} skipped");
@@ -911,8 +952,29 @@ fn run_progress(cfg: &Config, args: ProgressArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     println!("Progress ({}; track {})", st.path().display(), p.track.unwrap_or(cfg.track).as_str());
-    println!("\nChecklist {}/{}", p.ticked(&course), course.checklist().len());
     let track = p.track.unwrap_or(cfg.track);
+    let mut p = p;
+    p.migrate(&course);
+    println!("\nLessons (you are on lesson {})", p.current_lesson);
+    for l in &course.lessons {
+        let todo = l.to_do(track, &p);
+        let mark = l.mark(track, &p);
+        let stars = "●".repeat(l.difficulty as usize) + &"○".repeat(3 - l.difficulty as usize);
+        let rest = if todo.is_empty() { String::new() } else { format!(" — to do: {}", todo.join(", ")) };
+        println!("  {mark} {:>2} {:<44} ~{:>2} min {stars}{rest}", l.step, l.title_for(track), l.minutes(track));
+    }
+    match course.next(track, &p) {
+        Some((l, todo)) => println!(
+            "Next: lesson {} · {} ({}): `mqlab check --lesson {}` checks it, `mqlab solve {}` runs its own commands",
+            l.step,
+            l.title_for(track),
+            todo.join(", "),
+            l.step,
+            l.step
+        ),
+        None => println!("Next: every lesson is done. `mqlab export` writes LEARNINGS.md; the checklist below says what is ticked."),
+    }
+    println!("\nChecklist {}/{}", p.ticked(&course), course.checklist().len());
     for item in course.checklist() {
         let mark = match p.tick_for(item, track) {
             Some(t) if t.by == "hand" => "[x] (by hand)".to_string(),
@@ -991,6 +1053,76 @@ async fn run_reset(cfg: &Config, args: ResetArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// A choice letter (a, b, …) as an index among `n` choices.
+fn choice(raw: &str, n: usize) -> Option<usize> {
+    let t = raw.trim().to_ascii_lowercase();
+    let c = t.chars().next()?;
+    let i = if c.is_ascii_digit() { (c as usize).checked_sub('1' as usize)? } else { (c as usize).checked_sub('a' as usize)? };
+    (t.chars().count() == 1 && i < n).then_some(i)
+}
+
+fn run_quiz(cfg: &Config, args: QuizArgs) -> anyhow::Result<i32> {
+    use crate::lessons::progress::Change;
+    let course = Course::load()?;
+    let quiz = course.quiz();
+    let st = store(cfg);
+    let letters = |n: usize| (0..n).map(|i| ((b'a' + i as u8) as char).to_string()).collect::<Vec<_>>().join(", ");
+    // Given answers are checked whole before any is kept: a bad one loses nothing.
+    let mut given = vec![];
+    for a in &args.answer {
+        let (n, c) = a.split_once('=').with_context(|| format!("{a:?}: give an answer as N=LETTER, e.g. 1=b"))?;
+        let n: usize = n
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=quiz.len()).contains(n))
+            .with_context(|| format!("{a:?}: questions are 1-{}", quiz.len()))?;
+        let q = quiz[n - 1];
+        let c = choice(c, q.choices.len()).with_context(|| format!("{a:?}: question {n}'s choices are {}", letters(q.choices.len())))?;
+        given.push(Change::QuizAnswer { n: n - 1, chosen: c });
+    }
+    let mut p = if given.is_empty() { st.load_or_fresh().0 } else { st.apply(&course, &given)? };
+    if given.is_empty() && !args.score {
+        use std::io::BufRead;
+        let stdin = std::io::stdin();
+        let mut lines = stdin.lock().lines();
+        println!(
+            "Quiz: {} questions from the curriculum. Answer with a letter; an empty line skips, Ctrl-D stops (what you answered is kept).",
+            quiz.len()
+        );
+        'questions: for (n, q) in quiz.iter().enumerate() {
+            println!("\n{}. {}", n + 1, q.q);
+            for (i, c) in q.choices.iter().enumerate() {
+                println!("   {}) {c}", (b'a' + i as u8) as char);
+            }
+            loop {
+                print!("your answer: ");
+                std::io::stdout().flush()?;
+                let Some(line) = lines.next() else { break 'questions };
+                let line = line?;
+                if line.trim().is_empty() {
+                    break;
+                }
+                match choice(&line, q.choices.len()) {
+                    Some(c) => {
+                        p = st.apply(&course, &[Change::QuizAnswer { n, chosen: c }])?;
+                        if c == q.answer {
+                            println!("✓ right. {}", q.why);
+                        } else {
+                            println!("✗ the answer is {}) {}. {}", (b'a' + q.answer as u8) as char, q.choices[q.answer], q.why);
+                        }
+                        break;
+                    }
+                    None => println!("  {:?} is not one of {}: try again (empty line skips)", line.trim(), letters(q.choices.len())),
+                }
+            }
+        }
+    }
+    let right = p.quiz.values().filter(|a| a.correct).count();
+    println!("\nScore: {right} of {} right ({} answered). `mqlab export` puts your answers in LEARNINGS.md.", quiz.len(), p.quiz.len());
+    Ok(0)
+}
+
 async fn run_solve(cfg: &Config, over: &crate::config::Overrides, args: SolveArgs) -> anyhow::Result<i32> {
     let course = Course::load()?;
     let track = args.track.unwrap_or(cfg.track);
@@ -1031,7 +1163,7 @@ async fn run_solve(cfg: &Config, over: &crate::config::Overrides, args: SolveArg
     if solved.checks.is_empty() {
         println!("  this lesson has no checks: it is read, not proved");
     }
-    print_results(&solved.checks, args.verbose);
+    print_results(&solved.checks, args.verbose, cfg);
     let failed = solved.checks.iter().filter(|r| r.status == Status::Fail).count();
     println!(
         "{} step(s) in {:.0} s; {} of {} check(s) passed",
@@ -1045,17 +1177,27 @@ async fn run_solve(cfg: &Config, over: &crate::config::Overrides, args: SolveArg
 
 /// Check results as the command line shows them: the mark, the id and what it saw; with a
 /// failure, what was expected and the hint; with `verbose`, the call each made.
-fn print_results(results: &[probes::CheckResult], verbose: bool) {
+fn print_results(results: &[probes::CheckResult], verbose: bool, cfg: &Config) {
     let width = results.iter().map(|r| r.id.len()).max().unwrap_or(0);
     for r in results {
         println!("  {} {:<width$}  {}", r.status.mark(), r.id, r.detail);
         if r.status == Status::Fail {
+            // The line above is what it observed; this is what it wanted.
             if !r.expected.is_empty() {
                 println!("    {:<width$}  expected: {}", "", r.expected);
-                println!("    {:<width$}  observed: {}", "", r.detail);
             }
-            if let Some(h) = &r.hint {
-                println!("    {:<width$}  → {h}", "");
+            // The hint ladder: the nudge; with --verbose, every rung down to the command.
+            let rungs = probes::ladder(r, cfg);
+            let shown = if verbose { rungs.len() } else { 1 };
+            for (n, rung) in rungs.iter().take(shown).enumerate() {
+                if rungs.len() == 1 {
+                    println!("    {:<width$}  → {rung}", "");
+                } else {
+                    println!("    {:<width$}  → hint {}/{}: {rung}", "", n + 1, rungs.len());
+                }
+            }
+            if !verbose && rungs.len() > 1 {
+                println!("    {:<width$}    (--verbose: the step and the command)", "");
             }
         }
         if (verbose || r.status == Status::Fail && std::env::var_os("MQLAB_DEBUG").is_some()) && !r.call.is_empty() {

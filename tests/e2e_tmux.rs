@@ -43,6 +43,15 @@ impl Tmux {
         }
     }
 
+    /// Waits until `what` is gone from the screen (a popup closed).
+    fn wait_gone(&self, what: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while self.screen().contains(what) {
+            assert!(Instant::now() < deadline, "{what:?} still on the screen after {secs}s:\n{}", self.screen());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn wait_for(&self, what: &str, secs: u64) -> String {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
@@ -560,4 +569,98 @@ fn the_python_path_through_step_7_is_recorded_from_the_broker() {
     tmux.run(&["send-keys", "-t", "worker", "C-c"]);
     tmux.run(&["send-keys", "-t", "worker", "C-c"]);
     tmux.keys(&["q"]);
+}
+
+/// The course's mechanics as a learner uses them: `D` runs a lesson's solution after listing its
+/// commands; a check earned and then made false by an experiment shows both; `U` resets one
+/// lesson (after asking); the app reopens on the lesson and screen it was left on.
+#[test]
+fn solve_earned_and_now_reset_and_resume_in_the_app() {
+    if !common::have(&[Need::Tmux, Need::Programs]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let tmux = Tmux { socket: format!("mqlab-course-{}", std::process::id()) };
+    let env = [
+        format!("MQLAB_DATA_DIR={}", data.display()),
+        format!("MQLAB_PROJECT_DIR={}", data.join("project").display()),
+        format!("MQLAB_CONFIG={}", dir.path().join("none.toml").display()),
+        format!("KUBECONFIG={}", dir.path().join("no-kubeconfig").display()),
+        "PS1=$ ".to_string(),
+        "TERM=xterm-256color".to_string(),
+    ];
+    struct Down(std::path::PathBuf);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new(common::bin()).args(["sandbox", "down"]).env("MQLAB_DATA_DIR", &self.0).output();
+        }
+    }
+    let _down = Down(data.clone());
+    start_session(&tmux, dir.path(), &env, 140, 45);
+    let launch = format!(
+        "env -u MQLAB_BROKER_URL -u MQLAB_RESULT_BACKEND -u MQLAB_MANAGEMENT_URL -u CELERY_BROKER_URL -u CELERY_RESULT_BACKEND -u MQLAB_TRACK {}",
+        common::bin()
+    );
+    tmux.keys(&[&launch, "Enter"]);
+    tmux.wait_for("Welcome to mqlab", 10);
+    tmux.keys(&["s"]);
+    tmux.wait_for("● amqp", 90);
+
+    // D lists lesson 1's solution before anything runs; y runs it, its checks pass.
+    tmux.keys(&["D"]);
+    let s = tmux.wait_for("Run lesson 1's solution?", 10);
+    assert!(s.contains("$ mqlab check --preflight") && s.contains("$ mqlab sandbox up"), "{s}");
+    tmux.keys(&["y"]);
+    tmux.wait_for("2 of 2 check(s) passed", 90);
+    // Escape alone (followed at once by another key it would read as Alt).
+    tmux.keys(&["Escape"]);
+    tmux.wait_gone("Output ·", 10);
+
+    // Lesson 7 with the lab's worker: its checks pass and are earned; the kill makes the
+    // consumer check false now, and the lesson shows both.
+    for _ in 0..6 {
+        tmux.keys(&["]"]);
+    }
+    tmux.wait_for("Watch the message flow", 10);
+    tmux.keys(&["w"]);
+    tmux.wait_for("RUNNING", 30);
+    tmux.keys(&["r"]);
+    tmux.wait_for("1 consumer(s)", 30);
+    tmux.keys(&["K"]);
+    tmux.wait_for("killed", 30);
+    tmux.keys(&["r"]);
+    let s = tmux.wait_for("· now ✗", 30);
+    assert!(s.contains("earned "), "{s}");
+    // The exact call on a key.
+    tmux.keys(&["v"]);
+    tmux.wait_for("call: AMQP Queue.Declare", 10);
+
+    // U asks first; n does nothing, y clears lesson 7 only.
+    tmux.keys(&["U"]);
+    tmux.wait_for("Reset lesson 7?", 10);
+    tmux.keys(&["n"]);
+    tmux.wait_for("nothing was done", 10);
+    tmux.keys(&["U"]);
+    tmux.wait_for("Reset lesson 7?", 10);
+    tmux.keys(&["y"]);
+    tmux.wait_for("Lesson 7 cleared", 30);
+    tmux.keys(&["Escape"]);
+    tmux.wait_gone("Output ·", 10);
+    tmux.keys(&["r"]);
+    tmux.wait_line(|l| l.contains("✗ queue celery exists but has no consumer"), 30);
+    let p: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(data.join("progress.json")).unwrap()).unwrap();
+    assert!(p["earned"].get("7").is_none(), "{}", p["earned"]);
+    assert!(p["earned"]["1"].get("amqp.login").is_some(), "lesson 1 keeps what it earned: {}", p["earned"]);
+
+    // Leave on the checklist screen; the app reopens there, on lesson 7.
+    tmux.keys(&["3"]);
+    tmux.wait_for("x ticks by hand", 10);
+    tmux.keys(&["q"]);
+    tmux.wait_for("$", 10);
+    tmux.keys(&[&launch, "Enter"]);
+    let s = tmux.wait_for("x ticks by hand", 20);
+    assert!(s.contains("step 7/11"), "{s}");
+    tmux.keys(&["q"]);
+    tmux.wait_for("$", 10);
 }

@@ -541,3 +541,174 @@ fn damaged_files_are_kept_under_names_of_their_own() {
     store.update(|p| p.set_note(3, "new")).unwrap();
     assert_eq!(aside.iter().filter(|a| a.exists()).count(), 2);
 }
+
+/// A failed check says what it expected beside what it observed, and `--verbose` the exact call
+/// it made: here the fake cluster's broken RabbitMQ pod.
+#[test]
+fn a_failed_cluster_check_says_expected_observed_and_the_call() {
+    let fake = FakeKube::start(Scenario::ImagePullBackOff);
+    let kc = fake.kubeconfig("rancher-desktop");
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, _) = run_cli(dir.path(), &kc, &["check", "--lesson", "2", "--verbose"]);
+    assert_eq!(code, 1, "{out}");
+    let at = out.find("✗ kube.rabbitmq_pod").unwrap_or_else(|| panic!("{out}"));
+    let failure = &out[at..];
+    assert!(failure.contains("ImagePullBackOff"), "observed: {failure}");
+    assert!(failure.contains("expected: the RabbitMQ pod Running with every container ready (1/1)"), "{failure}");
+    assert!(failure.contains("call: GET /api/v1/namespaces/messaging/pods"), "{failure}");
+    // Without --verbose, no calls.
+    let (_, out, _) = run_cli(dir.path(), &kc, &["check", "--lesson", "2"]);
+    assert!(!out.contains("call: "), "{out}");
+}
+
+/// Against the real broker: a queue nobody declared gives the expected/observed pair, the AMQP
+/// call with its host, port and vhost, and the hint ladder down to the command; two workers on
+/// the queue are said by lesson 7's diagnosis without failing the lesson's checks.
+#[test]
+fn a_failed_broker_check_explains_itself_and_two_workers_are_diagnosed() {
+    use common::Need;
+    if !common::have(&[Need::Rabbitmq, Need::Management, Need::Redis]) {
+        return;
+    }
+    let vhost = common::Vhost::new("explain");
+    let dir = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str]| {
+        let o = common::mqlab(dir.path()).env("MQLAB_BROKER_URL", vhost.broker()).env("MQLAB_TRACK", "local").args(args).output().unwrap();
+        (o.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+    };
+    let (code, out) = cli(&["check", "--id", "mgmt.celery_queue", "--verbose"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("✗ mgmt.celery_queue  queue celery does not exist yet"), "{out}");
+    assert!(out.contains("expected: queue celery declared, with 1 consumer or more"), "{out}");
+    let addr = common::broker_addr();
+    assert!(out.contains(&format!("call: AMQP Queue.Declare \"celery\" passive=true on {addr}, vhost \"{}\"", vhost.name)), "{out}");
+    // The ladder: a nudge first, the command last.
+    let hints: Vec<&str> = out.lines().filter(|l| l.contains("→ hint ")).collect();
+    assert!(hints.len() >= 3 && hints[0].contains("hint 1/") && hints[0].contains("Nothing has declared the queue yet"), "{out}");
+    assert!(hints.last().unwrap().contains("&& celery -A celery_app worker --loglevel=info"), "{out}");
+
+    // Two workers on the queue: lesson 7's checks pass, its diagnosis says why a burst would be
+    // split.
+    let log = |n: &str| dir.path().join(format!("{n}.log"));
+    let start = |name: &str| {
+        let file = std::fs::File::create(log(name)).unwrap();
+        let child = common::mqlab(dir.path())
+            .env("MQLAB_BROKER_URL", vhost.broker())
+            .args(["worker", "-n", name])
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        let p = common::Proc(child);
+        common::wait_for_file(&log(name), "ready.", 20);
+        p
+    };
+    let _a = start("first");
+    let _b = start("second");
+    // The management API lists consumers as its collector sees them: wait for both.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let out = loop {
+        let (code, out) = cli(&["check", "--lesson", "7"]);
+        if out.contains("! broker.consumers") || std::time::Instant::now() > deadline {
+            assert_eq!(code, 0, "a diagnosis is no failure: {out}");
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert!(out.contains("! broker.consumers  2 consumers share celery"), "{out}");
+    assert!(out.contains("stop the others first"), "{out}");
+}
+
+/// The quiz from a terminal: answers given as flags or typed (a wrong letter is asked again and
+/// loses nothing), scored, written into LEARNINGS.md after the notes; a bad flag changes nothing.
+#[test]
+fn the_quiz_is_answered_scored_exported_and_reset_with_its_lesson() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], input: &str| {
+        let mut child =
+            common::mqlab(dir.path()).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let o = child.wait_with_output().unwrap();
+        (o.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+    };
+    let course = Course::embedded().unwrap();
+    let quiz = course.quiz();
+    assert_eq!(quiz.len(), 5);
+    // A bad answer among good ones: nothing is kept.
+    let (code, out) = run(&["quiz", "--answer", "1=b", "--answer", "9=a"], "");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("questions are 1-5"), "{out}");
+    let (_, out) = run(&["quiz", "--score"], "");
+    assert!(out.contains("0 of 5 right (0 answered)"), "{out}");
+    // Typed: question 1 right (b), a letter that is no choice asked again, question 2 wrong (b),
+    // question 3 skipped, then the input ends: what was answered stays.
+    let right1 = (b'a' + quiz[0].answer as u8) as char;
+    let wrong2 = (b'a' + ((quiz[1].answer + 1) % quiz[1].choices.len()) as u8) as char;
+    let (code, out) = run(&["quiz"], &format!("{right1}\nz\n{wrong2}\n\n"));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("✓ right."), "{out}");
+    assert!(out.contains("\"z\" is not one of a, b, c, d"), "{out}");
+    assert!(out.contains("✗ the answer is"), "{out}");
+    assert!(out.contains("1 of 5 right (2 answered)"), "{out}");
+    let exported = dir.path().join("L.md");
+    let o = common::mqlab(dir.path()).args(["export", "-o", exported.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success());
+    let md = std::fs::read_to_string(&exported).unwrap();
+    assert!(md.contains("## Quiz: 1 of 5 right"), "{md}");
+    assert!(md.contains(&format!("My answer: {} ✓", quiz[0].choices[quiz[0].answer])), "{md}");
+    assert!(md.contains("_Not answered._"), "{md}");
+    // The quiz is lesson 11's: resetting lesson 11 clears it, resetting lesson 7 does not.
+    let (_, out) = run(&["reset", "--lesson", "7", "--yes"], "");
+    assert!(out.contains("Lesson 7"), "{out}");
+    let (_, out) = run(&["quiz", "--score"], "");
+    assert!(out.contains("(2 answered)"), "{out}");
+    let (_, out) = run(&["reset", "--lesson", "11", "--yes"], "");
+    assert!(out.contains("2 quiz answer(s)"), "{out}");
+}
+
+/// Earned stays earned: a pass earns the check for the lessons in scope; a later failure leaves
+/// it earned (now ✗), the lesson keeps its ✓; resetting one lesson leaves the others'.
+#[test]
+fn earned_checks_stay_earned_per_lesson_until_that_lesson_is_reset() {
+    let course = Course::embedded().unwrap();
+    let mut p = Progress::new();
+    let local = Track::Local;
+    p.record_checks_in(&[result("amqp.login", Status::Pass), result("redis.ping", Status::Pass)], &course, local, &[1]);
+    assert!(p.earned_for(1, "amqp.login", local).is_some());
+    assert!(p.earned_for(2, "amqp.login", local).is_none(), "only the lesson in scope earns it");
+    assert_eq!(course.lesson(1).unwrap().mark(local, &p), '✓');
+    p.record_checks_in(&[result("amqp.login", Status::Fail)], &course, local, &[1]);
+    assert_eq!(p.checks["amqp.login"].status, Status::Fail, "now ✗");
+    assert_eq!(course.lesson(1).unwrap().mark(local, &p), '✓', "earned stays earned");
+    // Lesson 2 has not earned it and it fails now: ✗ there.
+    assert_eq!(course.lesson(2).unwrap().mark(local, &p), '✗');
+    // An empty scope earns it for every lesson that lists it.
+    p.record_checks(&[result("amqp.login", Status::Pass)], &course, local);
+    for l in [1, 2, 5, 11] {
+        assert!(p.earned_for(l, "amqp.login", local).is_some(), "lesson {l}");
+    }
+    assert!(p.earned_for(1, "amqp.login", Track::K3s).is_none(), "earned on its own track");
+    let cleared = p.reset_lesson(&course, 2);
+    assert!(cleared.iter().any(|c| c.contains("earned")), "{cleared:?}");
+    assert!(p.earned_for(2, "amqp.login", local).is_none());
+    assert!(p.earned_for(1, "amqp.login", local).is_some(), "lesson 1 keeps its own");
+    // An older progress file (no earned checks kept) counts what passed as earned, once.
+    let mut old = Progress::new();
+    old.version = 1;
+    old.track = Some(local);
+    old.record_checks(&[], &course, local);
+    old.checks.insert(
+        "redis.ping".into(),
+        mqlab::lessons::progress::CheckRecord {
+            status: Status::Pass,
+            detail: "PONG".into(),
+            at: chrono::Utc::now(),
+            passed_at: Some(chrono::Utc::now()),
+            passed_detail: Some("PONG".into()),
+        },
+    );
+    let mut older = Progress { version: 1, ..old.clone() };
+    older.earned.clear();
+    older.migrate(&course);
+    assert!(older.earned_for(4, "redis.ping", local).is_some());
+}

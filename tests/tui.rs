@@ -195,7 +195,7 @@ fn lessons_navigate_and_checks_run_on_keys() {
         key(&mut a, ']');
     }
     assert_eq!(a.current().step, 11);
-    assert!(key(&mut a, 'r').iter().any(|c| matches!(c, Command::RunChecks(ids) if ids.len() == 8)));
+    assert!(key(&mut a, 'r').iter().any(|c| matches!(c, Command::RunChecks(ids) if ids.len() == 9)));
     // Back to lesson 2: its checks already ran in this session, so only the progress is saved.
     for _ in 0..8 {
         key(&mut a, '[');

@@ -170,6 +170,31 @@ pub fn render(progress: &Progress, course: &Course, cfg: &Config) -> String {
             let _ = writeln!(md, "### Step {step}: {title}\n\n{}\n", text.trim());
         }
     }
+    let quiz = course.quiz();
+    if !progress.quiz.is_empty() {
+        let right = progress.quiz.values().filter(|a| a.correct).count();
+        let _ = writeln!(md, "## Quiz: {right} of {} right\n", quiz.len());
+        for (n, q) in quiz.iter().enumerate() {
+            let _ = writeln!(md, "**{}. {}**", n + 1, q.q);
+            match progress.quiz.get(&n) {
+                Some(a) if a.correct => {
+                    let _ = writeln!(md, "My answer: {} ✓\n", q.choices.get(a.chosen).map(String::as_str).unwrap_or("?"));
+                }
+                Some(a) => {
+                    let _ = writeln!(
+                        md,
+                        "My answer: {} ✗ — right: {}. {}\n",
+                        q.choices.get(a.chosen).map(String::as_str).unwrap_or("?"),
+                        q.choices[q.answer],
+                        q.why
+                    );
+                }
+                None => {
+                    let _ = writeln!(md, "_Not answered._\n");
+                }
+            }
+        }
+    }
     scrub_secrets(&md, cfg)
 }
 

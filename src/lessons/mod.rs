@@ -104,6 +104,16 @@ pub struct Concept {
     pub points: Vec<String>,
 }
 
+/// A question of the end-of-course quiz: choices, the right one (from 0), and why.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuizQuestion {
+    pub q: String,
+    pub choices: Vec<String>,
+    pub answer: usize,
+    pub why: String,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Question {
@@ -134,6 +144,22 @@ struct FrontMatter {
     /// The solution: the learner's actions as this lesson tells them (`solve::Step`).
     #[serde(default)]
     solve: Vec<solve::Step>,
+    #[serde(default)]
+    quiz: Vec<QuizQuestion>,
+    /// Checks of a state that breaks the lesson's experiments without failing its checks (two
+    /// workers on the queue): run with the checks, shown only when they find it, never a ✗.
+    #[serde(default)]
+    diagnose: Vec<String>,
+    /// How long the solution's steps take, measured (`mqlab solve N` prints it), in seconds.
+    #[serde(default)]
+    solve_seconds: u32,
+    /// 1 (read and run) to 3 (several terminals, predicting, reading logs).
+    #[serde(default = "one_u8")]
+    difficulty: u8,
+}
+
+fn one_u8() -> u8 {
+    1
 }
 
 #[derive(Clone, Debug)]
@@ -152,6 +178,11 @@ pub struct Lesson {
     pub experiments: Vec<String>,
     /// The solution, for both tracks (`solution` picks a track's steps).
     pub solve: Vec<solve::Step>,
+    pub solve_seconds: u32,
+    pub difficulty: u8,
+    /// Diagnoses run with the checks (see the front matter's `diagnose`).
+    pub diagnose: Vec<String>,
+    pub quiz: Vec<QuizQuestion>,
     body: String,
 }
 
@@ -173,6 +204,10 @@ impl Lesson {
             questions: fm.questions,
             experiments: fm.experiments,
             solve: fm.solve,
+            solve_seconds: fm.solve_seconds,
+            diagnose: fm.diagnose,
+            quiz: fm.quiz,
+            difficulty: fm.difficulty.clamp(1, 3),
             body: rest[end + 5..].to_string(),
         })
     }
@@ -210,6 +245,28 @@ impl Lesson {
         // A step with a checklist is done when every item is ticked on this track (by hand too).
         let ticked = self.checklist.iter().all(|item| progress.tick_for(item, track).is_some());
         if ids.iter().all(earned) && seen && ticked { '✓' } else { ' ' }
+    }
+
+    /// What this lesson still needs on `track`, in words: checks not earned, experiments not
+    /// seen, checklist items not ticked. Empty when it is done (or has nothing to check).
+    pub fn to_do(&self, track: Track, progress: &progress::Progress) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .checks(track)
+            .iter()
+            .filter(|id| progress.earned_for(self.step, id, track).is_none())
+            .map(|id| format!("check {id}"))
+            .collect();
+        v.extend(self.missing_experiments(progress).into_iter().map(|e| format!("experiment {e}")));
+        v.extend(self.checklist.iter().filter(|i| progress.tick_for(i, track).is_none()).map(|i| format!("tick {}", i.id)));
+        v
+    }
+
+    /// About how long the lesson takes: reading (200 words a minute) plus what its solution's
+    /// steps take (`solve_seconds`, measured by running it), in minutes.
+    pub fn minutes(&self, track: Track) -> u32 {
+        let words = self.text(track).split_whitespace().count() as u32;
+        let reading = words.div_ceil(200);
+        (reading + self.solve_seconds.div_ceil(60)).max(1)
     }
 
     /// Whether an experiment this lesson asks for was seen (in this lesson, or in records from
@@ -406,6 +463,24 @@ impl Course {
         self.lessons.iter().flat_map(|l| l.checklist.iter()).collect()
     }
 
+    /// Where the learner is and what comes next: the first lesson from the current one on that
+    /// still needs something (or an earlier one left undone), with what it needs.
+    pub fn next(&self, track: Track, progress: &progress::Progress) -> Option<(&Lesson, Vec<String>)> {
+        let current = progress.current_lesson;
+        let undone = |l: &&Lesson| !l.to_do(track, progress).is_empty();
+        self.lessons
+            .iter()
+            .filter(|l| l.step >= current)
+            .find(undone)
+            .or_else(|| self.lessons.iter().find(undone))
+            .map(|l| (l, l.to_do(track, progress)))
+    }
+
+    /// The end-of-course quiz: every lesson's questions, in order.
+    pub fn quiz(&self) -> Vec<&QuizQuestion> {
+        self.lessons.iter().flat_map(|l| l.quiz.iter()).collect()
+    }
+
     /// Every check named by a lesson for a track, each once, in lesson order.
     pub fn all_checks(&self, track: Track) -> Vec<String> {
         let mut out: Vec<String> = vec![];
@@ -427,7 +502,7 @@ impl Course {
             if l.step != i as u32 + 1 {
                 problems.push(format!("{}: step {} out of order (expected {})", l.file, l.step, i + 1));
             }
-            for c in l.checks.k3s.iter().chain(&l.checks.local) {
+            for c in l.checks.k3s.iter().chain(&l.checks.local).chain(&l.diagnose) {
                 if probes::info(c).is_none() {
                     problems.push(format!("{}: unknown check {c:?}", l.file));
                 }
@@ -472,6 +547,11 @@ impl Course {
             }
         }
         problems.extend(self.validate_solutions());
+        for (i, q) in self.quiz().iter().enumerate() {
+            if q.choices.len() < 2 || q.answer >= q.choices.len() {
+                problems.push(format!("quiz question {} needs two choices or more and an answer among them", i + 1));
+            }
+        }
         let ids: Vec<&str> = self.checklist().iter().map(|i| i.id.as_str()).collect();
         for (i, id) in ids.iter().enumerate() {
             if ids[..i].contains(id) {

@@ -64,6 +64,15 @@ pub struct Earned {
     pub track: Track,
 }
 
+/// An answer to a quiz question.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QuizAnswer {
+    /// The choice (from 0).
+    pub chosen: usize,
+    pub correct: bool,
+    pub at: DateTime<Utc>,
+}
+
 /// Experiments a lesson can ask for, and what proves each.
 pub const EXPERIMENTS: &[(&str, &str)] = &[
     ("burst", "a burst whose queue depth rose and then drained"),
@@ -114,6 +123,9 @@ pub struct Progress {
     /// Checks earned per lesson (see `Earned`).
     #[serde(default)]
     pub earned: BTreeMap<u32, BTreeMap<String, Earned>>,
+    /// The quiz: question number (from 0) → the learner's answer.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub quiz: BTreeMap<usize, QuizAnswer>,
     /// When each lesson was last reset: experiments from before do not count for it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub reset_at: BTreeMap<u32, DateTime<Utc>>,
@@ -231,7 +243,7 @@ impl Progress {
         e.lesson.or_else(|| {
             let name = match e.kind {
                 ExperimentKind::Recovery | ExperimentKind::EarlyAckLoss => "recovery",
-                ExperimentKind::Concurrency if e.figures.get("concurrency").is_some() => "concurrency",
+                ExperimentKind::Concurrency if e.figures.contains_key("concurrency") => "concurrency",
                 ExperimentKind::Concurrency => "burst",
                 _ => return None,
             };
@@ -256,6 +268,12 @@ impl Progress {
             said.push("its note".into());
         }
         if let Some(l) = course.lesson(step) {
+            // Its quiz questions, when it has them.
+            let first: usize = course.lessons.iter().take_while(|x| x.step != step).map(|x| x.quiz.len()).sum();
+            let answered = (first..first + l.quiz.len()).filter(|n| self.quiz.remove(n).is_some()).count();
+            if answered > 0 {
+                said.push(format!("{answered} quiz answer(s)"));
+            }
             let ticks = l.checklist.iter().filter(|i| self.checklist.remove(&i.id).is_some()).count();
             if ticks > 0 {
                 said.push(format!("{ticks} checklist tick(s)"));
@@ -343,6 +361,11 @@ pub enum Change {
     },
     /// Clear one lesson (`Progress::reset_lesson`).
     ResetLesson(u32),
+    /// An answer to quiz question `n` (from 0).
+    QuizAnswer {
+        n: usize,
+        chosen: usize,
+    },
     /// The screen the app shows.
     Screen(String),
     Tick(String),
@@ -370,6 +393,11 @@ impl Progress {
                 self.reset_lesson(course, *step);
             }
             Change::Screen(s) => self.screen = Some(s.clone()),
+            Change::QuizAnswer { n, chosen } => {
+                if let Some(q) = course.quiz().get(*n) {
+                    self.quiz.insert(*n, QuizAnswer { chosen: *chosen, correct: *chosen == q.answer, at: Utc::now() });
+                }
+            }
             Change::Tick(id) => {
                 let _ = self.tick(course, id);
             }

@@ -312,10 +312,8 @@ pub async fn stop(data_dir: &Path, name: &str, signal: StopSignal) -> anyhow::Re
 pub async fn stop_lesson(data_dir: &Path, lesson: Option<u32>) -> anyhow::Result<Vec<String>> {
     let mut stopped = vec![];
     for (name, s) in started(data_dir) {
-        if lesson.is_none_or(|l| l == s.lesson) {
-            if stop(data_dir, &name, StopSignal::Kill).await? {
-                stopped.push(name);
-            }
+        if lesson.is_none_or(|l| l == s.lesson) && stop(data_dir, &name, StopSignal::Kill).await? {
+            stopped.push(name);
         }
     }
     Ok(stopped)

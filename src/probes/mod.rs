@@ -120,6 +120,12 @@ pub const CHECKS: &[CheckInfo] = &[
     CheckInfo { id: "mgmt.exchanges", title: "Exchanges amq.direct, amq.fanout, amq.topic exist", group: Group::Management, timeout: T5 },
     CheckInfo { id: "mgmt.celery_queue", title: "Queue celery exists and has a consumer", group: Group::Management, timeout: T5 },
     CheckInfo { id: "redis.ping", title: "Redis answers PING with PONG", group: Group::Redis, timeout: T5 },
+    CheckInfo {
+        id: "broker.consumers",
+        title: "One worker consumes the queue, with a prefetch limit",
+        group: Group::Management,
+        timeout: T5,
+    },
     CheckInfo { id: "preflight.python", title: "Python 3.10 or newer, with venv", group: Group::Tasks, timeout: Duration::from_secs(12) },
     CheckInfo { id: "preflight.tools", title: "kubectl and helm on PATH", group: Group::Tasks, timeout: Duration::from_secs(12) },
     CheckInfo { id: "preflight.memory", title: "The cluster's VM has 4 GB of memory or more", group: Group::Kube, timeout: T5 },
@@ -233,6 +239,7 @@ impl Probes {
             "mgmt.login" => rabbit::mgmt_login(self).await,
             "mgmt.exchanges" => rabbit::mgmt_exchanges(self).await,
             "mgmt.celery_queue" => rabbit::mgmt_celery_queue(self).await,
+            "broker.consumers" => rabbit::consumers(self).await,
             "redis.ping" => redis::ping(self).await,
             "tasks.roundtrip" => tasks::roundtrip(self).await,
             "tasks.failure" => tasks::failure(self).await,
@@ -344,6 +351,7 @@ pub fn expected(id: &str, cfg: &Config) -> String {
         "mgmt.exchanges" => "exchanges amq.direct (direct), amq.fanout (fanout) and amq.topic (topic)".into(),
         "mgmt.celery_queue" => format!("queue {q} declared, with 1 consumer or more"),
         "redis.ping" => "PONG".into(),
+        "broker.consumers" => format!("one consumer on queue {q}, with a prefetch limit above 0"),
         "tasks.roundtrip" => format!("tasks.add(42, 58) through queue {q} stored as SUCCESS 100 within 10 s"),
         "tasks.failure" => format!("tasks.divide(10, 0) through queue {q} stored as FAILURE ZeroDivisionError within 10 s"),
         "celery.py_worker" => "a heartbeat from a Python Celery worker (sw_ident py-celery) within 4.5 s".into(),
@@ -353,6 +361,87 @@ pub fn expected(id: &str, cfg: &Config) -> String {
         "results.learner_failure" => "a FAILURE in Redis of a task mqlab did not send, with its exception".into(),
         _ => String::new(),
     }
+}
+
+/// Hints for a failed check, one rung at a time: a nudge (a question), then the step (what to
+/// do, in the lessons' terms), then the command. Chosen by what the check observed; the check's
+/// own hint ends the ladder where it says more.
+pub fn ladder(r: &CheckResult, cfg: &Config) -> Vec<String> {
+    let d = r.detail.as_str();
+    let project = crate::config::shell_path(&cfg.project_dir);
+    let venv = format!("cd {project} && source venv/bin/activate");
+    let worker = format!("{venv} && celery -A celery_app worker --loglevel=info");
+    let local = cfg.track == Track::Local;
+    let refused = d.contains("refused") || d.contains("no answer") || d.contains("unreachable") || d.contains("timed out");
+    let ns = crate::shell::quote(&cfg.namespace);
+    // On the cluster track a local server answering for the cluster's is its own matter: the
+    // check's hint (a port-forward) is the whole answer.
+    if d.contains("not the cluster's") {
+        return r.hint.iter().cloned().collect();
+    }
+    let rungs: [String; 3] = match r.id.as_str() {
+        "amqp.login" | "mgmt.login" | "ports.local" if refused => [
+            "Nothing answers on that port: is RabbitMQ running, and is the port the one mqlab uses?".into(),
+            if local {
+                "Start RabbitMQ: S in the app starts a private one (a sandbox), or start your system's service.".into()
+            } else {
+                "The cluster's ports reach this machine through port-forwards: F in the app keeps them up.".into()
+            },
+            if local { "mqlab sandbox up".into() } else { format!("kubectl port-forward svc/rabbitmq -n {ns} 5672:5672 15672:15672") },
+        ],
+        "amqp.login" | "mgmt.login" => [
+            "RabbitMQ answered but refused the login: which user, password and vhost does mqlab use?".into(),
+            "Use the broker's own user: a sandbox's is admin / admin123, a packaged RabbitMQ's guest / guest (from localhost only).".into(),
+            "mqlab --broker 'amqp://USER:PASSWORD@localhost:5672//' check --lesson 1".into(),
+        ],
+        "redis.ping" => [
+            "Does anything answer on Redis's port?".into(),
+            if local {
+                "Start Redis: S in the app starts a private one, or your system's service.".into()
+            } else {
+                "Redis reaches this machine through the port-forward: F in the app.".into()
+            },
+            if local { "mqlab sandbox up".into() } else { format!("kubectl port-forward svc/redis-master -n {ns} 6379:6379") },
+        ],
+        "mgmt.celery_queue" if d.contains("does not exist") => [
+            "Nothing has declared the queue yet: who creates it, the client or the worker?".into(),
+            "Celery declares its queue when a worker starts: start yours (Step 6) and leave it running.".into(),
+            worker,
+        ],
+        "mgmt.celery_queue" | "celery.py_worker" | "celery.py_tasks" => [
+            "Is your worker running, and on this broker (its banner's transport line)?".into(),
+            "Start your Python worker in the project folder with its venv (Step 6) and wait for its `ready.` line.".into(),
+            worker,
+        ],
+        "tasks.roundtrip" | "tasks.failure" if d.contains("no worker finished") => [
+            "The task went into the queue; did any worker take it?".into(),
+            "A worker must consume this queue and know the task: start yours (Step 6), or w for mqlab's.".into(),
+            worker,
+        ],
+        "results.learner" => [
+            "mqlab's own tasks never count here: which program sent yours?".into(),
+            "Run submit_task.py from your project with its venv: it calls .delay() and .get() (Step 6).".into(),
+            format!("{venv} && python submit_task.py"),
+        ],
+        "results.learner_failure" => [
+            "Has a task of yours failed yet, on purpose?".into(),
+            "Add Step 9's divide_task block (Experiment 4) to submit_task.py and run it again.".into(),
+            format!("{venv} && python submit_task.py"),
+        ],
+        "project.celery_app" => [
+            "Is celery_app.py in the folder mqlab looks at?".into(),
+            format!("Step 5 writes the project into {project}: I in the app, or mqlab init."),
+            "mqlab init".into(),
+        ],
+        _ => return r.hint.iter().cloned().collect(),
+    };
+    let mut v = rungs.to_vec();
+    if let Some(h) = &r.hint
+        && !v.iter().any(|x| x == h)
+    {
+        v.insert(2, h.clone());
+    }
+    v
 }
 
 /// The call a check makes, exactly: what a learner would repeat to see the same.
@@ -386,6 +475,7 @@ pub fn call(id: &str, cfg: &Config) -> String {
         "mgmt.exchanges" => format!("GET {mgmt}/api/exchanges/{}?columns=name,type as {user:?}", enc(&vhost)),
         "mgmt.celery_queue" => format!("AMQP Queue.Declare {q:?} passive=true on {ah}:{ap}, vhost {vhost:?} (the broker's own counts)"),
         "redis.ping" => format!("Redis PING to {rh}:{rp}"),
+        "broker.consumers" => format!("GET {mgmt}/api/queues/{}/{} as {user:?}", enc(&vhost), enc(q)),
         "tasks.roundtrip" => format!(
             "AMQP Basic.Publish tasks.add(42, 58) to exchange \"\" key {q:?} on {ah}:{ap}; Redis SUBSCRIBE celery-task-meta-<id> and GET it on {rh}:{rp} db {db}"
         ),

@@ -278,3 +278,44 @@ pub async fn mgmt_celery_queue(p: &Probes) -> Outcome {
         Err(e) => Outcome::fail(format!("cannot read queue {q}: {}", error_chain(&e)), "see amqp.login"),
     }
 }
+
+/// A state that breaks an experiment without failing any check: who consumes the queue. Two
+/// workers split a burst (its timing is neither's); a consumer without a prefetch limit takes
+/// every message at once. Read from the management API's consumer details.
+pub async fn consumers(p: &Probes) -> Outcome {
+    let q = &p.cfg.queue;
+    let vhost = vhost_of(&p.cfg.broker_url);
+    let path = format!("/api/queues/{}/{}", segment(&vhost), segment(q));
+    let v = match management_client(p).get(&path).await {
+        Ok(v) => v,
+        Err(MgmtError::Status(404)) => return Outcome::skip(format!("queue {q} does not exist yet")),
+        Err(e) => return mgmt_failure(p, &e),
+    };
+    let list = v.get("consumer_details").and_then(|c| c.as_array()).cloned().unwrap_or_default();
+    let name = |c: &serde_json::Value| {
+        c.pointer("/channel_details/connection_name")
+            .and_then(|n| n.as_str())
+            .map(|n| n.split(" -> ").next().unwrap_or(n).to_string())
+            .unwrap_or_else(|| "a consumer".into())
+    };
+    let prefetch = |c: &serde_json::Value| c.get("prefetch_count").and_then(|n| n.as_u64()).unwrap_or(0);
+    match list.as_slice() {
+        [] => Outcome::skip(format!("nobody consumes {q} now")),
+        [one] if prefetch(one) == 0 => Outcome::fail(
+            format!("the one consumer of {q} ({}) has no prefetch limit: it takes every message at once", name(one)),
+            "a worker started with --prefetch-multiplier=0 (or basic.qos 0) reads the whole queue: restart it with the default (4)",
+        ),
+        [one] => Outcome::pass(format!("one consumer of {q} ({}), prefetch {}", name(one), prefetch(one))),
+        many => {
+            let who: Vec<String> = many.iter().map(|c| format!("{} prefetch {}", name(c), prefetch(c))).collect();
+            Outcome::fail(
+                format!(
+                    "{} consumers share {q} ({}): a burst is split between them, so its timing is no one worker's",
+                    many.len(),
+                    who.join("; ")
+                ),
+                "for an experiment about one worker, stop the others first (Ctrl-C in their terminals; s stops the lab's)",
+            )
+        }
+    }
+}

@@ -50,6 +50,11 @@ pub enum Action {
     Init,
     Forwards,
     RunCommand,
+    Solve,
+    ResetLesson,
+    ShowCalls,
+    Hint,
+    Quiz,
 }
 
 /// Where a binding applies.
@@ -205,6 +210,46 @@ pub const KEYMAP: &[Binding] = &[
         hint: "check",
     },
     Binding { keys: &[k('R')], label: "R", action: Action::RunAllChecks, scope: Scope::Global, help: "run every check", hint: "" },
+    Binding {
+        keys: &[k('v')],
+        label: "v",
+        action: Action::ShowCalls,
+        scope: Scope::Global,
+        help: "show / hide the exact call each check makes (HTTP path, AMQP operation, Redis command, host:port)",
+        hint: "",
+    },
+    Binding {
+        keys: &[k('i')],
+        label: "i",
+        action: Action::Hint,
+        scope: Scope::Global,
+        help: "a hint for the first failing check: a nudge, then the step, then the command (one more each press)",
+        hint: "hint",
+    },
+    Binding {
+        keys: &[k('Q')],
+        label: "Q",
+        action: Action::Quiz,
+        scope: Scope::Global,
+        help: "the end-of-course quiz: five questions from the curriculum, scored (a–d answers)",
+        hint: "",
+    },
+    Binding {
+        keys: &[k('D')],
+        label: "D",
+        action: Action::Solve,
+        scope: Scope::Global,
+        help: "do this lesson for me: run its solution, the lesson's own commands step by step (lists them and asks first)",
+        hint: "solve",
+    },
+    Binding {
+        keys: &[k('U')],
+        label: "U",
+        action: Action::ResetLesson,
+        scope: Scope::Global,
+        help: "reset this lesson: its checks, experiments, note and ticks, and what its solution left running (asks first)",
+        hint: "",
+    },
     Binding {
         keys: &[k('T')], label: "T", action: Action::SwitchTrack, scope: Scope::Global, help: "switch track: k3s ↔ local", hint: ""
     },

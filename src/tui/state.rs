@@ -23,6 +23,29 @@ pub enum Focus {
     Checklist,
 }
 
+/// What a confirmation is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Confirm {
+    /// Run this lesson's solution (`mqlab solve N --track T`).
+    Solve { step: u32 },
+    /// Clear this lesson (`mqlab reset --lesson N`).
+    ResetLesson { step: u32 },
+}
+
+impl Focus {
+    pub fn name(self) -> &'static str {
+        match self {
+            Focus::Lesson => "lesson",
+            Focus::Lab => "lab",
+            Focus::Checklist => "checklist",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Focus> {
+        [Focus::Lesson, Focus::Lab, Focus::Checklist].into_iter().find(|f| f.name() == s)
+    }
+}
+
 /// Which pane of the lesson screen has the keyboard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pane {
@@ -48,6 +71,18 @@ pub enum Modal {
     Commands {
         selected: usize,
     },
+    /// A question before something that changes or runs a lot: what will happen, in lines; y or
+    /// Enter goes ahead, n or Esc does nothing.
+    Confirm {
+        what: Confirm,
+        lines: Vec<String>,
+        scroll: u16,
+    },
+    /// The end-of-course quiz at question `n` (from 0); `picked` once answered.
+    Quiz {
+        n: usize,
+        picked: Option<usize>,
+    },
     /// The output of the command run from a lesson; `follow` keeps the newest line in view.
     Output {
         scroll: u16,
@@ -66,6 +101,8 @@ impl Modal {
             Modal::Start => "start",
             Modal::Commands { .. } => "commands",
             Modal::Output { .. } => "output",
+            Modal::Confirm { .. } => "confirm",
+            Modal::Quiz { .. } => "quiz",
         }
     }
 }
@@ -333,6 +370,10 @@ pub struct App {
     pub forwards_elsewhere: Option<crate::forward::Recorded>,
     /// The last lesson command run from the app (`!`).
     pub shell: Option<ShellRun>,
+    /// Show the exact call each check makes (`v`).
+    pub show_calls: bool,
+    /// How many rungs of the hint ladder of the lesson's first failing check are shown (`i`).
+    pub hint_level: usize,
     /// Workers seen on the broker by their events.
     pub workers: BTreeMap<String, SeenWorker>,
     /// Tasks sent by this app and not yet recorded as a single-send experiment.
@@ -402,6 +443,10 @@ impl App {
     pub fn new(cfg: Config, course: Course, progress: Progress) -> App {
         let track = if cfg.track_explicit { cfg.track } else { progress.track.unwrap_or(cfg.track) };
         let lesson = (progress.current_lesson.max(1) as usize - 1).min(course.lessons.len().saturating_sub(1));
+        // The app reopens where the learner left it: the lesson (above) and the screen.
+        let focus = progress.screen.as_deref().and_then(Focus::from_name).unwrap_or(Focus::Lesson);
+        let mut progress = progress;
+        progress.migrate(&course);
         let mut submit_args = HashMap::new();
         submit_args.insert("tasks.hello".into(), "\"World\"".into());
         submit_args.insert("tasks.add".into(), "42, 58".into());
@@ -415,7 +460,7 @@ impl App {
             scroll: 0,
             hscroll: 0,
             checks_scroll: 0,
-            focus: Focus::Lesson,
+            focus,
             pane: Pane::Text,
             modals: vec![],
             task_filter: None,
@@ -466,6 +511,8 @@ impl App {
             forwards: None,
             forwards_elsewhere: None,
             shell: None,
+            show_calls: false,
+            hint_level: 0,
             workers: BTreeMap::new(),
             sends: SendTally::default(),
             outcomes: HashMap::new(),
@@ -493,8 +540,11 @@ impl App {
         &self.course.lessons[self.lesson]
     }
 
+    /// The lesson's checks and its diagnoses (run together).
     pub fn lesson_checks(&self) -> Vec<String> {
-        self.current().checks(self.track).to_vec()
+        let mut v = self.current().checks(self.track).to_vec();
+        v.extend(self.current().diagnose.iter().filter(|d| !v.contains(d)).cloned().collect::<Vec<_>>());
+        v
     }
 
     /// A lesson's mark: ✓ when its checks passed and its experiments were seen.

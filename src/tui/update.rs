@@ -194,7 +194,9 @@ impl App {
                 if was != Badge::Up {
                     self.recheck_due = true;
                 }
-                let lab = matches!(self.worker.state, WorkerState::Running | WorkerState::Starting)
+                let solving = self.shell.as_ref().is_some_and(|s| s.done.is_none() && s.command.starts_with("mqlab solve "));
+                let lab = solving
+                    || matches!(self.worker.state, WorkerState::Running | WorkerState::Starting)
                     || !self.bursts.is_empty()
                     || self.recovery.is_some()
                     || self.killed_since_ready;
@@ -299,6 +301,12 @@ impl App {
                     run.done = Some(done);
                     // A cluster command may have changed what the checks see.
                     self.recheck_due = true;
+                    // A solve or a reset wrote the progress file: a save brings back what it holds.
+                    if run.command.starts_with("mqlab solve ") || run.command.starts_with("mqlab reset ") {
+                        let step = self.current().step;
+                        self.change(Change::CurrentLesson(step));
+                        return vec![Command::SaveProgress];
+                    }
                 }
                 vec![]
             }
@@ -423,6 +431,72 @@ impl App {
                     *scroll = scrolled(*scroll, a, 10);
                 }
             }
+            Modal::Quiz { n, picked } => {
+                let total = self.course.quiz().len();
+                let choices = self.course.quiz().get(*n).map(|q| q.choices.len()).unwrap_or(0);
+                match k.code {
+                    KeyCode::Esc | KeyCode::Char('q') => {
+                        self.modals.pop();
+                    }
+                    KeyCode::Char(c) if picked.is_none() && (c.is_ascii_lowercase() || c.is_ascii_digit()) => {
+                        let i = if c.is_ascii_digit() { (c as usize).wrapping_sub('1' as usize) } else { c as usize - 'a' as usize };
+                        if i < choices {
+                            *picked = Some(i);
+                            let n = *n;
+                            self.change(Change::QuizAnswer { n, chosen: i });
+                            return vec![Command::SaveProgress];
+                        }
+                        self.status = Some(format!("answer with a letter from a to {}", (b'a' + choices.saturating_sub(1) as u8) as char));
+                    }
+                    KeyCode::Enter | KeyCode::Right | KeyCode::Char(' ') if picked.is_some() => {
+                        if *n + 1 < total {
+                            *n += 1;
+                            *picked = self.progress.quiz.get(n).map(|a| a.chosen);
+                        } else {
+                            let right = self.progress.quiz.values().filter(|a| a.correct).count();
+                            self.modals.pop();
+                            self.status = Some(format!("quiz: {right} of {total} right; E writes your answers into LEARNINGS.md"));
+                        }
+                    }
+                    KeyCode::Left if *n > 0 => {
+                        *n -= 1;
+                        *picked = self.progress.quiz.get(n).map(|a| a.chosen);
+                    }
+                    _ => {}
+                }
+            }
+            Modal::Confirm { what, scroll, .. } => match k.code {
+                KeyCode::Esc | KeyCode::Char('n') | KeyCode::Char('q') => {
+                    self.modals.pop();
+                    self.status = Some("nothing was done".into());
+                }
+                KeyCode::Down | KeyCode::Char('j') => *scroll = scroll.saturating_add(1),
+                KeyCode::Up | KeyCode::Char('k') => *scroll = scroll.saturating_sub(1),
+                KeyCode::Char('y') | KeyCode::Enter => {
+                    let what = what.clone();
+                    self.modals.pop();
+                    if self.shell_running() {
+                        self.status = Some("a command is still running: ! shows it, c there cancels it".into());
+                        return vec![];
+                    }
+                    let command = match &what {
+                        Confirm::Solve { step } => format!("mqlab solve {step} --track {}", self.track.as_str()),
+                        // The command clears the progress file and undoes what the lesson's
+                        // solution left; the app takes the file back when it ends.
+                        Confirm::ResetLesson { step } => format!("mqlab reset --lesson {step} --yes"),
+                    };
+                    self.modals.push(Modal::Output { scroll: 0, follow: true });
+                    self.shell = Some(super::state::ShellRun {
+                        command: command.clone(),
+                        lines: Default::default(),
+                        started: self.clock,
+                        dropped: 0,
+                        done: None,
+                    });
+                    return vec![Command::SaveProgress, Command::RunShell { command }];
+                }
+                _ => {}
+            },
             Modal::Commands { selected } => match k.code {
                 KeyCode::Esc | KeyCode::Char('q') => {
                     self.modals.pop();
@@ -517,9 +591,84 @@ impl App {
             Action::ScreenLesson => {
                 self.focus = Focus::Lesson;
                 self.pane = Pane::Text;
+                self.change(Change::Screen(self.focus.name().into()));
+                return vec![Command::SaveProgress];
             }
-            Action::ScreenLab => self.focus = Focus::Lab,
-            Action::ScreenChecklist => self.focus = Focus::Checklist,
+            Action::ScreenLab | Action::ScreenChecklist => {
+                self.focus = if a == Action::ScreenLab { Focus::Lab } else { Focus::Checklist };
+                self.change(Change::Screen(self.focus.name().into()));
+                return vec![Command::SaveProgress];
+            }
+            Action::Hint => {
+                let failing = self.current().checks(self.track).iter().find_map(|id| match self.checks.get(id) {
+                    Some(CheckState::Done(r)) if r.status == Status::Fail => Some(r.clone()),
+                    _ => None,
+                });
+                match failing {
+                    None => self.status = Some("no check of this lesson fails now: nothing to hint (r runs them again)".into()),
+                    Some(r) => {
+                        let rungs = crate::probes::ladder(&r, &self.cfg).len();
+                        self.hint_level = (self.hint_level + 1).min(rungs);
+                        self.status = Some(format!("hint {} of {rungs} for {} (i for the next)", self.hint_level, r.id));
+                    }
+                }
+            }
+            Action::Quiz => {
+                let n = self.course.quiz().len();
+                if n == 0 {
+                    self.status = Some("this course has no quiz".into());
+                    return vec![];
+                }
+                // Where the learner left off: the first question not answered yet.
+                let first = (0..n).find(|i| !self.progress.quiz.contains_key(i)).unwrap_or(0);
+                self.modals.push(Modal::Quiz { n: first, picked: None });
+            }
+            Action::ShowCalls => {
+                self.show_calls = !self.show_calls;
+                self.status = Some(if self.show_calls {
+                    "each check shows the call it made (v hides them)".into()
+                } else {
+                    "calls hidden (v shows them)".into()
+                });
+            }
+            Action::Solve => {
+                let step = self.current().step;
+                let steps = self.current().solution(self.track);
+                let mut lines = vec![
+                    format!(
+                        "Lesson {step}'s solution on the {} track: the lesson's own commands, each shown before it runs (`mqlab solve {step}`), then its checks. Programs it starts (your Python worker) keep running; U resets the lesson.",
+                        self.track.as_str()
+                    ),
+                    String::new(),
+                ];
+                if steps.is_empty() {
+                    lines.push("This lesson has nothing to run: its checks run now.".into());
+                }
+                for (i, s) in steps.iter().enumerate() {
+                    match s.plan(&self.cfg) {
+                        Ok(p) => {
+                            lines.push(format!("{}. {}", i + 1, p.say));
+                            lines.extend(p.shown().into_iter().map(|l| format!("   {l}")));
+                        }
+                        Err(e) => lines.push(format!("{}. {} — cannot run: {e}", i + 1, s.say)),
+                    }
+                }
+                self.modals.push(Modal::Confirm { what: Confirm::Solve { step }, lines, scroll: 0 });
+            }
+            Action::ResetLesson => {
+                let step = self.current().step;
+                let todo = self.current().to_do(self.track, &self.progress);
+                let lines = vec![
+                    format!("Reset lesson {step} · {}?", self.current().title_for(self.track)),
+                    String::new(),
+                    "Cleared: its earned checks, its experiments, its note and its checklist ticks.".into(),
+                    "Undone: programs its solution left running are stopped; queues it declared are deleted (only those).".into(),
+                    "Kept: every other lesson's records, your project files.".into(),
+                    String::new(),
+                    if todo.is_empty() { "It is done now.".into() } else { format!("Still to do now: {}", todo.join(", ")) },
+                ];
+                self.modals.push(Modal::Confirm { what: Confirm::ResetLesson { step }, lines, scroll: 0 });
+            }
             Action::NextLesson => return self.goto_lesson(self.lesson as isize + 1),
             Action::PrevLesson => return self.goto_lesson(self.lesson as isize - 1),
             Action::Down | Action::Up | Action::PageDown | Action::PageUp | Action::Top | Action::Bottom => self.move_in(scope, a),
@@ -797,6 +946,7 @@ impl App {
         }
         self.lesson = idx;
         self.scroll = 0;
+        self.hint_level = 0;
         self.change(Change::CurrentLesson(self.current().step));
         // A lesson's read-only checks run when it is first opened in this session; the task checks
         // (which send tasks) wait for `r`.

@@ -166,6 +166,74 @@ fn draw_modal(f: &mut Frame, app: &mut App, i: usize, area: Rect) {
             f.render_widget(Paragraph::new(shown).block(block), r);
             scrollbar(f, r, offset as u16, view as u16, total as u16);
         }
+        Modal::Quiz { n, picked } => {
+            let (n, picked) = (*n, *picked);
+            let quiz = app.course.quiz();
+            let Some(q) = quiz.get(n) else { return };
+            let r = centered(area, 80, 70);
+            let width = r.width.saturating_sub(4).max(20) as usize;
+            let mut lines: Vec<Line<'static>> = vec![];
+            for l in markdown::wrap_plain(&format!("{}. {}", n + 1, q.q), width) {
+                lines.push(Line::from(Span::styled(l, Style::default().add_modifier(Modifier::BOLD))));
+            }
+            lines.push(Line::from(""));
+            for (i, c) in q.choices.iter().enumerate() {
+                let letter = (b'a' + i as u8) as char;
+                let style = match picked {
+                    Some(_) if i == q.answer => Style::default().fg(Color::Green),
+                    Some(p) if p == i => Style::default().fg(Color::Red),
+                    _ => Style::default(),
+                };
+                for (j, l) in markdown::wrap_plain(&format!("{letter}) {c}"), width.saturating_sub(3)).into_iter().enumerate() {
+                    lines.push(Line::from(Span::styled(if j == 0 { l } else { format!("   {l}") }, style)));
+                }
+            }
+            lines.push(Line::from(""));
+            match picked {
+                None => lines.push(Line::from(Span::styled(
+                    "a–d answers · ← back · Esc closes (your answers are kept)",
+                    Style::default().fg(Color::Cyan),
+                ))),
+                Some(p) => {
+                    let verdict = if p == q.answer {
+                        "✓ right. ".to_string()
+                    } else {
+                        format!("✗ the answer is {}). ", (b'a' + q.answer as u8) as char)
+                    };
+                    for l in markdown::wrap_plain(&format!("{verdict}{}", q.why), width) {
+                        lines.push(Line::from(l));
+                    }
+                    lines.push(Line::from(""));
+                    lines.push(Line::from(Span::styled("Enter: next · ← back · Esc closes", Style::default().fg(Color::Cyan))));
+                }
+            }
+            let right = app.progress.quiz.values().filter(|a| a.correct).count();
+            f.render_widget(Clear, r);
+            let title = format!(" Quiz · question {} of {} · {right} right so far ", n + 1, quiz.len());
+            f.render_widget(Paragraph::new(lines).block(Block::bordered().border_type(BorderType::Thick).title(title)), r);
+        }
+        Modal::Confirm { what, lines, .. } => {
+            let r = centered(area, 90, 85);
+            let title = match what {
+                super::state::Confirm::Solve { step } => {
+                    format!("Run lesson {step}'s solution? · y or Enter runs it · n or Esc does nothing")
+                }
+                super::state::Confirm::ResetLesson { step } => {
+                    format!("Reset lesson {step}? · y or Enter resets it · n or Esc does nothing")
+                }
+            };
+            let shown: Vec<Line<'static>> = lines
+                .iter()
+                .map(|l| {
+                    if l.trim_start().starts_with("$ ") {
+                        Line::from(Span::styled(l.clone(), markdown::code_style()))
+                    } else {
+                        Line::from(l.clone())
+                    }
+                })
+                .collect();
+            scrolled_popup(f, app, i, r, &title, shown);
+        }
         Modal::Output { .. } => {
             let r = centered(area, 90, 85);
             let Some(run) = app.shell.clone() else { return };
@@ -378,7 +446,7 @@ pub fn lesson_lines(app: &mut App, width: u16) -> Rc<Vec<MdLine>> {
 }
 
 fn draw_lesson(f: &mut Frame, app: &mut App, area: Rect) {
-    let ids = app.lesson_checks();
+    let ids = app.current().checks(app.track).to_vec();
     let check_lines = check_lines(app, &ids, area.width.saturating_sub(2));
     let want = check_lines.len() as u16 + 2;
     let [text_area, checks_area] = Layout::vertical([Constraint::Min(5), Constraint::Length(want.min(area.height / 3).max(4))]).areas(area);
@@ -439,16 +507,48 @@ fn check_lines(app: &App, ids: &[String], width: u16) -> Vec<Line<'static>> {
                     Status::Fail => Color::Red,
                     Status::Skipped => Color::DarkGray,
                 };
-                push(
-                    Span::styled(format!("{} ", r.status.mark()), Style::default().fg(color)),
-                    r.detail.clone(),
-                    Style::default(),
-                    &mut lines,
-                );
-                if r.status == Status::Fail
+                // Earned stays earned: a check the learner's action passed before and an
+                // experiment has made false now shows both.
+                let earned = app.progress.earned_for(app.current().step, id, app.track);
+                let (mark, detail) = match (r.status, earned) {
+                    (Status::Fail, Some(e)) => (
+                        Span::styled("✓ ", Style::default().fg(Color::Green)),
+                        format!("earned {} · now ✗ {}", e.at.with_timezone(&chrono::Local).format("%H:%M"), r.detail),
+                    ),
+                    _ => (Span::styled(format!("{} ", r.status.mark()), Style::default().fg(color)), r.detail.clone()),
+                };
+                push(mark, detail, Style::default(), &mut lines);
+                if r.status == Status::Fail && !r.expected.is_empty() {
+                    push(Span::raw("  "), format!("expected: {}", r.expected), Style::default().fg(Color::Gray), &mut lines);
+                }
+                let first_failing = r.status == Status::Fail
+                    && ids.iter().find(|i| matches!(app.checks.get(*i), Some(CheckState::Done(x)) if x.status == Status::Fail)) == Some(id);
+                let rungs = if first_failing { probes::ladder(r, &app.cfg) } else { vec![] };
+                if rungs.len() > 1 {
+                    // The ladder, one rung per `i`: a nudge, the step, the command.
+                    if app.hint_level == 0 {
+                        push(
+                            Span::raw("  "),
+                            format!("i: a hint ({} steps)", rungs.len()),
+                            Style::default().fg(Color::DarkGray),
+                            &mut lines,
+                        );
+                    }
+                    for (n, rung) in rungs.iter().take(app.hint_level).enumerate() {
+                        push(
+                            Span::styled("→ ", Style::default().fg(Color::Yellow)),
+                            format!("hint {}/{}: {rung}", n + 1, rungs.len()),
+                            Style::default().fg(Color::Yellow),
+                            &mut lines,
+                        );
+                    }
+                } else if r.status == Status::Fail
                     && let Some(h) = &r.hint
                 {
                     push(Span::styled("→ ", Style::default().fg(Color::Yellow)), h.clone(), Style::default().fg(Color::Yellow), &mut lines);
+                }
+                if app.show_calls && !r.call.is_empty() {
+                    push(Span::raw("  "), format!("call: {}", r.call), Style::default().fg(Color::DarkGray), &mut lines);
                 }
             }
             None => {
@@ -460,6 +560,17 @@ fn check_lines(app: &App, ids: &[String], width: u16) -> Vec<Line<'static>> {
                 };
                 let detail = last.map(|r| format!("{title} (last run: {})", r.detail)).unwrap_or_else(|| format!("{title} (not run yet)"));
                 push(Span::styled(format!("{mark} "), Style::default().fg(color)), detail, Style::default().fg(Color::Gray), &mut lines);
+            }
+        }
+    }
+    // A state that spoils the experiments (two workers on the queue) is said when seen.
+    for d in &app.current().diagnose {
+        if let Some(CheckState::Done(r)) = app.checks.get(d)
+            && r.status == Status::Fail
+        {
+            push(Span::styled("! ", Style::default().fg(Color::Yellow)), r.detail.clone(), Style::default().fg(Color::Yellow), &mut lines);
+            if let Some(h) = &r.hint {
+                push(Span::styled("→ ", Style::default().fg(Color::Yellow)), h.clone(), Style::default().fg(Color::Yellow), &mut lines);
             }
         }
     }
@@ -1061,7 +1172,7 @@ fn scrolled_popup(f: &mut Frame, app: &mut App, i: usize, r: Rect, title: &str, 
     let total = lines.len() as u16;
     let view = r.height.saturating_sub(2);
     let offset = match &mut app.modals[i] {
-        Modal::Help { scroll } | Modal::Detail { scroll } => {
+        Modal::Help { scroll } | Modal::Detail { scroll } | Modal::Confirm { scroll, .. } => {
             *scroll = (*scroll).min(total.saturating_sub(view));
             *scroll
         }

@@ -313,9 +313,12 @@ pub enum Need {
     Kubectl,
     /// rabbitmq-server and redis-server, which the sandbox starts on ports of its own.
     Programs,
+    /// python3 (3.10 or newer) with venv, and the Python package index reachable (pypi.org:443
+    /// or `PIP_INDEX_URL`'s host): a lesson's solution installs Celery as the learner does.
+    PackageIndex,
 }
 
-const NEEDS: usize = 8;
+const NEEDS: usize = 9;
 
 /// Whether everything in `needs` is here. What is not is said once per test binary and group, on
 /// stderr past the test harness's capture, e.g.
@@ -350,6 +353,19 @@ pub fn have(needs: &[Need]) -> bool {
 /// `.ci/run` sets `MQLAB_TEST_REQUIRE_SERVICES=1`: there every service must be there.
 pub fn services_required() -> bool {
     std::env::var("MQLAB_TEST_REQUIRE_SERVICES").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// `host:port` of an http(s) URL.
+fn url_host_port(u: &str) -> Option<String> {
+    let rest = u.split_once("://")?.1;
+    let host = rest.split(['/', '?']).next()?.rsplit('@').next()?;
+    Some(if host.contains(':') {
+        host.to_string()
+    } else if u.starts_with("https") {
+        format!("{host}:443")
+    } else {
+        format!("{host}:80")
+    })
 }
 
 /// `host:port` of a URL (its scheme's port when it names none).
@@ -441,6 +457,21 @@ fn missing(need: Need) -> Option<(String, String)> {
             let mut c = Command::new("kubectl");
             c.args(["version", "--client"]);
             (!runs(c, 30)).then(|| ("no kubectl".into(), "install kubectl".into()))
+        }
+        Need::PackageIndex => {
+            let mut c = Command::new("python3");
+            c.args(["-c", "import sys, venv; sys.exit(0 if sys.version_info >= (3, 10) else 1)"]);
+            if !runs(c, 30) {
+                return Some(("no python3 of 3.10 or newer with venv".into(), "install Python 3.10+".into()));
+            }
+            let index = std::env::var("PIP_INDEX_URL").ok().and_then(|u| url_host_port(&u)).unwrap_or_else(|| "pypi.org:443".into());
+            use std::net::ToSocketAddrs;
+            let reachable = index
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(3)).is_ok());
+            (!reachable).then(|| (format!("the Python package index ({index}) is out of reach"), "connect to the network".into()))
         }
         Need::Programs => mqlab::sandbox::find_programs().err().map(|e| {
             let what: Vec<&str> = e.missing.iter().map(|m| m.what).collect();
