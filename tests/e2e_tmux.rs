@@ -664,3 +664,99 @@ fn solve_earned_and_now_reset_and_resume_in_the_app() {
     tmux.keys(&["q"]);
     tmux.wait_for("$", 10);
 }
+
+/// The whole course the Python way, as a learner who lets each lesson's solution run (`D`, then
+/// `y`) walks it in the app: the sandbox, the project and its venv, the learner's Python worker,
+/// its burst, its kill and restart, the timing at concurrency 16, the failing task, the export,
+/// the checks of Step 11. Afterwards every lesson is ✓ (the three checklist items no program can
+/// observe ticked by hand, as the learner would), and every experiment LEARNINGS.md reports is
+/// one the progress recorded from the broker or from mqlab submit, in the same words.
+#[test]
+fn the_whole_course_the_python_way_by_each_lessons_solution_in_the_app() {
+    if !common::have(&[Need::Tmux, Need::Programs, Need::PackageIndex]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let project = dir.path().join("project");
+    let tmux = Tmux { socket: format!("mqlab-walk-{}", std::process::id()) };
+    let env = [
+        format!("MQLAB_DATA_DIR={}", data.display()),
+        format!("MQLAB_PROJECT_DIR={}", project.display()),
+        format!("MQLAB_CONFIG={}", dir.path().join("none.toml").display()),
+        format!("KUBECONFIG={}", dir.path().join("no-kubeconfig").display()),
+        "PIP_DISABLE_PIP_VERSION_CHECK=1".to_string(),
+        "PS1=$ ".to_string(),
+        "TERM=xterm-256color".to_string(),
+    ];
+    struct Cleanup(std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let mqlab = || {
+                let mut c = std::process::Command::new(common::bin());
+                c.env("MQLAB_DATA_DIR", &self.0).env("MQLAB_CONFIG", self.0.join("none.toml"));
+                c
+            };
+            let _ = mqlab().args(["reset", "--yes"]).output();
+            let _ = mqlab().args(["sandbox", "down"]).output();
+        }
+    }
+    let _cleanup = Cleanup(data.clone());
+    start_session(&tmux, dir.path(), &env, 140, 45);
+    let launch = format!(
+        "env -u MQLAB_BROKER_URL -u MQLAB_RESULT_BACKEND -u MQLAB_MANAGEMENT_URL -u CELERY_BROKER_URL -u CELERY_RESULT_BACKEND -u MQLAB_TRACK {}",
+        common::bin()
+    );
+    tmux.keys(&[&launch, "Enter"]);
+    tmux.wait_for("Welcome to mqlab", 10);
+    tmux.keys(&["s"]);
+    tmux.wait_for("● amqp", 90);
+    for n in 1..=11 {
+        tmux.keys(&["D"]);
+        tmux.wait_for(&format!("Run lesson {n}'s solution?"), 10);
+        tmux.keys(&["y"]);
+        // The output popup's last line: "exit 0 · 12.34 s".
+        let end = tmux.wait_line(|l| l.contains("┃exit ") || l.contains("┃ended by a signal"), 400);
+        assert!(end.contains("┃exit 0 ·"), "lesson {n}'s solution failed:\n{}", tmux.screen());
+        tmux.keys(&["Escape"]);
+        tmux.wait_gone("Output ·", 10);
+        if n < 11 {
+            tmux.keys(&["]"]);
+            tmux.wait_for(&format!("step {}/11", n + 1), 10);
+        }
+    }
+    // What no program can observe, ticked by hand as the learner does once it is true.
+    let o = std::process::Command::new(common::bin())
+        .env("MQLAB_DATA_DIR", &data)
+        .env("MQLAB_CONFIG", dir.path().join("none.toml"))
+        .args(["progress", "--tick", "management_ui", "--tick", "get", "--tick", "observe", "--tick", "explain"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Any save brings the file back into the app: the checklist screen, then the export.
+    tmux.keys(&["3"]);
+    tmux.wait_for("Checklist 10/10", 20);
+    tmux.keys(&["E"]);
+    tmux.wait_for("LEARNINGS.md written", 20);
+    let s = tmux.screen();
+    let header = s.lines().next().unwrap_or("");
+    for n in 1..=11 {
+        let mark = if n == 8 || n == 10 { '·' } else { '✓' };
+        assert!(header.contains(&format!(" {n}{mark}")), "lesson {n} is not {mark}: {header}");
+    }
+    tmux.keys(&["q"]);
+    tmux.wait_for("$", 10);
+
+    let p: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(data.join("progress.json")).unwrap()).unwrap();
+    let md = std::fs::read_to_string(project.join("LEARNINGS.md")).unwrap();
+    let exps = p["experiments"].as_array().unwrap();
+    let broker_seen: Vec<&serde_json::Value> = exps.iter().filter(|e| e["figures"]["observed"] == "broker").collect();
+    assert!(broker_seen.iter().any(|e| e["kind"] == "recovery"), "lesson 7's recovery, seen on the broker: {exps:#?}");
+    assert!(broker_seen.iter().any(|e| e["kind"] == "concurrency"), "lesson 7's burst, seen on the broker: {exps:#?}");
+    for e in exps.iter().filter(|e| matches!(e["kind"].as_str(), Some("recovery" | "concurrency"))) {
+        let summary = e["summary"].as_str().unwrap();
+        assert!(md.contains(summary), "LEARNINGS.md does not report {summary:?}:\n{md}");
+    }
+    assert!(md.contains("at concurrency 16"), "{md}");
+    assert!(!md.contains("[ ]"), "every checklist item is ticked in LEARNINGS.md:\n{md}");
+}

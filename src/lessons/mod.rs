@@ -393,6 +393,11 @@ impl Course {
                     if let Some(n) = &s.name {
                         names.push(n.clone());
                     }
+                    for c in s.skip_if.iter().chain(&s.checks) {
+                        if probes::info(c).is_none() {
+                            problems.push(format!("{at}: names unknown check {c:?}"));
+                        }
+                    }
                     if let Some(n) = &s.stop
                         && !names.contains(n)
                     {

@@ -56,10 +56,18 @@ pub struct Step {
     /// How long a `start` or a `wait` may take (default 90 s).
     #[serde(default)]
     pub seconds: Option<u64>,
+    /// For `wait = "checks"`: the checks waited for (default: all the lesson's).
+    #[serde(default)]
+    pub checks: Vec<String>,
+    /// Skip the step when this check passes now (the namespace exists, the chart is installed):
+    /// what the learner who did it already would do.
+    #[serde(default)]
+    pub skip_if: Option<String>,
 }
 
-/// What the broker can be waited for.
-pub const WAITS: &[&str] = &["burst", "recovery"];
+/// What can be waited for: the broker showing a burst or a recovery, or the lesson's checks all
+/// passing (pods becoming Ready after an install).
+pub const WAITS: &[&str] = &["burst", "recovery", "checks"];
 
 /// A step made concrete for a track and a configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -68,7 +76,7 @@ pub enum Action {
     Start { name: String, script: String, ready: Option<String>, limit: Duration },
     Stop { name: String, signal: StopSignal },
     Append { file: PathBuf, text: String },
-    Wait { what: String, limit: Duration },
+    Wait { what: String, limit: Duration, checks: Vec<String> },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,7 +115,13 @@ impl Planned {
                 v.extend(text.lines().map(|l| format!("  {l}")));
                 v
             }
-            Action::Wait { what, limit } => vec![format!("wait (up to {} s) until the broker shows the {what}", limit.as_secs())],
+            Action::Wait { what, limit, checks } if what == "checks" && !checks.is_empty() => {
+                vec![format!("wait (up to {} s) until these checks pass: {}", limit.as_secs(), checks.join(", "))]
+            }
+            Action::Wait { what, limit, .. } if what == "checks" => {
+                vec![format!("wait (up to {} s) until this lesson's checks pass", limit.as_secs())]
+            }
+            Action::Wait { what, limit, .. } => vec![format!("wait (up to {} s) until the broker shows the {what}", limit.as_secs())],
         }
     }
 }
@@ -140,7 +154,7 @@ impl Step {
             if !WAITS.contains(&what.as_str()) {
                 anyhow::bail!("cannot wait for {what:?} (only {})", WAITS.join(", "));
             }
-            actions.push(Action::Wait { what: what.clone(), limit });
+            actions.push(Action::Wait { what: what.clone(), limit, checks: self.checks.clone() });
         }
         match actions.len() {
             1 => Ok(Planned { say: self.say.clone(), action: actions.remove(0) }),

@@ -71,6 +71,14 @@ pub async fn solve(
             }
         };
         say(&format!("\n[{}/{}] {}", i + 1, steps.len(), planned.say));
+        if let Some(id) = &s.skip_if {
+            let r = Probes::new(cfg.clone()).run(id).await;
+            if r.status == Status::Pass {
+                say(&format!("  skipped, done already: {}", r.detail));
+                steps_run += 1;
+                continue;
+            }
+        }
         for line in planned.shown() {
             say(&format!("  {line}"));
         }
@@ -207,7 +215,28 @@ async fn run_step(
                 .with_context(|| format!("cannot write {}", file.display()))?;
             Ok(())
         }
-        Action::Wait { what, limit } => {
+        Action::Wait { what, limit, checks } if what == "checks" => {
+            let deadline = tokio::time::Instant::now() + *limit;
+            let ids: Vec<&str> = if checks.is_empty() {
+                course.lesson(lesson).map(|l| l.checks(cfg.track).iter().map(String::as_str).collect()).unwrap_or_default()
+            } else {
+                checks.iter().map(String::as_str).collect()
+            };
+            loop {
+                let results = Probes::new(cfg.clone()).run_many(&ids).await;
+                let failing: Vec<String> =
+                    results.iter().filter(|r| r.status != Status::Pass).map(|r| format!("{}: {}", r.id, r.detail)).collect();
+                if failing.is_empty() {
+                    say("  the lesson's checks pass");
+                    return Ok(());
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    anyhow::bail!("the lesson's checks did not pass within {} s: {}", limit.as_secs(), failing.join("; "));
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+        Action::Wait { what, limit, .. } => {
             let deadline = tokio::time::Instant::now() + *limit;
             let wanted =
                 |o: &Observed| matches!((what.as_str(), o), ("burst", Observed::Burst { .. }) | ("recovery", Observed::Recovery { .. }));
