@@ -176,7 +176,12 @@ pub struct QuizArgs {
 #[derive(Debug, clap::Args)]
 pub struct SolveArgs {
     /// The lesson (1-11)
-    pub lesson: u32,
+    #[arg(required_unless_present = "stop")]
+    pub lesson: Option<u32>,
+    /// Stop the programs solutions left running in the background (the Python worker, the
+    /// port-forwards), and nothing else
+    #[arg(long, conflicts_with_all = ["list", "track"])]
+    pub stop: bool,
     /// The track whose solution runs (default: yours)
     #[arg(long, value_enum)]
     pub track: Option<crate::config::Track>,
@@ -1124,10 +1129,20 @@ fn run_quiz(cfg: &Config, args: QuizArgs) -> anyhow::Result<i32> {
 }
 
 async fn run_solve(cfg: &Config, over: &crate::config::Overrides, args: SolveArgs) -> anyhow::Result<i32> {
+    if args.stop {
+        let stopped = crate::lessons::solve::stop_lesson(&cfg.data_dir, None).await?;
+        if stopped.is_empty() {
+            println!("No program a solution started is running.");
+        }
+        for name in stopped {
+            println!("stopped {name}");
+        }
+        return Ok(0);
+    }
     let course = Course::load()?;
     let track = args.track.unwrap_or(cfg.track);
-    let lesson =
-        course.lesson(args.lesson).with_context(|| format!("there is no lesson {} (lessons 1-{})", args.lesson, course.lessons.len()))?;
+    let step = args.lesson.context("give a lesson: mqlab solve N")?;
+    let lesson = course.lesson(step).with_context(|| format!("there is no lesson {step} (lessons 1-{})", course.lessons.len()))?;
     if args.list {
         let steps = lesson.solution(track);
         println!(
@@ -1153,13 +1168,13 @@ async fn run_solve(cfg: &Config, over: &crate::config::Overrides, args: SolveArg
         Ok(c)
     };
     let mut say = |l: &str| println!("{l}");
-    let solved = crate::lessons::solver::solve(&course, args.lesson, track, &load, &mut say).await?;
+    let solved = crate::lessons::solver::solve(&course, step, track, &load, &mut say).await?;
     if let Some(f) = &solved.failed {
         println!("\nThe solution stopped at {f}");
         println!("{} of {} step(s) ran in {:.0} s; the checks did not run.", solved.steps_run, solved.steps, solved.seconds);
         return Ok(1);
     }
-    println!("\nChecks of lesson {} (track {})", args.lesson, track.as_str());
+    println!("\nChecks of lesson {step} (track {})", track.as_str());
     if solved.checks.is_empty() {
         println!("  this lesson has no checks: it is read, not proved");
     }

@@ -571,6 +571,59 @@ fn the_python_path_through_step_7_is_recorded_from_the_broker() {
     tmux.keys(&["q"]);
 }
 
+/// A learner's first session on the local track, in a folder of its own: the environment a fresh
+/// machine gives (no service variables, no kubeconfig), mqlab launched, the sandbox started from
+/// the start screen (`s`). Dropping it stops what the course's solutions left running, then the
+/// sandbox.
+struct Learner {
+    data: std::path::PathBuf,
+    project: std::path::PathBuf,
+    none: std::path::PathBuf,
+}
+
+/// The command line that launches mqlab as on a fresh machine.
+fn launch_line() -> String {
+    format!(
+        "env -u MQLAB_BROKER_URL -u MQLAB_RESULT_BACKEND -u MQLAB_MANAGEMENT_URL -u CELERY_BROKER_URL -u CELERY_RESULT_BACKEND -u MQLAB_TRACK {}",
+        common::bin()
+    )
+}
+
+impl Learner {
+    fn start(tmux: &Tmux, dir: &Path, w: u16, h: u16) -> Learner {
+        let l = Learner { data: dir.join("data"), project: dir.join("project"), none: dir.join("none.toml") };
+        let env = [
+            format!("MQLAB_DATA_DIR={}", l.data.display()),
+            format!("MQLAB_PROJECT_DIR={}", l.project.display()),
+            format!("MQLAB_CONFIG={}", l.none.display()),
+            format!("KUBECONFIG={}", dir.join("no-kubeconfig").display()),
+            "PIP_DISABLE_PIP_VERSION_CHECK=1".to_string(),
+            "PS1=$ ".to_string(),
+            "TERM=xterm-256color".to_string(),
+        ];
+        start_session(tmux, dir, &env, w, h);
+        tmux.keys(&[&launch_line(), "Enter"]);
+        tmux.wait_for("Welcome to mqlab", 10);
+        tmux.keys(&["s"]);
+        tmux.wait_for("● amqp", 90);
+        l
+    }
+
+    /// `mqlab` in the learner's other terminal.
+    fn mqlab(&self) -> Command {
+        let mut c = Command::new(common::bin());
+        c.env("MQLAB_DATA_DIR", &self.data).env("MQLAB_PROJECT_DIR", &self.project).env("MQLAB_CONFIG", &self.none);
+        c
+    }
+}
+
+impl Drop for Learner {
+    fn drop(&mut self) {
+        let _ = self.mqlab().args(["reset", "--yes"]).output();
+        let _ = self.mqlab().args(["sandbox", "down"]).output();
+    }
+}
+
 /// The course's mechanics as a learner uses them: `D` runs a lesson's solution after listing its
 /// commands; a check earned and then made false by an experiment shows both; `U` resets one
 /// lesson (after asking); the app reopens on the lesson and screen it was left on.
@@ -580,32 +633,9 @@ fn solve_earned_and_now_reset_and_resume_in_the_app() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
     let tmux = Tmux { socket: format!("mqlab-course-{}", std::process::id()) };
-    let env = [
-        format!("MQLAB_DATA_DIR={}", data.display()),
-        format!("MQLAB_PROJECT_DIR={}", data.join("project").display()),
-        format!("MQLAB_CONFIG={}", dir.path().join("none.toml").display()),
-        format!("KUBECONFIG={}", dir.path().join("no-kubeconfig").display()),
-        "PS1=$ ".to_string(),
-        "TERM=xterm-256color".to_string(),
-    ];
-    struct Down(std::path::PathBuf);
-    impl Drop for Down {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new(common::bin()).args(["sandbox", "down"]).env("MQLAB_DATA_DIR", &self.0).output();
-        }
-    }
-    let _down = Down(data.clone());
-    start_session(&tmux, dir.path(), &env, 140, 45);
-    let launch = format!(
-        "env -u MQLAB_BROKER_URL -u MQLAB_RESULT_BACKEND -u MQLAB_MANAGEMENT_URL -u CELERY_BROKER_URL -u CELERY_RESULT_BACKEND -u MQLAB_TRACK {}",
-        common::bin()
-    );
-    tmux.keys(&[&launch, "Enter"]);
-    tmux.wait_for("Welcome to mqlab", 10);
-    tmux.keys(&["s"]);
-    tmux.wait_for("● amqp", 90);
+    let learner = Learner::start(&tmux, dir.path(), 140, 45);
+    let data = learner.data.clone();
 
     // D lists lesson 1's solution before anything runs; y runs it, its checks pass.
     tmux.keys(&["D"]);
@@ -658,7 +688,7 @@ fn solve_earned_and_now_reset_and_resume_in_the_app() {
     tmux.wait_for("x ticks by hand", 10);
     tmux.keys(&["q"]);
     tmux.wait_for("$", 10);
-    tmux.keys(&[&launch, "Enter"]);
+    tmux.keys(&[&launch_line(), "Enter"]);
     let s = tmux.wait_for("x ticks by hand", 20);
     assert!(s.contains("step 7/11"), "{s}");
     tmux.keys(&["q"]);
@@ -677,40 +707,9 @@ fn the_whole_course_the_python_way_by_each_lessons_solution_in_the_app() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let project = dir.path().join("project");
     let tmux = Tmux { socket: format!("mqlab-walk-{}", std::process::id()) };
-    let env = [
-        format!("MQLAB_DATA_DIR={}", data.display()),
-        format!("MQLAB_PROJECT_DIR={}", project.display()),
-        format!("MQLAB_CONFIG={}", dir.path().join("none.toml").display()),
-        format!("KUBECONFIG={}", dir.path().join("no-kubeconfig").display()),
-        "PIP_DISABLE_PIP_VERSION_CHECK=1".to_string(),
-        "PS1=$ ".to_string(),
-        "TERM=xterm-256color".to_string(),
-    ];
-    struct Cleanup(std::path::PathBuf);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let mqlab = || {
-                let mut c = std::process::Command::new(common::bin());
-                c.env("MQLAB_DATA_DIR", &self.0).env("MQLAB_CONFIG", self.0.join("none.toml"));
-                c
-            };
-            let _ = mqlab().args(["reset", "--yes"]).output();
-            let _ = mqlab().args(["sandbox", "down"]).output();
-        }
-    }
-    let _cleanup = Cleanup(data.clone());
-    start_session(&tmux, dir.path(), &env, 140, 45);
-    let launch = format!(
-        "env -u MQLAB_BROKER_URL -u MQLAB_RESULT_BACKEND -u MQLAB_MANAGEMENT_URL -u CELERY_BROKER_URL -u CELERY_RESULT_BACKEND -u MQLAB_TRACK {}",
-        common::bin()
-    );
-    tmux.keys(&[&launch, "Enter"]);
-    tmux.wait_for("Welcome to mqlab", 10);
-    tmux.keys(&["s"]);
-    tmux.wait_for("● amqp", 90);
+    let learner = Learner::start(&tmux, dir.path(), 140, 45);
+    let (data, project) = (learner.data.clone(), learner.project.clone());
     for n in 1..=11 {
         tmux.keys(&["D"]);
         tmux.wait_for(&format!("Run lesson {n}'s solution?"), 10);
@@ -726,9 +725,8 @@ fn the_whole_course_the_python_way_by_each_lessons_solution_in_the_app() {
         }
     }
     // What no program can observe, ticked by hand as the learner does once it is true.
-    let o = std::process::Command::new(common::bin())
-        .env("MQLAB_DATA_DIR", &data)
-        .env("MQLAB_CONFIG", dir.path().join("none.toml"))
+    let o = learner
+        .mqlab()
         .args(["progress", "--tick", "management_ui", "--tick", "get", "--tick", "observe", "--tick", "explain"])
         .output()
         .unwrap();

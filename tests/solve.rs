@@ -161,6 +161,20 @@ fn every_local_lesson_is_solved_by_its_own_commands_twice_and_one_lesson_resets_
     };
     assert!(line(5).starts_with("  ✓"), "{t}");
     assert!(!line(7).starts_with("  ✓") && line(7).contains("to do:") && line(7).contains("experiment burst"), "{t}");
+
+    // `mqlab solve --stop` stops what solutions left running, and only that.
+    let o = c.run(&["solve", "6", "--track", "local"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let pid = python_worker(&c.data()).expect("lesson 6 started the worker")["pid"].as_u64().unwrap();
+    let o = c.run(&["solve", "--stop"]);
+    assert!(text(&o).contains("stopped python-worker"), "{}", text(&o));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while alive(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!alive(pid), "the worker still runs");
+    assert!(text(&c.run(&["solve", "--stop"])).contains("No program a solution started is running"));
+    assert_eq!(progress(&c)["earned"]["6"].as_object().map(|m| m.len()), Some(3), "stopping kept lesson 6's earned checks");
 }
 
 /// The cluster track's first lesson, solved against the project's fake Kubernetes API with the

@@ -580,7 +580,7 @@ fn check_lines(app: &App, ids: &[String], width: u16) -> Vec<Line<'static>> {
             missing.iter().filter_map(|m| crate::lessons::progress::EXPERIMENTS.iter().find(|(n, _)| n == m).map(|(_, d)| *d)).collect();
         push(
             Span::styled("○ ", Style::default().fg(Color::DarkGray)),
-            format!("To finish this step, do it in the lab: {}", what.join("; ")),
+            format!("To finish this step, do it in the lab or with your own worker: {} (D runs the lesson's solution)", what.join("; ")),
             Style::default().fg(Color::Gray),
             &mut lines,
         );
