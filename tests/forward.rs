@@ -11,7 +11,7 @@ use common::Need;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::fake_kube::{FakeKube, Scenario};
+use common::fake_kube::{FakeKube, Scenario, cluster_management_stub};
 use mqlab::celery::client::{Client, follow};
 use mqlab::celery::protocol::{TaskMessage, TaskState};
 use mqlab::celery::worker::{self, StopMode, WorkerOptions};
@@ -246,47 +246,6 @@ async fn a_forward_waits_for_its_pod() {
     println!("Redis pod Ready → forward up in {:.2} s", (t0.elapsed() - saw_down.unwrap()).as_secs_f64());
     stop.send(true).unwrap();
     task.await.unwrap();
-}
-
-/// A stand-in for the chart's management API behind the forward: answers as the cluster's node.
-fn cluster_management_stub() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        use std::io::{BufRead, BufReader, Write};
-        for sock in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(sock.try_clone().unwrap());
-                let mut sock = sock;
-                loop {
-                    let mut first = String::new();
-                    if reader.read_line(&mut first).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let mut line = String::new();
-                    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                        line.clear();
-                    }
-                    let body = if first.contains("/api/whoami") {
-                        json!({"name": "admin", "tags": ["administrator"], "is_internal_user": true})
-                    } else if first.contains("/api/overview") {
-                        json!({"management_version": "4.1.3", "rabbitmq_version": "4.1.3", "erlang_version": "27.3.4.1",
-                            "node": "rabbit@rabbitmq-0.rabbitmq-headless.messaging.svc.cluster.local", "cluster_name": "rabbit@rabbitmq-0.rabbitmq-headless.messaging.svc.cluster.local"})
-                    } else {
-                        json!({"error": "Object Not Found", "reason": "Not Found"})
-                    }
-                    .to_string();
-                    let status = if body.contains("Not Found") { "404 Not Found" } else { "200 OK" };
-                    let resp =
-                        format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
-                    if sock.write_all(resp.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    port
 }
 
 /// `mqlab forward` as a learner runs it: it prints the ports, the checks of another mqlab use

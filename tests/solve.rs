@@ -240,3 +240,61 @@ fn the_cluster_tracks_first_lesson_is_solved_against_the_fake_api() {
         assert!(o.status.success(), "lesson {n}: {}", text(&o));
     }
 }
+
+/// The cluster track's lesson 3: its solution keeps `mqlab forward` running in the background
+/// (through the fake API's WebSocket port-forward to this machine's RabbitMQ, and to a stand-in
+/// for the chart's management API), asks that API through the forward with the login only in
+/// the environment, and the lesson's checks pass through the forward; `mqlab solve --stop` ends it.
+#[test]
+fn the_cluster_tracks_lesson_3_keeps_a_forward_and_asks_the_api_through_it() {
+    use common::fake_kube::{FakeKube, Scenario, cluster_management_stub};
+    if !common::have(&[Need::Kubectl, Need::Rabbitmq]) {
+        return;
+    }
+    let fake = FakeKube::start(Scenario::Healthy);
+    let stub = cluster_management_stub();
+    let amqp_real = common::broker_addr().rsplit(':').next().unwrap().parse::<u16>().unwrap();
+    fake.live.upstream.lock().unwrap().extend([(5672, amqp_real), (15672, stub)]);
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("config.toml");
+    std::fs::write(
+        &conf,
+        "broker_url = \"amqp://guest:guest@localhost:5672//\"\nresult_backend = \"redis://localhost:6379/9\"\nmanagement_url = \"http://guest:guest@localhost:15672\"\ntrack = \"k3s\"\n",
+    )
+    .unwrap();
+    let mqlab = |args: &[&str]| {
+        let o = common::bare_mqlab(&dir.path().join("data"))
+            .env("MQLAB_CONFIG", &conf)
+            .env("KUBECONFIG", fake.kubeconfig("rancher-desktop"))
+            .env("MQLAB_PROJECT_DIR", dir.path().join("project"))
+            .args(args)
+            .output()
+            .unwrap();
+        (o.status.success(), text(&o))
+    };
+    let (ok, t) = mqlab(&["solve", "3", "--track", "k3s"]);
+    let _stop = Stop(&mqlab);
+    assert!(ok, "{t}");
+    assert!(t.contains("started forwards") && t.contains("forwards is ready"), "{t}");
+    // The curl names the forward's local port (15672 is this machine's own) and no secret.
+    let curl = t
+        .lines()
+        .find(|l| l.contains("$ curl -s -u \"$MQLAB_MGMT_USER:$MQLAB_MGMT_PASSWORD\" http://localhost:"))
+        .unwrap_or_else(|| panic!("{t}"));
+    assert!(!curl.contains(":15672/"), "{curl}");
+    assert!(t.contains("through mqlab's port-forward"), "{t}");
+    assert!(t.contains("rabbit@rabbitmq-0.rabbitmq-headless"), "the cluster's API answered through the forward: {t}");
+    assert!(!t.contains("guest:guest"), "{t}");
+    for id in ["kube.services", "mgmt.login", "mgmt.exchanges"] {
+        assert!(t.lines().any(|l| l.contains(&format!("✓ {id}"))), "{id} did not pass through the forward:\n{t}");
+    }
+    let (_, t) = mqlab(&["solve", "--stop"]);
+    assert!(t.contains("stopped forwards"), "{t}");
+
+    struct Stop<'a, F: Fn(&[&str]) -> (bool, String)>(&'a F);
+    impl<F: Fn(&[&str]) -> (bool, String)> Drop for Stop<'_, F> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["solve", "--stop"]);
+        }
+    }
+}

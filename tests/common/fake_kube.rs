@@ -679,3 +679,51 @@ async fn port_forward(mut sock: tokio::net::TcpStream, s: Scenario, head: &str, 
         mut tx = from_pod => { let _ = tx.send(Message::Close(None)).await; }
     }
 }
+
+/// A stand-in for the chart's management API behind a forward: answers as the cluster's node
+/// (overview, whoami, the built-in exchanges without bindings); anything else is Not Found.
+#[allow(dead_code)]
+pub fn cluster_management_stub() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader, Write};
+        for sock in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(sock.try_clone().unwrap());
+                let mut sock = sock;
+                loop {
+                    let mut first = String::new();
+                    if reader.read_line(&mut first).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                        line.clear();
+                    }
+                    let body = if first.contains("/bindings/source") {
+                        json!([])
+                    } else if first.contains("/api/exchanges/") {
+                        json!([{"name": "", "type": "direct"}, {"name": "amq.direct", "type": "direct"},
+                            {"name": "amq.fanout", "type": "fanout"}, {"name": "amq.topic", "type": "topic"}])
+                    } else if first.contains("/api/whoami") {
+                        json!({"name": "admin", "tags": ["administrator"], "is_internal_user": true})
+                    } else if first.contains("/api/overview") {
+                        json!({"management_version": "4.1.3", "rabbitmq_version": "4.1.3", "erlang_version": "27.3.4.1",
+                            "node": "rabbit@rabbitmq-0.rabbitmq-headless.messaging.svc.cluster.local", "cluster_name": "rabbit@rabbitmq-0.rabbitmq-headless.messaging.svc.cluster.local"})
+                    } else {
+                        json!({"error": "Object Not Found", "reason": "Not Found"})
+                    }
+                    .to_string();
+                    let status = if body.contains("Not Found") { "404 Not Found" } else { "200 OK" };
+                    let resp =
+                        format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                    if sock.write_all(resp.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
