@@ -1215,7 +1215,7 @@ fn print_results(results: &[probes::CheckResult], verbose: bool, cfg: &Config) {
                 println!("    {:<width$}    (--verbose: the step and the command)", "");
             }
         }
-        if (verbose || r.status == Status::Fail && std::env::var_os("MQLAB_DEBUG").is_some()) && !r.call.is_empty() {
+        if verbose && !r.call.is_empty() {
             println!("    {:<width$}  call: {}", "", r.call);
         }
     }

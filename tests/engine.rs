@@ -470,6 +470,12 @@ async fn wrong_credentials_and_unreachable_hosts_are_clear_errors() {
     assert!(!err.contains("wrong-password"), "{err}");
     let e = Client::connect("amqp://guest:guest@127.0.0.1:1//", None, "x", 1).await.err().unwrap().to_string();
     assert!(e.contains("cannot reach the broker"), "{e}");
+    // A vhost the broker does not have: its 530 NOT_ALLOWED, told apart from a login refused.
+    let e = mqlab::celery::broker::connect(&common::broker_as("guest", "guest", "mqlab-no-such-vhost"), "test").await.err().unwrap();
+    assert!(matches!(e, mqlab::celery::broker::ConnectError::VhostRefused { .. }), "{e}");
+    assert!(e.is_permanent());
+    let e = mqlab::celery::broker::connect(&common::broker_as("guest", "wrong-password", ""), "test").await.err().unwrap();
+    assert!(matches!(e, mqlab::celery::broker::ConnectError::AccessRefused { .. }), "{e}");
     let e = ResultBackend::connect("redis://127.0.0.1:1/0", 1).await.err().unwrap();
     assert!(format!("{e:#}").contains("cannot connect to Redis"), "{e:#}");
 }

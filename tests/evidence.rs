@@ -154,3 +154,128 @@ fn the_learners_own_python_ticks_the_python_items_and_mqlab_never_does() {
     assert!(p["checklist"].get("get").is_none(), ".get() cannot be observed: it is ticked by hand only");
     flush_db();
 }
+
+/// One check, by `mqlab check --id`: its status and detail.
+fn check(data: &Path, broker: &str, id: &str) -> (String, String) {
+    let out = mqlab(data, broker).args(["check", "--json", "--id", id]).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let r = &v["results"][0];
+    (r["status"].as_str().unwrap().to_string(), r["detail"].as_str().unwrap().to_string())
+}
+
+/// Routing, as the learner does it: by hand to `amq.topic` through a pattern binding (Step 3),
+/// then with `task_routes` in their own Celery app and a second Python worker on `-Q math`
+/// (Step 9). Each check fails before the learner's action, says which part is missing, and
+/// passes after it.
+#[test]
+fn routing_by_hand_and_by_task_routes_is_seen_on_the_broker() {
+    if !common::have(&[Need::Rabbitmq, Need::Management, Need::Redis, Need::Venv]) {
+        return;
+    }
+    let name = format!("mqlab-routing-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    assert_eq!(mgmt(reqwest::Method::PUT, &format!("/api/vhosts/{name}"), None) / 100, 2, "create the vhost (management plugin on?)");
+    let _vhost = Vhost(name.clone());
+    let perms = serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"});
+    assert_eq!(mgmt(reqwest::Method::PUT, &format!("/api/permissions/{name}/guest"), Some(perms)) / 100, 2);
+    let broker = common::broker_as("guest", "guest", &name);
+    flush_db();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let topic = |data: &Path| check(data, &broker, "mgmt.topic_route");
+
+    // By hand: nothing bound, then bound and empty, then a message that matches no binding, then
+    // one that does.
+    let (status, detail) = topic(&data);
+    assert_eq!(status, "fail");
+    assert!(detail.contains("no queue is bound to amq.topic by a pattern"), "{detail}");
+    assert_eq!(mgmt(reqwest::Method::PUT, &format!("/api/queues/{name}/orders.eu"), Some(serde_json::json!({"durable": true}))) / 100, 2);
+    let bind = serde_json::json!({"routing_key": "orders.*.eu"});
+    assert_eq!(mgmt(reqwest::Method::POST, &format!("/api/bindings/{name}/e/amq.topic/q/orders.eu"), Some(bind)) / 100, 2);
+    let (status, detail) = topic(&data);
+    assert_eq!(status, "fail");
+    assert!(detail.contains("holding no message") && detail.contains("orders.eu (by orders.*.eu)"), "{detail}");
+    let publish = |key: &str| {
+        let body = serde_json::json!({"properties": {}, "routing_key": key, "payload": "one book", "payload_encoding": "string"});
+        assert_eq!(mgmt(reqwest::Method::POST, &format!("/api/exchanges/{name}/amq.topic/publish"), Some(body)) / 100, 2);
+    };
+    publish("orders.book.us");
+    publish("orders.eu");
+    assert_eq!(topic(&data).0, "fail", "neither key matches orders.*.eu");
+    publish("orders.book.eu");
+    let (status, detail) = topic(&data);
+    assert_eq!(status, "pass", "{detail}");
+    assert!(detail.contains("queue orders.eu is bound to amq.topic by orders.*.eu and holds 1 message(s)"), "{detail}");
+
+    // task_routes in the learner's app: no math queue, then a math worker and nothing sent, then
+    // add from Python.
+    let routed = |data: &Path| check(data, &broker, "results.routed");
+    let (status, detail) = routed(&data);
+    assert_eq!(status, "fail");
+    assert!(detail.contains("no queue math yet"), "{detail}");
+    let project = dir.path().join("project");
+    let out = mqlab(&data, &broker).arg("init").arg(&project).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let app = project.join("celery_app.py");
+    let mut text = std::fs::read_to_string(&app).unwrap();
+    text.push_str(
+        "\n# Step 9, Experiment 5: tasks.add goes to a queue of its own.\napp.conf.task_routes = {'tasks.add': {'queue': 'math'}}\n",
+    );
+    std::fs::write(&app, text).unwrap();
+    let bin = common::python().parent().unwrap().to_path_buf();
+    let worker = |queue: Option<&str>, node: &str, log: &Path| {
+        let mut c = Command::new(bin.join("celery"));
+        c.args(["-A", "celery_app", "worker", "-c", "1", "-l", "info", "--without-mingle", "--without-gossip", "-n", node]);
+        if let Some(q) = queue {
+            c.args(["-Q", q]);
+        }
+        // The banner goes to stdout, the log to stderr: both in one file, as in a terminal.
+        let file = std::fs::File::create(log).unwrap();
+        let child = c
+            .current_dir(&project)
+            .env_remove("CELERY_BROKER_URL")
+            .env_remove("CELERY_RESULT_BACKEND")
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        common::Proc(child)
+    };
+    let mlog = dir.path().join("math.log");
+    let mut math = worker(Some("math"), "math@%h", &mlog);
+    let banner = common::wait_for_file(&mlog, "ready.", 60);
+    assert!(banner.contains("exchange=math(direct) key=math"), "{banner}");
+    let (status, detail) = routed(&data);
+    assert_eq!(status, "fail");
+    assert!(detail.contains("a worker consumes math, but no result of yours came from it yet"), "{detail}");
+    // mqlab's own tasks.add goes to celery whatever the learner's routes say, and never counts.
+    let plog = dir.path().join("first.log");
+    let _first = worker(None, "first@%h", &plog);
+    common::wait_for_file(&plog, "ready.", 60);
+    let out = mqlab(&data, &broker).args(["submit", "tasks.add", "1", "2", "--wait", "--timeout", "20"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(routed(&data).0, "fail");
+    let out = Command::new(bin.join("python")).arg("submit_task.py").current_dir(&project).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("hello completed") && said.contains("add completed: 100"), "{said}\n{}", String::from_utf8_lossy(&out.stderr));
+    let log = std::fs::read_to_string(&mlog).unwrap();
+    assert!(log.contains("Task tasks.add["), "the math worker ran add: {log}");
+    assert!(!log.contains("Task tasks.hello["), "hello stayed on celery: {log}");
+    let (status, detail) = routed(&data);
+    assert_eq!(status, "pass", "{detail}");
+    assert!(detail.contains("tasks.add") && detail.contains("ran from queue math by math@") && detail.contains("not celery"), "{detail}");
+
+    // The math worker gone: what add waits in is said.
+    math.signal(libc::SIGTERM);
+    assert!(math.wait_exit(15).is_some());
+    flush_db();
+    let out = Command::new(bin.join("python"))
+        .args(["-c", "from celery_app import add_task; add_task.delay(1, 1)"])
+        .current_dir(&project)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (status, detail) = routed(&data);
+    assert_eq!(status, "fail");
+    assert!(detail.contains("queue math exists with 1 task(s) waiting, but no worker consumes it"), "{detail}");
+    flush_db();
+}

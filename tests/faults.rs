@@ -461,6 +461,15 @@ async fn a_redis_that_wants_a_password_is_named_not_waited_for() {
     let mut con = admin.get_multiplexed_async_connection().await.unwrap();
     let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("s3cret-pw").query_async(&mut con).await.unwrap();
     let q = common::queue("noauth");
+    // The check says so too, from Redis's own error code.
+    let o = common::mqlab(dir.path())
+        .env("MQLAB_RESULT_BACKEND", &url)
+        .env("MQLAB_TRACK", "local")
+        .args(["check", "--id", "redis.ping", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["results"][0]["detail"], "Redis wants a password (NOAUTH)", "{v}");
 
     for (given, expect) in [(url.clone(), "NOAUTH"), (url.replace("redis://", "redis://:wrong-pw@"), "authentication failed")] {
         let log = dir.path().join(format!("start-{}.log", given.len()));

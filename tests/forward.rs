@@ -11,7 +11,7 @@ use common::Need;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::fake_kube::{FakeKube, Scenario, cluster_management_stub};
+use common::fake_kube::{FakeKube, ForwardedCluster, Scenario};
 use mqlab::celery::client::{Client, follow};
 use mqlab::celery::protocol::{TaskMessage, TaskState};
 use mqlab::celery::worker::{self, StopMode, WorkerOptions};
@@ -257,29 +257,8 @@ fn mqlab_forward_runs_until_ctrl_c_and_the_checks_follow_its_ports() {
         return;
     }
     use std::io::BufRead;
-    let fake = FakeKube::start(Scenario::Healthy);
-    let stub = cluster_management_stub();
-    let amqp_real = common::broker_addr().rsplit(':').next().unwrap().parse::<u16>().unwrap();
-    fake.live.upstream.lock().unwrap().extend([(5672, amqp_real), (15672, stub)]);
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("config.toml");
-    std::fs::write(
-        &conf,
-        "broker_url = \"amqp://guest:guest@localhost:5672//\"\nresult_backend = \"redis://localhost:6379/9\"\nmanagement_url = \"http://guest:guest@localhost:15672\"\ntrack = \"k3s\"\n",
-    )
-    .unwrap();
-    let mqlab = || {
-        let mut c = std::process::Command::new(common::bin());
-        c.env("MQLAB_DATA_DIR", dir.path())
-            .env("MQLAB_CONFIG", &conf)
-            .env("KUBECONFIG", fake.kubeconfig("rancher-desktop"))
-            .env_remove("MQLAB_BROKER_URL")
-            .env_remove("MQLAB_RESULT_BACKEND")
-            .env_remove("MQLAB_MANAGEMENT_URL")
-            .env_remove("CELERY_BROKER_URL")
-            .env_remove("CELERY_RESULT_BACKEND");
-        c
-    };
+    let cluster = ForwardedCluster::start("amqp://guest:guest@localhost:5672//", "redis://localhost:6379/9");
+    let mqlab = || cluster.mqlab();
     let child = mqlab().arg("forward").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let mut fw = common::Proc(child);
     let mut out = std::io::BufReader::new(fw.0.stdout.take().unwrap());
@@ -320,7 +299,7 @@ fn mqlab_forward_runs_until_ctrl_c_and_the_checks_follow_its_ports() {
     fw.signal(libc::SIGINT);
     let st = fw.wait_exit(10).expect("mqlab forward stops on Ctrl-C");
     assert!(st.success(), "{st:?}");
-    assert!(!dir.path().join("forwards.json").exists());
+    assert!(!cluster.data().join("forwards.json").exists());
     let _ = amqp;
 
     // Without the forward, 15672 is this machine's RabbitMQ (guest/guest there): named as such.

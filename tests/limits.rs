@@ -26,9 +26,7 @@ async fn wait_ready(backend: &ResultBackend, id: &str, secs: u64) -> Option<(Tas
     None
 }
 
-/// One remote-control request as `celery control` sends it: the node's reply and how long it
-/// took, or None after `secs`.
-
+/// A Decimal argument as kombu's JSON encodes it.
 fn decimal(s: &str) -> Value {
     json!({"__type__": "decimal", "__value__": s})
 }

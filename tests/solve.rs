@@ -3,7 +3,8 @@
 //! folder of its own, Celery installed from the package index into the project's venv, the
 //! Python worker in the background), and after each lesson `mqlab check --lesson N` must pass
 //! every check the lesson lists. Then the whole course once more over what the first round left
-//! (a learner who runs a solution again), then `mqlab reset --lesson 7`.
+//! (a learner who runs a solution again), then `mqlab reset --lesson 7`. The cluster track's
+//! course the same way, once, against the fake Kubernetes API and its port-forwards.
 
 mod common;
 
@@ -167,7 +168,7 @@ fn every_local_lesson_is_solved_by_its_own_commands_twice_and_one_lesson_resets_
     assert!(o.status.success(), "{}", text(&o));
     let pid = python_worker(&c.data()).expect("lesson 6 started the worker")["pid"].as_u64().unwrap();
     let o = c.run(&["solve", "--stop"]);
-    assert!(text(&o).contains("stopped python-worker"), "{}", text(&o));
+    assert!(text(&o).contains("stopped python-worker") && text(&o).contains("stopped math-worker"), "{}", text(&o));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while alive(pid) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -175,126 +176,137 @@ fn every_local_lesson_is_solved_by_its_own_commands_twice_and_one_lesson_resets_
     assert!(!alive(pid), "the worker still runs");
     assert!(text(&c.run(&["solve", "--stop"])).contains("No program a solution started is running"));
     assert_eq!(progress(&c)["earned"]["6"].as_object().map(|m| m.len()), Some(3), "stopping kept lesson 6's earned checks");
+
+    // The queues a lesson had the learner make go with it: lesson 3's orders.eu (its binding with
+    // it), lesson 9's math (its worker was stopped above).
+    let o = c.run(&["reset", "--lesson", "3", "--yes"]);
+    assert!(text(&o).contains("deleted queue orders.eu (lesson 3 declared it; 2 message(s)"), "{}", text(&o));
+    let o = c.run(&["reset", "--lesson", "9", "--yes"]);
+    let t = text(&o);
+    assert!(t.contains("deleted queue math (lesson 9 declared it"), "{t}");
 }
 
-/// The cluster track's first lesson, solved against the project's fake Kubernetes API with the
-/// real kubectl: the context switch the lesson shows, then the node; its checks pass. (`helm` is
-/// not installable here: a stand-in on PATH answers `helm version --short` as Helm 3 does, for
-/// the preflight's "on PATH" check.) Later cluster lessons install charts with Helm, which no
-/// fake here can answer.
+/// The cluster track's course, lessons 1 to 11 in order, solved against the project's fake
+/// Kubernetes API with the real kubectl, as a learner with Rancher Desktop runs it: the context
+/// switch, the namespace and the pinned installs skipped as done (every pod Ready, their checks
+/// say so), `mqlab forward` kept in the background from lesson 3 on, through the fake API's
+/// WebSocket port-forward to this machine's RabbitMQ (a vhost of the test's), its management API
+/// and Redis (a db of the test's); then the project written with
+/// the forwards' ports, Celery installed from the package index, the learner's Python worker
+/// reaching the broker through the forward, its burst, kill and recovery seen on the broker
+/// through the forward. After each lesson every check it lists passes. (`helm` is not
+/// installable here: a stand-in on PATH answers `helm version --short` as Helm 3 does; the
+/// installs themselves are skipped because their pods run.)
 #[test]
-fn the_cluster_tracks_first_lesson_is_solved_against_the_fake_api() {
-    use common::fake_kube::{FakeKube, Scenario};
-    if !common::have(&[Need::Kubectl]) {
+fn the_cluster_tracks_course_is_solved_through_the_fake_api_and_its_forwards() {
+    use common::fake_kube::ForwardedCluster;
+    if !common::have(&[Need::Kubectl, Need::Rabbitmq, Need::Management, Need::Redis, Need::PackageIndex]) {
         return;
     }
-    let fake = FakeKube::start(Scenario::Healthy);
+    let vhost = common::Vhost::new("k3s-course");
+    // Redis database 13 is this test's alone: what the learner's results check counts is
+    // what this course stored.
+    const DB: u32 = 13;
+    let mut redis = redis::Client::open(format!("redis://127.0.0.1:6379/{DB}")).unwrap().get_connection().unwrap();
+    redis::cmd("FLUSHDB").query::<()>(&mut redis).unwrap();
+    let cluster =
+        ForwardedCluster::start(&format!("amqp://guest:guest@localhost:5672/{}", vhost.name), &format!("redis://localhost:6379/{DB}"))
+            .with_real_management();
     // Another context is current, as on a machine that also runs Docker Desktop.
-    let kubeconfig = fake.kubeconfig("docker-desktop");
-    let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("bin");
+    assert_eq!(cluster.fake.kubeconfig("docker-desktop"), cluster.kubeconfig);
+    let bin = cluster.dir.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let helm = bin.join("helm");
     std::fs::write(&helm, "#!/bin/sh\necho v3.19.0+g3d8990f\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755)).unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    let o = common::bare_mqlab(&dir.path().join("data"))
-        .env("KUBECONFIG", &kubeconfig)
-        .env("PATH", &path)
-        .env("MQLAB_PROJECT_DIR", dir.path().join("project"))
-        .args(["solve", "1", "--track", "k3s"])
-        .output()
-        .unwrap();
-    let t = text(&o);
-    assert!(o.status.success(), "{t}");
-    for shown in ["$ kubectl config use-context rancher-desktop", "$ kubectl get nodes", "lima-rancher-desktop"] {
-        assert!(t.contains(shown), "{shown:?} not in:\n{t}");
-    }
-    assert!(std::fs::read_to_string(&kubeconfig).unwrap().contains("current-context: rancher-desktop"), "the context was switched");
-    for id in ["kube.context", "kube.api", "kube.node_ready"] {
-        assert!(t.lines().any(|l| l.contains(&format!("✓ {id}"))), "{id} did not pass:\n{t}");
-    }
-    assert!(fake.requests.lock().unwrap().iter().any(|r| r.contains("/api/v1/nodes")), "kubectl and the checks asked the fake API");
-
-    // Lesson 2 on a cluster where the chart runs already: the namespace and the install are
-    // skipped as done (their checks say so), then the wait for the lesson's checks passes. (Lesson
-    // 3 and later reach RabbitMQ and Redis through port-forwards, which these checks require to be
-    // the cluster's.)
-    for n in ["2"] {
-        let o = common::bare_mqlab(&dir.path().join("data"))
-            .env("KUBECONFIG", &kubeconfig)
+    let project = cluster.dir.path().join("project");
+    let mqlab = |args: &[&str]| -> (bool, String) {
+        let o = cluster
+            .mqlab()
             .env("PATH", &path)
-            .env("MQLAB_PROJECT_DIR", dir.path().join("project"))
-            .args(["solve", n, "--track", "k3s"])
-            .output()
-            .unwrap();
-        let t = text(&o);
-        assert!(o.status.success(), "lesson {n}: {t}");
-        assert!(t.contains("skipped, done already"), "lesson {n}: {t}");
-        assert!(t.contains("the lesson's checks pass"), "lesson {n}: {t}");
-    }
-    // Every cluster lesson's solution is a plan of commands the course shows.
-    for n in 1..=11 {
-        let o = common::bare_mqlab(&dir.path().join("data")).args(["solve", &n.to_string(), "--track", "k3s", "--list"]).output().unwrap();
-        assert!(o.status.success(), "lesson {n}: {}", text(&o));
-    }
-}
-
-/// The cluster track's lesson 3: its solution keeps `mqlab forward` running in the background
-/// (through the fake API's WebSocket port-forward to this machine's RabbitMQ, and to a stand-in
-/// for the chart's management API), asks that API through the forward with the login only in
-/// the environment, and the lesson's checks pass through the forward; `mqlab solve --stop` ends it.
-#[test]
-fn the_cluster_tracks_lesson_3_keeps_a_forward_and_asks_the_api_through_it() {
-    use common::fake_kube::{FakeKube, Scenario, cluster_management_stub};
-    if !common::have(&[Need::Kubectl, Need::Rabbitmq]) {
-        return;
-    }
-    let fake = FakeKube::start(Scenario::Healthy);
-    let stub = cluster_management_stub();
-    let amqp_real = common::broker_addr().rsplit(':').next().unwrap().parse::<u16>().unwrap();
-    fake.live.upstream.lock().unwrap().extend([(5672, amqp_real), (15672, stub)]);
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("config.toml");
-    std::fs::write(
-        &conf,
-        "broker_url = \"amqp://guest:guest@localhost:5672//\"\nresult_backend = \"redis://localhost:6379/9\"\nmanagement_url = \"http://guest:guest@localhost:15672\"\ntrack = \"k3s\"\n",
-    )
-    .unwrap();
-    let mqlab = |args: &[&str]| {
-        let o = common::bare_mqlab(&dir.path().join("data"))
-            .env("MQLAB_CONFIG", &conf)
-            .env("KUBECONFIG", fake.kubeconfig("rancher-desktop"))
-            .env("MQLAB_PROJECT_DIR", dir.path().join("project"))
+            .env("MQLAB_PROJECT_DIR", &project)
+            .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
             .args(args)
             .output()
             .unwrap();
         (o.status.success(), text(&o))
     };
-    let (ok, t) = mqlab(&["solve", "3", "--track", "k3s"]);
-    let _stop = Stop(&mqlab);
-    assert!(ok, "{t}");
-    assert!(t.contains("started forwards") && t.contains("forwards is ready"), "{t}");
-    // The curl names the forward's local port (15672 is this machine's own) and no secret.
-    let curl = t
-        .lines()
-        .find(|l| l.contains("$ curl -s -u \"$MQLAB_MGMT_USER:$MQLAB_MGMT_PASSWORD\" http://localhost:"))
-        .unwrap_or_else(|| panic!("{t}"));
-    assert!(!curl.contains(":15672/"), "{curl}");
-    assert!(t.contains("through mqlab's port-forward"), "{t}");
-    assert!(t.contains("rabbit@rabbitmq-0.rabbitmq-headless"), "the cluster's API answered through the forward: {t}");
-    assert!(!t.contains("guest:guest"), "{t}");
-    for id in ["kube.services", "mgmt.login", "mgmt.exchanges"] {
-        assert!(t.lines().any(|l| l.contains(&format!("✓ {id}"))), "{id} did not pass through the forward:\n{t}");
-    }
-    let (_, t) = mqlab(&["solve", "--stop"]);
-    assert!(t.contains("stopped forwards"), "{t}");
-
+    // Whatever happens: the forwards and the Python worker the solutions started, then the rest.
     struct Stop<'a, F: Fn(&[&str]) -> (bool, String)>(&'a F);
     impl<F: Fn(&[&str]) -> (bool, String)> Drop for Stop<'_, F> {
         fn drop(&mut self) {
             let _ = (self.0)(&["solve", "--stop"]);
+            let _ = (self.0)(&["reset", "--yes"]);
         }
+    }
+    let _stop = Stop(&mqlab);
+
+    for n in 1..=11u32 {
+        let started = std::time::Instant::now();
+        let (ok, t) = mqlab(&["solve", &n.to_string(), "--track", "k3s"]);
+        assert!(ok, "mqlab solve {n} --track k3s failed:\n{t}");
+        let solved = started.elapsed().as_secs_f64();
+        match n {
+            1 => {
+                for shown in ["$ kubectl config use-context rancher-desktop", "$ kubectl get nodes", "lima-rancher-desktop"] {
+                    assert!(t.contains(shown), "{shown:?} not in:\n{t}");
+                }
+                let kubeconfig = std::fs::read_to_string(&cluster.kubeconfig).unwrap();
+                assert!(kubeconfig.contains("current-context: rancher-desktop"), "the context was switched");
+                assert!(cluster.fake.requests.lock().unwrap().iter().any(|r| r.contains("/api/v1/nodes")), "kubectl asked the fake API");
+            }
+            2 | 4 => {
+                assert!(t.contains("skipped, done already"), "lesson {n}: {t}");
+                assert!(t.contains("the lesson's checks pass") || n == 4, "lesson {n}: {t}");
+            }
+            3 => {
+                assert!(t.contains("started forwards") && t.contains("forwards is ready"), "{t}");
+                // The curl names the forward's local port (15672 is this machine's own) and no secret.
+                let curl = t
+                    .lines()
+                    .find(|l| l.contains("$ curl -s -u \"$MQLAB_MGMT_USER:$MQLAB_MGMT_PASSWORD\" http://localhost:"))
+                    .unwrap_or_else(|| panic!("{t}"));
+                assert!(!curl.contains(":15672/"), "{curl}");
+                assert!(t.contains("through mqlab's port-forward"), "{t}");
+                assert!(t.contains("\"management_version\""), "the API answered through the forward: {t}");
+                // Routing by hand: the matching key routed, the other not.
+                assert!(t.contains("{\"routed\":true}") && t.contains("{\"routed\":false}"), "{t}");
+            }
+            5 => {
+                // The project names the forwards' ports, not the machine's own RabbitMQ and Redis.
+                let app = std::fs::read_to_string(project.join("celery_app.py")).unwrap();
+                assert!(!app.contains("localhost:5672/") && !app.contains("localhost:6379/"), "{app}");
+                assert!(app.contains(&vhost.name) && app.contains(&format!("/{DB}'")), "{app}");
+            }
+            _ => {}
+        }
+        assert!(!t.contains("guest:guest"), "lesson {n} printed the password:\n{t}");
+        let (_, checked) = mqlab(&["check", "--lesson", &n.to_string(), "--json"]);
+        let v: Value = serde_json::from_str(&checked).unwrap_or_else(|_| panic!("check --lesson {n}: {checked}"));
+        println!("k3s lesson {n}: solved in {solved:.1} s, checked in {:.1} s", started.elapsed().as_secs_f64() - solved);
+        for r in v["results"].as_array().unwrap() {
+            assert_eq!(r["status"], "pass", "lesson {n}: {} after its solution: {r}\nthe solve said:\n{t}", r["id"]);
+        }
+    }
+    // What the learner's Python worker went through on the cluster's broker is recorded, with
+    // its lesson: the burst and the recovery of lesson 7, the timing of lesson 9.
+    let (_, p) = mqlab(&["progress", "--json"]);
+    let p: Value = serde_json::from_str(&p).unwrap();
+    let exps = p["experiments"].as_array().unwrap();
+    let of = |kind: &str, lesson: u64| exps.iter().filter(|e| e["kind"] == kind && e["lesson"] == lesson).count();
+    assert!(of("recovery", 7) >= 1 && of("concurrency", 7) >= 1, "lesson 7's burst and recovery: {exps:#?}");
+    assert!(of("concurrency", 9) >= 1, "lesson 9's timing: {exps:#?}");
+    let learnings = std::fs::read_to_string(project.join("LEARNINGS.md")).expect("lesson 10 wrote LEARNINGS.md");
+    assert!(learnings.contains("Seen on the broker"), "{learnings}");
+    assert!(!learnings.contains("guest:guest"), "{learnings}");
+
+    let (_, t) = mqlab(&["solve", "--stop"]);
+    assert!(t.contains("stopped forwards") && t.contains("stopped python-worker") && t.contains("stopped math-worker"), "{t}");
+    // Every cluster lesson's solution is a plan of commands the course shows.
+    for n in 1..=11 {
+        let (ok, t) = mqlab(&["solve", &n.to_string(), "--track", "k3s", "--list"]);
+        assert!(ok, "lesson {n}: {t}");
     }
 }

@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+/// The broker's reply codes, as lapin parses them.
+pub use lapin::protocol::{AMQPErrorKind as AmqpCode, AMQPHardError, AMQPSoftError};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
@@ -58,25 +60,41 @@ pub async fn connect(url: &str, name: &str) -> Result<Connection, ConnectError> 
     match tokio::time::timeout(Duration::from_secs(5), Connection::connect(&uri, props)).await {
         Err(_) => Err(ConnectError::Timeout { url: masked }),
         Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(classify(&e.to_string(), masked)),
+        Ok(Err(e)) => Err(classify(&e, masked)),
     }
 }
 
-fn classify(detail: &str, url: String) -> ConnectError {
-    let lower = detail.to_ascii_lowercase();
-    if lower.contains("access_refused") || lower.contains("access-refused") || lower.contains("login") || lower.contains("auth") {
-        ConnectError::AccessRefused { url }
-    } else if lower.contains("not_allowed") || lower.contains("vhost") {
-        ConnectError::VhostRefused { url, detail: detail.to_string() }
-    } else {
-        ConnectError::Unreachable { url, detail: detail.to_string() }
+/// What the broker said, by the AMQP reply code lapin parsed (never by the words of a message):
+/// a login refused (403 ACCESS_REFUSED: lapin asks for `authentication_failure_close`, so the
+/// broker says so instead of dropping the socket), a virtual host refused or missing (530
+/// NOT_ALLOWED); anything else is the network's and worth trying again.
+fn classify(e: &lapin::Error, url: String) -> ConnectError {
+    match amqp_code(e) {
+        Some(AmqpCode::Soft(AMQPSoftError::ACCESSREFUSED)) => ConnectError::AccessRefused { url },
+        Some(AmqpCode::Hard(AMQPHardError::NOTALLOWED)) => ConnectError::VhostRefused { url, detail: e.to_string() },
+        _ if matches!(e.kind(), lapin::ErrorKind::AuthProviderError(_)) => ConnectError::AccessRefused { url },
+        _ => ConnectError::Unreachable { url, detail: e.to_string() },
     }
+}
+
+/// The AMQP reply code of a broker's error (a channel's soft error or the connection's hard
+/// one), None for errors of the network or the client.
+pub fn amqp_code(e: &lapin::Error) -> Option<AmqpCode> {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(a) => Some(a.kind().clone()),
+        _ => None,
+    }
+}
+
+/// Whether the broker answered with this channel-level reply code (404 NOT_FOUND, 405
+/// RESOURCE_LOCKED, 406 PRECONDITION_FAILED, …).
+pub fn is_soft(e: &lapin::Error, code: AMQPSoftError) -> bool {
+    amqp_code(e) == Some(AmqpCode::Soft(code))
 }
 
 /// The broker's 406: a declaration that does not match what exists (the channel is closed).
 pub fn is_precondition_failed(e: &lapin::Error) -> bool {
-    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
-    matches!(e.kind(), lapin::ErrorKind::ProtocolError(a) if matches!(a.kind(), AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)))
+    is_soft(e, AMQPSoftError::PRECONDITIONFAILED)
 }
 
 /// The arguments task queues are declared with, from configuration: Celery's
@@ -155,6 +173,98 @@ pub async fn declare_or_use(conn: &lapin::Connection, queue: &str, args: &QueueA
     Ok(found)
 }
 
+/// What a passive declare learns of a queue (it creates nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueState {
+    /// No such queue (404 NOT_FOUND): the broker has closed the channel that asked.
+    Missing,
+    Present {
+        ready: u32,
+        consumers: u32,
+    },
+}
+
+/// Asks the broker about `queue` on `ch` without declaring it. After `Missing` the channel is
+/// closed (the broker's answer to a passive declare of nothing); other errors are returned.
+pub async fn queue_state(ch: &Channel, queue: &str) -> lapin::Result<QueueState> {
+    match ch.queue_declare(short(queue), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await {
+        Ok(q) => Ok(QueueState::Present { ready: q.message_count(), consumers: q.consumer_count() }),
+        Err(e) if is_soft(&e, AMQPSoftError::NOTFOUND) => Ok(QueueState::Missing),
+        Err(e) => Err(e),
+    }
+}
+
+/// One reading of [`poll_queue`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Polled {
+    Queue(QueueState),
+    /// The broker cannot be reached or read, and why (the URL masked).
+    Down(String),
+}
+
+/// Reads `queue` every 0.5 s over one connection with a passive declare (it creates nothing;
+/// a new channel after the broker closes one on a missing queue), reconnecting every 2 s while
+/// the broker is down, and hands each reading with its time to `on` until `on` says stop; then
+/// closes the connection.
+pub async fn poll_queue(
+    broker_url: &str,
+    queue: &str,
+    name: &str,
+    mut on: impl FnMut(Polled, chrono::DateTime<chrono::Utc>) -> std::ops::ControlFlow<()>,
+) {
+    use std::ops::ControlFlow::Break;
+    loop {
+        let conn = match connect(broker_url, name).await {
+            Ok(c) => c,
+            Err(e) => {
+                if let Break(()) = on(Polled::Down(e.to_string()), chrono::Utc::now()) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        };
+        let mut ch = None;
+        let stop = loop {
+            let c = match ch.take() {
+                Some(c) => c,
+                None => match conn.create_channel().await {
+                    Ok(c) => c,
+                    Err(e) => break on(Polled::Down(e.to_string()), chrono::Utc::now()),
+                },
+            };
+            let (polled, keep) = match queue_state(&c, queue).await {
+                Ok(s @ QueueState::Present { .. }) => (Polled::Queue(s), true),
+                Ok(QueueState::Missing) => (Polled::Queue(QueueState::Missing), false),
+                Err(e) => {
+                    let down = on(Polled::Down(e.to_string()), chrono::Utc::now());
+                    if down.is_break() {
+                        break down;
+                    }
+                    // A channel error leaves the connection to try again; a lost connection ends it.
+                    if conn.status().connected() {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                    break std::ops::ControlFlow::Continue(());
+                }
+            };
+            if on(polled, chrono::Utc::now()).is_break() {
+                break Break(());
+            }
+            if keep {
+                ch = Some(c);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        if stop.is_break() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.close(200, short("done"))).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,7 +275,13 @@ mod tests {
         assert_eq!(amqp_uri("pyamqp://guest@localhost/").unwrap(), "amqp://guest@localhost//");
         assert_eq!(amqp_uri("amqp://h:5672/lab").unwrap(), "amqp://h:5672/lab");
         assert!(amqp_uri("redis://localhost").unwrap_err().to_string().contains("not AMQP"));
-        assert!(classify("ACCESS_REFUSED - Login was refused", "u".into()).is_permanent());
-        assert!(!classify("Connection refused (os error 111)", "u".into()).is_permanent());
+        let amqp = |kind| lapin::Error::from(lapin::ErrorKind::ProtocolError(lapin::protocol::AMQPError::new(kind, "x".into())));
+        assert!(matches!(classify(&amqp(AmqpCode::Soft(AMQPSoftError::ACCESSREFUSED)), "u".into()), ConnectError::AccessRefused { .. }));
+        assert!(matches!(classify(&amqp(AmqpCode::Hard(AMQPHardError::NOTALLOWED)), "u".into()), ConnectError::VhostRefused { .. }));
+        // Words in a message decide nothing: a network error that mentions a login is retried.
+        let io = lapin::Error::from(std::io::Error::other("ACCESS_REFUSED - Login was refused"));
+        assert!(!classify(&io, "u".into()).is_permanent());
+        let io = lapin::Error::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(!classify(&io, "u".into()).is_permanent());
     }
 }

@@ -156,6 +156,10 @@ struct FrontMatter {
     /// 1 (read and run) to 3 (several terminals, predicting, reading logs).
     #[serde(default = "one_u8")]
     difficulty: u8,
+    /// Queues the lesson has the learner make besides the task queue (`math`, `orders.eu`): a
+    /// solution that declares them records them, and resetting the lesson deletes them.
+    #[serde(default)]
+    queues: Vec<String>,
 }
 
 fn one_u8() -> u8 {
@@ -183,6 +187,8 @@ pub struct Lesson {
     /// Diagnoses run with the checks (see the front matter's `diagnose`).
     pub diagnose: Vec<String>,
     pub quiz: Vec<QuizQuestion>,
+    /// Queues of the lesson's own besides the task queue (see the front matter's `queues`).
+    pub queues: Vec<String>,
     body: String,
 }
 
@@ -207,6 +213,7 @@ impl Lesson {
             solve_seconds: fm.solve_seconds,
             diagnose: fm.diagnose,
             quiz: fm.quiz,
+            queues: fm.queues,
             difficulty: fm.difficulty.clamp(1, 3),
             body: rest[end + 5..].to_string(),
         })

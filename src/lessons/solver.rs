@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::Utc;
 use tokio::sync::{mpsc, watch};
 
 use super::Course;
@@ -55,7 +54,13 @@ pub async fn solve(
     if steps.is_empty() {
         say("  this lesson has nothing to do but read: its checks run now");
     }
-    let queue_before = queue_exists(&cfg).await;
+    // The task queue and the lesson's own: those that do not exist yet are the lesson's to undo
+    // if its steps declare them.
+    let watched: Vec<String> = std::iter::once(cfg.queue.clone()).chain(lesson.queues.iter().cloned()).collect();
+    let mut before = vec![];
+    for q in &watched {
+        before.push(queue_exists(&cfg, q).await);
+    }
     let (cfg_tx, cfg_rx) = watch::channel(cfg.clone());
     let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
     let watcher = tokio::spawn(watch_broker(cfg_rx, seen_tx));
@@ -100,9 +105,11 @@ pub async fn solve(
     }
     watcher.abort();
     // A queue this lesson's steps declared (it did not exist before) is the lesson's to undo.
-    if queue_before == Some(false) && queue_exists(&cfg).await == Some(true) {
-        made_queue(&cfg.data_dir, step, &cfg.queue)?;
-        say(&format!("  (queue {} was declared during this lesson: `mqlab reset --lesson {step}` deletes it)", cfg.queue));
+    for (q, before) in watched.iter().zip(before) {
+        if before == Some(false) && queue_exists(&cfg, q).await == Some(true) {
+            made_queue(&cfg.data_dir, step, q)?;
+            say(&format!("  (queue {q} was declared during this lesson: `mqlab reset --lesson {step}` deletes it)"));
+        }
     }
     let checks = if failed.is_none() {
         let ids: Vec<&str> = lesson.checks(track).iter().map(String::as_str).collect();
@@ -262,69 +269,37 @@ async fn run_step(
 /// Reads the queue every 0.5 s (a passive declare: it creates nothing) and sends what the
 /// readings show. Follows the configuration as steps change it.
 async fn watch_broker(mut cfg: watch::Receiver<Config>, seen: mpsc::UnboundedSender<Observed>) {
+    use crate::celery::broker::{Polled, QueueState, poll_queue};
+    use std::ops::ControlFlow::{Break, Continue};
     let mut w = BrokerWatch::default();
-    loop {
+    let mut gone = false;
+    while !gone {
         let c = cfg.borrow_and_update().clone();
-        let Ok(conn) = crate::celery::broker::connect(&c.broker_url, "mqlab solve").await else {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                _ = cfg.changed() => {}
+        poll_queue(&c.broker_url, &c.queue, "mqlab solve", |polled, at| {
+            if let Polled::Queue(QueueState::Present { ready, consumers }) = polled
+                && let Some(o) = w.reading(u64::from(ready), u64::from(consumers), at, false)
+                && seen.send(o).is_err()
+            {
+                gone = true;
             }
-            continue;
-        };
-        'channel: loop {
-            let Ok(ch) = conn.create_channel().await else { break };
-            loop {
-                if cfg.has_changed().unwrap_or(false) {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), conn.close(200, "endpoints changed".into())).await;
-                    break 'channel;
-                }
-                let q = ch
-                    .queue_declare(
-                        crate::celery::protocol::short(&c.queue),
-                        lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
-                        Default::default(),
-                    )
-                    .await;
-                match q {
-                    Ok(q) => {
-                        if let Some(o) = w.reading(q.message_count() as u64, q.consumer_count() as u64, Utc::now(), false)
-                            && seen.send(o).is_err()
-                        {
-                            return;
-                        }
-                    }
-                    // Not declared yet (the channel is closed by the broker): a new channel.
-                    Err(_) => {
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        continue 'channel;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+            // New endpoints (a step started the forwards): the queue there.
+            if gone || cfg.has_changed().unwrap_or(true) { Break(()) } else { Continue(()) }
+        })
+        .await;
+        gone |= cfg.has_changed().is_err();
     }
 }
 
-/// Whether the queue exists (a passive declare); None when the broker does not answer.
-async fn queue_exists(cfg: &Config) -> Option<bool> {
-    let conn =
-        tokio::time::timeout(Duration::from_secs(3), crate::celery::broker::connect(&cfg.broker_url, "mqlab solve")).await.ok()?.ok()?;
-    let ch = conn.create_channel().await.ok()?;
-    let q = ch
-        .queue_declare(
-            crate::celery::protocol::short(&cfg.queue),
-            lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
-            Default::default(),
-        )
-        .await;
-    let _ = tokio::time::timeout(Duration::from_secs(1), conn.close(200, "done".into())).await;
-    match q {
-        Ok(_) => Some(true),
-        Err(e) if e.to_string().contains("NOT_FOUND") => Some(false),
+/// Whether `queue` exists (a passive declare); None when the broker does not answer.
+async fn queue_exists(cfg: &Config, queue: &str) -> Option<bool> {
+    use crate::celery::broker::{QueueState, connect, queue_state};
+    let conn = tokio::time::timeout(Duration::from_secs(3), connect(&cfg.broker_url, "mqlab solve")).await.ok()?.ok()?;
+    let state = match conn.create_channel().await {
+        Ok(ch) => queue_state(&ch, queue).await.ok(),
         Err(_) => None,
-    }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), conn.close(200, "done".into())).await;
+    state.map(|s| s != QueueState::Missing)
 }
 
 fn queues_path(data_dir: &std::path::Path) -> std::path::PathBuf {
@@ -392,7 +367,8 @@ async fn delete_unused(cfg: &Config, queue: &str) -> anyhow::Result<u32> {
     let _ = tokio::time::timeout(Duration::from_secs(1), conn.close(200, "done".into())).await;
     match r {
         Ok(n) => Ok(n),
-        Err(e) if e.to_string().contains("PRECONDITION_FAILED") => anyhow::bail!("a consumer still uses it (another worker)"),
+        // 406: `if_unused` and a consumer on it.
+        Err(e) if crate::celery::broker::is_precondition_failed(&e) => anyhow::bail!("a consumer still uses it (another worker)"),
         Err(e) => Err(e.into()),
     }
 }

@@ -113,6 +113,7 @@ fn values_with(cfg: &Config, reveal: bool) -> Vec<(&'static str, String)> {
         ("broker_url", broker_url),
         ("amqp_host", host(&broker, "localhost")),
         ("amqp_port", port(&broker, 5672)),
+        ("vhost_path", crate::probes::mgmt::segment(&vhost)),
         ("vhost", vhost),
         ("user", user),
         ("password", shown_pass),

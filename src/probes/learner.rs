@@ -316,6 +316,59 @@ pub async fn failures(p: &Probes) -> Outcome {
     }
 }
 
+/// Routing (Step 9, Experiment 5): a task of the learner's that a worker took from a queue other
+/// than the default one (`task_routes`), as the stored result says (`result_extended` keeps the
+/// routing key it was delivered with). When there is none yet, what the broker shows of the
+/// lesson's `math` queue says which step is missing.
+pub async fn routed(p: &Probes) -> Outcome {
+    let found = match foreign_results(p).await {
+        Ok(f) => f,
+        Err(o) => return o,
+    };
+    let default = p.cfg.queue.as_str();
+    let routed: Vec<&(String, Value)> = found
+        .iter()
+        .filter(|(_, v)| v.get("status").and_then(Value::as_str) == Some("SUCCESS"))
+        .filter(|(_, v)| v.get("queue").and_then(Value::as_str).is_some_and(|q| !q.is_empty() && q != default))
+        .collect();
+    if let Some((id, v)) = routed.first() {
+        let queue = v.get("queue").and_then(Value::as_str).unwrap_or("");
+        let name = v.get("name").and_then(Value::as_str).unwrap_or("a task");
+        let worker = v.get("worker").and_then(Value::as_str).map(|w| format!(" by {w}")).unwrap_or_default();
+        return Outcome::pass(format!(
+            "{name} {}… ran from queue {queue}{worker}, not {default}: routed by its name ({} such result(s))",
+            short(id),
+            routed.len()
+        ))
+        .fact("routed_queue", queue.to_string());
+    }
+    let math = {
+        let state = async {
+            let conn = crate::celery::broker::connect(&p.cfg.broker_url, "mqlab check").await.ok()?;
+            let s = crate::celery::broker::queue_state(&conn.create_channel().await.ok()?, "math").await.ok();
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.close(200, "check done".into())).await;
+            s
+        };
+        state.await
+    };
+    use crate::celery::broker::QueueState;
+    let (detail, hint) = match math {
+        None | Some(QueueState::Missing) => (
+            "no result of yours ran from a queue other than the default one, and there is no queue math yet".to_string(),
+            "add `app.conf.task_routes = {'tasks.add': {'queue': 'math'}}` to celery_app.py, start a worker with `-Q math`, then run `python submit_task.py`",
+        ),
+        Some(QueueState::Present { consumers: 0, ready }) => (
+            format!("queue math exists with {ready} task(s) waiting, but no worker consumes it, and no result of yours came from it"),
+            "start a worker for it in the project folder: `celery -A celery_app worker -Q math --loglevel=info -n math@%h --concurrency=1`",
+        ),
+        Some(QueueState::Present { .. }) => (
+            "a worker consumes math, but no result of yours came from it yet".to_string(),
+            "send tasks.add from Python with the routes in celery_app.py: `python submit_task.py` (mqlab submit does not read your routes)",
+        ),
+    };
+    Outcome::fail(detail, hint)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

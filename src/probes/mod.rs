@@ -119,6 +119,12 @@ pub const CHECKS: &[CheckInfo] = &[
     CheckInfo { id: "mgmt.login", title: "Management API login", group: Group::Management, timeout: T5 },
     CheckInfo { id: "mgmt.exchanges", title: "Exchanges amq.direct, amq.fanout, amq.topic exist", group: Group::Management, timeout: T5 },
     CheckInfo { id: "mgmt.celery_queue", title: "Queue celery exists and has a consumer", group: Group::Management, timeout: T5 },
+    CheckInfo {
+        id: "mgmt.topic_route",
+        title: "A queue bound to amq.topic by a pattern holds a message routed there",
+        group: Group::Management,
+        timeout: T5,
+    },
     CheckInfo { id: "redis.ping", title: "Redis answers PING with PONG", group: Group::Redis, timeout: T5 },
     CheckInfo {
         id: "broker.consumers",
@@ -159,6 +165,12 @@ pub const CHECKS: &[CheckInfo] = &[
     CheckInfo {
         id: "results.learner_failure",
         title: "A failed task of yours stored as FAILURE",
+        group: Group::Redis,
+        timeout: Duration::from_secs(8),
+    },
+    CheckInfo {
+        id: "results.routed",
+        title: "A task of yours ran from a queue of its own (task_routes)",
         group: Group::Redis,
         timeout: Duration::from_secs(8),
     },
@@ -220,6 +232,7 @@ impl Probes {
             "tasks.roundtrip" | "tasks.failure" => &[Amqp, Redis],
             "celery.py_worker" | "celery.py_tasks" => &[Amqp],
             "results.learner" | "results.learner_failure" => &[Redis],
+            "results.routed" => &[Amqp, Redis],
             _ => &[],
         };
         if let Some(o) = identity::require_cluster(self, needs).await {
@@ -239,6 +252,7 @@ impl Probes {
             "mgmt.login" => rabbit::mgmt_login(self).await,
             "mgmt.exchanges" => rabbit::mgmt_exchanges(self).await,
             "mgmt.celery_queue" => rabbit::mgmt_celery_queue(self).await,
+            "mgmt.topic_route" => rabbit::mgmt_topic_route(self).await,
             "broker.consumers" => rabbit::consumers(self).await,
             "redis.ping" => redis::ping(self).await,
             "tasks.roundtrip" => tasks::roundtrip(self).await,
@@ -253,6 +267,7 @@ impl Probes {
             "preflight.celery" => preflight::celery(self).await,
             "results.learner" => learner::results(self).await,
             "results.learner_failure" => learner::failures(self).await,
+            "results.routed" => learner::routed(self).await,
             _ => Outcome::fail("check not implemented", "report this as a bug"),
         }
     }
@@ -359,6 +374,10 @@ pub fn expected(id: &str, cfg: &Config) -> String {
         "project.celery_app" => "celery_app.py in the project folder naming tasks.hello and tasks.add".into(),
         "results.learner" => "a SUCCESS in Redis of a task mqlab did not send (your .delay())".into(),
         "results.learner_failure" => "a FAILURE in Redis of a task mqlab did not send, with its exception".into(),
+        "mgmt.topic_route" => "a queue bound to amq.topic by a routing key with * or #, holding 1 message or more".into(),
+        "results.routed" => {
+            format!("a SUCCESS in Redis of a task of yours delivered from a queue other than {q} (result_extended's queue)")
+        }
         _ => String::new(),
     }
 }
@@ -428,6 +447,17 @@ pub fn ladder(r: &CheckResult, cfg: &Config) -> Vec<String> {
             "Add Step 9's divide_task block (Experiment 4) to submit_task.py and run it again.".into(),
             format!("{venv} && python submit_task.py"),
         ],
+        "mgmt.topic_route" => [
+            "An exchange stores nothing: which queue would keep a message sent to amq.topic?".into(),
+            "Make a queue, bind it to amq.topic with a pattern, then publish with a routing key the pattern matches (Step 3).".into(),
+            "mqlab solve 3 --list (the lesson's commands, in order)".into(),
+        ],
+        "results.routed" => [
+            "Who decides which queue a task goes to: the worker, or the code that sends it?".into(),
+            "Add task_routes to celery_app.py, start a second worker with -Q math, then send add from Python (Step 9, Experiment 5)."
+                .into(),
+            format!("{venv} && celery -A celery_app worker -Q math --loglevel=info -n math@%h --concurrency=1"),
+        ],
         "project.celery_app" => [
             "Is celery_app.py in the folder mqlab looks at?".into(),
             format!("Step 5 writes the project into {project}: I in the app, or mqlab init."),
@@ -474,6 +504,10 @@ pub fn call(id: &str, cfg: &Config) -> String {
         "mgmt.login" => format!("GET {mgmt}/api/overview as {user:?}"),
         "mgmt.exchanges" => format!("GET {mgmt}/api/exchanges/{}?columns=name,type as {user:?}", enc(&vhost)),
         "mgmt.celery_queue" => format!("AMQP Queue.Declare {q:?} passive=true on {ah}:{ap}, vhost {vhost:?} (the broker's own counts)"),
+        "mgmt.topic_route" => format!(
+            "GET {mgmt}/api/exchanges/{}/amq.topic/bindings/source as {user:?}; AMQP Queue.Declare passive=true of each queue bound by a pattern on {ah}:{ap}",
+            enc(&vhost)
+        ),
         "redis.ping" => format!("Redis PING to {rh}:{rp}"),
         "broker.consumers" => format!("GET {mgmt}/api/queues/{}/{} as {user:?}", enc(&vhost), enc(q)),
         "tasks.roundtrip" => format!(
@@ -490,6 +524,9 @@ pub fn call(id: &str, cfg: &Config) -> String {
         "results.learner" | "results.learner_failure" => format!(
             "Redis SCAN celery-task-meta-* and MGET them on {rh}:{rp} db {db}; ZSCORE {} for each id (the tasks mqlab sent)",
             learner::SENT_LOG_KEY
+        ),
+        "results.routed" => format!(
+            "Redis SCAN celery-task-meta-* and MGET them on {rh}:{rp} db {db} (each result's queue); AMQP Queue.Declare \"math\" passive=true on {ah}:{ap}"
         ),
         _ => String::new(),
     }

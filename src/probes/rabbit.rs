@@ -235,12 +235,71 @@ pub async fn mgmt_exchanges(p: &Probes) -> Outcome {
     }
 }
 
+/// Routing by hand (Step 3): a queue bound to `amq.topic` by a pattern (`*` one word, `#` any
+/// number), holding a message the exchange routed there. The binding is read from the
+/// management API; what the queue holds over AMQP (a passive declare answers at once, the API's
+/// figures lag by their 5 s sampling).
+pub async fn mgmt_topic_route(p: &Probes) -> Outcome {
+    use broker::QueueState;
+    if let Some(o) = super::identity::require_cluster(p, &[super::identity::Service::Management, super::identity::Service::Amqp]).await {
+        return o;
+    }
+    let vhost = vhost_of(&p.cfg.broker_url);
+    let bindings = match management_client(p).get(&format!("/api/exchanges/{}/amq.topic/bindings/source", segment(&vhost))).await {
+        Ok(serde_json::Value::Array(l)) => l,
+        Ok(other) => {
+            return mgmt_failure(p, &MgmtError::BadAnswer(format!("bindings: {}", other.to_string().chars().take(80).collect::<String>())));
+        }
+        Err(e) => return mgmt_failure(p, &e),
+    };
+    let field = |b: &serde_json::Value, k: &str| b.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let patterns: Vec<(String, String)> = bindings
+        .iter()
+        .filter(|b| field(b, "destination_type") == "queue")
+        .map(|b| (field(b, "destination"), field(b, "routing_key")))
+        .filter(|(_, key)| key.split('.').any(|w| w == "*" || w == "#"))
+        .collect();
+    if patterns.is_empty() {
+        return Outcome::fail(
+            format!("no queue is bound to amq.topic by a pattern in vhost {vhost}"),
+            "make a queue and bind it to amq.topic with a pattern such as orders.*.eu (this lesson's first two commands, or Queues → Add a new queue, then amq.topic → Add binding)",
+        );
+    }
+    let conn = match broker::connect(&p.cfg.broker_url, "mqlab check").await {
+        Ok(c) => c,
+        Err(e) => return Outcome::fail(e.to_string(), "see amqp.login"),
+    };
+    let mut empty = vec![];
+    let mut found = None;
+    for (queue, key) in &patterns {
+        let state = async { broker::queue_state(&conn.create_channel().await?, queue).await }.await;
+        match state {
+            Ok(QueueState::Present { ready, .. }) if ready > 0 => {
+                found = Some((queue.clone(), key.clone(), ready));
+                break;
+            }
+            Ok(_) => empty.push(format!("{queue} (by {key})")),
+            Err(e) => empty.push(format!("{queue}: {}", error_chain(&e))),
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), conn.close(200, "check done".into())).await;
+    match found {
+        Some((queue, key, n)) => {
+            Outcome::pass(format!("queue {queue} is bound to amq.topic by {key} and holds {n} message(s) the exchange routed there"))
+                .fact("topic_binding", key)
+        }
+        None => Outcome::fail(
+            format!("bound to amq.topic by a pattern, but holding no message: {}", empty.join(", ")),
+            "publish to amq.topic with a routing key the pattern matches (orders.book.eu for orders.*.eu); a Get with \"ack\" mode takes the message away, so publish again",
+        ),
+    }
+}
+
 /// The celery queue and its consumers, read over AMQP (a passive declare answers at once with the
 /// broker's own counts), not from the management API's statistics, which lag by their 5 s
 /// sampling interval: a worker that has just started consuming counts at once.
 pub async fn mgmt_celery_queue(p: &Probes) -> Outcome {
-    use lapin::options::QueueDeclareOptions;
-    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    use broker::QueueState;
     if let Some(o) = super::identity::require_cluster(p, &[super::identity::Service::Amqp]).await {
         return o;
     }
@@ -252,29 +311,21 @@ pub async fn mgmt_celery_queue(p: &Probes) -> Outcome {
             return Outcome::fail(e.to_string(), port_forward_hint(p, port));
         }
     };
-    let declared = async {
-        let ch = conn.create_channel().await?;
-        ch.queue_declare(q.as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, Default::default()).await
-    }
-    .await;
+    let state = async { broker::queue_state(&conn.create_channel().await?, q).await }.await;
     let _ = tokio::time::timeout(Duration::from_secs(1), conn.close(200, "check done".into())).await;
-    match declared {
-        Ok(info) if info.consumer_count() >= 1 => Outcome::pass(format!(
-            "queue {q}: {} consumer(s), {} message(s) ready (the broker's counts, read over AMQP)",
-            info.consumer_count(),
-            info.message_count()
-        ))
-        .fact("queue_consumers", info.consumer_count().to_string()),
-        Ok(info) => Outcome::fail(
-            format!("queue {q} exists but has no consumer ({} message(s) ready)", info.message_count()),
+    match state {
+        Ok(QueueState::Present { ready, consumers }) if consumers >= 1 => {
+            Outcome::pass(format!("queue {q}: {consumers} consumer(s), {ready} message(s) ready (the broker's counts, read over AMQP)"))
+                .fact("queue_consumers", consumers.to_string())
+        }
+        Ok(QueueState::Present { ready, .. }) => Outcome::fail(
+            format!("queue {q} exists but has no consumer ({ready} message(s) ready)"),
             "start a worker: `mqlab worker`, or `celery -A celery_app worker --loglevel=info` in your project folder",
         ),
-        Err(e) if matches!(e.kind(), lapin::ErrorKind::ProtocolError(a) if matches!(a.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND))) => {
-            Outcome::fail(
-                format!("queue {q} does not exist yet"),
-                "it is declared when a Celery worker or client first connects: start a worker (`mqlab worker`) or send a task",
-            )
-        }
+        Ok(QueueState::Missing) => Outcome::fail(
+            format!("queue {q} does not exist yet"),
+            "it is declared when a Celery worker or client first connects: start a worker (`mqlab worker`) or send a task",
+        ),
         Err(e) => Outcome::fail(format!("cannot read queue {q}: {}", error_chain(&e)), "see amqp.login"),
     }
 }

@@ -50,7 +50,7 @@ pub async fn ping(p: &Probes) -> Outcome {
             Outcome::pass(format!("PING → PONG from Redis {version} at {host}:{port}")).fact("redis_version", version)
         }
         Ok(other) => Outcome::fail(format!("PING answered {other:?}"), "is this really Redis?"),
-        Err(e) if e.to_string().contains("NOAUTH") => {
+        Err(e) if e.code() == Some("NOAUTH") => {
             Outcome::fail("Redis wants a password (NOAUTH)", "put it in the URL: redis://:PASSWORD@localhost:6379/0")
         }
         Err(e) => Outcome::fail(format!("PING failed: {e}"), "check the Redis logs"),

@@ -591,63 +591,24 @@ where
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-
-    /// A read error from the terminal does not end the input: the q after it still arrives.
-    #[tokio::test]
-    async fn input_goes_on_after_a_read_error() {
-        let q = KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE);
-        let events =
-            futures_util::stream::iter(vec![Err(std::io::Error::other("EIO")), Err(std::io::Error::other("EIO")), Ok(CtEvent::Key(q))]);
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        forward_input(events, tx).await;
-        assert!(matches!(rx.recv().await, Some(Event::Key(k)) if k == q));
-    }
-}
-
-/// The fast AMQP reading: a passive-style declare every 0.5 s gives ready messages and
-/// consumers as the broker has them now.
+/// The fast AMQP reading: a passive declare every 0.5 s gives ready messages and consumers as
+/// the broker has them now, and creates nothing.
 async fn amqp_depth(c: Config, t: mpsc::UnboundedSender<Event>) {
-    loop {
-        match crate::celery::broker::connect(&c.broker_url, "mqlab monitor").await {
-            Ok(conn) => {
-                if let Ok(ch) = conn.create_channel().await {
-                    loop {
-                        let q = ch
-                            .queue_declare(
-                                crate::celery::protocol::short(&c.queue),
-                                lapin::options::QueueDeclareOptions { durable: true, ..Default::default() },
-                                Default::default(),
-                            )
-                            .await;
-                        match q {
-                            Ok(q) => {
-                                let ev =
-                                    Event::Depth { ready: q.message_count() as u64, consumers: q.consumer_count() as u64, at: Utc::now() };
-                                if t.send(ev).is_err() {
-                                    return;
-                                }
-                            }
-                            Err(e) => {
-                                let _ = t.send(Event::SourceDown { source: Source::Amqp, error: e.to_string() });
-                                break;
-                            }
-                        }
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                }
+    use crate::celery::broker::{Polled, QueueState, poll_queue};
+    use std::ops::ControlFlow::{Break, Continue};
+    poll_queue(&c.broker_url, &c.queue, "mqlab monitor", |polled, at| {
+        let ev = match polled {
+            Polled::Queue(QueueState::Present { ready, consumers }) => {
+                Event::Depth { ready: u64::from(ready), consumers: u64::from(consumers), at }
             }
-            Err(e) => {
-                if t.send(Event::SourceDown { source: Source::Amqp, error: e.to_string() }).is_err() {
-                    return;
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
+            // Not declared yet: nothing waits and nobody consumes (the first worker or client
+            // declares it, as the lessons say; the app does not).
+            Polled::Queue(QueueState::Missing) => Event::Depth { ready: 0, consumers: 0, at },
+            Polled::Down(error) => Event::SourceDown { source: Source::Amqp, error },
+        };
+        if t.send(ev).is_err() { Break(()) } else { Continue(()) }
+    })
+    .await;
 }
 
 /// The management API every 5 s: the queue (rates are the broker's 5 s figures) and the overview.
@@ -782,5 +743,22 @@ async fn forwards_elsewhere(data_dir: std::path::PathBuf, tx: mpsc::UnboundedSen
             }
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+    /// A read error from the terminal does not end the input: the q after it still arrives.
+    #[tokio::test]
+    async fn input_goes_on_after_a_read_error() {
+        let q = KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE);
+        let events =
+            futures_util::stream::iter(vec![Err(std::io::Error::other("EIO")), Err(std::io::Error::other("EIO")), Ok(CtEvent::Key(q))]);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        forward_input(events, tx).await;
+        assert!(matches!(rx.recv().await, Some(Event::Key(k)) if k == q));
     }
 }

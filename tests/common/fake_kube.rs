@@ -727,3 +727,57 @@ pub fn cluster_management_stub() -> u16 {
     });
     port
 }
+
+/// The cluster as a learner reaches it through port-forwards: the fake API (every pod Ready),
+/// the pods' AMQP and Redis ports carried to this machine's test RabbitMQ and Redis, the
+/// management port to `cluster_management_stub`, and a config file on the cluster track naming
+/// the services on their usual local ports (the forwards move them where those are taken).
+pub struct ForwardedCluster {
+    pub fake: FakeKube,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    /// Rancher Desktop's context current (`fake.kubeconfig(other)` rewrites the same file).
+    pub kubeconfig: PathBuf,
+}
+
+impl ForwardedCluster {
+    /// `broker_url` and `result_backend` as the config file gives them (`localhost:5672`,
+    /// `localhost:6379`: the forwards' defaults), e.g. with a vhost or a Redis db of the test's.
+    pub fn start(broker_url: &str, result_backend: &str) -> ForwardedCluster {
+        let fake = FakeKube::start(Scenario::Healthy);
+        let stub = cluster_management_stub();
+        let amqp_real = super::broker_addr().rsplit(':').next().unwrap().parse::<u16>().unwrap();
+        fake.live.upstream.lock().unwrap().extend([(5672, amqp_real), (15672, stub)]);
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "broker_url = \"{broker_url}\"\nresult_backend = \"{result_backend}\"\nmanagement_url = \"http://guest:guest@localhost:15672\"\ntrack = \"k3s\"\n"
+            ),
+        )
+        .unwrap();
+        let kubeconfig = fake.kubeconfig("rancher-desktop");
+        ForwardedCluster { fake, dir, config, kubeconfig }
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The pod's management port carried to this machine's management API instead of the
+    /// stand-in: everything a lesson does there (queues, bindings, publishes) really happens.
+    pub fn with_real_management(self) -> ForwardedCluster {
+        let real = super::management().rsplit(':').next().unwrap().trim_end_matches('/').parse::<u16>().unwrap();
+        self.fake.live.upstream.lock().unwrap().insert(15672, real);
+        self
+    }
+
+    /// `mqlab` with this cluster's config and kubeconfig (Rancher Desktop's context current),
+    /// no service variables, a data dir of its own.
+    pub fn mqlab(&self) -> std::process::Command {
+        let mut c = super::bare_mqlab(&self.data());
+        c.env("MQLAB_CONFIG", &self.config).env("KUBECONFIG", &self.kubeconfig);
+        c
+    }
+}
