@@ -53,6 +53,9 @@ pub enum Command {
     /// The end-of-course quiz, from the curriculum's own questions: answer with a letter; the
     /// answers and the score go into LEARNINGS.md
     Quiz(QuizArgs),
+    /// A lesson's predictions: answer one before its experiment (`--answer ID=NUMBER`), see each
+    /// beside what the experiment then showed
+    Predict(PredictArgs),
     /// Write LEARNINGS.md from what you did
     Export(ExportArgs),
     /// Private RabbitMQ and Redis on this machine, for the local track
@@ -171,6 +174,19 @@ pub struct QuizArgs {
     /// Only show the score and your answers so far
     #[arg(long)]
     pub score: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PredictArgs {
+    /// The lesson (default: the one you are on)
+    #[arg(short, long)]
+    pub lesson: Option<u32>,
+    /// Your prediction: `--answer ready_peak=12`; may be repeated
+    #[arg(long, value_name = "ID=NUMBER")]
+    pub answer: Vec<String>,
+    /// As JSON: each prediction with your answer and what was observed
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -383,6 +399,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Progress(args)) => run_progress(&cfg, args),
         Some(Command::Solve(args)) => run_solve(&cfg, &cli.over, args).await,
         Some(Command::Quiz(args)) => run_quiz(&cfg, args),
+        Some(Command::Predict(args)) => run_predict(&cfg, args),
         Some(Command::Reset(args)) => run_reset(&cfg, args).await,
         Some(Command::Export(args)) => run_export(&cfg, args),
         Some(Command::Sandbox(args)) => run_sandbox(&cfg, args).await,
@@ -1125,6 +1142,74 @@ fn run_quiz(cfg: &Config, args: QuizArgs) -> anyhow::Result<i32> {
     }
     let right = p.quiz.values().filter(|a| a.correct).count();
     println!("\nScore: {right} of {} right ({} answered). `mqlab export` puts your answers in LEARNINGS.md.", quiz.len(), p.quiz.len());
+    Ok(0)
+}
+
+fn run_predict(cfg: &Config, args: PredictArgs) -> anyhow::Result<i32> {
+    use crate::lessons::progress::{Change, number};
+    let course = Course::load()?;
+    let st = store(cfg);
+    let step = match args.lesson {
+        Some(n) => n,
+        None => st.load_or_fresh().0.current_lesson,
+    };
+    let lesson = course.lesson(step).with_context(|| format!("there is no lesson {step} (lessons 1-{})", course.lessons.len()))?;
+    let ids = || lesson.predict.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ");
+    // Every answer is checked before any is kept: a bad one loses nothing.
+    let mut given = vec![];
+    for a in &args.answer {
+        let (id, v) = a.split_once('=').with_context(|| format!("{a:?}: give a prediction as ID=NUMBER, e.g. ready_peak=12"))?;
+        let id = id.trim();
+        if !lesson.predict.iter().any(|p| p.id == id) {
+            if lesson.predict.is_empty() {
+                anyhow::bail!("lesson {step} asks for no prediction");
+            }
+            anyhow::bail!("{a:?}: lesson {step} asks for {}", ids());
+        }
+        let value: f64 =
+            v.trim().parse().ok().filter(|v: &f64| v.is_finite()).with_context(|| format!("{a:?}: a prediction is a number"))?;
+        given.push(Change::Predict { step, id: id.to_string(), value });
+    }
+    let p = if given.is_empty() { st.load_or_fresh().0 } else { st.apply(&course, &given)? };
+    if args.json {
+        let list: Vec<serde_json::Value> = lesson
+            .predict
+            .iter()
+            .map(|q| {
+                let o = p.outcome(step, q);
+                serde_json::json!({
+                    "id": q.id, "question": q.q, "unit": q.unit,
+                    "predicted": o.as_ref().map(|o| o.predicted.value),
+                    "observed": o.as_ref().and_then(|o| o.observed.map(|(v, _)| v)),
+                    "experiment": o.as_ref().and_then(|o| o.observed.map(|(_, e)| e.summary.clone())),
+                    "why": q.why,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"lesson": step, "predictions": list}))?);
+        return Ok(0);
+    }
+    if lesson.predict.is_empty() {
+        println!("Lesson {step} asks for no prediction.");
+        return Ok(0);
+    }
+    println!("Lesson {step} · {}: predict before you run the experiment.", lesson.title_for(cfg.track));
+    for q in &lesson.predict {
+        println!("\n[{}] {}", q.id, q.q);
+        match p.outcome(step, q) {
+            None => println!("  not predicted yet: mqlab predict --lesson {step} --answer {}=NUMBER", q.id),
+            Some(o) => {
+                println!("  you predicted {} {}", number(o.predicted.value), q.unit);
+                match o.observed {
+                    None => println!("  not observed yet: run the experiment (the lesson says how)"),
+                    Some((v, e)) => {
+                        println!("  observed {} {} — {}", number(v), q.unit, e.summary);
+                        println!("  why: {}", q.why);
+                    }
+                }
+            }
+        }
+    }
     Ok(0)
 }
 

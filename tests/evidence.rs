@@ -189,6 +189,17 @@ fn routing_by_hand_and_by_task_routes_is_seen_on_the_broker() {
     assert_eq!(status, "fail");
     assert!(detail.contains("no queue is bound to amq.topic by a pattern"), "{detail}");
     assert_eq!(mgmt(reqwest::Method::PUT, &format!("/api/queues/{name}/orders.eu"), Some(serde_json::json!({"durable": true}))) / 100, 2);
+    // The pattern bound to the direct exchange first: the broken state is named, with why.
+    let bind = serde_json::json!({"routing_key": "orders.*.eu"});
+    assert_eq!(mgmt(reqwest::Method::POST, &format!("/api/bindings/{name}/e/amq.direct/q/orders.eu"), Some(bind)) / 100, 2);
+    let (status, detail) = topic(&data);
+    assert_eq!(status, "fail");
+    assert!(
+        detail.contains(
+            "queue orders.eu is bound by orders.*.eu to amq.direct, not to amq.topic: a direct exchange compares routing keys exactly"
+        ),
+        "{detail}"
+    );
     let bind = serde_json::json!({"routing_key": "orders.*.eu"});
     assert_eq!(mgmt(reqwest::Method::POST, &format!("/api/bindings/{name}/e/amq.topic/q/orders.eu"), Some(bind)) / 100, 2);
     let (status, detail) = topic(&data);

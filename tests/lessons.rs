@@ -712,3 +712,90 @@ fn earned_checks_stay_earned_per_lesson_until_that_lesson_is_reset() {
     older.migrate(&course);
     assert!(older.earned_for(4, "redis.ping", local).is_some());
 }
+
+/// Predict, then observe: a prediction is matched with the first experiment of its kind in its
+/// lesson recorded after it (an earlier one, another lesson's, or one whose figures do not fit
+/// the question never answer it); the CLI keeps an answer only when every one given is good; the
+/// export puts the learner's number beside the measured one; resetting the lesson clears it.
+#[test]
+fn predictions_are_answered_then_shown_beside_what_the_experiment_measured() {
+    use mqlab::lessons::progress::{Change, experiment};
+    let course = Course::embedded().unwrap();
+    let seven = course.lesson(7).unwrap();
+    let ready = seven.predict.iter().find(|p| p.id == "ready_peak").expect("lesson 7 asks how high Ready goes");
+    let nine = course.lesson(9).unwrap();
+    let at16 = nine.predict.iter().find(|p| p.id == "burst_at_16").expect("lesson 9 asks for the time at concurrency 16");
+    let burst = |lesson: u32, ready_peak: u64, concurrency: Option<u64>, seconds: f64| {
+        let mut figures = json!({"peak_depth": ready_peak + 8, "ready_peak": ready_peak, "drained": 1, "seconds": seconds});
+        if let Some(c) = concurrency {
+            figures["concurrency"] = json!(c);
+        }
+        let mut e = experiment(ExperimentKind::Concurrency, format!("a burst that rose to {ready_peak}"), figures);
+        e.lesson = Some(lesson);
+        e
+    };
+    let mut p = Progress::new();
+    // An experiment before the prediction does not answer it.
+    let mut earlier = burst(7, 3, None, 1.0);
+    earlier.at -= chrono::Duration::seconds(1);
+    p.apply(&course, &Change::Experiment(earlier));
+    assert!(p.outcome(7, ready).is_none(), "not predicted yet");
+    p.apply(&course, &Change::Predict { step: 7, id: "ready_peak".into(), value: 12.0 });
+    let o = p.outcome(7, ready).unwrap();
+    assert_eq!(o.predicted.value, 12.0);
+    assert!(o.observed.is_none(), "the burst before the prediction does not count: {o:?}");
+    // Another lesson's burst does not answer lesson 7's question; lesson 7's next one does.
+    p.apply(&course, &Change::Experiment(burst(6, 20, None, 1.0)));
+    assert!(p.outcome(7, ready).unwrap().observed.is_none());
+    p.apply(&course, &Change::Experiment(burst(7, 11, None, 12.4)));
+    assert_eq!(p.outcome(7, ready).unwrap().observed.map(|(v, _)| v), Some(11.0));
+    // Lesson 9's question is about concurrency 16: a timing at 4 does not answer it.
+    p.apply(&course, &Change::Predict { step: 9, id: "burst_at_16".into(), value: 4.0 });
+    p.apply(&course, &Change::Experiment(burst(9, 0, Some(4), 10.2)));
+    assert!(p.outcome(9, at16).unwrap().observed.is_none());
+    p.apply(&course, &Change::Experiment(burst(9, 0, Some(16), 4.3)));
+    assert_eq!(p.outcome(9, at16).unwrap().observed.map(|(v, _)| v), Some(4.3));
+    // An id the lesson does not ask is not kept.
+    p.apply(&course, &Change::Predict { step: 7, id: "nope".into(), value: 1.0 });
+    assert_eq!(p.predictions[&7].len(), 1);
+    let said = p.reset_lesson(&course, 7);
+    assert!(said.iter().any(|s| s == "1 prediction(s)"), "{said:?}");
+    assert!(p.outcome(7, ready).is_none() && p.outcome(9, at16).is_some(), "only lesson 7's went");
+
+    // From a terminal.
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let o = common::mqlab(dir.path()).args(args).output().unwrap();
+        (o.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+    };
+    let (code, out) = run(&["predict", "--lesson", "7", "--answer", "ready_peak=12", "--answer", "nope=3"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("lesson 7 asks for ready_peak, early_lost"), "{out}");
+    let (code, out) = run(&["predict", "--lesson", "7", "--answer", "ready_peak=many"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("a prediction is a number"), "{out}");
+    let (_, out) = run(&["predict", "--lesson", "7"]);
+    assert!(out.contains("not predicted yet: mqlab predict --lesson 7 --answer ready_peak=NUMBER"), "a bad answer kept nothing: {out}");
+    let (code, out) = run(&["predict", "--lesson", "7", "--answer", "ready_peak=12"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("you predicted 12 messages") && out.contains("not observed yet"), "{out}");
+    let (code, out) = run(&["predict", "--lesson", "3"]);
+    assert_eq!((code, out.trim()), (0, "Lesson 3 asks for no prediction."));
+    // The burst the broker then shows, recorded for lesson 7 (as the app and `mqlab solve` do).
+    let store = Store::new(dir.path());
+    store.apply(&course, &[Change::Experiment(burst(7, 12, None, 12.1))]).unwrap();
+    let (_, out) = run(&["predict", "--lesson", "7", "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let first = &v["predictions"][0];
+    assert_eq!(
+        (first["id"].as_str(), first["predicted"].as_f64(), first["observed"].as_f64()),
+        (Some("ready_peak"), Some(12.0), Some(12.0))
+    );
+    assert!(v["predictions"][1]["predicted"].is_null(), "{v}");
+    let exported = dir.path().join("L.md");
+    let (code, out) = run(&["export", "-o", exported.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let md = std::fs::read_to_string(&exported).unwrap();
+    assert!(md.contains("### My Predictions"), "{md}");
+    assert!(md.contains("I predicted 12 messages; the experiment showed 12 messages (a burst that rose to 12)."), "{md}");
+}

@@ -126,6 +126,25 @@ fn every_local_lesson_is_solved_by_its_own_commands_twice_and_one_lesson_resets_
     );
     let learnings = std::fs::read_to_string(c.project().join("LEARNINGS.md")).expect("lesson 10 wrote LEARNINGS.md");
     assert!(learnings.contains("Seen on the broker"), "{learnings}");
+    // The solutions predicted before their experiments; each prediction is now beside the figure
+    // the broker or the timing measured: lesson 7's Ready peak, lesson 9's time at concurrency 16.
+    for (lesson, id, figure) in [(7, "ready_peak", "ready_peak"), (9, "burst_at_16", "seconds")] {
+        let o = c.run(&["predict", "--lesson", &lesson.to_string(), "--json"]);
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+        let pr = v["predictions"].as_array().unwrap().iter().find(|p| p["id"] == id).unwrap().clone();
+        let observed = pr["observed"].as_f64().unwrap_or_else(|| panic!("lesson {lesson}'s {id} was not observed: {v}"));
+        let recorded = exps
+            .iter()
+            .filter(|e| e["lesson"] == lesson && e["figures"].get(figure).is_some())
+            .filter_map(|e| e["figures"][figure].as_f64())
+            .collect::<Vec<_>>();
+        assert!(recorded.contains(&observed), "lesson {lesson}'s {id}: {observed} is a recorded figure: {recorded:?}");
+        println!("lesson {lesson}: predicted {} for {id}, measured {observed}", pr["predicted"]);
+    }
+    assert!(
+        learnings.contains("### My Predictions") && learnings.contains("I predicted 12 messages; the experiment showed"),
+        "{learnings}"
+    );
 
     // Again, over what the first round left: every solution runs again and stays green.
     solve_course(&c, 2);
@@ -183,7 +202,7 @@ fn every_local_lesson_is_solved_by_its_own_commands_twice_and_one_lesson_resets_
     assert!(text(&o).contains("deleted queue orders.eu (lesson 3 declared it; 2 message(s)"), "{}", text(&o));
     let o = c.run(&["reset", "--lesson", "9", "--yes"]);
     let t = text(&o);
-    assert!(t.contains("deleted queue math (lesson 9 declared it"), "{t}");
+    assert!(t.contains("deleted queue math (lesson 9 declared it") && t.contains("and the exchange math Celery declared with it"), "{t}");
 }
 
 /// The cluster track's course, lessons 1 to 11 in order, solved against the project's fake

@@ -709,3 +709,38 @@ fn results_from_the_other_track_are_not_shown_after_t() {
     a.handle(Event::ChecksDone(vec![check("kube.context", Status::Pass, "context \"rancher-desktop\" exists and is current", None)]));
     assert!(matches!(a.checks.get("kube.context"), Some(mqlab::tui::state::CheckState::Done(_))));
 }
+
+/// P asks the lesson's predictions one at a time (a number, Enter; digits only), keeps each in
+/// progress, then the checks panel shows the answer, first unmeasured, then beside the figure
+/// of the experiment that followed, with why.
+#[test]
+fn predictions_are_asked_with_p_and_shown_beside_the_measured_figure() {
+    use mqlab::lessons::progress::{Change, experiment};
+    let mut a = app();
+    a.lesson = 2;
+    assert!(key(&mut a, 'P').is_empty());
+    assert_eq!(a.status.as_deref(), Some("lesson 3 asks for no prediction"));
+    a.lesson = 6;
+    key(&mut a, 'P');
+    let s = screen(&mut a, 100, 30);
+    assert!(s.contains("Predict · lesson 7 · question 1 of 2"), "{s}");
+    assert!(s.contains("how high will Ready go?"), "{s}");
+    key(&mut a, 'x'); // not a digit: ignored
+    key(&mut a, '1');
+    key(&mut a, '2');
+    assert!(screen(&mut a, 100, 30).contains("your prediction: 12▏ messages"));
+    assert_eq!(code(&mut a, KeyCode::Enter), vec![Command::SaveProgress]);
+    assert_eq!(a.progress.predictions[&7]["ready_peak"].value, 12.0);
+    let s = screen(&mut a, 100, 30);
+    assert!(s.contains("question 2 of 2") && s.contains("how many are lost?"), "the next question: {s}");
+    code(&mut a, KeyCode::Esc);
+    assert!(a.modals.is_empty());
+    let s = screen(&mut a, 120, 40);
+    assert!(s.contains("You predicted 12 messages (ready_peak): not measured yet"), "{s}");
+    assert!(s.contains("Predict first (P): In the lab with early acks"), "{s}");
+    let mut e = experiment(ExperimentKind::Concurrency, "a burst", json!({"ready_peak": 11, "peak_depth": 19, "drained": 1}));
+    e.lesson = Some(7);
+    a.change(Change::Experiment(e));
+    let s = screen(&mut a, 120, 40);
+    assert!(s.contains("You predicted 12 messages; measured 11 messages."), "{s}");
+}

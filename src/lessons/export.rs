@@ -105,6 +105,42 @@ pub fn render(progress: &Progress, course: &Course, cfg: &Config) -> String {
         let _ = writeln!(md);
     }
 
+    // Predictions beside what the experiments then showed: the learner's number first.
+    let asked: Vec<(u32, &super::Predict)> = course
+        .lessons
+        .iter()
+        .flat_map(|l| l.predict.iter().map(move |p| (l.step, p)))
+        .filter(|(s, p)| progress.outcome(*s, p).is_some())
+        .collect();
+    if !asked.is_empty() {
+        use super::progress::number;
+        let _ = writeln!(
+            md,
+            "### My Predictions
+"
+        );
+        for (step, p) in asked {
+            let Some(o) = progress.outcome(step, p) else { continue };
+            let _ = writeln!(md, "**Step {step}: {}**", p.q);
+            match o.observed {
+                Some((v, e)) => {
+                    let _ = writeln!(
+                        md,
+                        "I predicted {} {unit}; the experiment showed {} {unit} ({}). {}\n",
+                        number(o.predicted.value),
+                        number(v),
+                        e.summary,
+                        p.why,
+                        unit = p.unit
+                    );
+                }
+                None => {
+                    let _ = writeln!(md, "I predicted {} {}; not observed yet.\n", number(o.predicted.value), p.unit);
+                }
+            }
+        }
+    }
+
     // What the checks of this track saw when they passed.
     let on_track = |id: &str| course.all_checks(track).iter().any(|c| c == id);
     let charts = super::charts::all(progress);

@@ -14,6 +14,7 @@ pub mod solve;
 pub mod solver;
 pub mod template;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -114,6 +115,27 @@ pub struct QuizQuestion {
     pub why: String,
 }
 
+/// A prediction the lesson asks for before an experiment: a number the learner gives, compared
+/// with the figure the experiment then records (`figure` of the first experiment of `kind` in
+/// this lesson after the prediction, among those whose figures match `when`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Predict {
+    pub id: String,
+    /// The question, as the lesson asks it.
+    pub q: String,
+    pub kind: progress::ExperimentKind,
+    pub figure: String,
+    /// Figures the experiment must have with these values (e.g. `concurrency = 16`).
+    #[serde(default)]
+    pub when: BTreeMap<String, f64>,
+    /// What the number counts ("messages", "s").
+    pub unit: String,
+    /// Why the outcome is what it is, shown beside it once observed (and after the learner's
+    /// answer in LEARNINGS.md).
+    pub why: String,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Question {
@@ -160,6 +182,9 @@ struct FrontMatter {
     /// solution that declares them records them, and resetting the lesson deletes them.
     #[serde(default)]
     queues: Vec<String>,
+    /// Predictions asked before the lesson's experiments.
+    #[serde(default)]
+    predict: Vec<Predict>,
 }
 
 fn one_u8() -> u8 {
@@ -189,6 +214,7 @@ pub struct Lesson {
     pub quiz: Vec<QuizQuestion>,
     /// Queues of the lesson's own besides the task queue (see the front matter's `queues`).
     pub queues: Vec<String>,
+    pub predict: Vec<Predict>,
     body: String,
 }
 
@@ -214,6 +240,7 @@ impl Lesson {
             diagnose: fm.diagnose,
             quiz: fm.quiz,
             queues: fm.queues,
+            predict: fm.predict,
             difficulty: fm.difficulty.clamp(1, 3),
             body: rest[end + 5..].to_string(),
         })
@@ -410,6 +437,11 @@ impl Course {
                     {
                         problems.push(format!("{at}: stops {n:?}, which no solution started before"));
                     }
+                    if let Some(id) = &s.predict
+                        && !l.predict.iter().any(|p| p.id == *id)
+                    {
+                        problems.push(format!("{at}: predicts {id:?}, which this lesson does not ask"));
+                    }
                 }
             }
         }
@@ -522,6 +554,11 @@ impl Course {
             for e in &l.experiments {
                 if !progress::EXPERIMENTS.iter().any(|(name, _)| name == e) {
                     problems.push(format!("{}: unknown experiment {e:?}", l.file));
+                }
+            }
+            for (i, p) in l.predict.iter().enumerate() {
+                if l.predict[..i].iter().any(|q| q.id == p.id) {
+                    problems.push(format!("{}: prediction {:?} asked twice", l.file, p.id));
                 }
             }
             for track in [Track::K3s, Track::Local] {

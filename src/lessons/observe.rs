@@ -136,7 +136,7 @@ impl Observed {
                 format!(
                     "Seen on the broker: the queue rose to {peak} and drained in {seconds:.1} s (tasks another program published, consumed by a worker outside the lab)"
                 ),
-                json!({"observed": "broker", "peak_depth": peak, "drained": 1, "seconds": seconds}),
+                json!({"observed": "broker", "peak_depth": peak, "ready_peak": peak, "drained": 1, "seconds": seconds}),
             ),
             Observed::Recovery { waited, returned, down_seconds, drain_seconds, .. } => {
                 let returned_text = if returned > 0 { format!(" ({returned} came back unacknowledged as it left)") } else { String::new() };

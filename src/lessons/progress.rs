@@ -64,6 +64,26 @@ pub struct Earned {
     pub track: Track,
 }
 
+/// The learner's prediction before an experiment (a lesson's `[[predict]]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    pub value: f64,
+    pub at: DateTime<Utc>,
+}
+
+/// A prediction beside what the experiment then showed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome<'a> {
+    pub predicted: &'a Prediction,
+    /// The figure the experiment recorded, and the experiment; None until it ran.
+    pub observed: Option<(f64, &'a Experiment)>,
+}
+
+/// A number as a learner writes it: 12, 4.5.
+pub fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 { format!("{v:.0}") } else { format!("{v:.1}") }
+}
+
 /// An answer to a quiz question.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QuizAnswer {
@@ -132,6 +152,9 @@ pub struct Progress {
     /// The screen the app was on (`lesson`, `lab`, `checklist`…), to reopen there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub screen: Option<String>,
+    /// Predictions per lesson: the prediction's id → the learner's answer.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub predictions: BTreeMap<u32, BTreeMap<String, Prediction>>,
 }
 
 fn one() -> u32 {
@@ -267,6 +290,9 @@ impl Progress {
         if self.notes.remove(&step).is_some() {
             said.push("its note".into());
         }
+        if let Some(p) = self.predictions.remove(&step) {
+            said.push(format!("{} prediction(s)", p.len()));
+        }
         if let Some(l) = course.lesson(step) {
             // Its quiz questions, when it has them.
             let first: usize = course.lessons.iter().take_while(|x| x.step != step).map(|x| x.quiz.len()).sum();
@@ -280,6 +306,21 @@ impl Progress {
             }
         }
         said
+    }
+
+    /// The learner's prediction `p` of lesson `step` beside what the experiment showed: the
+    /// first experiment of its kind recorded with this lesson after the prediction whose
+    /// figures match the prediction's `when`. None when not predicted yet.
+    pub fn outcome<'a>(&'a self, step: u32, p: &crate::lessons::Predict) -> Option<Outcome<'a>> {
+        let predicted = self.predictions.get(&step)?.get(&p.id)?;
+        let num = |e: &Experiment, k: &str| e.figures.get(k).and_then(|v| v.as_f64());
+        let observed = self
+            .experiments
+            .iter()
+            .filter(|e| e.kind == p.kind && e.lesson == Some(step) && e.at >= predicted.at)
+            .filter(|e| p.when.iter().all(|(k, v)| num(e, k) == Some(*v)))
+            .find_map(|e| num(e, &p.figure).map(|x| (x, e)));
+        Some(Outcome { predicted, observed })
     }
 
     pub fn tick(&mut self, course: &Course, id: &str) -> anyhow::Result<()> {
@@ -361,6 +402,12 @@ pub enum Change {
     },
     /// Clear one lesson (`Progress::reset_lesson`).
     ResetLesson(u32),
+    /// A prediction of lesson `step` (its `[[predict]]` of this id).
+    Predict {
+        step: u32,
+        id: String,
+        value: f64,
+    },
     /// An answer to quiz question `n` (from 0).
     QuizAnswer {
         n: usize,
@@ -393,6 +440,11 @@ impl Progress {
                 self.reset_lesson(course, *step);
             }
             Change::Screen(s) => self.screen = Some(s.clone()),
+            Change::Predict { step, id, value } => {
+                if course.lesson(*step).is_some_and(|l| l.predict.iter().any(|p| p.id == *id)) && value.is_finite() {
+                    self.predictions.entry(*step).or_default().insert(id.clone(), Prediction { value: *value, at: Utc::now() });
+                }
+            }
             Change::QuizAnswer { n, chosen } => {
                 if let Some(q) = course.quiz().get(*n) {
                     self.quiz.insert(*n, QuizAnswer { chosen: *chosen, correct: *chosen == q.answer, at: Utc::now() });

@@ -63,6 +63,12 @@ pub struct Step {
     /// what the learner who did it already would do.
     #[serde(default)]
     pub skip_if: Option<String>,
+    /// Answer the lesson's prediction of this id with `value` (what the lesson's own reasoning
+    /// gives), before the experiment that answers it.
+    #[serde(default)]
+    pub predict: Option<String>,
+    #[serde(default)]
+    pub value: Option<f64>,
 }
 
 /// What can be waited for: the broker showing a burst or a recovery, or the lesson's checks all
@@ -77,6 +83,7 @@ pub enum Action {
     Stop { name: String, signal: StopSignal },
     Append { file: PathBuf, text: String },
     Wait { what: String, limit: Duration, checks: Vec<String> },
+    Predict { id: String, value: f64 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,6 +129,7 @@ impl Planned {
                 vec![format!("wait (up to {} s) until this lesson's checks pass", limit.as_secs())]
             }
             Action::Wait { what, limit, .. } => vec![format!("wait (up to {} s) until the broker shows the {what}", limit.as_secs())],
+            Action::Predict { id, value } => vec![format!("predict {id}: {value} (mqlab predict --answer {id}={value})")],
         }
     }
 }
@@ -156,9 +164,13 @@ impl Step {
             }
             actions.push(Action::Wait { what: what.clone(), limit, checks: self.checks.clone() });
         }
+        if let Some(id) = &self.predict {
+            let value = self.value.ok_or_else(|| anyhow::anyhow!("a `predict` step needs its `value`"))?;
+            actions.push(Action::Predict { id: id.clone(), value });
+        }
         match actions.len() {
             1 => Ok(Planned { say: self.say.clone(), action: actions.remove(0) }),
-            0 => anyhow::bail!("step {:?} does nothing (give run, start, stop, append or wait)", self.say),
+            0 => anyhow::bail!("step {:?} does nothing (give run, start, stop, append, wait or predict)", self.say),
             _ => anyhow::bail!("step {:?} does more than one thing", self.say),
         }
     }

@@ -263,6 +263,11 @@ async fn run_step(
                 }
             }
         }
+        Action::Predict { id, value } => {
+            store.apply(course, &[Change::Predict { step: lesson, id: id.clone(), value: *value }])?;
+            say(&format!("  predicted; the experiment's outcome is shown beside it (mqlab predict --lesson {lesson})"));
+            Ok(())
+        }
     }
 }
 
@@ -324,7 +329,8 @@ fn made_queue(data_dir: &std::path::Path, lesson: u32, queue: &str) -> anyhow::R
 }
 
 /// Undoes what a lesson's solution (every lesson's with None) left behind: stops the programs it
-/// started, then deletes the queues it declared, if nothing else consumes them. Returns what it
+/// started, then deletes the queues it declared (their bindings go with them, and Celery's
+/// exchange of the same name), if nothing else consumes them. Returns what it
 /// did, in words.
 pub async fn undo(cfg: &Config, lesson: Option<u32>) -> anyhow::Result<Vec<String>> {
     let mut said = vec![];
@@ -338,7 +344,10 @@ pub async fn undo(cfg: &Config, lesson: Option<u32>) -> anyhow::Result<Vec<Strin
         let mut kept = vec![];
         for q in queues {
             match delete_unused(cfg, &q).await {
-                Ok(n) => said.push(format!("deleted queue {q} (lesson {l} declared it; {n} message(s) in it went with it)")),
+                Ok((n, exchange)) => {
+                    let also = if exchange { format!(", and the exchange {q} Celery declared with it") } else { String::new() };
+                    said.push(format!("deleted queue {q} (lesson {l} declared it; {n} message(s) in it went with it{also})"))
+                }
                 Err(e) => {
                     said.push(format!("kept queue {q}: {e}"));
                     kept.push(q);
@@ -355,20 +364,36 @@ pub async fn undo(cfg: &Config, lesson: Option<u32>) -> anyhow::Result<Vec<Strin
     Ok(said)
 }
 
-/// Deletes a queue unless a consumer still uses it; the messages it held.
-async fn delete_unused(cfg: &Config, queue: &str) -> anyhow::Result<u32> {
+/// Deletes a queue unless a consumer still uses it, then the exchange of the same name Celery
+/// declares beside a task queue (`math` → exchange `math`), if nothing else is bound to it:
+/// the messages the queue held, and whether that exchange went too.
+async fn delete_unused(cfg: &Config, queue: &str) -> anyhow::Result<(u32, bool)> {
+    use crate::celery::broker::{AMQPSoftError, is_precondition_failed, is_soft};
     let conn = tokio::time::timeout(Duration::from_secs(5), crate::celery::broker::connect(&cfg.broker_url, "mqlab reset"))
         .await
         .map_err(|_| anyhow::anyhow!("the broker did not answer within 5 s"))??;
-    let ch = conn.create_channel().await?;
-    let r = ch
-        .queue_delete(crate::celery::protocol::short(queue), lapin::options::QueueDeleteOptions { if_unused: true, ..Default::default() })
-        .await;
+    let name = crate::celery::protocol::short(queue);
+    let r = async {
+        let ch = conn.create_channel().await?;
+        ch.queue_delete(name.clone(), lapin::options::QueueDeleteOptions { if_unused: true, ..Default::default() }).await
+    }
+    .await;
+    let exchange = match &r {
+        Ok(_) => async {
+            let ch = conn.create_channel().await?;
+            ch.exchange_delete(name, lapin::options::ExchangeDeleteOptions { if_unused: true, ..Default::default() }).await
+        }
+        .await
+        .map(|()| true)
+        // No such exchange (a queue made by hand has none), or another queue is bound to it.
+        .or_else(|e| if is_soft(&e, AMQPSoftError::NOTFOUND) || is_precondition_failed(&e) { Ok(false) } else { Err(e) }),
+        Err(_) => Ok(false),
+    };
     let _ = tokio::time::timeout(Duration::from_secs(1), conn.close(200, "done".into())).await;
     match r {
-        Ok(n) => Ok(n),
+        Ok(n) => Ok((n, exchange?)),
         // 406: `if_unused` and a consumer on it.
-        Err(e) if crate::celery::broker::is_precondition_failed(&e) => anyhow::bail!("a consumer still uses it (another worker)"),
+        Err(e) if is_precondition_failed(&e) => anyhow::bail!("a consumer still uses it (another worker)"),
         Err(e) => Err(e.into()),
     }
 }

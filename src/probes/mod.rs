@@ -447,6 +447,12 @@ pub fn ladder(r: &CheckResult, cfg: &Config) -> Vec<String> {
             "Add Step 9's divide_task block (Experiment 4) to submit_task.py and run it again.".into(),
             format!("{venv} && python submit_task.py"),
         ],
+        "mgmt.topic_route" if d.contains("not to amq.topic") => [
+            "Which exchange is your queue bound to, and what does that exchange's type do with * and #?".into(),
+            "Bind the queue to amq.topic, the topic exchange, with the same pattern; a binding to another exchange can stay (Step 3)."
+                .into(),
+            "mqlab solve 3 --list (the binding is its second command)".into(),
+        ],
         "mgmt.topic_route" => [
             "An exchange stores nothing: which queue would keep a message sent to amq.topic?".into(),
             "Make a queue, bind it to amq.topic with a pattern, then publish with a routing key the pattern matches (Step 3).".into(),

@@ -260,6 +260,36 @@ pub async fn mgmt_topic_route(p: &Probes) -> Outcome {
         .filter(|(_, key)| key.split('.').any(|w| w == "*" || w == "#"))
         .collect();
     if patterns.is_empty() {
+        // A pattern bound to another exchange: the broken state this exercise invites (a direct
+        // exchange compares keys exactly, `*` is only a character there; a fanout ignores keys).
+        let elsewhere = match management_client(p).get(&format!("/api/bindings/{}", segment(&vhost))).await {
+            Ok(serde_json::Value::Array(all)) => all
+                .iter()
+                .filter(|b| field(b, "destination_type") == "queue" && !field(b, "source").is_empty())
+                .filter(|b| field(b, "routing_key").split('.').any(|w| w == "*" || w == "#"))
+                .map(|b| (field(b, "source"), field(b, "destination"), field(b, "routing_key")))
+                .next(),
+            _ => None,
+        };
+        if let Some((exchange, queue, key)) = elsewhere {
+            let kind = management_client(p)
+                .get(&format!("/api/exchanges/{}/{}", segment(&vhost), segment(&exchange)))
+                .await
+                .ok()
+                .map(|x| field(&x, "type"))
+                .unwrap_or_default();
+            let kind = match kind.as_str() {
+                "direct" => "a direct exchange compares routing keys exactly: * and # are plain characters there".to_string(),
+                "fanout" => "a fanout exchange ignores routing keys: every queue bound to it gets every message".to_string(),
+                "headers" => "a headers exchange matches message headers, not routing keys".to_string(),
+                "topic" => format!("the pattern works there, but this exercise publishes to amq.topic (or publish to {exchange})"),
+                other => format!("an exchange of type {other:?}"),
+            };
+            return Outcome::fail(
+                format!("queue {queue} is bound by {key} to {exchange}, not to amq.topic: {kind}"),
+                format!("bind {queue} to amq.topic with {key} (this lesson's second command), and publish to amq.topic"),
+            );
+        }
         return Outcome::fail(
             format!("no queue is bound to amq.topic by a pattern in vhost {vhost}"),
             "make a queue and bind it to amq.topic with a pattern such as orders.*.eu (this lesson's first two commands, or Queues → Add a new queue, then amq.topic → Add binding)",

@@ -55,6 +55,7 @@ pub enum Action {
     ShowCalls,
     Hint,
     Quiz,
+    Predict,
 }
 
 /// Where a binding applies.
@@ -232,6 +233,14 @@ pub const KEYMAP: &[Binding] = &[
         action: Action::Quiz,
         scope: Scope::Global,
         help: "the end-of-course quiz: five questions from the curriculum, scored (a–d answers)",
+        hint: "",
+    },
+    Binding {
+        keys: &[k('P')],
+        label: "P",
+        action: Action::Predict,
+        scope: Scope::Global,
+        help: "predict before an experiment: this lesson's questions (a number each), later shown beside what the experiment measured",
         hint: "",
     },
     Binding {

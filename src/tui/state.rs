@@ -83,6 +83,11 @@ pub enum Modal {
         n: usize,
         picked: Option<usize>,
     },
+    /// The lesson's predictions, at `n`; `input` is the number being typed.
+    Predict {
+        n: usize,
+        input: String,
+    },
     /// The output of the command run from a lesson; `follow` keeps the newest line in view.
     Output {
         scroll: u16,
@@ -103,6 +108,7 @@ impl Modal {
             Modal::Output { .. } => "output",
             Modal::Confirm { .. } => "confirm",
             Modal::Quiz { .. } => "quiz",
+            Modal::Predict { .. } => "predict",
         }
     }
 }
@@ -229,6 +235,8 @@ pub struct BurstWatch {
     pub concurrency: usize,
     /// Highest queue depth (ready + unacked) seen while it ran.
     pub peak_depth: u64,
+    /// Highest Ready (waiting, not yet delivered) seen while it ran.
+    pub ready_peak: u64,
     /// The worker stopped (or was killed) before the burst drained: its time is not a
     /// throughput at any concurrency (its tasks count in the recovery instead).
     pub interrupted: bool,

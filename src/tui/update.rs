@@ -190,6 +190,7 @@ impl App {
                 }
                 for b in &mut self.bursts {
                     b.peak_depth = b.peak_depth.max(ready + unacked);
+                    b.ready_peak = b.ready_peak.max(ready);
                 }
                 if was != Badge::Up {
                     self.recheck_due = true;
@@ -431,6 +432,54 @@ impl App {
                     *scroll = scrolled(*scroll, a, 10);
                 }
             }
+            Modal::Predict { n, input } => {
+                let lesson = self.course.lessons[self.lesson].clone();
+                let total = lesson.predict.len();
+                match k.code {
+                    KeyCode::Esc => {
+                        self.modals.pop();
+                    }
+                    KeyCode::Char(c) if c.is_ascii_digit() || (c == '.' && !input.contains('.')) => {
+                        if input.len() < 12 {
+                            input.push(c);
+                        }
+                    }
+                    KeyCode::Backspace => {
+                        input.pop();
+                    }
+                    KeyCode::Enter if !input.is_empty() => {
+                        let Ok(value) = input.parse::<f64>() else {
+                            self.status = Some(format!("{input:?} is not a number"));
+                            return vec![];
+                        };
+                        let (i, step) = (*n, lesson.step);
+                        if let Some(p) = lesson.predict.get(i) {
+                            self.change(Change::Predict { step, id: p.id.clone(), value });
+                        }
+                        match (i + 1..total).find(|j| self.progress.outcome(step, &lesson.predict[*j]).is_none()) {
+                            Some(next) => {
+                                self.modals.pop();
+                                self.modals.push(Modal::Predict { n: next, input: String::new() });
+                            }
+                            None => {
+                                self.modals.pop();
+                                self.status =
+                                    Some("predicted: run the experiment, and the lesson shows what it measured beside your number".into());
+                            }
+                        }
+                        return vec![Command::SaveProgress];
+                    }
+                    KeyCode::Down | KeyCode::Right if *n + 1 < total => {
+                        *n += 1;
+                        input.clear();
+                    }
+                    KeyCode::Up | KeyCode::Left if *n > 0 => {
+                        *n -= 1;
+                        input.clear();
+                    }
+                    _ => {}
+                }
+            }
             Modal::Quiz { n, picked } => {
                 let total = self.course.quiz().len();
                 let choices = self.course.quiz().get(*n).map(|q| q.choices.len()).unwrap_or(0);
@@ -612,6 +661,17 @@ impl App {
                         self.status = Some(format!("hint {} of {rungs} for {} (i for the next)", self.hint_level, r.id));
                     }
                 }
+            }
+            Action::Predict => {
+                let lesson = self.current();
+                if lesson.predict.is_empty() {
+                    self.status = Some(format!("lesson {} asks for no prediction", lesson.step));
+                    return vec![];
+                }
+                // The first question not answered yet.
+                let step = lesson.step;
+                let first = lesson.predict.iter().position(|p| self.progress.outcome(step, p).is_none()).unwrap_or(0);
+                self.modals.push(Modal::Predict { n: first, input: String::new() });
             }
             Action::Quiz => {
                 let n = self.course.quiz().len();
@@ -1092,6 +1152,7 @@ impl App {
                 started: rows[0].times.get(&TaskState::Pending).copied().unwrap_or_else(Utc::now),
                 concurrency: self.worker.concurrency,
                 peak_depth: self.depth_now(),
+                ready_peak: self.live.map(|l| l.ready).unwrap_or(0),
                 interrupted: false,
             });
             // Bursts are bounded: the oldest unfinished ones are dropped.
@@ -1587,7 +1648,7 @@ impl App {
                         b.task,
                         b.peak_depth
                     ),
-                    json!({"task": b.task, "count": b.ids.len(), "peak_depth": b.peak_depth, "drained": 1, "interrupted": true}),
+                    json!({"task": b.task, "count": b.ids.len(), "peak_depth": b.peak_depth, "ready_peak": b.ready_peak, "drained": 1, "interrupted": true}),
                     series,
                 );
                 self.status = Some(format!(
@@ -1624,7 +1685,7 @@ impl App {
                     },
                     n as f64 / secs
                 ),
-                json!({"task": b.task, "count": n, "succeeded": ok, "concurrency": b.concurrency, "seconds": secs, "peak_depth": b.peak_depth, "drained": 1}),
+                json!({"task": b.task, "count": n, "succeeded": ok, "concurrency": b.concurrency, "seconds": secs, "peak_depth": b.peak_depth, "ready_peak": b.ready_peak, "drained": 1}),
                 series,
             );
             self.status = Some(format!("burst of {n} finished in {secs:.1} s"));

@@ -166,6 +166,34 @@ fn draw_modal(f: &mut Frame, app: &mut App, i: usize, area: Rect) {
             f.render_widget(Paragraph::new(shown).block(block), r);
             scrollbar(f, r, offset as u16, view as u16, total as u16);
         }
+        Modal::Predict { n, input } => {
+            let lesson = app.current();
+            let Some(p) = lesson.predict.get(*n) else { return };
+            let r = centered(area, 80, 60);
+            let width = r.width.saturating_sub(4).max(20) as usize;
+            let mut lines: Vec<Line<'static>> = vec![];
+            for l in markdown::wrap_plain(&p.q, width) {
+                lines.push(Line::from(Span::styled(l, Style::default().add_modifier(Modifier::BOLD))));
+            }
+            lines.push(Line::from(""));
+            if let Some(o) = app.progress.outcome(lesson.step, p) {
+                let before = format!("before: {} {}", crate::lessons::progress::number(o.predicted.value), p.unit);
+                lines.push(Line::from(Span::styled(before, Style::default().fg(Color::Gray))));
+            }
+            lines.push(Line::from(vec![
+                Span::raw("your prediction: "),
+                Span::styled(format!("{input}▏"), Style::default().add_modifier(Modifier::BOLD)),
+                Span::raw(format!(" {}", p.unit)),
+            ]));
+            lines.push(Line::from(""));
+            lines.push(Line::from(Span::styled(
+                "a number, then Enter · ↑↓ other questions · Esc closes (what you answered is kept)",
+                Style::default().fg(Color::Cyan),
+            )));
+            f.render_widget(Clear, r);
+            let title = format!(" Predict · lesson {} · question {} of {} ", lesson.step, n + 1, lesson.predict.len());
+            f.render_widget(Paragraph::new(lines).block(Block::bordered().border_type(BorderType::Thick).title(title)), r);
+        }
         Modal::Quiz { n, picked } => {
             let (n, picked) = (*n, *picked);
             let quiz = app.course.quiz();
@@ -572,6 +600,41 @@ fn check_lines(app: &App, ids: &[String], width: u16) -> Vec<Line<'static>> {
             if let Some(h) = &r.hint {
                 push(Span::styled("→ ", Style::default().fg(Color::Yellow)), h.clone(), Style::default().fg(Color::Yellow), &mut lines);
             }
+        }
+    }
+    // Predictions: asked, answered, then beside what the experiment measured.
+    let step = app.current().step;
+    for p in &app.current().predict {
+        use crate::lessons::progress::number;
+        match app.progress.outcome(step, p) {
+            None => push(
+                Span::styled("? ", Style::default().fg(Color::Cyan)),
+                format!("Predict first (P): {}", p.q),
+                Style::default().fg(Color::Cyan),
+                &mut lines,
+            ),
+            Some(o) => match o.observed {
+                None => push(
+                    Span::styled("? ", Style::default().fg(Color::Cyan)),
+                    format!("You predicted {} {} ({}): not measured yet", number(o.predicted.value), p.unit, p.id),
+                    Style::default().fg(Color::Gray),
+                    &mut lines,
+                ),
+                Some((v, _)) => {
+                    push(
+                        Span::styled("= ", Style::default().fg(Color::Cyan)),
+                        format!(
+                            "You predicted {} {unit}; measured {} {unit}. {}",
+                            number(o.predicted.value),
+                            number(v),
+                            p.why,
+                            unit = p.unit
+                        ),
+                        Style::default(),
+                        &mut lines,
+                    );
+                }
+            },
         }
     }
     let missing = app.current().missing_experiments(&app.progress);
