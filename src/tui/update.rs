@@ -439,10 +439,9 @@ impl App {
                     KeyCode::Esc => {
                         self.modals.pop();
                     }
-                    KeyCode::Char(c) if c.is_ascii_digit() || (c == '.' && !input.contains('.')) => {
-                        if input.len() < 12 {
-                            input.push(c);
-                        }
+                    // Digits and one decimal point, at most 12 characters.
+                    KeyCode::Char(c) if (c.is_ascii_digit() || (c == '.' && !input.contains('.'))) && input.len() < 12 => {
+                        input.push(c);
                     }
                     KeyCode::Backspace => {
                         input.pop();
