@@ -2,7 +2,7 @@
 //! test venv, ticks the checklist's Python items; mqlab's own worker and tasks never do.
 //!
 //! Isolation: a vhost of its own on the local RabbitMQ (so no other test's worker heartbeat is
-//! seen) and Redis database 12 (so no other test's results are).
+//! seen) and a Redis database of its own per test (12, 14, 15: so no other test's results are).
 
 mod common;
 
@@ -13,10 +13,10 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-/// The test Redis, database 12.
-fn redis_db() -> String {
+/// The test Redis, database `db`: each test here has its own (they run side by side).
+fn redis_db(db: u32) -> String {
     let mut u = url::Url::parse(&common::redis()).expect("MQLAB_TEST_REDIS is a URL");
-    u.set_path("/12");
+    u.set_path(&format!("/{db}"));
     u.to_string()
 }
 
@@ -42,21 +42,21 @@ impl Drop for Vhost {
     }
 }
 
-fn flush_db() {
-    let client = redis::Client::open(redis_db()).unwrap();
+fn flush_db(db: u32) {
+    let client = redis::Client::open(redis_db(db)).unwrap();
     let mut c = client.get_connection().unwrap();
     let _: () = redis::cmd("FLUSHDB").query(&mut c).unwrap();
 }
 
-fn mqlab(data: &Path, broker: &str) -> Command {
+fn mqlab(data: &Path, broker: &str, db: u32) -> Command {
     let mut c = common::mqlab(data);
-    c.env("MQLAB_BROKER_URL", broker).env("MQLAB_RESULT_BACKEND", redis_db()).env("MQLAB_TRACK", "local");
+    c.env("MQLAB_BROKER_URL", broker).env("MQLAB_RESULT_BACKEND", redis_db(db)).env("MQLAB_TRACK", "local");
     c
 }
 
 /// Runs the three evidence checks and returns each one's status.
-fn evidence(data: &Path, broker: &str) -> Vec<(String, String, String)> {
-    let out = mqlab(data, broker)
+fn evidence(data: &Path, broker: &str, db: u32) -> Vec<(String, String, String)> {
+    let out = mqlab(data, broker, db)
         .args([
             "check",
             "--json",
@@ -84,6 +84,7 @@ fn evidence(data: &Path, broker: &str) -> Vec<(String, String, String)> {
 
 #[test]
 fn the_learners_own_python_ticks_the_python_items_and_mqlab_never_does() {
+    const DB: u32 = 12;
     if !common::have(&[Need::Rabbitmq, Need::Management, Need::Redis, Need::Venv]) {
         return;
     }
@@ -93,28 +94,28 @@ fn the_learners_own_python_ticks_the_python_items_and_mqlab_never_does() {
     let perms = serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"});
     assert_eq!(mgmt(reqwest::Method::PUT, &format!("/api/permissions/{name}/guest"), Some(perms)) / 100, 2);
     let broker = common::broker_as("guest", "guest", &name);
-    flush_db();
+    flush_db(DB);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
 
     // mqlab's own worker and tasks: the pipeline works, the Python items stay unticked.
     let log = dir.path().join("worker.log");
     let file = std::fs::File::create(&log).unwrap();
-    let child = mqlab(&data, &broker).args(["worker", "-n", "own@%h"]).stdout(Stdio::null()).stderr(file).spawn().unwrap();
+    let child = mqlab(&data, &broker, DB).args(["worker", "-n", "own@%h"]).stdout(Stdio::null()).stderr(file).spawn().unwrap();
     let mut own = common::Proc(child);
     common::wait_for_file(&log, "ready.", 20);
     for args in [&["tasks.add", "1", "2"][..], &["tasks.divide", "1", "0"][..]] {
-        let out = mqlab(&data, &broker).arg("submit").args(args).args(["--wait", "--timeout", "20"]).output().unwrap();
+        let out = mqlab(&data, &broker, DB).arg("submit").args(args).args(["--wait", "--timeout", "20"]).output().unwrap();
         assert!(matches!(out.status.code(), Some(0 | 3)), "{}", String::from_utf8_lossy(&out.stderr));
     }
-    let checked = evidence(&data, &broker);
+    let checked = evidence(&data, &broker, DB);
     assert!(checked.iter().all(|(_, status, _)| status == "fail"), "mqlab's own work counts for nothing: {checked:#?}");
     own.signal(libc::SIGTERM);
     assert!(own.wait_exit(15).is_some_and(|s| s.success()), "the worker stops cleanly");
 
     // The learner's project, written by mqlab init, with the real Celery of the venv.
     let project = dir.path().join("project");
-    let out = mqlab(&data, &broker).arg("init").arg(&project).output().unwrap();
+    let out = mqlab(&data, &broker, DB).arg("init").arg(&project).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let bin = common::python().parent().unwrap().to_path_buf();
     let plog = dir.path().join("celery.log");
@@ -139,12 +140,12 @@ fn the_learners_own_python_ticks_the_python_items_and_mqlab_never_does() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Task failed as expected: division by zero"), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
 
-    let checked = evidence(&data, &broker);
+    let checked = evidence(&data, &broker, DB);
     for (id, status, detail) in &checked {
         assert_eq!(status, "pass", "{id}: {detail}");
     }
     assert!(checked[0].2.contains("py-evidence@") && checked[0].2.contains("Celery 5."), "{checked:#?}");
-    let out = mqlab(&data, &broker).args(["progress", "--json"]).output().unwrap();
+    let out = mqlab(&data, &broker, DB).args(["progress", "--json"]).output().unwrap();
     let p: Value = serde_json::from_slice(&out.stdout).unwrap();
     for item in ["worker", "delay", "celery_app", "failures"] {
         let tick = &p["checklist"][item];
@@ -152,12 +153,12 @@ fn the_learners_own_python_ticks_the_python_items_and_mqlab_never_does() {
         assert!(!tick["evidence"].as_str().unwrap_or("").is_empty(), "{item} keeps its evidence: {p:#}");
     }
     assert!(p["checklist"].get("get").is_none(), ".get() cannot be observed: it is ticked by hand only");
-    flush_db();
+    flush_db(DB);
 }
 
 /// One check, by `mqlab check --id`: its status and detail.
-fn check(data: &Path, broker: &str, id: &str) -> (String, String) {
-    let out = mqlab(data, broker).args(["check", "--json", "--id", id]).output().unwrap();
+fn check(data: &Path, broker: &str, db: u32, id: &str) -> (String, String) {
+    let out = mqlab(data, broker, db).args(["check", "--json", "--id", id]).output().unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     let r = &v["results"][0];
     (r["status"].as_str().unwrap().to_string(), r["detail"].as_str().unwrap().to_string())
@@ -169,6 +170,7 @@ fn check(data: &Path, broker: &str, id: &str) -> (String, String) {
 /// passes after it.
 #[test]
 fn routing_by_hand_and_by_task_routes_is_seen_on_the_broker() {
+    const DB: u32 = 14;
     if !common::have(&[Need::Rabbitmq, Need::Management, Need::Redis, Need::Venv]) {
         return;
     }
@@ -178,10 +180,10 @@ fn routing_by_hand_and_by_task_routes_is_seen_on_the_broker() {
     let perms = serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"});
     assert_eq!(mgmt(reqwest::Method::PUT, &format!("/api/permissions/{name}/guest"), Some(perms)) / 100, 2);
     let broker = common::broker_as("guest", "guest", &name);
-    flush_db();
+    flush_db(DB);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let topic = |data: &Path| check(data, &broker, "mgmt.topic_route");
+    let topic = |data: &Path| check(data, &broker, DB, "mgmt.topic_route");
 
     // By hand: nothing bound, then bound and empty, then a message that matches no binding, then
     // one that does.
@@ -219,12 +221,12 @@ fn routing_by_hand_and_by_task_routes_is_seen_on_the_broker() {
 
     // task_routes in the learner's app: no math queue, then a math worker and nothing sent, then
     // add from Python.
-    let routed = |data: &Path| check(data, &broker, "results.routed");
+    let routed = |data: &Path| check(data, &broker, DB, "results.routed");
     let (status, detail) = routed(&data);
     assert_eq!(status, "fail");
     assert!(detail.contains("no queue math yet"), "{detail}");
     let project = dir.path().join("project");
-    let out = mqlab(&data, &broker).arg("init").arg(&project).output().unwrap();
+    let out = mqlab(&data, &broker, DB).arg("init").arg(&project).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let app = project.join("celery_app.py");
     let mut text = std::fs::read_to_string(&app).unwrap();
@@ -262,7 +264,7 @@ fn routing_by_hand_and_by_task_routes_is_seen_on_the_broker() {
     let plog = dir.path().join("first.log");
     let _first = worker(None, "first@%h", &plog);
     common::wait_for_file(&plog, "ready.", 60);
-    let out = mqlab(&data, &broker).args(["submit", "tasks.add", "1", "2", "--wait", "--timeout", "20"]).output().unwrap();
+    let out = mqlab(&data, &broker, DB).args(["submit", "tasks.add", "1", "2", "--wait", "--timeout", "20"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(routed(&data).0, "fail");
     let out = Command::new(bin.join("python")).arg("submit_task.py").current_dir(&project).output().unwrap();
@@ -278,7 +280,7 @@ fn routing_by_hand_and_by_task_routes_is_seen_on_the_broker() {
     // The math worker gone: what add waits in is said.
     math.signal(libc::SIGTERM);
     assert!(math.wait_exit(15).is_some());
-    flush_db();
+    flush_db(DB);
     let out = Command::new(bin.join("python"))
         .args(["-c", "from celery_app import add_task; add_task.delay(1, 1)"])
         .current_dir(&project)
@@ -288,5 +290,82 @@ fn routing_by_hand_and_by_task_routes_is_seen_on_the_broker() {
     let (status, detail) = routed(&data);
     assert_eq!(status, "fail");
     assert!(detail.contains("queue math exists with 1 task(s) waiting, but no worker consumes it"), "{detail}");
-    flush_db();
+    flush_db(DB);
+}
+
+/// Sender and worker must run the same code: a task added to celery_app.py while the learner's
+/// worker runs fails NotRegistered (the check says it has not succeeded since), and after a
+/// restart the same call succeeds (the check passes, naming the task and both times).
+#[test]
+fn a_task_the_worker_did_not_know_fails_not_registered_then_runs_after_a_restart() {
+    const DB: u32 = 15;
+    if !common::have(&[Need::Rabbitmq, Need::Management, Need::Redis, Need::Venv]) {
+        return;
+    }
+    let name = format!("mqlab-unknown-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    assert_eq!(mgmt(reqwest::Method::PUT, &format!("/api/vhosts/{name}"), None) / 100, 2, "create the vhost (management plugin on?)");
+    let _vhost = Vhost(name.clone());
+    let perms = serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"});
+    assert_eq!(mgmt(reqwest::Method::PUT, &format!("/api/permissions/{name}/guest"), Some(perms)) / 100, 2);
+    let broker = common::broker_as("guest", "guest", &name);
+    flush_db(DB);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let project = dir.path().join("project");
+    let out = mqlab(&data, &broker, DB).arg("init").arg(&project).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bin = common::python().parent().unwrap().to_path_buf();
+    let start = |log: &Path| {
+        let file = std::fs::File::create(log).unwrap();
+        let child = Command::new(bin.join("celery"))
+            .args(["-A", "celery_app", "worker", "-c", "2", "-l", "info", "--without-mingle", "--without-gossip", "-n", "py-unknown@%h"])
+            .current_dir(&project)
+            .env_remove("CELERY_BROKER_URL")
+            .env_remove("CELERY_RESULT_BACKEND")
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        common::Proc(child)
+    };
+    let log1 = dir.path().join("before.log");
+    let mut worker = start(&log1);
+    common::wait_for_file(&log1, "ready.", 60);
+    let (status, detail) = check(&data, &broker, DB, "results.unregistered");
+    assert_eq!(status, "fail");
+    assert!(detail.contains("your worker knew every task you sent"), "{detail}");
+    // The lesson's block, added while the worker runs; then the lesson's call.
+    let app = project.join("celery_app.py");
+    let mut text = std::fs::read_to_string(&app).unwrap();
+    text.push_str("\n# Step 9, Experiment 5: a task added while the worker runs.\n@app.task(name='tasks.multiply')\ndef multiply_task(x: int, y: int):\n    return x * y\n");
+    std::fs::write(&app, text).unwrap();
+    let call = || {
+        let code =
+            "from celery_app import multiply_task; r = multiply_task.delay(6, 7); print(r.get(timeout=10, propagate=False), r.state)";
+        let out = Command::new(bin.join("python")).args(["-c", code]).current_dir(&project).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(call(), "'tasks.multiply' FAILURE");
+    assert!(std::fs::read_to_string(&log1).unwrap().contains("Received unregistered task of type 'tasks.multiply'"));
+    let (status, detail) = check(&data, &broker, DB, "results.unregistered");
+    assert_eq!(status, "fail");
+    assert!(detail.starts_with("tasks.multiply failed with NotRegistered at ") && detail.ends_with("has not succeeded since"), "{detail}");
+    // The restart, as the lesson says: Ctrl-C, then the same command.
+    worker.signal(libc::SIGINT);
+    assert!(worker.wait_exit(20).is_some(), "the worker stops on Ctrl-C");
+    let log2 = dir.path().join("after.log");
+    let _worker = start(&log2);
+    let banner = common::wait_for_file(&log2, "ready.", 60);
+    assert!(banner.contains("tasks.multiply"), "the banner lists the new task: {banner}");
+    assert_eq!(call(), "42 SUCCESS");
+    let (status, detail) = check(&data, &broker, DB, "results.unregistered");
+    assert_eq!(status, "pass", "{detail}");
+    assert!(
+        detail.contains("tasks.multiply failed with NotRegistered at")
+            && detail.contains("then succeeded at")
+            && detail.contains("with 42"),
+        "{detail}"
+    );
+    flush_db(DB);
 }

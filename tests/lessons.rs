@@ -799,3 +799,16 @@ fn predictions_are_answered_then_shown_beside_what_the_experiment_measured() {
     assert!(md.contains("### My Predictions"), "{md}");
     assert!(md.contains("I predicted 12 messages; the experiment showed 12 messages (a burst that rose to 12)."), "{md}");
 }
+
+/// Every check a lesson lists says what it expects and which call it makes (a ✗ explains itself).
+#[test]
+fn every_lesson_check_says_what_it_expects_and_the_call_it_makes() {
+    let course = Course::embedded().unwrap();
+    let cfg = Config::load_with(&Overrides::default(), &|_| None).unwrap();
+    for l in &course.lessons {
+        for id in l.checks.k3s.iter().chain(&l.checks.local).chain(&l.diagnose) {
+            assert!(!probes::expected(id, &cfg).is_empty(), "{}: {id} says nothing of what it expects", l.file);
+            assert!(!probes::call(id, &cfg).is_empty(), "{}: {id} does not say which call it makes", l.file);
+        }
+    }
+}

@@ -316,7 +316,59 @@ pub async fn failures(p: &Probes) -> Outcome {
     }
 }
 
-/// Routing (Step 9, Experiment 5): a task of the learner's that a worker took from a queue other
+/// Sender and worker must run the same code (Step 9, Experiment 5): a task of the learner's
+/// stored as FAILURE NotRegistered (their worker started before the task was written), then the
+/// same task's SUCCESS after it (the worker restarted with the new code). A NotRegistered
+/// failure is stored without the task's name (Celery's worker never parsed the task), so the
+/// name comes from the exception, as `.get()` shows it.
+pub async fn unregistered(p: &Probes) -> Outcome {
+    let found = match foreign_results(p).await {
+        Ok(f) => f,
+        Err(o) => return o,
+    };
+    let status = |v: &Value| v.get("status").and_then(Value::as_str).unwrap_or("").to_string();
+    let date = |v: &Value| v.get("date_done").and_then(Value::as_str).unwrap_or("").to_string();
+    let unknown: Vec<(String, String)> = found
+        .iter()
+        .filter(|(_, v)| status(v) == "FAILURE" && v.pointer("/result/exc_type").and_then(Value::as_str) == Some("NotRegistered"))
+        .filter_map(|(_, v)| {
+            let name = v
+                .get("name")
+                .and_then(Value::as_str)
+                .or_else(|| v.pointer("/result/exc_message/0").and_then(Value::as_str))
+                .map(|n| n.trim_matches('\'').to_string())?;
+            Some((name, date(v)))
+        })
+        .collect();
+    if unknown.is_empty() {
+        return Outcome::fail(
+            "no task of yours failed with NotRegistered: your worker knew every task you sent",
+            "add multiply_task to celery_app.py while your worker runs, then call it (Step 9, Experiment 5)",
+        );
+    }
+    let hhmm = |d: &str| d.get(11..16).unwrap_or(d).to_string();
+    for (name, failed_at) in &unknown {
+        if let Some((_, ok)) = found
+            .iter()
+            .find(|(_, v)| status(v) == "SUCCESS" && v.get("name").and_then(Value::as_str) == Some(name) && date(v) > *failed_at)
+        {
+            return Outcome::pass(format!(
+                "{name} failed with NotRegistered at {} UTC (the worker did not know it yet), then succeeded at {} UTC with {} (the worker restarted with the new code)",
+                hhmm(failed_at),
+                hhmm(&date(ok)),
+                ok.get("result").map(Value::to_string).unwrap_or_default()
+            ))
+            .fact("unregistered_task", name.clone());
+        }
+    }
+    let (name, at) = &unknown[0];
+    Outcome::fail(
+        format!("{name} failed with NotRegistered at {} UTC, and has not succeeded since", hhmm(at)),
+        "restart your worker (Ctrl-C, then the same command) so it imports the new task, then call it again",
+    )
+}
+
+/// Routing (Step 9, Experiment 6): a task of the learner's that a worker took from a queue other
 /// than the default one (`task_routes`), as the stored result says (`result_extended` keeps the
 /// routing key it was delivered with). When there is none yet, what the broker shows of the
 /// lesson's `math` queue says which step is missing.

@@ -175,6 +175,12 @@ pub const CHECKS: &[CheckInfo] = &[
         timeout: Duration::from_secs(8),
     },
     CheckInfo {
+        id: "results.unregistered",
+        title: "A task your worker did not know failed NotRegistered, then ran after a restart",
+        group: Group::Redis,
+        timeout: Duration::from_secs(8),
+    },
+    CheckInfo {
         id: "tasks.failure",
         title: "A failing task is stored as FAILURE and re-raised",
         group: Group::Tasks,
@@ -233,6 +239,7 @@ impl Probes {
             "celery.py_worker" | "celery.py_tasks" => &[Amqp],
             "results.learner" | "results.learner_failure" => &[Redis],
             "results.routed" => &[Amqp, Redis],
+            "results.unregistered" => &[Redis],
             _ => &[],
         };
         if let Some(o) = identity::require_cluster(self, needs).await {
@@ -268,6 +275,7 @@ impl Probes {
             "results.learner" => learner::results(self).await,
             "results.learner_failure" => learner::failures(self).await,
             "results.routed" => learner::routed(self).await,
+            "results.unregistered" => learner::unregistered(self).await,
             _ => Outcome::fail("check not implemented", "report this as a bug"),
         }
     }
@@ -378,6 +386,9 @@ pub fn expected(id: &str, cfg: &Config) -> String {
         "results.routed" => {
             format!("a SUCCESS in Redis of a task of yours delivered from a queue other than {q} (result_extended's queue)")
         }
+        "results.unregistered" => {
+            "a FAILURE NotRegistered in Redis of a task of yours, then a SUCCESS of the same task stored after it".into()
+        }
         _ => String::new(),
     }
 }
@@ -460,9 +471,21 @@ pub fn ladder(r: &CheckResult, cfg: &Config) -> Vec<String> {
         ],
         "results.routed" => [
             "Who decides which queue a task goes to: the worker, or the code that sends it?".into(),
-            "Add task_routes to celery_app.py, start a second worker with -Q math, then send add from Python (Step 9, Experiment 5)."
+            "Add task_routes to celery_app.py, start a second worker with -Q math, then send add from Python (Step 9, Experiment 6)."
                 .into(),
             format!("{venv} && celery -A celery_app worker -Q math --loglevel=info -n math@%h --concurrency=1"),
+        ],
+        "results.unregistered" if d.contains("has not succeeded since") => [
+            "Your worker read celery_app.py when it started: has it read it since you added the task?".into(),
+            "Restart your worker so it imports the new task (Ctrl-C, then the same command), then call the task again.".into(),
+            worker.clone(),
+        ],
+        "results.unregistered" => [
+            "Which code does a worker run: the file as it is now, or as it was when the worker started?".into(),
+            "Add the multiply task to celery_app.py while your worker runs, then call it from Python (Step 9, Experiment 5).".into(),
+            format!(
+                "{venv} && python -c \"from celery_app import multiply_task; r = multiply_task.delay(6, 7); print(r.get(timeout=10, propagate=False), r.state)\""
+            ),
         ],
         "project.celery_app" => [
             "Is celery_app.py in the folder mqlab looks at?".into(),
@@ -527,7 +550,7 @@ pub fn call(id: &str, cfg: &Config) -> String {
             format!("AMQP: celeryev listened to for heartbeats, then remote control `registered` broadcast to celery.pidbox on {ah}:{ap}")
         }
         "project.celery_app" => format!("read {}", cfg.project_dir.join("celery_app.py").display()),
-        "results.learner" | "results.learner_failure" => format!(
+        "results.learner" | "results.learner_failure" | "results.unregistered" => format!(
             "Redis SCAN celery-task-meta-* and MGET them on {rh}:{rp} db {db}; ZSCORE {} for each id (the tasks mqlab sent)",
             learner::SENT_LOG_KEY
         ),
