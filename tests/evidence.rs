@@ -369,3 +369,66 @@ fn a_task_the_worker_did_not_know_fails_not_registered_then_runs_after_a_restart
     );
     flush_db(DB);
 }
+
+/// Competing consumers: with one worker every result names it (the check says so); with a
+/// second beside it, taking one message at a time, a burst is shared and each result names the
+/// worker that ran it.
+#[test]
+fn two_workers_share_a_burst_and_each_result_names_its_worker() {
+    const DB: u32 = 11;
+    if !common::have(&[Need::Rabbitmq, Need::Management, Need::Redis, Need::Venv]) {
+        return;
+    }
+    let name = format!("mqlab-two-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    assert_eq!(mgmt(reqwest::Method::PUT, &format!("/api/vhosts/{name}"), None) / 100, 2, "create the vhost (management plugin on?)");
+    let _vhost = Vhost(name.clone());
+    let perms = serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"});
+    assert_eq!(mgmt(reqwest::Method::PUT, &format!("/api/permissions/{name}/guest"), Some(perms)) / 100, 2);
+    let broker = common::broker_as("guest", "guest", &name);
+    flush_db(DB);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let project = dir.path().join("project");
+    let out = mqlab(&data, &broker, DB).arg("init").arg(&project).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bin = common::python().parent().unwrap().to_path_buf();
+    let start = |args: &[&str], log: &Path| {
+        let file = std::fs::File::create(log).unwrap();
+        let child = Command::new(bin.join("celery"))
+            .args(["-A", "celery_app", "worker", "-l", "info", "--without-mingle", "--without-gossip"])
+            .args(args)
+            .current_dir(&project)
+            .env_remove("CELERY_BROKER_URL")
+            .env_remove("CELERY_RESULT_BACKEND")
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        common::Proc(child)
+    };
+    let burst = |n: &str| {
+        let out =
+            mqlab(&data, &broker, DB).args(["submit", "tasks.hello", "World", "--count", n, "--wait", "--timeout", "60"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let first_log = dir.path().join("first.log");
+    let _first = start(&["-c", "2", "-n", "first@%h"], &first_log);
+    common::wait_for_file(&first_log, "ready.", 60);
+    let (status, detail) = check(&data, &broker, DB, "results.two_workers");
+    assert_eq!((status.as_str(), detail.as_str()), ("fail", "no result in Redis yet"));
+    burst("4");
+    let (status, detail) = check(&data, &broker, DB, "results.two_workers");
+    assert_eq!(status, "fail");
+    assert!(detail.starts_with("every tasks.hello result names one worker: first@") && detail.ends_with("×4"), "{detail}");
+    // The lesson's second worker: one slot, one message at a time.
+    let second_log = dir.path().join("second.log");
+    let _second = start(&["--concurrency=1", "--prefetch-multiplier=1", "-n", "second@%h"], &second_log);
+    common::wait_for_file(&second_log, "ready.", 60);
+    burst("20");
+    let (status, detail) = check(&data, &broker, DB, "results.two_workers");
+    assert_eq!(status, "pass", "{detail}");
+    assert!(detail.starts_with("tasks.hello ran on 2 workers sharing the queue: first@"), "{detail}");
+    assert!(detail.contains("second@"), "{detail}");
+    println!("{detail}");
+    flush_db(DB);
+}

@@ -112,9 +112,9 @@ fn one_line_each(log: &Path) {
     assert_eq!(text.matches("result backend: connection re-established").count(), 1, "one line for the recovery");
 }
 
-/// Redis asks for a password for 5 s (every connection dropped) while 5,000 tasks run: no message
-/// is acknowledged without its result, none is lost, none is left STARTED, and writes resume
-/// within a second of Redis taking them again.
+/// Redis asks for a password (every connection dropped) while 5,000 tasks run, for 5 s after the
+/// broker's counts settle: no message is acknowledged without its result, none is lost, none is
+/// left STARTED, and writes resume within a second of Redis taking them again.
 #[tokio::test(flavor = "multi_thread")]
 async fn noauth_for_five_seconds_loses_no_result() {
     if !common::have(&[Need::Programs, Need::Rabbitmq, Need::Rabbitmqctl]) {
@@ -134,14 +134,14 @@ async fn noauth_for_five_seconds_loses_no_result() {
 
     let _: () = cmd(&mut con, &["CONFIG", "SET", "requirepass", "s3cret-pw"]).await;
     let _: () = cmd(&mut con, &["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]).await;
-    let began = Instant::now();
     common::wait_for_file(&log, "result backend: cannot store results", 20);
     let reader = ResultBackend::connect(&url.replace("redis://", "redis://:s3cret-pw@"), 3600).await.unwrap();
     // The acks of results stored before the outage have gone out: from here nothing moves.
-    assert!(common::eventually(5, || async { 5000 - held(&q) == tally(&reader, &ids).await.0 as u64 }).await);
+    // (Each look asks rabbitmqctl, an Erlang VM of its own: seconds on a busy machine.)
+    assert!(common::eventually(30, || async { 5000 - held(&q) == tally(&reader, &ids).await.0 as u64 }).await);
     let at_start = (held(&q), tally(&reader, &ids).await);
-    // The fault lasts 5 s.
-    tokio::time::sleep(Duration::from_secs(5).saturating_sub(began.elapsed())).await;
+    // Nothing moves for 5 s more of the fault (which lasts at least 5 s in all).
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let at_end = (held(&q), tally(&reader, &ids).await);
     println!("NOAUTH for 5 s: held by the broker {} → {}, stored {} → {}", at_start.0, at_end.0, (at_start.1).0, (at_end.1).0);
     assert_eq!(at_start, at_end, "nothing was stored, nothing acknowledged during the outage");
@@ -157,7 +157,7 @@ async fn noauth_for_five_seconds_loses_no_result() {
     );
     assert_eq!((ok, failed, started, missing), (5000, 0, 0, 0));
     assert!(resume < Duration::from_secs(1), "writes resumed after {resume:?}");
-    assert!(common::eventually(10, || async { held(&q) == 0 }).await, "every message acknowledged once its result was stored");
+    assert!(common::eventually(30, || async { held(&q) == 0 }).await, "every message acknowledged once its result was stored");
     one_line_each(&log);
     w.signal(libc::SIGTERM);
     assert!(w.wait_exit(15).is_some_and(|s| s.success()));
@@ -206,7 +206,7 @@ async fn redis_out_of_memory_pauses_intake_and_loses_nothing() {
     );
     assert_eq!((ok, failed, started, missing), (2000, 0, 0, 0));
     assert!(resume < Duration::from_secs(1), "writes resumed after {resume:?}");
-    assert!(common::eventually(10, || async { held(&q) == 0 }).await);
+    assert!(common::eventually(30, || async { held(&q) == 0 }).await);
     one_line_each(&log);
     w.signal(libc::SIGTERM);
     assert!(w.wait_exit(15).is_some_and(|s| s.success()));
@@ -243,7 +243,7 @@ async fn a_result_refused_for_good_is_a_failure_with_the_reason() {
     let why = m.exception_text().unwrap();
     println!("a result refused for good: {why}");
     assert!(why.contains("refused the SUCCESS result"), "{why}");
-    assert!(common::eventually(10, || async { held(&q) == 0 }).await, "acknowledged once");
+    assert!(common::eventually(30, || async { held(&q) == 0 }).await, "acknowledged once");
     // Redis closes the connection after such a request: at most a moment's outage, ended.
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(text.matches("cannot store results").count(), text.matches("connection re-established").count(), "{text}");
@@ -444,7 +444,7 @@ async fn small_messages_cannot_cost_gigabytes() {
     }
     let echoed = backend.get(&big_ok_id).await.unwrap();
     assert_eq!(mqlab::celery::pyjson::big_int_digits(&echoed.result).map(str::len), Some(4300), "{echoed:?}");
-    assert!(common::eventually(10, || async { held(&q) == 0 }).await, "each refused message rejected once: nothing comes back");
+    assert!(common::eventually(30, || async { held(&q) == 0 }).await, "each refused message rejected once: nothing comes back");
     let peak = peak_rss_mib(w.0.id());
     println!(
         "bombs: 5 refused within {:.1} s, {} good tasks done in {:.1} s; worker peak RSS {peak:.0} MiB (at start {baseline:.0} MiB)",

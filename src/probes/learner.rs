@@ -186,6 +186,12 @@ pub fn refuses_old_celery(version: &str) -> bool {
 
 /// Results stored in Redis for task ids mqlab never sent, newest reads first.
 async fn foreign_results(p: &Probes) -> Result<Vec<(String, Value)>, Outcome> {
+    stored_results(p, true).await
+}
+
+/// Results stored in Redis (only those of tasks mqlab never sent, with `foreign_only`), newest
+/// reads first.
+async fn stored_results(p: &Probes, foreign_only: bool) -> Result<Vec<(String, Value)>, Outcome> {
     let client = redis::Client::open(p.cfg.result_backend.as_str())
         .map_err(|e| Outcome::fail(format!("invalid Redis URL: {e}"), "use redis://host:port/db"))?;
     let cfg = redis::AsyncConnectionConfig::new()
@@ -213,7 +219,7 @@ async fn foreign_results(p: &Probes) -> Result<Vec<(String, Value)>, Outcome> {
             break;
         }
     }
-    let sent: HashSet<String> = conn.zrange(SENT_LOG_KEY, 0, -1).await.unwrap_or_default();
+    let sent: HashSet<String> = if foreign_only { conn.zrange(SENT_LOG_KEY, 0, -1).await.unwrap_or_default() } else { HashSet::new() };
     let ids: Vec<String> =
         keys.iter().filter_map(|k| k.strip_prefix("celery-task-meta-")).filter(|id| !sent.contains(*id)).map(str::to_string).collect();
     let mut out = vec![];
@@ -314,6 +320,46 @@ pub async fn failures(p: &Probes) -> Outcome {
             "send one that fails from Python, as Step 9.4 does: `divide.delay(10, 0)`, then catch the exception that .get() re-raises",
         ),
     }
+}
+
+/// Competing consumers (Step 7): one task's results stored by two workers or more, as
+/// `result_extended` keeps each result's worker. Whoever sent the tasks (a burst from `mqlab
+/// submit` counts): what is observed is the queue handing its messages to both workers.
+pub async fn two_workers(p: &Probes) -> Outcome {
+    let found = match stored_results(p, false).await {
+        Ok(f) => f,
+        Err(o) => return o,
+    };
+    // Task name → worker → results.
+    let mut by: std::collections::BTreeMap<&str, std::collections::BTreeMap<&str, usize>> = Default::default();
+    let mut unnamed = 0;
+    for (_, v) in &found {
+        if v.get("status").and_then(Value::as_str) != Some("SUCCESS") {
+            continue;
+        }
+        match (v.get("name").and_then(Value::as_str), v.get("worker").and_then(Value::as_str)) {
+            (Some(n), Some(w)) => *by.entry(n).or_default().entry(w).or_default() += 1,
+            _ => unnamed += 1,
+        }
+    }
+    let listed = |workers: &std::collections::BTreeMap<&str, usize>| {
+        let mut v: Vec<(&&str, &usize)> = workers.iter().collect();
+        v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        v.iter().map(|(w, n)| format!("{w} ×{n}")).collect::<Vec<_>>().join(", ")
+    };
+    if let Some((name, workers)) = by.iter().filter(|(_, w)| w.len() >= 2).max_by_key(|(_, w)| w.values().sum::<usize>()) {
+        return Outcome::pass(format!("{name} ran on {} workers sharing the queue: {}", workers.len(), listed(workers)))
+            .fact("shared_by", workers.len().to_string());
+    }
+    let detail = match by.iter().max_by_key(|(_, w)| w.values().sum::<usize>()) {
+        Some((name, workers)) => format!("every {name} result names one worker: {}", listed(workers)),
+        None if unnamed > 0 => format!("{unnamed} result(s) without a worker's name (stored without result_extended)"),
+        None => "no result in Redis yet".to_string(),
+    };
+    Outcome::fail(
+        detail,
+        "start a second worker beside your first (`celery -A celery_app worker --loglevel=info --concurrency=1 --prefetch-multiplier=1 -n second@%h`), then send a burst: `mqlab submit tasks.hello World --count 20 --wait`",
+    )
 }
 
 /// Sender and worker must run the same code (Step 9, Experiment 5): a task of the learner's

@@ -175,6 +175,12 @@ pub const CHECKS: &[CheckInfo] = &[
         timeout: Duration::from_secs(8),
     },
     CheckInfo {
+        id: "results.two_workers",
+        title: "Two workers shared one queue's tasks (each result names its worker)",
+        group: Group::Redis,
+        timeout: Duration::from_secs(8),
+    },
+    CheckInfo {
         id: "results.unregistered",
         title: "A task your worker did not know failed NotRegistered, then ran after a restart",
         group: Group::Redis,
@@ -239,7 +245,7 @@ impl Probes {
             "celery.py_worker" | "celery.py_tasks" => &[Amqp],
             "results.learner" | "results.learner_failure" => &[Redis],
             "results.routed" => &[Amqp, Redis],
-            "results.unregistered" => &[Redis],
+            "results.unregistered" | "results.two_workers" => &[Redis],
             _ => &[],
         };
         if let Some(o) = identity::require_cluster(self, needs).await {
@@ -276,6 +282,7 @@ impl Probes {
             "results.learner_failure" => learner::failures(self).await,
             "results.routed" => learner::routed(self).await,
             "results.unregistered" => learner::unregistered(self).await,
+            "results.two_workers" => learner::two_workers(self).await,
             _ => Outcome::fail("check not implemented", "report this as a bug"),
         }
     }
@@ -389,6 +396,7 @@ pub fn expected(id: &str, cfg: &Config) -> String {
         "results.unregistered" => {
             "a FAILURE NotRegistered in Redis of a task of yours, then a SUCCESS of the same task stored after it".into()
         }
+        "results.two_workers" => "SUCCESS results of one task stored by two workers or more (result_extended's worker)".into(),
         _ => String::new(),
     }
 }
@@ -475,6 +483,11 @@ pub fn ladder(r: &CheckResult, cfg: &Config) -> Vec<String> {
                 .into(),
             format!("{venv} && celery -A celery_app worker -Q math --loglevel=info -n math@%h --concurrency=1"),
         ],
+        "results.two_workers" => [
+            "How many workers consume the queue now, and does each have room to take a message?".into(),
+            "Start a second worker beside your first, with its own name, then send a burst (Step 7, Two workers).".into(),
+            format!("{venv} && celery -A celery_app worker --loglevel=info --concurrency=1 --prefetch-multiplier=1 -n second@%h"),
+        ],
         "results.unregistered" if d.contains("has not succeeded since") => [
             "Your worker read celery_app.py when it started: has it read it since you added the task?".into(),
             "Restart your worker so it imports the new task (Ctrl-C, then the same command), then call the task again.".into(),
@@ -550,6 +563,9 @@ pub fn call(id: &str, cfg: &Config) -> String {
             format!("AMQP: celeryev listened to for heartbeats, then remote control `registered` broadcast to celery.pidbox on {ah}:{ap}")
         }
         "project.celery_app" => format!("read {}", cfg.project_dir.join("celery_app.py").display()),
+        "results.two_workers" => {
+            format!("Redis SCAN celery-task-meta-* and MGET them on {rh}:{rp} db {db} (each result's name and worker)")
+        }
         "results.learner" | "results.learner_failure" | "results.unregistered" => format!(
             "Redis SCAN celery-task-meta-* and MGET them on {rh}:{rp} db {db}; ZSCORE {} for each id (the tasks mqlab sent)",
             learner::SENT_LOG_KEY
