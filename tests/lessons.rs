@@ -786,7 +786,7 @@ fn predictions_are_answered_then_shown_beside_what_the_experiment_measured() {
     };
     let (code, out) = run(&["predict", "--lesson", "7", "--answer", "ready_peak=12", "--answer", "nope=3"]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("lesson 7 asks for ready_peak, early_lost"), "{out}");
+    assert!(out.contains("lesson 7 asks for ready_peak, late_lost, early_lost"), "{out}");
     let (code, out) = run(&["predict", "--lesson", "7", "--answer", "ready_peak=many"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("a prediction is a number"), "{out}");

@@ -360,6 +360,8 @@ fn recovery_and_bursts_become_experiments() {
         "{}",
         rec.summary
     );
+    // What lesson 7's late-ack prediction reads: the kill's acks and how many were lost.
+    assert_eq!((&rec.figures["acks_late"], &rec.figures["lost"]), (&json!(1), &json!(0)), "{:?}", rec.figures);
     // Killed with nothing in flight: that is not the recovery lesson 7 asks for.
     assert!(!a.progress.experiment_seen("recovery"));
 }
@@ -646,6 +648,8 @@ fn each_kill_records_its_own_cost_and_a_cut_burst_is_no_throughput() {
     );
     let rec = a.progress.experiments.iter().find(|e| e.kind == ExperimentKind::Recovery).expect("the recovery is recorded");
     assert!(rec.summary.starts_with("The worker was killed with 12 message(s) unacknowledged"), "{}", rec.summary);
+    // Early acks: this recovery does not answer the late-ack prediction.
+    assert_eq!(rec.figures["acks_late"], json!(0), "{:?}", rec.figures);
 }
 
 /// Step 7 the curriculum's way, seen only on the broker: the learner's Python worker consumes,
@@ -723,7 +727,7 @@ fn predictions_are_asked_with_p_and_shown_beside_the_measured_figure() {
     a.lesson = 6;
     key(&mut a, 'P');
     let s = screen(&mut a, 100, 30);
-    assert!(s.contains("Predict · lesson 7 · question 1 of 2"), "{s}");
+    assert!(s.contains("Predict · lesson 7 · question 1 of 3"), "{s}");
     assert!(s.contains("how high will Ready go?"), "{s}");
     key(&mut a, 'x'); // not a digit: ignored
     key(&mut a, '1');
@@ -732,12 +736,12 @@ fn predictions_are_asked_with_p_and_shown_beside_the_measured_figure() {
     assert_eq!(code(&mut a, KeyCode::Enter), vec![Command::SaveProgress]);
     assert_eq!(a.progress.predictions[&7]["ready_peak"].value, 12.0);
     let s = screen(&mut a, 100, 30);
-    assert!(s.contains("question 2 of 2") && s.contains("how many are lost?"), "the next question: {s}");
+    assert!(s.contains("question 2 of 3") && s.contains("how many are lost?"), "the next question: {s}");
     code(&mut a, KeyCode::Esc);
     assert!(a.modals.is_empty());
     let s = screen(&mut a, 120, 40);
     assert!(s.contains("You predicted 12 messages (ready_peak): not measured yet"), "{s}");
-    assert!(s.contains("Predict first (P): In the lab with early acks"), "{s}");
+    assert!(s.contains("Predict first (P): In the lab with late acks"), "{s}");
     let mut e = experiment(ExperimentKind::Concurrency, "a burst", json!({"ready_peak": 11, "peak_depth": 19, "drained": 1}));
     e.lesson = Some(7);
     a.change(Change::Experiment(e));

@@ -269,6 +269,8 @@ pub struct RecoveryWatch {
     pub in_flight_at_kill: usize,
     /// Killed (a crash), not stopped.
     pub killed: bool,
+    /// Whether the killed worker acknowledged late.
+    pub acks_late: Option<bool>,
     /// When the worker went down and came back (seconds since the app started).
     pub down_at: Option<f64>,
     pub up_at: f64,
@@ -368,6 +370,8 @@ pub struct App {
     pub killed_in_flight: usize,
     /// The worker was killed (not stopped) since it was last ready.
     pub killed_since_ready: bool,
+    /// Whether the last kill's worker acknowledged late (for the recovery record).
+    pub killed_acks_late: Option<bool>,
     /// When the worker last stopped (seconds since the app started).
     pub down_at: Option<f64>,
     pub offered_sandbox: bool,
@@ -514,6 +518,7 @@ impl App {
             peak_depth_while_down: 0,
             killed_in_flight: 0,
             killed_since_ready: false,
+            killed_acks_late: None,
             down_at: None,
             offered_sandbox: false,
             forwards: None,

@@ -1366,6 +1366,7 @@ impl App {
                         peak_depth: self.peak_depth_while_down.max(in_flight_at_kill as u64),
                         in_flight_at_kill,
                         killed: was_killed,
+                        acks_late: if was_killed { self.killed_acks_late.take() } else { None },
                         down_at: self.down_at,
                         up_at: self.depth.back().map(|d| d.0).unwrap_or(0.0),
                     });
@@ -1594,6 +1595,7 @@ impl App {
         // What the broker puts back: every delivery not acknowledged yet. With early acks the
         // running ones were acknowledged when they started.
         self.killed_in_flight = if self.worker.acks_late { in_flight } else { in_flight - running.len().min(in_flight) };
+        self.killed_acks_late = Some(self.worker.acks_late);
         if self.worker.acks_late {
             self.status = Some(format!(
                 "killed with acks late: {} running task(s) were not acknowledged, so the broker puts them back in the queue",
@@ -1707,6 +1709,12 @@ impl App {
             let from = (r.down_at.unwrap_or(r.up_at) - 2.0).max(0.0);
             let series = self.series_since(from);
             let mut figures = json!({"tasks": n, "succeeded": ok, "failed": failed, "peak_depth": r.peak_depth, "seconds": secs, "in_flight_at_kill": r.in_flight_at_kill});
+            // A kill's outcome, with how the worker acknowledged: what lesson 7's late-ack
+            // prediction is answered by.
+            if let Some(late) = r.acks_late {
+                figures["acks_late"] = json!(u8::from(late));
+                figures["lost"] = json!(n - ok - failed);
+            }
             if let Some(d) = r.down_at {
                 figures["down_at"] = json!(d - from);
                 figures["up_at"] = json!(r.up_at - from);
