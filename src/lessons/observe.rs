@@ -13,8 +13,9 @@ use super::progress::ExperimentKind;
 /// What the broker showed.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Observed {
-    /// The queue rose to `peak` messages and drained, in `seconds`, with a consumer throughout.
-    Burst { peak: u64, seconds: f64, from: DateTime<Utc> },
+    /// The queue rose to `peak` messages and drained, in `seconds`, with a consumer throughout;
+    /// `ready_peak` of them at most were Ready (waiting, not delivered).
+    Burst { peak: u64, ready_peak: u64, seconds: f64, from: DateTime<Utc> },
     /// Every consumer left (`returned` messages came back unacknowledged as they left); while none
     /// was there the queue held at most `waited`; a consumer came back after `down_seconds` and
     /// the queue drained `drain_seconds` later.
@@ -32,6 +33,7 @@ struct Reading {
 struct Rise {
     from: DateTime<Utc>,
     peak: u64,
+    ready_peak: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -54,10 +56,12 @@ pub struct BrokerWatch {
 const BURST_MIN: u64 = 2;
 
 impl BrokerWatch {
-    /// One reading: messages in the queue (ready, plus unacknowledged where known), consumers,
-    /// when. `lab` says the lab's own worker or experiments are at work: those record
+    /// One reading: messages Ready and unacknowledged (where known; 0 otherwise), consumers,
+    /// when. The rules go by the queue's depth (the two together); a burst also keeps Ready's own
+    /// peak. `lab` says the lab's own worker or experiments are at work: those record
     /// themselves, so the broker's view of them is not recorded twice.
-    pub fn reading(&mut self, depth: u64, consumers: u64, at: DateTime<Utc>, lab: bool) -> Option<Observed> {
+    pub fn reading(&mut self, ready: u64, unacked: u64, consumers: u64, at: DateTime<Utc>, lab: bool) -> Option<Observed> {
+        let depth = ready + unacked;
         let prev = self.last.replace(Reading { depth, consumers, at });
         if lab {
             self.rise = None;
@@ -103,16 +107,17 @@ impl BrokerWatch {
         }
         match &mut self.rise {
             None if depth >= BURST_MIN => {
-                self.rise = Some(Rise { from: prev.at, peak: depth });
+                self.rise = Some(Rise { from: prev.at, peak: depth, ready_peak: ready });
                 None
             }
             Some(r) if depth > 0 => {
                 r.peak = r.peak.max(depth);
+                r.ready_peak = r.ready_peak.max(ready);
                 None
             }
             Some(_) => {
                 let r = self.rise.take().expect("a rise");
-                Some(Observed::Burst { peak: r.peak, seconds: secs(r.from, at), from: r.from })
+                Some(Observed::Burst { peak: r.peak, ready_peak: r.ready_peak, seconds: secs(r.from, at), from: r.from })
             }
             None => None,
         }
@@ -131,12 +136,12 @@ impl Observed {
     /// "broker"). `down_at`/`up_at` of a recovery are added by whoever holds its time series.
     pub fn experiment(&self) -> (ExperimentKind, String, Value) {
         match *self {
-            Observed::Burst { peak, seconds, .. } => (
+            Observed::Burst { peak, ready_peak, seconds, .. } => (
                 ExperimentKind::Concurrency,
                 format!(
                     "Seen on the broker: the queue rose to {peak} and drained in {seconds:.1} s (tasks another program published, consumed by a worker outside the lab)"
                 ),
-                json!({"observed": "broker", "peak_depth": peak, "ready_peak": peak, "drained": 1, "seconds": seconds}),
+                json!({"observed": "broker", "peak_depth": peak, "ready_peak": ready_peak, "drained": 1, "seconds": seconds}),
             ),
             Observed::Recovery { waited, returned, down_seconds, drain_seconds, .. } => {
                 let returned_text = if returned > 0 { format!(" ({returned} came back unacknowledged as it left)") } else { String::new() };
@@ -177,7 +182,21 @@ mod tests {
     }
 
     fn feed(w: &mut BrokerWatch, readings: &[(u64, u64)], lab: bool) -> Vec<Observed> {
-        readings.iter().enumerate().filter_map(|(i, (d, c))| w.reading(*d, *c, at(i as i64 * 500), lab)).collect()
+        readings.iter().enumerate().filter_map(|(i, (d, c))| w.reading(*d, 0, *c, at(i as i64 * 500), lab)).collect()
+    }
+
+    /// The app knows unacknowledged messages too (the management API's sample): the depth rules
+    /// count them, Ready's peak does not.
+    #[test]
+    fn a_bursts_ready_peak_is_ready_alone() {
+        let mut w = BrokerWatch::default();
+        let seen: Vec<Observed> = [(0, 0), (10, 0), (6, 8), (2, 8), (0, 8), (0, 0)]
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (r, u))| w.reading(*r, *u, 1, at(i as i64 * 500), false))
+            .collect();
+        assert_eq!(seen, vec![Observed::Burst { peak: 14, ready_peak: 10, seconds: 2.5, from: at(0) }]);
+        assert_eq!(seen[0].experiment().2["ready_peak"], 10);
     }
 
     #[test]
@@ -193,7 +212,7 @@ mod tests {
     fn a_queue_that_rose_and_drained_under_a_consumer_is_a_burst() {
         let mut w = BrokerWatch::default();
         let seen = feed(&mut w, &[(0, 1), (12, 1), (20, 1), (8, 1), (0, 1), (0, 1)], false);
-        assert_eq!(seen, vec![Observed::Burst { peak: 20, seconds: 2.0, from: at(0) }]);
+        assert_eq!(seen, vec![Observed::Burst { peak: 20, ready_peak: 20, seconds: 2.0, from: at(0) }]);
         // A single message that comes and goes is not a burst.
         let mut w = BrokerWatch::default();
         assert!(feed(&mut w, &[(0, 1), (1, 1), (0, 1)], false).is_empty());
@@ -213,7 +232,7 @@ mod tests {
         // Stopped while idle; back with 10 already waiting at the next reading (the burst was
         // sent the moment it was ready): nothing waited while no consumer was there.
         let seen = feed(&mut w, &[(0, 1), (0, 0), (0, 0), (10, 1), (6, 1), (0, 1)], false);
-        assert_eq!(seen, vec![Observed::Burst { peak: 10, seconds: 1.5, from: at(1000) }]);
+        assert_eq!(seen, vec![Observed::Burst { peak: 10, ready_peak: 10, seconds: 1.5, from: at(1000) }]);
     }
 
     #[test]

@@ -282,7 +282,7 @@ async fn watch_broker(mut cfg: watch::Receiver<Config>, seen: mpsc::UnboundedSen
         let c = cfg.borrow_and_update().clone();
         poll_queue(&c.broker_url, &c.queue, "mqlab solve", |polled, at| {
             if let Polled::Queue(QueueState::Present { ready, consumers }) = polled
-                && let Some(o) = w.reading(u64::from(ready), u64::from(consumers), at, false)
+                && let Some(o) = w.reading(u64::from(ready), 0, u64::from(consumers), at, false)
                 && seen.send(o).is_err()
             {
                 gone = true;

@@ -201,7 +201,7 @@ impl App {
                     || !self.bursts.is_empty()
                     || self.recovery.is_some()
                     || self.killed_since_ready;
-                match self.broker_watch.reading(ready + unacked, consumers, at, lab) {
+                match self.broker_watch.reading(ready, unacked, consumers, at, lab) {
                     Some(seen) => self.observed(seen),
                     None => vec![],
                 }
